@@ -1,0 +1,94 @@
+-- Shared helpers, inlined into each script by earmark.scripts at load time
+-- (a line `--- @include "common"`). Redis Lua has no modules, so BullMQ-style
+-- includes keep one copy of these in the source.
+
+local rcall = redis.call
+
+-- Server clock in whole milliseconds. Scripts never take a client clock.
+local function now_ms()
+  local t = rcall('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local BUCKETS = {'on_hand', 'reserved', 'committed', 'in_transit', 'returned',
+                 'damaged', 'written_off', 'inbound', 'version'}
+
+-- All buckets of one stock key as a table of integers (missing fields are 0).
+local function read_levels(stock_key)
+  local raw = rcall('HMGET', stock_key, unpack(BUCKETS))
+  local levels = {}
+  for i, name in ipairs(BUCKETS) do
+    levels[name] = tonumber(raw[i] or '0')
+  end
+  return levels
+end
+
+local function available(levels)
+  return levels.on_hand - levels.reserved - levels.committed
+end
+
+-- Applies bucket deltas to one stock key. Every resulting bucket is checked
+-- before anything is written: Redis does not roll back a script that fails
+-- half way, so an impossible state must be caught before the first write.
+local function apply(stock_key, deltas)
+  local levels = read_levels(stock_key)
+  for name, delta in pairs(deltas) do
+    if levels[name] == nil then
+      error('earmark: unknown bucket ' .. name)
+    end
+    if levels[name] + delta < 0 then
+      error('earmark: bucket ' .. name .. ' would go negative on ' .. stock_key)
+    end
+  end
+  for name, delta in pairs(deltas) do
+    if delta ~= 0 then
+      rcall('HINCRBY', stock_key, name, delta)
+    end
+  end
+  rcall('HINCRBY', stock_key, 'version', 1)
+end
+
+-- ctx: {events = stream key, actor, idem = idempotency key, channel, now = ms}
+-- extra: flat list of further field/value pairs.
+local function emit(ctx, etype, sku, loc, qty, deltas, extra)
+  local fields = {'type', etype, 'sku', sku, 'location', loc, 'qty', qty,
+                  'deltas', cjson.encode(deltas), 'actor', ctx.actor,
+                  'idempotency_key', ctx.idem, 'channel', ctx.channel or '', 'at', ctx.now}
+  if extra then
+    for i = 1, #extra do
+      fields[#fields + 1] = extra[i]
+    end
+  end
+  rcall('XADD', ctx.events, '*', unpack(fields))
+end
+
+-- Idempotency: nil when the key is new (or no key was given), otherwise the
+-- script's return value for the replay or the conflict.
+local function idem_check(idem_key, idem, fingerprint)
+  if idem == '' then
+    return nil
+  end
+  local stored = rcall('GET', idem_key)
+  if not stored then
+    return nil
+  end
+  local record = cjson.decode(stored)
+  if record.fp ~= fingerprint then
+    return {cjson.encode({error = 'idempotency_conflict'}), 0}
+  end
+  return {record.result, 1}
+end
+
+-- Stores the result for replays and returns it in the scripts' return shape.
+local function finish(idem_key, idem, fingerprint, retention_ms, result)
+  local encoded = cjson.encode(result)
+  if idem ~= '' then
+    rcall('SET', idem_key, cjson.encode({fp = fingerprint, result = encoded}),
+          'PX', retention_ms)
+  end
+  return {encoded, 0}
+end
+
+local function not_ready()
+  return {cjson.encode({error = 'not_ready'}), 0}
+end

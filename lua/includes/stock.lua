@@ -1,0 +1,36 @@
+-- Helpers for the scripts that change one (sku, location) outside a reservation.
+-- Layout shared by those scripts:
+--   KEYS[1] meta, KEYS[2] events, KEYS[3] idempotency, KEYS[4] stock, KEYS[5] stock index
+--   ARGV[1] sku, ARGV[2] location, ARGV[3] fingerprint, ARGV[4] actor,
+--   ARGV[5] idempotency key ('' none), ARGV[6] idempotency retention (ms),
+--   then the script's own options from ARGV[7].
+
+local function open_stock()
+  if rcall('EXISTS', KEYS[1]) == 0 then
+    return nil, not_ready()
+  end
+  local replay = idem_check(KEYS[3], ARGV[5], ARGV[3])
+  if replay then
+    return nil, replay
+  end
+  return {events = KEYS[2], actor = ARGV[4], idem = ARGV[5], channel = '', now = now_ms()}, nil
+end
+
+local function stock_done(result)
+  return finish(KEYS[3], ARGV[5], ARGV[3], tonumber(ARGV[6]), result)
+end
+
+local function levels_view(stock_key, sku, loc)
+  local levels = read_levels(stock_key)
+  levels.sku = sku
+  levels.location = loc
+  return levels
+end
+
+-- Applies deltas to this script's stock key, records the event and indexes the SKU.
+local function change_stock(ctx, etype, qty, deltas, extra)
+  apply(KEYS[4], deltas)
+  rcall('SADD', KEYS[5], ARGV[1] .. ':' .. ARGV[2])
+  emit(ctx, etype, ARGV[1], ARGV[2], qty, deltas, extra)
+  return {ok = true, levels = levels_view(KEYS[4], ARGV[1], ARGV[2])}
+end

@@ -1,0 +1,23 @@
+--[[
+  read_reservation: one partition's part of a reservation, with the server clock, so the
+  caller can tell a held part whose expiry has passed (status 'expired') without a write.
+
+  KEYS: [1] reservation part
+  ARGV: none
+  Returns {json, now (ms)}; json is the part's fields (status, expires_at, created_at,
+    channel, lines, committed_at, released_at, expired_at, shipped_at, pin_token,
+    pin_deadline), or 'null' when there is no such part.
+  Invariants: read only.
+]]
+--- @include "common"
+
+local raw = rcall('HGETALL', KEYS[1])
+if #raw == 0 then
+  return {'null', now_ms()}
+end
+local part = {}
+for i = 1, #raw, 2 do
+  part[raw[i]] = raw[i + 1]
+end
+part.lines = cjson.decode(part.lines)
+return {cjson.encode(part), now_ms()}

@@ -1,0 +1,38 @@
+"""How an engine behaves: bounds and retention, all with their unit in the name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from earmark import limits
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """Engine tuning. ``partitions`` applies only when Redis is first set up; afterwards
+    the count stored in Redis wins (a different explicit value is an error)."""
+
+    prefix: str = "em"
+    partitions: int | None = None
+    default_ttl_ms: int = limits.TTL_MS_DEFAULT
+    max_ttl_ms: int = limits.TTL_MS_MAX
+    idempotency_retention_ms: int = limits.IDEMPOTENCY_RETENTION_MS_DEFAULT
+    reservation_retention_ms: int = limits.RESERVATION_RETENTION_MS_DEFAULT
+    reclaim_per_line_max: int = limits.RECLAIM_PER_LINE_MAX
+    pin_ms: int = limits.PIN_MS
+    sweep_batch_max: int = limits.SWEEP_BATCH_MAX
+
+    def __post_init__(self) -> None:
+        if self.partitions is not None and not 1 <= self.partitions <= limits.PARTITIONS_MAX:
+            raise ValueError(f"partitions must be between 1 and {limits.PARTITIONS_MAX}")
+        if not limits.TTL_MS_MIN <= self.default_ttl_ms <= self.max_ttl_ms <= limits.TTL_MS_MAX:
+            raise ValueError(
+                "TTLs must satisfy "
+                f"{limits.TTL_MS_MIN} <= default_ttl_ms <= max_ttl_ms <= {limits.TTL_MS_MAX}"
+            )
+        if self.idempotency_retention_ms < limits.IDEMPOTENCY_RETENTION_MS_MIN:
+            raise ValueError("idempotency keys must be remembered for at least 24 hours")
+        if not 1 <= self.reclaim_per_line_max <= 1_000 or not 1 <= self.sweep_batch_max <= 10_000:
+            raise ValueError("reclaim_per_line_max and sweep_batch_max are out of bounds")
+        if not self.prefix or "{" in self.prefix or "}" in self.prefix:
+            raise ValueError("prefix must be non-empty and may not contain braces")

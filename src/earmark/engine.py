@@ -1,0 +1,219 @@
+"""The blocking engine: drives the operations of ``earmark.operations`` over redis-py."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import redis
+import redis.cluster
+from redis.commands.core import Script
+
+from earmark import limits
+from earmark.bootstrap import StoreState, bootstrap
+from earmark.config import EngineConfig
+from earmark.keys import Keys
+from earmark.models import Line, Reservation, StockLevel, SweepReport
+from earmark.operations import Call, Op, Operations
+from earmark.scripts import load_scripts
+
+T = TypeVar("T")
+LineInput = Line | tuple[str, int] | tuple[str, int, str]
+DEFAULT_ACTOR = "library"
+
+
+class Engine:
+    """Blocking access to the reservation engine.
+
+    ``Engine.from_url("redis://...")`` or ``Engine.embedded()``, then ``start()`` (or use
+    it as a context manager), which loads every Lua script so a broken one fails fast.
+    """
+
+    def __init__(self, client: Any, config: EngineConfig | None = None) -> None:
+        self.client = client
+        self.config = config or EngineConfig()
+        self.keys = Keys(self.config.prefix)
+        self._scripts: dict[str, Script] = {}
+        self._ops: Operations | None = None
+        self.state: StoreState | None = None
+
+    @classmethod
+    def from_url(
+        cls, url: str, config: EngineConfig | None = None, *, cluster: bool = False
+    ) -> Self:
+        """A Redis (or, with ``cluster=True``, a Redis Cluster) at ``url``."""
+        if cluster:
+            client: Any = redis.cluster.RedisCluster.from_url(url, decode_responses=True)
+        else:
+            client = redis.Redis.from_url(url, decode_responses=True)
+        return cls(client, config)
+
+    @classmethod
+    def embedded(cls, config: EngineConfig | None = None, server: Any = None) -> Self:
+        """In-process fakeredis with Lua: no server needed (development, tests, small use).
+        Engines given the same ``fakeredis.FakeServer`` share one store."""
+        import fakeredis
+
+        return cls(fakeredis.FakeRedis(server=server, decode_responses=True), config)
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def start(self, *, initialize: bool = True) -> Self:
+        """Loads the scripts and reads the store's partitions and generation markers.
+
+        ``initialize`` stamps missing markers (a new store). Pass False when a durable
+        record says stock exists: a Redis without markers then stays fenced.
+        """
+        for name, script in load_scripts().items():
+            registered = self.client.register_script(script.source)
+            self.client.script_load(script.source)
+            self._scripts[name] = registered
+        self.state = self.run(bootstrap(self.keys, self.config, initialize=initialize))
+        self._ops = Operations(self.keys, self.state.partitions, self.config)
+        return self
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> Self:
+        return self.start() if self._ops is None else self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    @property
+    def ops(self) -> Operations:
+        if self._ops is None:
+            raise RuntimeError("call Engine.start() first")
+        return self._ops
+
+    @property
+    def partitions(self) -> int:
+        return self.ops.partitions
+
+    def run(self, op: Op[T]) -> T:
+        """Drives one operation: executes each step it yields and sends back the reply."""
+        try:
+            step = next(op)
+            while True:
+                if isinstance(step, Call):
+                    reply = self._scripts[step.script](keys=step.keys, args=step.args)
+                else:
+                    pipe = self.client.pipeline(transaction=False)
+                    for command in step.commands:
+                        pipe.execute_command(*command)
+                    reply = pipe.execute()
+                step = op.send(reply)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        finally:
+            op.close()
+
+    # -- operations ----------------------------------------------------------------
+
+    def receive(
+        self,
+        sku: str,
+        qty: int,
+        *,
+        location: str = limits.DEFAULT_LOCATION,
+        reference: str = "",
+        actor: str = DEFAULT_ACTOR,
+        idempotency_key: str | None = None,
+    ) -> StockLevel:
+        """Units arrive: on_hand += qty."""
+        return self.run(
+            self.ops.receive(
+                sku, qty, location=location, reference=reference, actor=actor, idem=idempotency_key
+            )
+        )
+
+    def adjust(
+        self,
+        sku: str,
+        delta: int,
+        reason: str,
+        *,
+        location: str = limits.DEFAULT_LOCATION,
+        force: bool = False,
+        actor: str = DEFAULT_ACTOR,
+        idempotency_key: str | None = None,
+    ) -> StockLevel:
+        """A correction of on_hand. A decrease below available raises ``WouldOversell``
+        unless ``force``; a forced one records the exposure on its event."""
+        return self.run(
+            self.ops.adjust(
+                sku,
+                delta,
+                reason=reason,
+                location=location,
+                force=force,
+                actor=actor,
+                idem=idempotency_key,
+            )
+        )
+
+    def reserve(
+        self,
+        lines: Iterable[LineInput],
+        *,
+        idempotency_key: str,
+        ttl_seconds: float | None = None,
+        channel: str = "",
+        actor: str = DEFAULT_ACTOR,
+    ) -> Reservation:
+        """Holds every line or none; raises ``InsufficientStock`` naming each short line."""
+        return self.run(
+            self.ops.reserve(
+                lines, ttl_seconds=ttl_seconds, channel=channel, actor=actor, idem=idempotency_key
+            )
+        )
+
+    def commit(
+        self, reservation_id: str, *, actor: str = DEFAULT_ACTOR, idempotency_key: str | None = None
+    ) -> Reservation:
+        """Held -> committed while the hold is live; committing twice is a no-op."""
+        return self.run(self.ops.commit(reservation_id, actor=actor, idem=idempotency_key))
+
+    def release(
+        self, reservation_id: str, *, actor: str = DEFAULT_ACTOR, idempotency_key: str | None = None
+    ) -> Reservation:
+        """Held -> released (units available again); releasing twice is a no-op."""
+        return self.run(self.ops.release(reservation_id, actor=actor, idem=idempotency_key))
+
+    def extend(
+        self,
+        reservation_id: str,
+        ttl_seconds: float,
+        *,
+        actor: str = DEFAULT_ACTOR,
+        idempotency_key: str | None = None,
+    ) -> Reservation:
+        """A live hold now expires ``ttl_seconds`` from the server's clock."""
+        return self.run(
+            self.ops.extend(reservation_id, ttl_seconds=ttl_seconds, actor=actor, idem=idempotency_key)
+        )
+
+    def ship(
+        self, reservation_id: str, *, actor: str = DEFAULT_ACTOR, idempotency_key: str | None = None
+    ) -> Reservation:
+        """Committed -> shipped: the units leave on_hand."""
+        return self.run(self.ops.ship(reservation_id, actor=actor, idem=idempotency_key))
+
+    def get_reservation(self, reservation_id: str) -> Reservation:
+        return self.run(self.ops.get_reservation(reservation_id))
+
+    def availability(self, skus: Iterable[str | tuple[str, str]]) -> list[StockLevel]:
+        """Every bucket of many SKUs (or (sku, location) pairs) in one round trip."""
+        return self.run(self.ops.availability(skus))
+
+    def stock(self, sku: str, location: str = limits.DEFAULT_LOCATION) -> StockLevel:
+        """One (sku, location); raises ``SkuNotFound`` if it never had stock."""
+        return self.run(self.ops.stock(sku, location))
+
+    def sweep(self) -> SweepReport:
+        """One sweeper pass: expire overdue holds, resolve stale multi-partition pins."""
+        return self.run(self.ops.sweep())

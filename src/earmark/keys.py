@@ -1,0 +1,87 @@
+"""The one place that builds Redis key names.
+
+Every key of partition ``p`` carries the hash tag ``{p<p>}`` so that all keys a
+script touches land in one Redis Cluster slot. See ``docs/keys.md``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from dataclasses import dataclass
+
+
+def partition_of(sku: str, partitions: int) -> int:
+    """Stable partition of a SKU: every location of a SKU shares its partition."""
+    return zlib.crc32(sku.encode()) % partitions
+
+
+def idempotency_digest(actor: str, key: str) -> str:
+    """Idempotency keys are scoped per actor and stored hashed (any charset, fixed size)."""
+    return hashlib.sha256(f"{actor}\x00{key}".encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Key names under one prefix (tests give each run its own prefix)."""
+
+    prefix: str = "em"
+
+    def config(self) -> str:
+        """Untagged: read by Python at start-up, never by a script."""
+        return f"{self.prefix}:config"
+
+    def api_keys(self) -> str:
+        return f"{self.prefix}:api-keys"
+
+    def tag(self, partition: int) -> str:
+        return f"{self.prefix}:{{p{partition}}}"
+
+    def meta(self, partition: int) -> str:
+        """Hash holding the generation marker; every write script checks it exists."""
+        return f"{self.tag(partition)}:meta"
+
+    def events(self, partition: int) -> str:
+        return f"{self.tag(partition)}:events"
+
+    def idempotency(self, partition: int, digest: str) -> str:
+        return f"{self.tag(partition)}:idem:{digest}"
+
+    def idempotency_registry(self, partition: int, digest: str) -> str:
+        """Binds a key to one request when its work spans other partitions."""
+        return f"{self.tag(partition)}:idemreg:{digest}"
+
+    def reservation(self, partition: int, reservation_id: str) -> str:
+        """This partition's part of a reservation (status, expiry, its lines here)."""
+        return f"{self.tag(partition)}:rsv:{reservation_id}"
+
+    def expiries(self, partition: int) -> str:
+        """Sorted set: reservation id by expiry (ms) of held parts, for the sweeper."""
+        return f"{self.tag(partition)}:expiries"
+
+    def pins(self, partition: int) -> str:
+        """Sorted set: reservation id by pin deadline (ms), for the sweeper."""
+        return f"{self.tag(partition)}:pins"
+
+    def stock(self, partition: int, sku: str, location: str) -> str:
+        return f"{self.tag(partition)}:stock:{sku}:{location}"
+
+    def hold_expiries(self, partition: int, sku: str, location: str) -> str:
+        """Sorted set: reservation id by expiry (ms) of the holds still counted in reserved."""
+        return f"{self.tag(partition)}:holds:{sku}:{location}"
+
+    def hold_qty(self, partition: int, sku: str, location: str) -> str:
+        """Hash: reservation id -> units it holds of this (sku, location)."""
+        return f"{self.tag(partition)}:holdqty:{sku}:{location}"
+
+    def stock_index(self, partition: int) -> str:
+        """Set of ``sku:location`` with a stock record, for status, verify and rebuild."""
+        return f"{self.tag(partition)}:skus"
+
+    def line_keys(self, partition: int, sku: str, location: str) -> list[str]:
+        """The three keys a line of a reservation touches, in the order scripts expect."""
+        return [
+            self.stock(partition, sku, location),
+            self.hold_expiries(partition, sku, location),
+            self.hold_qty(partition, sku, location),
+        ]

@@ -1,0 +1,45 @@
+"""Every bound the engine enforces, with its unit in its name.
+
+Requests outside these bounds are refused with ``InvalidRequest`` before any
+Redis call is made, so a bad request writes nothing.
+"""
+
+from __future__ import annotations
+
+import re
+
+SKU_LENGTH_MAX = 64
+LOCATION_LENGTH_MAX = 64
+# Letters, digits and ``. _ -``: keys stay readable and ``:`` stays a safe separator.
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+DEFAULT_LOCATION = "default"
+
+QTY_MAX = 1_000_000
+ADJUST_DELTA_MAX = 1_000_000
+LINES_MAX = 50
+SKUS_PER_READ_MAX = 1_000
+
+TTL_MS_MIN = 1_000
+TTL_MS_MAX = 24 * 60 * 60 * 1_000
+TTL_MS_DEFAULT = 15 * 60 * 1_000
+
+IDEMPOTENCY_KEY_LENGTH_MAX = 255
+IDEMPOTENCY_RETENTION_MS_DEFAULT = 24 * 60 * 60 * 1_000
+IDEMPOTENCY_RETENTION_MS_MIN = 24 * 60 * 60 * 1_000
+
+CHANNEL_LENGTH_MAX = 64
+ACTOR_LENGTH_MAX = 128
+REASON_LENGTH_MAX = 256
+REFERENCE_LENGTH_MAX = 128
+
+# How long a finished (released, expired, shipped) reservation stays readable in Redis.
+RESERVATION_RETENTION_MS_DEFAULT = 7 * 24 * 60 * 60 * 1_000
+
+# Expired holds that one reserve call reclaims per line before it checks stock.
+RECLAIM_PER_LINE_MAX = 64
+# Expired holds or stale pins that one sweeper pass handles per partition.
+SWEEP_BATCH_MAX = 500
+# How long a multi-partition commit may keep its holds pinned before the sweeper resolves them.
+PIN_MS = 30_000
+
+PARTITIONS_MAX = 1_024

@@ -1,0 +1,81 @@
+"""Typed results and requests of the engine (pydantic models)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from earmark import limits
+
+ReservationStatus = Literal["held", "committed", "released", "expired", "shipped"]
+
+
+def from_ms(ms: int | None) -> datetime | None:
+    """Redis server time (ms since the epoch) as an aware UTC datetime."""
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Line(Frozen):
+    """One line of a cart: ``qty`` units of ``sku`` at ``location``."""
+
+    sku: str
+    qty: int
+    location: str = limits.DEFAULT_LOCATION
+
+
+class ReservationLine(Frozen):
+    sku: str
+    location: str
+    qty: int
+
+
+class Shortfall(Frozen):
+    """A line a reservation could not hold: what was asked and what was free."""
+
+    sku: str
+    location: str
+    requested: int
+    available: int
+
+
+class StockLevel(Frozen):
+    """Every bucket of one (sku, location). ``available = on_hand - reserved - committed``."""
+
+    sku: str
+    location: str
+    on_hand: int = 0
+    reserved: int = 0
+    committed: int = 0
+    available: int = 0
+    in_transit: int = 0
+    returned: int = 0
+    damaged: int = 0
+    written_off: int = 0
+    inbound: int = 0
+    version: int = 0
+
+
+class Reservation(Frozen):
+    id: str
+    status: ReservationStatus
+    lines: list[ReservationLine]
+    channel: str = ""
+    created_at: datetime | None = None
+    expires_at: datetime | None = None
+    committed_at: datetime | None = None
+    released_at: datetime | None = None
+    expired_at: datetime | None = None
+    shipped_at: datetime | None = None
+
+
+class SweepReport(Frozen):
+    """What one sweeper pass did, per kind of work."""
+
+    expired: int = Field(0, description="held reservations found expired and given back")
+    pins_resolved: int = Field(0, description="stale multi-partition pins resolved")

@@ -1,0 +1,73 @@
+"""Loads the Lua scripts shipped in the wheel and registers them once per client.
+
+``lua/`` in the repository is the source; the wheel carries it as ``earmark/lua``.
+A line ``--- @include "name"`` inlines ``lua/includes/name.lua`` (BullMQ style),
+so shared helpers live once in the source while each script stays self-contained
+for Redis.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from importlib.abc import Traversable
+from pathlib import Path
+
+INCLUDE = re.compile(r'^--- @include "([a-z_]+)"\s*$', re.MULTILINE)
+
+# Every script the engine runs; the loader fails fast if one is missing.
+SCRIPT_NAMES = (
+    "adjust_stock",
+    "claim_idempotency",
+    "commit_reservation",
+    "extend_reservation",
+    "init_partition",
+    "pin_reservation",
+    "read_reservation",
+    "receive_stock",
+    "release_reservation",
+    "reserve",
+    "ship_reservation",
+    "unpin_reservation",
+)
+
+
+def lua_dir() -> Traversable:
+    """The installed ``earmark/lua`` directory, or ``lua/`` of a source checkout."""
+    packaged = resources.files("earmark") / "lua"
+    if packaged.is_dir():
+        return packaged
+    source = Path(__file__).resolve().parents[2] / "lua"
+    if source.is_dir():
+        return source
+    raise FileNotFoundError("earmark's Lua scripts are missing from the installation")
+
+
+def _inline(source: str, root: Traversable, seen: tuple[str, ...] = ()) -> str:
+    def include(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name in seen:
+            raise ValueError(f"include cycle through {name!r}")
+        text = (root / "includes" / f"{name}.lua").read_text()
+        return _inline(text, root, (*seen, name))
+
+    return INCLUDE.sub(include, source)
+
+
+@dataclass(frozen=True, slots=True)
+class LuaScript:
+    name: str
+    source: str
+
+
+@cache
+def load_scripts() -> dict[str, LuaScript]:
+    """Every script, with its includes inlined. Cached: the files never change at run time."""
+    root = lua_dir()
+    scripts = {}
+    for name in SCRIPT_NAMES:
+        text = (root / f"{name}.lua").read_text()
+        scripts[name] = LuaScript(name=name, source=_inline(text, root))
+    return scripts

@@ -1,0 +1,115 @@
+"""Request validation: a bad request raises ``InvalidRequest`` before any write."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+
+from earmark import limits
+from earmark.errors import InvalidRequest
+from earmark.models import Line
+
+RESERVATION_ID = re.compile(r"^rsv_[0-9a-f]{24}_[0-9]{1,4}(-[0-9]{1,4})*$")
+PRINTABLE = re.compile(r"^[\x20-\x7e]*$")
+
+
+def name(value: object, what: str, length_max: int) -> str:
+    """A SKU or location: 1..length_max of letters, digits, '.', '_' and '-'."""
+    if not isinstance(value, str) or not value:
+        raise InvalidRequest(f"{what} must be a non-empty string", field=what)
+    if len(value) > length_max:
+        raise InvalidRequest(f"{what} is longer than {length_max} characters", field=what)
+    if not limits.NAME_PATTERN.fullmatch(value):
+        raise InvalidRequest(
+            f"{what} {value!r} may hold only letters, digits, '.', '_' and '-' "
+            "and must start with a letter or digit",
+            field=what,
+        )
+    return value
+
+
+def sku(value: object) -> str:
+    return name(value, "sku", limits.SKU_LENGTH_MAX)
+
+
+def location(value: object) -> str:
+    return name(value, "location", limits.LOCATION_LENGTH_MAX)
+
+
+def whole(value: object, what: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidRequest(f"{what} must be an integer", field=what)
+    if not low <= value <= high:
+        raise InvalidRequest(f"{what} must be between {low} and {high}", field=what)
+    return value
+
+
+def qty(value: object) -> int:
+    return whole(value, "qty", 1, limits.QTY_MAX)
+
+
+def text(value: object, what: str, length_max: int, *, required: bool = False) -> str:
+    """Free text recorded on events: printable ASCII, bounded."""
+    if not isinstance(value, str):
+        raise InvalidRequest(f"{what} must be a string", field=what)
+    if required and not value:
+        raise InvalidRequest(f"{what} is required", field=what)
+    if len(value) > length_max:
+        raise InvalidRequest(f"{what} is longer than {length_max} characters", field=what)
+    if not PRINTABLE.fullmatch(value):
+        raise InvalidRequest(f"{what} may hold only printable ASCII characters", field=what)
+    return value
+
+
+def idempotency_key(value: object, *, required: bool) -> str:
+    if value is None:
+        if required:
+            raise InvalidRequest("an idempotency key is required", field="idempotency_key")
+        return ""
+    return text(value, "idempotency_key", limits.IDEMPOTENCY_KEY_LENGTH_MAX, required=True)
+
+
+def ttl_ms(seconds: object, default_ms: int, max_ms: int) -> int:
+    """A hold's TTL in whole milliseconds from seconds (None: the default)."""
+    if seconds is None:
+        return default_ms
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        raise InvalidRequest("ttl_seconds must be a number", field="ttl_seconds")
+    if not math.isfinite(seconds):
+        raise InvalidRequest("ttl_seconds must be finite", field="ttl_seconds")
+    ms = round(seconds * 1000)
+    if not limits.TTL_MS_MIN <= ms <= max_ms:
+        raise InvalidRequest(
+            f"ttl_seconds must be between {limits.TTL_MS_MIN / 1000:g} and {max_ms / 1000:g}",
+            field="ttl_seconds",
+        )
+    return ms
+
+
+def lines(items: Iterable[Line | tuple[str, int] | tuple[str, int, str]]) -> list[Line]:
+    """A cart: 1..LINES_MAX lines, each (sku, location) at most once."""
+    cart: list[Line] = []
+    for item in items:
+        if isinstance(item, Line):
+            line = item
+        elif isinstance(item, tuple) and len(item) in (2, 3):
+            where = item[2] if len(item) == 3 else limits.DEFAULT_LOCATION
+            line = Line.model_construct(sku=item[0], qty=item[1], location=where)
+        else:
+            raise InvalidRequest("a line is a Line or a (sku, qty[, location]) tuple")
+        cart.append(Line(sku=sku(line.sku), qty=qty(line.qty), location=location(line.location)))
+        if len(cart) > limits.LINES_MAX:
+            raise InvalidRequest(f"a cart holds at most {limits.LINES_MAX} lines", field="lines")
+    if not cart:
+        raise InvalidRequest("a cart needs at least one line", field="lines")
+    seen = {(line.sku, line.location) for line in cart}
+    if len(seen) != len(cart):
+        raise InvalidRequest("each (sku, location) may appear once per cart", field="lines")
+    return cart
+
+
+def reservation_id(value: object) -> str:
+    if not isinstance(value, str) or not RESERVATION_ID.fullmatch(value):
+        raise InvalidRequest("not a reservation id", field="reservation_id")
+    return value

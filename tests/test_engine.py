@@ -1,0 +1,402 @@
+"""The behaviour suite: every operation of the core engine, on fakeredis, on a real
+redis-server and on a real Redis Cluster (4 partitions)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from earmark import (
+    Engine,
+    IdempotencyConflict,
+    InsufficientOnHand,
+    InsufficientStock,
+    InvalidRequest,
+    Line,
+    ReservationExpired,
+    ReservationNotFound,
+    ReservationNotHeld,
+    ReservationReleased,
+    SkuNotFound,
+    WouldOversell,
+)
+from tests.conftest import Backend, stream_lengths
+
+Clock = Callable[[float], None]
+
+
+def levels(engine: Engine, sku: str, location: str = "default") -> tuple[int, int, int, int]:
+    s = engine.stock(sku, location)
+    return s.on_hand, s.reserved, s.committed, s.available
+
+
+def events(engine: Engine, sku: str | None = None) -> list[dict[str, str]]:
+    found = []
+    for p in range(engine.partitions):
+        for _, fields in engine.client.xrange(engine.keys.events(p)):
+            if sku is None or fields["sku"] == sku:
+                found.append(fields)
+    return found
+
+
+# -- stock ----------------------------------------------------------------------------
+
+
+def test_receive_adds_to_on_hand_and_records_an_event(engine: Engine) -> None:
+    level = engine.receive("TEE-M", 10, reference="PO-1", actor="dock", idempotency_key="r1")
+    assert (level.on_hand, level.available, level.version) == (10, 10, 1)
+    (event,) = events(engine, "TEE-M")
+    assert event["type"] == "received"
+    assert (event["qty"], event["actor"], event["reason"]) == ("10", "dock", "PO-1")
+    assert event["idempotency_key"] == "r1"
+    assert int(event["at"]) > 1_700_000_000_000  # server time in ms
+
+
+def test_locations_are_separate_buckets(engine: Engine) -> None:
+    engine.receive("TEE-M", 5, location="berlin")
+    engine.receive("TEE-M", 2)
+    assert levels(engine, "TEE-M", "berlin") == (5, 0, 0, 5)
+    assert levels(engine, "TEE-M") == (2, 0, 0, 2)
+
+
+def test_stock_of_an_unknown_sku_is_not_found(engine: Engine) -> None:
+    with pytest.raises(SkuNotFound):
+        engine.stock("NEVER")
+
+
+def test_adjust_up_and_down(engine: Engine) -> None:
+    engine.receive("A", 10)
+    assert engine.adjust("A", -3, "cycle count").on_hand == 7
+    assert engine.adjust("A", 2, "found in back room").on_hand == 9
+    assert [e["type"] for e in events(engine, "A")] == ["received", "adjusted", "adjusted"]
+
+
+def test_adjust_refuses_a_decrease_below_available_unless_forced(
+    engine: Engine, untouched: Callable[[], list[int]]
+) -> None:
+    engine.receive("A", 5)
+    engine.reserve([("A", 4)], idempotency_key="hold")
+    before = untouched()
+    with pytest.raises(WouldOversell) as refused:
+        engine.adjust("A", -2, "broken")
+    assert refused.value.details == {"available": 1, "requested": 2}
+    assert untouched() == before
+    assert levels(engine, "A") == (5, 4, 0, 1)
+    forced = engine.adjust("A", -2, "broken", force=True)
+    assert (forced.on_hand, forced.available) == (3, -1)
+    event = events(engine, "A")[-1]
+    assert (event["forced"], event["exposure"]) == ("1", "1")
+    with pytest.raises(InsufficientStock):
+        engine.reserve([("A", 1)], idempotency_key="after-forced")
+
+
+def test_adjust_never_takes_on_hand_below_zero(engine: Engine) -> None:
+    engine.receive("A", 2)
+    with pytest.raises(InsufficientOnHand):
+        engine.adjust("A", -3, "lost", force=True)
+    assert levels(engine, "A") == (2, 0, 0, 2)
+
+
+# -- reservations ---------------------------------------------------------------------
+
+
+def test_reserve_holds_every_line(engine: Engine) -> None:
+    engine.receive("A", 5)
+    engine.receive("B", 5, location="store-2")
+    held = engine.reserve(
+        [Line(sku="A", qty=2), Line(sku="B", qty=3, location="store-2")],
+        idempotency_key="cart-1",
+        ttl_seconds=60,
+        channel="web",
+    )
+    assert held.status == "held"
+    assert held.channel == "web"
+    assert {(x.sku, x.location, x.qty) for x in held.lines} == {
+        ("A", "default", 2),
+        ("B", "store-2", 3),
+    }
+    assert held.expires_at is not None and held.created_at is not None
+    assert 59 <= (held.expires_at - held.created_at).total_seconds() <= 60
+    assert levels(engine, "A") == (5, 2, 0, 3)
+    assert levels(engine, "B", "store-2") == (5, 3, 0, 2)
+    reserved = [e for e in events(engine) if e["type"] == "reserved"]
+    assert {(e["sku"], e["qty"], e["reservation"], e["channel"]) for e in reserved} == {
+        ("A", "2", held.id, "web"),
+        ("B", "3", held.id, "web"),
+    }
+
+
+def test_reserve_is_all_or_nothing_and_names_every_short_line(
+    engine: Engine, untouched: Callable[[], list[int]]
+) -> None:
+    for sku, qty in (("A", 5), ("B", 1), ("C", 0)):
+        if qty:
+            engine.receive(sku, qty)
+    before = untouched()
+    with pytest.raises(InsufficientStock) as refused:
+        engine.reserve([("A", 2), ("B", 2), ("C", 1)], idempotency_key="cart")
+    short = {(s.sku, s.requested, s.available) for s in refused.value.shortfalls}
+    assert short == {("B", 2, 1), ("C", 1, 0)}
+    assert levels(engine, "A") == (5, 0, 0, 5)
+    assert levels(engine, "B") == (1, 0, 0, 1)
+    if engine.partitions == 1:
+        assert untouched() == before  # on one partition a refusal writes nothing at all
+
+
+def test_commit_moves_a_live_hold_to_committed_and_is_idempotent(engine: Engine) -> None:
+    engine.receive("A", 5)
+    held = engine.reserve([("A", 2)], idempotency_key="c")
+    committed = engine.commit(held.id)
+    assert committed.status == "committed"
+    assert committed.committed_at is not None
+    assert levels(engine, "A") == (5, 0, 2, 3)
+    again = engine.commit(held.id)
+    assert again.status == "committed"
+    assert levels(engine, "A") == (5, 0, 2, 3)
+    assert [e["type"] for e in events(engine, "A")].count("committed") == 1
+
+
+def test_release_gives_units_back_once(engine: Engine) -> None:
+    engine.receive("A", 5)
+    held = engine.reserve([("A", 2)], idempotency_key="r")
+    assert engine.release(held.id).status == "released"
+    assert engine.release(held.id).status == "released"
+    assert levels(engine, "A") == (5, 0, 0, 5)
+    with pytest.raises(ReservationReleased):
+        engine.commit(held.id)
+    assert engine.get_reservation(held.id).status == "released"
+
+
+def test_release_of_a_committed_reservation_is_refused(engine: Engine) -> None:
+    engine.receive("A", 5)
+    held = engine.reserve([("A", 2)], idempotency_key="r")
+    engine.commit(held.id)
+    with pytest.raises(ReservationNotHeld) as refused:
+        engine.release(held.id)
+    assert refused.value.status == "committed"
+    assert refused.value.code == "invalid_transition"
+
+
+def test_ship_takes_committed_units_out_of_on_hand(engine: Engine) -> None:
+    engine.receive("A", 5)
+    held = engine.reserve([("A", 2)], idempotency_key="s")
+    with pytest.raises(ReservationNotHeld):
+        engine.ship(held.id)
+    engine.commit(held.id)
+    shipped = engine.ship(held.id)
+    assert shipped.status == "shipped" and shipped.shipped_at is not None
+    assert engine.ship(held.id).status == "shipped"
+    assert levels(engine, "A") == (3, 0, 0, 3)
+    assert engine.get_reservation(held.id).status == "shipped"
+
+
+def test_unknown_reservation(engine: Engine) -> None:
+    missing = "rsv_" + "0" * 24 + "_0"
+    with pytest.raises(ReservationNotFound):
+        engine.get_reservation(missing)
+    with pytest.raises(ReservationNotFound):
+        engine.commit(missing)
+
+
+def test_availability_reads_many_skus(engine: Engine) -> None:
+    engine.receive("A", 5)
+    engine.receive("B", 3, location="x")
+    engine.reserve([("A", 1)], idempotency_key="r")
+    a, b, unknown = engine.availability(["A", ("B", "x"), "NOPE"])
+    assert (a.sku, a.available, a.reserved) == ("A", 4, 1)
+    assert (b.location, b.available) == ("x", 3)
+    assert (unknown.on_hand, unknown.available) == (0, 0)
+
+
+# -- expiry -----------------------------------------------------------------------------
+
+
+def test_an_expired_hold_cannot_be_committed_and_gives_its_units_back(
+    engine: Engine, clock: Clock
+) -> None:
+    engine.receive("A", 5)
+    held = engine.reserve([("A", 2)], idempotency_key="e", ttl_seconds=1)
+    clock(1.2)
+    assert engine.get_reservation(held.id).status == "expired"
+    with pytest.raises(ReservationExpired):
+        engine.commit(held.id)
+    assert levels(engine, "A") == (5, 0, 0, 5)
+    with pytest.raises(ReservationExpired):
+        engine.extend(held.id, 60)
+    assert engine.release(held.id).status == "expired"
+
+
+def test_an_expired_hold_never_blocks_a_new_reservation_without_a_sweeper(
+    engine: Engine, clock: Clock
+) -> None:
+    engine.receive("A", 3)
+    first = engine.reserve([("A", 3)], idempotency_key="old", ttl_seconds=1)
+    with pytest.raises(InsufficientStock):
+        engine.reserve([("A", 1)], idempotency_key="too-early")
+    clock(1.2)
+    second = engine.reserve([("A", 3)], idempotency_key="new", ttl_seconds=60)
+    assert second.status == "held"
+    assert levels(engine, "A") == (3, 3, 0, 0)
+    expired = [e for e in events(engine, "A") if e["type"] == "expired"]
+    assert [(e["reservation"], e["qty"]) for e in expired] == [(first.id, "3")]
+    assert engine.get_reservation(first.id).status == "expired"
+
+
+def test_reserve_reclaims_a_bounded_number_of_expired_holds(backend: Backend) -> None:
+    engine = backend.engine(reclaim_per_line_max=2)
+    backend.freeze()
+    engine.receive("A", 5)
+    for i in range(5):
+        engine.reserve([("A", 1)], idempotency_key=f"h{i}", ttl_seconds=1)
+    backend.advance(1.2)
+    engine.reserve([("A", 2)], idempotency_key="new", ttl_seconds=60)
+    assert levels(engine, "A") == (5, 5, 0, 0)  # 2 reclaimed + 2 held; 3 still counted
+    assert engine.sweep().expired == 5
+    assert levels(engine, "A") == (5, 2, 0, 3)
+
+
+def test_the_sweeper_expires_overdue_holds_and_leaves_live_ones(
+    engine: Engine, clock: Clock
+) -> None:
+    engine.receive("A", 5)
+    short = engine.reserve([("A", 2)], idempotency_key="short", ttl_seconds=1)
+    long = engine.reserve([("A", 1)], idempotency_key="long", ttl_seconds=120)
+    clock(1.2)
+    assert engine.sweep().expired == 1
+    assert engine.sweep().expired == 0
+    assert levels(engine, "A") == (5, 1, 0, 4)
+    assert engine.get_reservation(short.id).status == "expired"
+    assert engine.get_reservation(long.id).status == "held"
+
+
+def test_extend_moves_the_expiry(engine: Engine, clock: Clock) -> None:
+    engine.receive("A", 5)
+    held = engine.reserve([("A", 2)], idempotency_key="x", ttl_seconds=1)
+    extended = engine.extend(held.id, 120)
+    assert held.expires_at is not None and extended.expires_at is not None
+    assert (extended.expires_at - held.expires_at).total_seconds() > 100
+    clock(1.2)
+    assert engine.sweep().expired == 0
+    assert engine.commit(held.id).status == "committed"
+    assert levels(engine, "A") == (5, 0, 2, 3)
+
+
+# -- idempotency --------------------------------------------------------------------------
+
+
+def test_a_replayed_reserve_returns_the_original_without_holding_again(engine: Engine) -> None:
+    engine.receive("A", 5)
+    first = engine.reserve([("A", 2)], idempotency_key="k", ttl_seconds=60)
+    again = engine.reserve([("A", 2)], idempotency_key="k", ttl_seconds=60)
+    assert again.id == first.id
+    assert levels(engine, "A") == (5, 2, 0, 3)
+    with pytest.raises(IdempotencyConflict):
+        engine.reserve([("A", 3)], idempotency_key="k", ttl_seconds=60)
+    assert levels(engine, "A") == (5, 2, 0, 3)
+
+
+def test_a_replayed_refusal_is_refused_again(engine: Engine) -> None:
+    engine.receive("A", 1)
+    with pytest.raises(InsufficientStock):
+        engine.reserve([("A", 2)], idempotency_key="k")
+    engine.receive("A", 5)
+    with pytest.raises(InsufficientStock):
+        engine.reserve([("A", 2)], idempotency_key="k")
+
+
+def test_idempotency_keys_are_scoped_per_actor(engine: Engine) -> None:
+    engine.receive("A", 5)
+    one = engine.reserve([("A", 1)], idempotency_key="same", actor="shop-1")
+    two = engine.reserve([("A", 2)], idempotency_key="same", actor="shop-2")
+    assert one.id != two.id
+    assert levels(engine, "A") == (5, 3, 0, 2)
+
+
+def test_stock_writes_replay_and_conflict(engine: Engine) -> None:
+    engine.receive("A", 5, idempotency_key="rcv")
+    assert engine.receive("A", 5, idempotency_key="rcv").on_hand == 5
+    with pytest.raises(IdempotencyConflict):
+        engine.receive("A", 6, idempotency_key="rcv")
+    engine.adjust("A", -1, "count", idempotency_key="adj")
+    assert engine.adjust("A", -1, "count", idempotency_key="adj").on_hand == 4
+    with pytest.raises(IdempotencyConflict):
+        engine.adjust("A", -2, "count", idempotency_key="adj")
+    assert levels(engine, "A") == (4, 0, 0, 4)
+    assert len(events(engine, "A")) == 2
+
+
+def test_reservation_writes_replay_and_conflict(engine: Engine) -> None:
+    engine.receive("A", 5)
+    one = engine.reserve([("A", 1)], idempotency_key="r1")
+    two = engine.reserve([("A", 1)], idempotency_key="r2")
+    first = engine.extend(one.id, 100, idempotency_key="ext")
+    replayed = engine.extend(one.id, 100, idempotency_key="ext")
+    assert replayed.expires_at == first.expires_at
+    with pytest.raises(IdempotencyConflict):
+        engine.extend(two.id, 100, idempotency_key="ext")
+    engine.commit(one.id, idempotency_key="op")
+    with pytest.raises(IdempotencyConflict):
+        engine.release(two.id, idempotency_key="op")
+    assert engine.get_reservation(two.id).status == "held"
+
+
+def test_every_event_carries_its_context(engine: Engine) -> None:
+    engine.receive("A", 5, actor="dock")
+    held = engine.reserve([("A", 2)], idempotency_key="ctx", channel="app", actor="checkout")
+    engine.commit(held.id, actor="checkout", idempotency_key="ctx-commit")
+    engine.ship(held.id, actor="warehouse")
+    kinds = {e["type"]: e for e in events(engine, "A")}
+    assert set(kinds) == {"received", "reserved", "committed", "shipped"}
+    commit = kinds["committed"]
+    assert (commit["actor"], commit["channel"], commit["reservation"]) == (
+        "checkout",
+        "app",
+        held.id,
+    )
+    assert commit["idempotency_key"] == "ctx-commit"
+    assert kinds["shipped"]["deltas"] in ('{"committed":-2,"on_hand":-2}', '{"on_hand":-2,"committed":-2}')
+
+
+# -- bad input ------------------------------------------------------------------------------
+
+BAD_REQUESTS: list[tuple[str, Callable[[Engine], object]]] = [
+    ("empty sku", lambda e: e.receive("", 1)),
+    ("sku charset", lambda e: e.receive("TEE M", 1)),
+    ("sku trailing newline", lambda e: e.receive("TEE\n", 1)),
+    ("sku too long", lambda e: e.receive("A" * 65, 1)),
+    ("zero qty", lambda e: e.receive("A", 0)),
+    ("negative qty", lambda e: e.receive("A", -1)),
+    ("huge qty", lambda e: e.receive("A", 10**9)),
+    ("bool qty", lambda e: e.receive("A", True)),
+    ("float qty", lambda e: e.receive("A", 1.5)),  # type: ignore[arg-type]
+    ("bad location", lambda e: e.receive("A", 1, location="a:b")),
+    ("zero delta", lambda e: e.adjust("A", 0, "x")),
+    ("no reason", lambda e: e.adjust("A", 1, "")),
+    ("empty cart", lambda e: e.reserve([], idempotency_key="k")),
+    ("oversized cart", lambda e: e.reserve([(f"S{i}", 1) for i in range(51)], idempotency_key="k")),
+    ("duplicate line", lambda e: e.reserve([("A", 1), ("A", 2)], idempotency_key="k")),
+    ("no idempotency key", lambda e: e.reserve([("A", 1)], idempotency_key=None)),  # type: ignore[arg-type]
+    ("ttl too short", lambda e: e.reserve([("A", 1)], idempotency_key="k", ttl_seconds=0.5)),
+    ("ttl too long", lambda e: e.reserve([("A", 1)], idempotency_key="k", ttl_seconds=10**6)),
+    ("ttl nan", lambda e: e.reserve([("A", 1)], idempotency_key="k", ttl_seconds=float("nan"))),
+    ("bad reservation id", lambda e: e.commit("nope")),
+    ("foreign partition", lambda e: e.commit("rsv_" + "0" * 24 + "_999")),
+    ("extend ttl", lambda e: e.extend("rsv_" + "0" * 24 + "_0", 0)),
+    ("idempotency key size", lambda e: e.receive("A", 1, idempotency_key="k" * 256)),
+    ("channel control char", lambda e: e.reserve([("A", 1)], idempotency_key="k", channel="\n")),
+    ("too many skus", lambda e: e.availability([f"S{i}" for i in range(1001)])),
+]
+
+
+@pytest.mark.parametrize(("name", "request_"), BAD_REQUESTS, ids=[b[0] for b in BAD_REQUESTS])
+def test_bad_input_is_refused_and_writes_nothing(
+    name: str, request_: Callable[[Engine], object], engine: Engine
+) -> None:
+    engine.receive("A", 5)
+    before = stream_lengths(engine), engine.stock("A")
+    with pytest.raises(InvalidRequest) as refused:
+        request_(engine)
+    assert refused.value.code == "invalid_request"
+    assert str(refused.value)
+    assert (stream_lengths(engine), engine.stock("A")) == before
