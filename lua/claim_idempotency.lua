@@ -19,6 +19,6 @@ if not stored then
 end
 local record = cjson.decode(stored)
 if record.fp ~= ARGV[1] then
-  return {'conflict', record.value}
+  return {'conflict', record.value or ''}
 end
-return {'replay', record.value}
+return {'replay', record.value or ''}

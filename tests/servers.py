@@ -12,6 +12,7 @@ import atexit
 import concurrent.futures
 import contextlib
 import ctypes
+import functools
 import glob
 import os
 import pwd
@@ -183,6 +184,9 @@ class RedisServer(_Managed):
         finally:
             client.close()
 
+    def _up_or_exited(self, proc: subprocess.Popen[bytes]) -> bool:
+        return proc.poll() is not None or self._ping()
+
     def start(self, timeout: float = 10.0) -> Self:
         if self._proc is not None and self._proc.poll() is None:
             return self
@@ -196,7 +200,7 @@ class RedisServer(_Managed):
                 self._proc = proc = subprocess.Popen(
                     args, stdin=subprocess.DEVNULL, stdout=out, stderr=out, cwd=self.dir
                 )
-            up = _wait_for(lambda p=proc: p.poll() is not None or self._ping(), timeout)
+            up = _wait_for(functools.partial(self._up_or_exited, proc), timeout)
             if up and proc.poll() is None:
                 self._auto_port = False  # restart() must reuse this port
                 return self
@@ -286,7 +290,7 @@ class RedisCluster(_Managed):
     def _info(port: int) -> dict[str, str]:
         client = _probe_client(port)
         try:
-            raw: Any = client.execute_command("CLUSTER INFO")
+            raw: Any = client.cluster("INFO")
         except (redis.RedisError, OSError):
             return {}
         finally:

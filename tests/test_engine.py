@@ -31,6 +31,11 @@ def levels(engine: Engine, sku: str, location: str = "default") -> tuple[int, in
     return s.on_hand, s.reserved, s.committed, s.available
 
 
+def raw_reserved(engine: Engine, sku: str) -> int:
+    p = engine.ops.partition(sku)
+    return int(engine.client.hget(engine.keys.stock(p, sku, "default"), "reserved"))
+
+
 def events(engine: Engine, sku: str | None = None) -> list[dict[str, str]]:
     found = []
     for p in range(engine.partitions):
@@ -89,6 +94,14 @@ def test_adjust_refuses_a_decrease_below_available_unless_forced(
     assert (event["forced"], event["exposure"]) == ("1", "1")
     with pytest.raises(InsufficientStock):
         engine.reserve([("A", 1)], idempotency_key="after-forced")
+
+
+def test_an_expired_hold_never_blocks_a_decrease(engine: Engine, clock: Clock) -> None:
+    engine.receive("A", 5)
+    engine.reserve([("A", 4)], idempotency_key="hold", ttl_seconds=1)
+    clock(1.2)
+    assert engine.adjust("A", -5, "shrinkage").on_hand == 0
+    assert [e["type"] for e in events(engine, "A")][-2:] == ["expired", "adjusted"]
 
 
 def test_adjust_never_takes_on_hand_below_zero(engine: Engine) -> None:
@@ -235,6 +248,8 @@ def test_an_expired_hold_never_blocks_a_new_reservation_without_a_sweeper(
     with pytest.raises(InsufficientStock):
         engine.reserve([("A", 1)], idempotency_key="too-early")
     clock(1.2)
+    assert levels(engine, "A") == (3, 0, 0, 3)  # stops counting at expiry, before reclaim
+    assert raw_reserved(engine, "A") == 3
     second = engine.reserve([("A", 3)], idempotency_key="new", ttl_seconds=60)
     assert second.status == "held"
     assert levels(engine, "A") == (3, 3, 0, 0)
@@ -251,8 +266,12 @@ def test_reserve_reclaims_a_bounded_number_of_expired_holds(backend: Backend) ->
         engine.reserve([("A", 1)], idempotency_key=f"h{i}", ttl_seconds=1)
     backend.advance(1.2)
     engine.reserve([("A", 2)], idempotency_key="new", ttl_seconds=60)
-    assert levels(engine, "A") == (5, 5, 0, 0)  # 2 reclaimed + 2 held; 3 still counted
+    # 2 expired holds reclaimed by the reserve, 3 still in the stored bucket ...
+    assert raw_reserved(engine, "A") == 5
+    # ... yet a hold stops counting at its expiry: reads leave the 3 out.
+    assert levels(engine, "A") == (5, 2, 0, 3)
     assert engine.sweep().expired == 5
+    assert raw_reserved(engine, "A") == 2
     assert levels(engine, "A") == (5, 2, 0, 3)
 
 
@@ -355,7 +374,10 @@ def test_every_event_carries_its_context(engine: Engine) -> None:
         held.id,
     )
     assert commit["idempotency_key"] == "ctx-commit"
-    assert kinds["shipped"]["deltas"] in ('{"committed":-2,"on_hand":-2}', '{"on_hand":-2,"committed":-2}')
+    assert kinds["shipped"]["deltas"] in (
+        '{"committed":-2,"on_hand":-2}',
+        '{"on_hand":-2,"committed":-2}',
+    )
 
 
 # -- bad input ------------------------------------------------------------------------------

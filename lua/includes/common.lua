@@ -89,6 +89,36 @@ local function finish(idem_key, idem, fingerprint, retention_ms, result)
   return {encoded, 0}
 end
 
+local EXPIRY_ACTOR = 'earmark:expiry'
+
+-- Takes one reservation's hold off one (sku, location) if it is still counted in
+-- `reserved`; returns the units given back (0 when already taken off).
+local function give_back(ctx, etype, rid, stock_key, hexp_key, hqty_key, sku, loc, reason)
+  local raw = rcall('HGET', hqty_key, rid)
+  if not raw then
+    return 0
+  end
+  local qty = tonumber(raw)
+  rcall('HDEL', hqty_key, rid)
+  rcall('ZREM', hexp_key, rid)
+  apply(stock_key, {reserved = -qty})
+  emit(ctx, etype, sku, loc, qty, {reserved = -qty}, {'reservation', rid, 'reason', reason})
+  return qty
+end
+
+-- Gives back at most `limit` holds of one (sku, location) whose expiry has passed, so
+-- they stop counting before the caller checks stock. Their events name the expiry,
+-- not the request that happened to trigger it.
+local function reclaim_holds(ctx, stock_key, hexp_key, hqty_key, sku, loc, limit)
+  local ids = rcall('ZRANGEBYSCORE', hexp_key, '-inf', ctx.now, 'LIMIT', 0, limit)
+  local expiry_ctx = {events = ctx.events, actor = EXPIRY_ACTOR, idem = '', channel = '',
+                      now = ctx.now}
+  for _, rid in ipairs(ids) do
+    give_back(expiry_ctx, 'expired', rid, stock_key, hexp_key, hqty_key, sku, loc, 'ttl')
+  end
+  return #ids
+end
+
 local function not_ready()
   return {cjson.encode({error = 'not_ready'}), 0}
 end

@@ -6,39 +6,21 @@
 --   ARGV: line fields start at ARGV[LINE_ARGV] as sku, location (and qty for reserve).
 
 local LINE_KEYS = 6
-local EXPIRY_ACTOR = 'earmark:expiry'
 
 local function line_keys(i)
   local base = LINE_KEYS + (i - 1) * 3
   return KEYS[base + 1], KEYS[base + 2], KEYS[base + 3]
 end
 
--- Takes one reservation's hold off one line if it is still counted in
--- `reserved`; returns the units given back (0 when already taken off).
+-- give_back for line i of the layout.
 local function release_line(ctx, etype, rid, i, sku, loc, reason)
   local stock_key, hexp_key, hqty_key = line_keys(i)
-  local raw = rcall('HGET', hqty_key, rid)
-  if not raw then
-    return 0
-  end
-  local qty = tonumber(raw)
-  rcall('HDEL', hqty_key, rid)
-  rcall('ZREM', hexp_key, rid)
-  apply(stock_key, {reserved = -qty})
-  emit(ctx, etype, sku, loc, qty, {reserved = -qty}, {'reservation', rid, 'reason', reason})
-  return qty
+  return give_back(ctx, etype, rid, stock_key, hexp_key, hqty_key, sku, loc, reason)
 end
 
--- Reclaims at most `limit` holds of one line whose expiry has passed. Their
--- events name the expiry, not the request that happened to trigger it.
 local function reclaim_expired(ctx, i, sku, loc, limit)
-  local _, hexp_key = line_keys(i)
-  local ids = rcall('ZRANGEBYSCORE', hexp_key, '-inf', ctx.now, 'LIMIT', 0, limit)
-  local expiry_ctx = {events = ctx.events, actor = EXPIRY_ACTOR, idem = '', channel = '', now = ctx.now}
-  for _, rid in ipairs(ids) do
-    release_line(expiry_ctx, 'expired', rid, i, sku, loc, 'ttl')
-  end
-  return #ids
+  local stock_key, hexp_key, hqty_key = line_keys(i)
+  return reclaim_holds(ctx, stock_key, hexp_key, hqty_key, sku, loc, limit)
 end
 
 -- The part's record as a table; nil when this partition holds no such part.

@@ -1,9 +1,10 @@
 -- Helpers for the scripts that change one (sku, location) outside a reservation.
 -- Layout shared by those scripts:
---   KEYS[1] meta, KEYS[2] events, KEYS[3] idempotency, KEYS[4] stock, KEYS[5] stock index
+--   KEYS[1] meta, KEYS[2] events, KEYS[3] idempotency, KEYS[4] stock, KEYS[5] stock index,
+--   KEYS[6] hold expiries, KEYS[7] hold qty (of the same sku, location)
 --   ARGV[1] sku, ARGV[2] location, ARGV[3] fingerprint, ARGV[4] actor,
 --   ARGV[5] idempotency key ('' none), ARGV[6] idempotency retention (ms),
---   then the script's own options from ARGV[7].
+--   ARGV[7] expired holds reclaimed first, at most; then the script's own options from ARGV[8].
 
 local function open_stock()
   if rcall('EXISTS', KEYS[1]) == 0 then
@@ -13,7 +14,10 @@ local function open_stock()
   if replay then
     return nil, replay
   end
-  return {events = KEYS[2], actor = ARGV[4], idem = ARGV[5], channel = '', now = now_ms()}, nil
+  local ctx = {events = KEYS[2], actor = ARGV[4], idem = ARGV[5], channel = '', now = now_ms()}
+  -- Expired holds stop counting before this change is checked against available.
+  reclaim_holds(ctx, KEYS[4], KEYS[6], KEYS[7], ARGV[1], ARGV[2], tonumber(ARGV[7]))
+  return ctx, nil
 end
 
 local function stock_done(result)

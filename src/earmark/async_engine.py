@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Iterable
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -16,7 +18,7 @@ from earmark.config import EngineConfig
 from earmark.engine import DEFAULT_ACTOR, LineInput
 from earmark.keys import Keys
 from earmark.models import Reservation, StockLevel, SweepReport
-from earmark.operations import Call, Op, Operations
+from earmark.operations import Batch, Call, Op, Operations
 from earmark.scripts import load_scripts
 
 T = TypeVar("T")
@@ -25,23 +27,44 @@ T = TypeVar("T")
 class AsyncEngine:
     """Asyncio access to the reservation engine; see ``Engine`` for each operation."""
 
-    def __init__(self, client: Any, config: EngineConfig | None = None) -> None:
+    def __init__(
+        self, client: Any, config: EngineConfig | None = None, *, cluster: bool = False
+    ) -> None:
         self.client = client
         self.config = config or EngineConfig()
         self.keys = Keys(self.config.prefix)
         self._scripts: dict[str, AsyncScript] = {}
         self._ops: Operations | None = None
         self.state: StoreState | None = None
+        self.cluster = cluster
+        # A cluster client fails (rather than waits) past its per-node connection limit;
+        # bound the operations in flight instead, so callers queue.
+        self._slots: Any = (
+            asyncio.Semaphore(limits.CONNECTIONS_MAX) if cluster else contextlib.nullcontext()
+        )
 
     @classmethod
     def from_url(
-        cls, url: str, config: EngineConfig | None = None, *, cluster: bool = False
+        cls,
+        url: str,
+        config: EngineConfig | None = None,
+        *,
+        cluster: bool = False,
+        max_connections: int = limits.CONNECTIONS_MAX,
     ) -> Self:
         if cluster:
-            client: Any = redis.asyncio.cluster.RedisCluster.from_url(url, decode_responses=True)
+            client: Any = redis.asyncio.cluster.RedisCluster.from_url(
+                url, decode_responses=True, max_connections=max_connections
+            )
         else:
-            client = redis.asyncio.Redis.from_url(url, decode_responses=True)
-        return cls(client, config)
+            pool = redis.asyncio.BlockingConnectionPool.from_url(
+                url,
+                decode_responses=True,
+                max_connections=max_connections,
+                timeout=limits.CONNECTION_WAIT_S,
+            )
+            client = redis.asyncio.Redis.from_pool(pool)
+        return cls(client, config, cluster=cluster)
 
     @classmethod
     def embedded(cls, config: EngineConfig | None = None, server: Any = None) -> Self:
@@ -65,7 +88,10 @@ class AsyncEngine:
         return await self.start() if self._ops is None else self
 
     async def __aexit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         await self.close()
 
@@ -80,11 +106,17 @@ class AsyncEngine:
         return self.ops.partitions
 
     async def run(self, op: Op[T]) -> T:
+        async with self._slots:
+            return await self._drive(op)
+
+    async def _drive(self, op: Op[T]) -> T:
         try:
             step = next(op)
             while True:
                 if isinstance(step, Call):
                     reply = await self._scripts[step.script](keys=step.keys, args=step.args)
+                elif isinstance(step, Batch):
+                    reply = await self._batch(step)
                 else:
                     pipe = self.client.pipeline(transaction=False)
                     for command in step.commands:
@@ -95,6 +127,14 @@ class AsyncEngine:
             return stop.value  # type: ignore[no-any-return]
         finally:
             op.close()
+
+    async def _batch(self, batch: Batch) -> list[Any]:
+        if self.cluster:
+            return [await self._scripts[c.script](keys=c.keys, args=c.args) for c in batch.calls]
+        pipe = self.client.pipeline(transaction=False)
+        for c in batch.calls:
+            await self._scripts[c.script](keys=c.keys, args=c.args, client=pipe)
+        return list(await pipe.execute())
 
     async def receive(
         self,
@@ -169,7 +209,9 @@ class AsyncEngine:
         idempotency_key: str | None = None,
     ) -> Reservation:
         return await self.run(
-            self.ops.extend(reservation_id, ttl_seconds=ttl_seconds, actor=actor, idem=idempotency_key)
+            self.ops.extend(
+                reservation_id, ttl_seconds=ttl_seconds, actor=actor, idem=idempotency_key
+            )
         )
 
     async def ship(

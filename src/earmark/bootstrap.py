@@ -45,7 +45,9 @@ def bootstrap(keys: Keys, config: EngineConfig, *, initialize: bool) -> Op[Store
     generation = secrets.token_hex(8)
     generations = []
     for p in range(partitions):
-        raw = yield Call("init_partition", [keys.meta(p)], [generation, partitions, int(initialize)])
+        raw = yield Call(
+            "init_partition", [keys.meta(p)], [generation, partitions, int(initialize)]
+        )
         generations.append(text(raw[0]))
     return StoreState(partitions, tuple(generations))
 

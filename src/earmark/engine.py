@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Iterable
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -15,7 +17,7 @@ from earmark.bootstrap import StoreState, bootstrap
 from earmark.config import EngineConfig
 from earmark.keys import Keys
 from earmark.models import Line, Reservation, StockLevel, SweepReport
-from earmark.operations import Call, Op, Operations
+from earmark.operations import Batch, Call, Op, Operations
 from earmark.scripts import load_scripts
 
 T = TypeVar("T")
@@ -30,24 +32,50 @@ class Engine:
     it as a context manager), which loads every Lua script so a broken one fails fast.
     """
 
-    def __init__(self, client: Any, config: EngineConfig | None = None) -> None:
+    def __init__(
+        self, client: Any, config: EngineConfig | None = None, *, cluster: bool = False
+    ) -> None:
         self.client = client
         self.config = config or EngineConfig()
         self.keys = Keys(self.config.prefix)
         self._scripts: dict[str, Script] = {}
         self._ops: Operations | None = None
         self.state: StoreState | None = None
+        self.cluster = cluster
+        # A cluster client fails (rather than waits) past its per-node connection limit;
+        # bound the operations in flight instead, so callers queue.
+        self._slots: Any = (
+            threading.BoundedSemaphore(limits.CONNECTIONS_MAX)
+            if cluster
+            else contextlib.nullcontext()
+        )
 
     @classmethod
     def from_url(
-        cls, url: str, config: EngineConfig | None = None, *, cluster: bool = False
+        cls,
+        url: str,
+        config: EngineConfig | None = None,
+        *,
+        cluster: bool = False,
+        max_connections: int = limits.CONNECTIONS_MAX,
     ) -> Self:
-        """A Redis (or, with ``cluster=True``, a Redis Cluster) at ``url``."""
+        """A Redis (or, with ``cluster=True``, a Redis Cluster) at ``url``.
+
+        Callers beyond ``max_connections`` wait for a free connection (at most
+        ``limits.CONNECTION_WAIT_S``) instead of failing."""
         if cluster:
-            client: Any = redis.cluster.RedisCluster.from_url(url, decode_responses=True)
+            client: Any = redis.cluster.RedisCluster.from_url(
+                url, decode_responses=True, max_connections=max_connections
+            )
         else:
-            client = redis.Redis.from_url(url, decode_responses=True)
-        return cls(client, config)
+            pool = redis.BlockingConnectionPool.from_url(
+                url,
+                decode_responses=True,
+                max_connections=max_connections,
+                timeout=limits.CONNECTION_WAIT_S,
+            )
+            client = redis.Redis.from_pool(pool)
+        return cls(client, config, cluster=cluster)
 
     @classmethod
     def embedded(cls, config: EngineConfig | None = None, server: Any = None) -> Self:
@@ -74,13 +102,21 @@ class Engine:
         return self
 
     def close(self) -> None:
+        if self.cluster:
+            # redis-py's RedisCluster.close() leaves the node pools' sockets open.
+            for node in self.client.get_nodes():
+                if node.redis_connection is not None:
+                    node.redis_connection.connection_pool.disconnect()
         self.client.close()
 
     def __enter__(self) -> Self:
         return self.start() if self._ops is None else self
 
     def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.close()
 
@@ -96,11 +132,17 @@ class Engine:
 
     def run(self, op: Op[T]) -> T:
         """Drives one operation: executes each step it yields and sends back the reply."""
+        with self._slots:
+            return self._drive(op)
+
+    def _drive(self, op: Op[T]) -> T:
         try:
             step = next(op)
             while True:
                 if isinstance(step, Call):
                     reply = self._scripts[step.script](keys=step.keys, args=step.args)
+                elif isinstance(step, Batch):
+                    reply = self._batch(step)
                 else:
                     pipe = self.client.pipeline(transaction=False)
                     for command in step.commands:
@@ -111,6 +153,16 @@ class Engine:
             return stop.value  # type: ignore[no-any-return]
         finally:
             op.close()
+
+    def _batch(self, batch: Batch) -> list[Any]:
+        """Script calls pipelined on one Redis (scripts load on NOSCRIPT); one by one on a
+        cluster, where the calls of a batch may live on different nodes."""
+        if self.cluster:
+            return [self._scripts[c.script](keys=c.keys, args=c.args) for c in batch.calls]
+        pipe = self.client.pipeline(transaction=False)
+        for c in batch.calls:
+            self._scripts[c.script](keys=c.keys, args=c.args, client=pipe)
+        return list(pipe.execute())
 
     # -- operations ----------------------------------------------------------------
 
@@ -194,7 +246,9 @@ class Engine:
     ) -> Reservation:
         """A live hold now expires ``ttl_seconds`` from the server's clock."""
         return self.run(
-            self.ops.extend(reservation_id, ttl_seconds=ttl_seconds, actor=actor, idem=idempotency_key)
+            self.ops.extend(
+                reservation_id, ttl_seconds=ttl_seconds, actor=actor, idem=idempotency_key
+            )
         )
 
     def ship(

@@ -47,10 +47,6 @@ class Keys:
     def idempotency(self, partition: int, digest: str) -> str:
         return f"{self.tag(partition)}:idem:{digest}"
 
-    def idempotency_registry(self, partition: int, digest: str) -> str:
-        """Binds a key to one request when its work spans other partitions."""
-        return f"{self.tag(partition)}:idemreg:{digest}"
-
     def reservation(self, partition: int, reservation_id: str) -> str:
         """This partition's part of a reservation (status, expiry, its lines here)."""
         return f"{self.tag(partition)}:rsv:{reservation_id}"

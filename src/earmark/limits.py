@@ -37,9 +37,15 @@ RESERVATION_RETENTION_MS_DEFAULT = 7 * 24 * 60 * 60 * 1_000
 
 # Expired holds that one reserve call reclaims per line before it checks stock.
 RECLAIM_PER_LINE_MAX = 64
+# Expired holds a stock read looks at per line to leave them out of `reserved`.
+EXPIRED_READ_PER_LINE_MAX = 10_000
 # Expired holds or stale pins that one sweeper pass handles per partition.
 SWEEP_BATCH_MAX = 500
 # How long a multi-partition commit may keep its holds pinned before the sweeper resolves them.
 PIN_MS = 30_000
 
 PARTITIONS_MAX = 1_024
+
+# Redis connections per engine (per cluster node); callers beyond it wait, at most this long.
+CONNECTIONS_MAX = 100
+CONNECTION_WAIT_S = 10.0

@@ -35,7 +35,6 @@ from earmark.results import (
     reservation,
     reservation_from_views,
     script_reply,
-    stock_from_hash,
     stock_level,
     text,
 )
@@ -55,13 +54,21 @@ class Call:
 
 
 @dataclass(frozen=True, slots=True)
+class Batch:
+    """Several script calls in one round trip where the client allows it (a pipeline on
+    one Redis); one after the other on a cluster. Replies come back in order."""
+
+    calls: list[Call]
+
+
+@dataclass(frozen=True, slots=True)
 class Pipeline:
     """Plain commands sent in one round trip (no transaction)."""
 
     commands: list[tuple[str | int, ...]]
 
 
-Step = Call | Pipeline
+Step = Call | Batch | Pipeline
 Op = Generator[Step, Any, T]
 
 
@@ -99,20 +106,35 @@ class Operations:
             raise InvalidRequest("not a reservation id of this store", field="reservation_id")
         return parts
 
-    def _idem_key(self, partition: int, actor: str, idem: str) -> str:
-        digest = idempotency_digest(actor, idem) if idem else "none"
-        return self.keys.idempotency(partition, digest)
+    def _idem_key(self, partition: int, actor: str, idem: str, parts: set[int]) -> str:
+        """The idempotency record a script keeps beside the state it changes.
+
+        A key's *home* record is ``idempotency(home, digest)`` (home: a hash of the digest).
+        Work done entirely in the home partition keeps its record there, so it sees every
+        other use of the key. Work that touches any other partition first claims the
+        home record (``_claim``) and keeps its per-partition records as ``digest/part``.
+        """
+        if not idem:
+            return self.keys.idempotency(partition, "none")
+        digest = idempotency_digest(actor, idem)
+        if self.partitions == 1 or parts == {self._key_home(digest)}:
+            return self.keys.idempotency(partition, digest)
+        return self.keys.idempotency(partition, f"{digest}/part")
+
+    def _key_home(self, digest: str) -> int:
+        return zlib.crc32(digest.encode()) % self.partitions
 
     def _claim(self, idem: str, actor: str, fp: str, parts: set[int], value: str) -> Op[str]:
-        """Binds the key to this request in the key's own partition when the work happens
-        elsewhere; returns the value stored by the first claim (e.g. a reservation id)."""
+        """Binds the key to this request in its home record when the work happens outside
+        the home partition; returns the value stored by the first claim (a reservation
+        id), so a replay after a crash half way reuses it."""
         if not idem or self.partitions == 1:
             return value
         digest = idempotency_digest(actor, idem)
-        home = zlib.crc32(digest.encode()) % self.partitions
+        home = self._key_home(digest)
         if parts == {home}:
-            return value  # the operation's own idempotency record sees every conflict
-        key = self.keys.idempotency_registry(home, digest)
+            return value  # the operation's own record is the home record
+        key = self.keys.idempotency(home, digest)
         retention = self.config.idempotency_retention_ms
         raw = yield Call("claim_idempotency", [key], [fp, value, retention])
         if text(raw[0]) == "conflict":
@@ -126,11 +148,15 @@ class Operations:
         keys = [
             self.keys.meta(p),
             self.keys.events(p),
-            self._idem_key(p, actor, idem),
+            self._idem_key(p, actor, idem, {p}),
             self.keys.stock(p, sku, location),
             self.keys.stock_index(p),
+            self.keys.hold_expiries(p, sku, location),
+            self.keys.hold_qty(p, sku, location),
         ]
-        args = [sku, location, fp, actor, idem, self.config.idempotency_retention_ms, *opts]
+        config = self.config
+        args: list[str | int] = [sku, location, fp, actor, idem]
+        args += [config.idempotency_retention_ms, config.reclaim_per_line_max, *opts]
         return Call(script, keys, args)
 
     def _part_call(
@@ -147,7 +173,7 @@ class Operations:
         keys = [
             self.keys.meta(p),
             self.keys.events(p),
-            self._idem_key(p, actor, idem),
+            self._idem_key(p, actor, idem, set(self.parts_of(reservation_id))),
             self.keys.reservation(p, reservation_id),
             self.keys.expiries(p),
             self.keys.pins(p),
@@ -176,7 +202,9 @@ class Operations:
             parts.append(Part(p, record, int(raw[1])))
         return parts
 
-    def _each_part(self, script: str, reservation_id: str, parts: list[Part], *opts: Any) -> Op[list[Json]]:
+    def _each_part(
+        self, script: str, reservation_id: str, parts: list[Part], *opts: Any
+    ) -> Op[list[Json]]:
         """Runs a cleanup script on every part and returns their replies."""
         replies = []
         for part in parts:
@@ -223,32 +251,57 @@ class Operations:
         fp = fingerprint("adjust", sku, location, delta, reason, force)
         yield from self._claim(idem_key, actor, fp, {self.partition(sku)}, "")
         flag = "1" if force else "0"
-        call = self._stock_call("adjust_stock", sku, location, fp, actor, idem_key, delta, reason, flag)
+        call = self._stock_call(
+            "adjust_stock", sku, location, fp, actor, idem_key, delta, reason, flag
+        )
         result, _ = script_reply((yield call))
         raise_for_error(result)
         return stock_level(result["levels"])
 
     def availability(self, items: Iterable[str | tuple[str, str]]) -> Op[list[StockLevel]]:
-        """Every bucket of many (sku, location) in one round trip (a plain sku: default)."""
+        """Every bucket of many (sku, location) in one round trip (a plain sku: default).
+
+        Holds past their expiry no longer count in ``reserved``, reclaimed or not."""
         wanted: list[tuple[str, str]] = []
         for item in items:
             sku, location = (item, limits.DEFAULT_LOCATION) if isinstance(item, str) else item
             wanted.append((validation.sku(sku), validation.location(location)))
             if len(wanted) > limits.SKUS_PER_READ_MAX:
                 raise InvalidRequest(f"at most {limits.SKUS_PER_READ_MAX} SKUs per read")
-        if not wanted:
-            return []
-        commands = [("HGETALL", self.keys.stock(self.partition(s), s, loc)) for s, loc in wanted]
-        replies = yield Pipeline(commands)  # type: ignore[arg-type]
-        return [stock_from_hash(s, loc, raw) for (s, loc), raw in zip(wanted, replies, strict=True)]
+        found = yield from self._read_stock(wanted)
+        return [
+            level or StockLevel(sku=sku, location=location)
+            for (sku, location), level in zip(wanted, found, strict=True)
+        ]
 
     def stock(self, sku: str, location: str) -> Op[StockLevel]:
         """One (sku, location); ``SkuNotFound`` when it was never received or adjusted."""
         sku, location = validation.sku(sku), validation.location(location)
-        replies = yield Pipeline([("HGETALL", self.keys.stock(self.partition(sku), sku, location))])
-        if not replies[0]:
-            raise SkuNotFound(f"no stock record for {sku} at {location}", sku=sku, location=location)
-        return stock_from_hash(sku, location, replies[0])
+        (level,) = yield from self._read_stock([(sku, location)])
+        if level is None:
+            raise SkuNotFound(
+                f"no stock record for {sku} at {location}", sku=sku, location=location
+            )
+        return level
+
+    def _read_stock(self, wanted: list[tuple[str, str]]) -> Op[list[StockLevel | None]]:
+        """One read_stock call per partition, all in one batch."""
+        by_part: dict[int, list[int]] = {}
+        for index, (sku, _) in enumerate(wanted):
+            by_part.setdefault(self.partition(sku), []).append(index)
+        calls = []
+        for p, indexes in by_part.items():
+            keys = [k for i in indexes for k in self.keys.line_keys(p, *wanted[i])]
+            calls.append(Call("read_stock", keys, [limits.EXPIRED_READ_PER_LINE_MAX]))
+        replies = (yield Batch(calls)) if calls else []
+        found: list[StockLevel | None] = [None] * len(wanted)
+        for indexes, reply in zip(by_part.values(), replies, strict=True):
+            for i, levels in zip(indexes, orjson.loads(reply), strict=True):
+                if levels is not None:
+                    levels.pop("expired_unreclaimed")
+                    sku, location = wanted[i]
+                    found[i] = stock_level({**levels, "sku": sku, "location": location})
+        return found
 
     # -- reservations ------------------------------------------------------------
 
@@ -308,7 +361,7 @@ class Operations:
         keys = [
             self.keys.meta(p),
             self.keys.events(p),
-            self._idem_key(p, actor, idem),
+            self._idem_key(p, actor, idem, set(self.parts_of(rid))),
             self.keys.reservation(p, rid),
             self.keys.expiries(p),
             self.keys.pins(p),
@@ -371,7 +424,9 @@ class Operations:
         token = secrets.token_hex(8)
         pinned: list[Part] = []
         for part in parts:
-            call = self._part_call("pin_reservation", rid, part, token, self.config.pin_ms, actor=actor)
+            call = self._part_call(
+                "pin_reservation", rid, part, token, self.config.pin_ms, actor=actor
+            )
             result, _ = script_reply((yield call))
             if result.get("ok"):
                 if result["reservation"]["status"] in ("committed", "shipped"):
@@ -381,7 +436,9 @@ class Operations:
                 continue
             if result.get("status") in ("expired", "released"):
                 rest = [p for p in parts if p is not part]
-                yield from self._each_part("release_reservation", rid, rest, "release", "expired_part", token)
+                yield from self._each_part(
+                    "release_reservation", rid, rest, "release", "expired_part", token
+                )
             else:
                 yield from self._each_part("unpin_reservation", rid, pinned, token, 0)
             raise_for_error(result, rid)
@@ -418,7 +475,9 @@ class Operations:
             if result.get("status") == "expired":
                 # One expired part makes the whole reservation uncommittable: free the rest.
                 rest = [p for p in parts if p is not part]
-                yield from self._each_part("release_reservation", rid, rest, "release", "expired_part", "")
+                yield from self._each_part(
+                    "release_reservation", rid, rest, "release", "expired_part", ""
+                )
             raise_for_error(result, rid)
             views.append(result["reservation"])
         return reservation_from_views(views)
@@ -510,4 +569,3 @@ class Operations:
         else:
             replies = yield from self._each_part("unpin_reservation", rid, [mine], token, 1)
         raise_for_error(replies[0], rid)
-

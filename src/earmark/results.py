@@ -24,7 +24,16 @@ from earmark.errors import (
     StoreNotReady,
     WouldOversell,
 )
-from earmark.models import Reservation, ReservationLine, Shortfall, StockLevel, from_ms
+from earmark.models import (
+    Reservation,
+    ReservationLine,
+    ReservationStatus,
+    Shortfall,
+    StockLevel,
+    from_ms,
+)
+
+STATUSES = frozenset(ReservationStatus.__args__)  # type: ignore[attr-defined]
 
 Json = dict[str, Any]
 
@@ -115,7 +124,7 @@ def part_status(part: Json, now_ms: int) -> str:
     return status
 
 
-def combined_status(statuses: list[str]) -> str:
+def combined_status(statuses: list[str]) -> ReservationStatus:
     """One status for a reservation whose parts live in several partitions.
 
     A committed part means the commit decision was taken (the rest follow);
@@ -123,7 +132,10 @@ def combined_status(statuses: list[str]) -> str:
     """
     kinds = set(statuses)
     if len(kinds) == 1:
-        return statuses[0]
+        (only,) = kinds
+        if only not in STATUSES:
+            raise ValueError(f"unknown reservation status {only!r}")
+        return only  # type: ignore[return-value]
     if kinds & {"committed", "shipped"}:
         return "committed"
     if "expired" in kinds:
@@ -148,7 +160,7 @@ def reservation(reservation_id: str, parts: list[Json], statuses: list[str]) -> 
 
     return Reservation(
         id=reservation_id,
-        status=combined_status(statuses),  # type: ignore[arg-type]
+        status=combined_status(statuses),
         lines=lines,
         channel=str(parts[0].get("channel", "")),
         created_at=first("created_at"),

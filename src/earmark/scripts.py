@@ -26,6 +26,7 @@ SCRIPT_NAMES = (
     "init_partition",
     "pin_reservation",
     "read_reservation",
+    "read_stock",
     "receive_stock",
     "release_reservation",
     "reserve",

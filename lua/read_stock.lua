@@ -1,0 +1,37 @@
+--[[
+  read_stock: the buckets of many (sku, location) of one partition, as they stand now.
+
+  A hold stops counting at its expiry, not when it is reclaimed: holds whose expiry has
+  passed but that no reserve or sweeper has given back yet are left out of `reserved`
+  here (at most ARGV[1] per line are looked at; the sweeper keeps far fewer waiting).
+
+  KEYS (3 per line): stock, hold expiries, hold qty
+  ARGV: [1] expired holds looked at per line at most
+  Returns a JSON array with, per line, the buckets (reserved already net of expired
+    holds, plus `expired_unreclaimed`), or null for a (sku, location) never stocked.
+  Invariants: read only.
+]]
+--- @include "common"
+
+local limit = tonumber(ARGV[1])
+local now = now_ms()
+local out = {}
+for i = 1, #KEYS / 3 do
+  local stock_key, hexp_key, hqty_key = KEYS[i * 3 - 2], KEYS[i * 3 - 1], KEYS[i * 3]
+  if rcall('EXISTS', stock_key) == 0 then
+    out[i] = cjson.null
+  else
+    local levels = read_levels(stock_key)
+    local expired = 0
+    local ids = rcall('ZRANGEBYSCORE', hexp_key, '-inf', now, 'LIMIT', 0, limit)
+    if #ids > 0 then
+      for _, qty in ipairs(rcall('HMGET', hqty_key, unpack(ids))) do
+        expired = expired + tonumber(qty or '0')
+      end
+    end
+    levels.reserved = levels.reserved - expired
+    levels.expired_unreclaimed = expired
+    out[i] = levels
+  end
+end
+return cjson.encode(out)

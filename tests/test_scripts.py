@@ -1,0 +1,221 @@
+"""The Lua sources: complete, documented, loadable, shipped in the wheel, cluster-safe."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import zipfile
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis.crc import key_slot
+
+from earmark import CommitInProgress, Engine, EngineConfig
+from earmark.bootstrap import bootstrap
+from earmark.scripts import INCLUDE, SCRIPT_NAMES, load_scripts, lua_dir
+from tests.conftest import Backend, fresh_prefix
+from tests.servers import RedisServer
+
+ROOT = Path(__file__).resolve().parents[1]
+HEADER_PARTS = ("KEYS", "ARGV", "Returns", "Invariants")
+
+
+def test_every_lua_file_is_a_known_script() -> None:
+    files = {path.stem for path in (ROOT / "lua").glob("*.lua")}
+    assert files == set(SCRIPT_NAMES)
+
+
+@pytest.mark.parametrize("name", SCRIPT_NAMES)
+def test_every_script_opens_with_its_header(name: str) -> None:
+    source = (ROOT / "lua" / f"{name}.lua").read_text()
+    header = source.split("]]", 1)[0]
+    assert source.startswith("--[[")
+    for part in HEADER_PARTS:
+        assert part in header, f"{name}.lua: header lacks {part}"
+
+
+def test_includes_are_inlined() -> None:
+    for script in load_scripts().values():
+        assert not INCLUDE.search(script.source)
+        assert "local rcall = redis.call" in script.source
+
+
+def test_no_stream_is_trimmed_on_write() -> None:
+    for script in load_scripts().values():
+        if script.name == "restore_stock":
+            continue  # runs on a stream Redis lost: it only moves the stream's last id on
+        assert not re.search(r"MAXLEN|MINID|XTRIM", script.source)
+
+
+def test_no_script_takes_a_client_clock() -> None:
+    for script in load_scripts().values():
+        assert "now_ms()" in script.source or script.name == "claim_idempotency"
+
+
+@pytest.mark.redis_server
+def test_every_script_compiles_on_a_real_redis(redis_server: RedisServer) -> None:
+    import redis
+
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        for script in load_scripts().values():
+            sha = client.script_load(script.source)
+            assert client.script_exists(sha) == [True]
+    finally:
+        client.close()
+
+
+def test_every_call_keeps_its_keys_in_one_slot(request: pytest.FixtureRequest) -> None:
+    """Wraps each registered script to check its KEYS share a cluster slot, then runs
+    every operation across 4 partitions (carts across partitions included). No server is
+    needed for that: redis-py's key_slot is the cluster's own hash."""
+    engine = Backend("fake", request).engine(partitions=4, pin_ms=1000)
+    seen: set[str] = set()
+
+    def checked(name: str, script: Any) -> Any:
+        def call(*, keys: list[str], args: list[Any], **extra: Any) -> Any:
+            assert len({key_slot(key.encode()) for key in keys}) == 1, (name, keys)
+            assert all(key.startswith(engine.keys.prefix) for key in keys)
+            seen.add(name)
+            return script(keys=keys, args=args, **extra)
+
+        return call
+
+    engine._scripts = {n: checked(n, s) for n, s in engine._scripts.items()}
+    skus = [f"S{i}" for i in range(12)]
+    for sku in skus:
+        engine.receive(sku, 5, idempotency_key=f"r{sku}")
+        engine.adjust(sku, -1, "count", idempotency_key=f"a{sku}")
+    cart = [(sku, 1) for sku in skus[:6]]
+    held = engine.reserve(cart, idempotency_key="cart")
+    assert len(held.id.rsplit("_", 1)[1].split("-")) > 1
+    engine.extend(held.id, 60, idempotency_key="ext")
+    engine.commit(held.id, idempotency_key="commit")
+    engine.ship(held.id)
+    other = engine.reserve([(skus[7], 1), (skus[8], 1)], idempotency_key="other")
+    engine.release(other.id)
+    engine.get_reservation(held.id)
+    engine.availability(skus)
+    engine.sweep()
+    engine.run(bootstrap(engine.keys, engine.config, initialize=True))
+    # A commit that finds another attempt's pin undoes its own pins (unpin_reservation).
+    third = engine.reserve([(skus[9], 1), (skus[10], 1)], idempotency_key="third")
+    assert len(third.id.rsplit("_", 1)[1].split("-")) == 2
+
+    def pin_last_part() -> Generator[Any, Any, None]:
+        parts = yield from engine.ops._read_parts(third.id)
+        yield engine.ops._part_call("pin_reservation", third.id, parts[-1], "other", 60_000)
+
+    engine.run(pin_last_part())
+    with pytest.raises(CommitInProgress):
+        engine.commit(third.id)
+    # restore_stock is exercised (and slot-checked) by the rebuild tests.
+    assert seen == set(SCRIPT_NAMES) - {"restore_stock"}
+
+
+def test_a_missing_marker_fences_every_write(fake_engine: Engine) -> None:
+    from earmark import StoreNotReady
+
+    engine = fake_engine
+    engine.receive("A", 5)
+    held = engine.reserve([("A", 1)], idempotency_key="k")
+    engine.client.delete(engine.keys.meta(0))
+    for write in (
+        lambda: engine.receive("A", 1),
+        lambda: engine.adjust("A", -1, "x"),
+        lambda: engine.reserve([("A", 1)], idempotency_key="k2"),
+        lambda: engine.commit(held.id),
+        lambda: engine.release(held.id),
+    ):
+        with pytest.raises(StoreNotReady):
+            write()
+    assert engine.stock("A").on_hand == 5  # reads still answer
+
+
+def test_an_empty_redis_stays_fenced_unless_initialized() -> None:
+    import fakeredis
+
+    from earmark import StoreNotReady
+
+    server = fakeredis.FakeServer()
+    config = EngineConfig(prefix=fresh_prefix())
+    fenced = Engine.embedded(config, server=server).start(initialize=False)
+    assert fenced.state is not None and not fenced.state.ready
+    with pytest.raises(StoreNotReady):
+        fenced.receive("A", 1)
+    fresh = Engine.embedded(config, server=server).start()
+    assert fresh.state is not None and fresh.state.ready
+    assert fresh.receive("A", 1).on_hand == 1
+
+
+def test_the_partition_count_is_fixed_once_set() -> None:
+    import fakeredis
+
+    server = fakeredis.FakeServer()
+    Engine.embedded(EngineConfig(prefix="p", partitions=4), server=server).start()
+    assert Engine.embedded(EngineConfig(prefix="p"), server=server).start().partitions == 4
+    with pytest.raises(ValueError, match="set up with 4 partitions"):
+        Engine.embedded(EngineConfig(prefix="p", partitions=2), server=server).start()
+
+
+def test_the_wheel_carries_the_scripts(tmp_path: Path) -> None:
+    """A non-editable install finds the scripts inside the package."""
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
+        check=True,
+    )
+    (wheel,) = tmp_path.glob("earmark-*.whl")
+    site = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        archive.extractall(site)
+    assert {f"earmark/lua/{n}.lua" for n in SCRIPT_NAMES} <= names
+    assert "earmark/lua/includes/common.lua" in names
+    assert "earmark/py.typed" in names
+    probe = (
+        "from earmark.scripts import load_scripts, lua_dir; "
+        "print(lua_dir()); print(len(load_scripts()))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(site)!r}); {probe}"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    assert out == [str(site / "earmark" / "lua"), str(len(SCRIPT_NAMES))]
+    assert lua_dir() != site / "earmark" / "lua"
+
+
+@pytest.mark.redis_server
+def test_scripts_reload_after_the_server_forgets_them(redis_server: RedisServer) -> None:
+    """EVALSHA with NOSCRIPT fallback: a SCRIPT FLUSH (or a restarted Redis) costs nothing."""
+    engine = Engine.from_url(redis_server.url, EngineConfig(prefix=fresh_prefix())).start()
+    try:
+        engine.receive("A", 2)
+        engine.client.script_flush()
+        assert engine.reserve([("A", 1)], idempotency_key="after-flush").status == "held"
+        assert engine.availability(["A"])[0].reserved == 1  # the pipelined path too
+    finally:
+        engine.close()
+
+
+@pytest.mark.redis_server
+def test_a_broken_script_fails_at_start(
+    monkeypatch: pytest.MonkeyPatch, redis_server: RedisServer
+) -> None:
+    import redis.exceptions
+
+    from earmark import engine as engine_module
+    from earmark.scripts import LuaScript
+
+    broken = {"reserve": LuaScript("reserve", "return {")}
+    monkeypatch.setattr(engine_module, "load_scripts", lambda: broken)
+    engine = Engine.from_url(redis_server.url, EngineConfig(prefix=fresh_prefix()))
+    try:
+        with pytest.raises(redis.exceptions.ResponseError, match="compiling script"):
+            engine.start()
+    finally:
+        engine.close()
