@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import fakeredis
 import pytest
 
 from earmark import AsyncEngine, EngineConfig, InsufficientStock, ReservationReleased
+from tests.conftest import fresh_prefix
+from tests.servers import RedisServer
 
 
 async def test_the_async_engine_covers_every_operation() -> None:
@@ -30,3 +35,28 @@ async def test_the_async_engine_covers_every_operation() -> None:
         assert (await engine.get_reservation(held.id)).status == "shipped"
         assert (await engine.stock("A")).version > 0
         assert (await engine.sweep()).expired == 0
+
+
+@pytest.mark.redis_server
+async def test_concurrent_calls_share_pipelines_and_survive_a_script_flush(
+    redis_server: RedisServer,
+) -> None:
+    engine = AsyncEngine.from_url(redis_server.url, EngineConfig(prefix=fresh_prefix()))
+    async with engine:
+        await engine.receive("A", 100)
+        pipelines = 0
+        real_pipeline = engine.client.pipeline
+
+        def counting_pipeline(*args: Any, **kwargs: Any) -> Any:
+            nonlocal pipelines
+            pipelines += 1
+            return real_pipeline(*args, **kwargs)
+
+        engine.client.pipeline = counting_pipeline
+        await engine.client.script_flush()  # every coalesced call meets NOSCRIPT first
+        held = await asyncio.gather(
+            *(engine.reserve([("A", 1)], idempotency_key=f"k{i}") for i in range(60))
+        )
+        assert {h.status for h in held} == {"held"}
+        assert pipelines < 10  # 60 calls, a handful of pipelines
+        assert (await engine.stock("A")).reserved == 60

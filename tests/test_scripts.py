@@ -15,6 +15,7 @@ from redis.crc import key_slot
 
 from earmark import CommitInProgress, Engine, EngineConfig
 from earmark.bootstrap import bootstrap
+from earmark.operations import Call, Op
 from earmark.scripts import INCLUDE, SCRIPT_NAMES, load_scripts, lua_dir
 from tests.conftest import Backend, fresh_prefix
 from tests.servers import RedisServer
@@ -75,16 +76,25 @@ def test_every_call_keeps_its_keys_in_one_slot(request: pytest.FixtureRequest) -
     engine = Backend("fake", request).engine(partitions=4, pin_ms=1000)
     seen: set[str] = set()
 
-    def checked(name: str, script: Any) -> Any:
-        def call(*, keys: list[str], args: list[Any], **extra: Any) -> Any:
-            assert len({key_slot(key.encode()) for key in keys}) == 1, (name, keys)
-            assert all(key.startswith(engine.keys.prefix) for key in keys)
-            seen.add(name)
-            return script(keys=keys, args=args, **extra)
+    def check(call: Call) -> None:
+        assert len({key_slot(key.encode()) for key in call.keys}) == 1, call
+        assert all(key.startswith(engine.keys.prefix) for key in call.keys)
+        seen.add(call.script)
 
-        return call
+    def checked(op: Op[Any]) -> Op[Any]:
+        """Passes every step through, checking the keys of each script call on the way."""
+        step = next(op)
+        while True:
+            calls = [step] if isinstance(step, Call) else getattr(step, "calls", [])
+            for call in calls:
+                check(call)
+            try:
+                step = op.send((yield step))
+            except StopIteration as stop:
+                return stop.value
 
-    engine._scripts = {n: checked(n, s) for n, s in engine._scripts.items()}
+    run = engine.run
+    engine.run = lambda op: run(checked(op))  # type: ignore[method-assign]
     skus = [f"S{i}" for i in range(12)]
     for sku in skus:
         engine.receive(sku, 5, idempotency_key=f"r{sku}")

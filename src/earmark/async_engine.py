@@ -14,6 +14,7 @@ from redis.commands.core import AsyncScript
 
 from earmark import limits
 from earmark.bootstrap import StoreState, bootstrap
+from earmark.coalesce import CallCoalescer
 from earmark.config import EngineConfig
 from earmark.engine import DEFAULT_ACTOR, LineInput
 from earmark.keys import Keys
@@ -28,7 +29,12 @@ class AsyncEngine:
     """Asyncio access to the reservation engine; see ``Engine`` for each operation."""
 
     def __init__(
-        self, client: Any, config: EngineConfig | None = None, *, cluster: bool = False
+        self,
+        client: Any,
+        config: EngineConfig | None = None,
+        *,
+        cluster: bool = False,
+        coalesce: bool = True,
     ) -> None:
         self.client = client
         self.config = config or EngineConfig()
@@ -42,6 +48,8 @@ class AsyncEngine:
         self._slots: Any = (
             asyncio.Semaphore(limits.CONNECTIONS_MAX) if cluster else contextlib.nullcontext()
         )
+        # Concurrent calls share pipelines on one Redis (a cluster routes each call itself).
+        self._coalescer = CallCoalescer(client) if coalesce and not cluster else None
 
     @classmethod
     def from_url(
@@ -51,6 +59,7 @@ class AsyncEngine:
         *,
         cluster: bool = False,
         max_connections: int = limits.CONNECTIONS_MAX,
+        coalesce: bool = True,
     ) -> Self:
         if cluster:
             client: Any = redis.asyncio.cluster.RedisCluster.from_url(
@@ -64,7 +73,7 @@ class AsyncEngine:
                 timeout=limits.CONNECTION_WAIT_S,
             )
             client = redis.asyncio.Redis.from_pool(pool)
-        return cls(client, config, cluster=cluster)
+        return cls(client, config, cluster=cluster, coalesce=coalesce)
 
     @classmethod
     def embedded(cls, config: EngineConfig | None = None, server: Any = None) -> Self:
@@ -114,7 +123,7 @@ class AsyncEngine:
             step = next(op)
             while True:
                 if isinstance(step, Call):
-                    reply = await self._scripts[step.script](keys=step.keys, args=step.args)
+                    reply = await self._call(step)
                 elif isinstance(step, Batch):
                     reply = await self._batch(step)
                 else:
@@ -128,13 +137,18 @@ class AsyncEngine:
         finally:
             op.close()
 
+    async def _call(self, call: Call) -> Any:
+        script = self._scripts[call.script]
+        if self._coalescer is not None:
+            return await self._coalescer.call(script, call.keys, call.args)
+        return await script(keys=call.keys, args=call.args)
+
     async def _batch(self, batch: Batch) -> list[Any]:
-        if self.cluster:
-            return [await self._scripts[c.script](keys=c.keys, args=c.args) for c in batch.calls]
-        pipe = self.client.pipeline(transaction=False)
-        for c in batch.calls:
-            await self._scripts[c.script](keys=c.keys, args=c.args, client=pipe)
-        return list(await pipe.execute())
+        """One pipeline through the coalescer (it handles NOSCRIPT); one by one on a
+        cluster or without coalescing."""
+        if self._coalescer is None:
+            return [await self._call(c) for c in batch.calls]
+        return list(await asyncio.gather(*(self._call(c) for c in batch.calls)))
 
     async def receive(
         self,

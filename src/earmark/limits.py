@@ -49,3 +49,5 @@ PARTITIONS_MAX = 1_024
 # Redis connections per engine (per cluster node); callers beyond it wait, at most this long.
 CONNECTIONS_MAX = 100
 CONNECTION_WAIT_S = 10.0
+# Script calls the asyncio engine coalesces into one pipeline, at most.
+COALESCED_CALLS_MAX = 256
