@@ -1,9 +1,9 @@
 --[[
   extend_reservation: move a live hold's expiry to now + ttl.
 
-  KEYS (6 + 3 per line), the reservation layout of includes/reservation.lua:
+  KEYS (6 + 4 per line), the reservation layout of includes/reservation.lua:
     [1] meta, [2] events, [3] idempotency, [4] reservation part, [5] expiries,
-    [6] pins, then per line: stock, hold expiries, hold qty.
+    [6] pins, then per line: stock, hold expiries, hold qty, on_hand log.
   ARGV: [1] reservation id, [2] fingerprint, [3] actor, [4] idempotency key ('' none),
     [5] idempotency retention (ms), [6] line count n, [7..6+2n] sku, location per line, then
     [o] ttl (ms), counted from the server's clock now

@@ -3,9 +3,9 @@
   expires by its TTL; it waits for commit_reservation (mode 'pinned') or for
   unpin_reservation. The sweeper resolves pins older than their deadline.
 
-  KEYS (6 + 3 per line), the reservation layout of includes/reservation.lua:
+  KEYS (6 + 4 per line), the reservation layout of includes/reservation.lua:
     [1] meta, [2] events, [3] idempotency (unused), [4] reservation part, [5] expiries,
-    [6] pins, then per line: stock, hold expiries, hold qty.
+    [6] pins, then per line: stock, hold expiries, hold qty, on_hand log.
   ARGV: [1] reservation id, [2] fingerprint (unused), [3] actor, [4] '' , [5] 0,
     [6] line count n, [7..6+2n] sku, location per line, then
     [o]   pin token (random, one per commit attempt)

@@ -1,16 +1,17 @@
 --[[
   reserve: hold stock for one partition's lines of a cart, all or nothing.
 
-  KEYS (6 + 3 per line):
+  KEYS (6 + 4 per line):
     [1] meta               partition meta hash; its absence means "not ready"
     [2] events             partition event stream
     [3] idempotency        idempotency record of this request in this partition
     [4] reservation part   hash: this partition's part of the reservation
     [5] expiries           zset: reservation id -> expiry (ms), for the sweeper
     [6] pins               zset (unused here; kept for the shared layout)
-    [6+3i-2] stock         hash of buckets for line i
-    [6+3i-1] hold expiries zset: reservation id -> expiry (ms) of holds on line i
-    [6+3i]   hold qty      hash: reservation id -> units held on line i
+    [6+4i-3] stock         hash of buckets for line i
+    [6+4i-2] hold expiries zset: reservation id -> expiry (ms) of holds on line i
+    [6+4i-1] hold qty      hash: reservation id -> units held on line i
+    [6+4i]   on_hand log   (unused here: reserve never changes on_hand; shared layout)
   ARGV:
     [1] reservation id
     [2] request fingerprint (hex)

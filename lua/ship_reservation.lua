@@ -1,9 +1,9 @@
 --[[
   ship_reservation: committed units leave the building.
 
-  KEYS (6 + 3 per line), the reservation layout of includes/reservation.lua:
+  KEYS (6 + 4 per line), the reservation layout of includes/reservation.lua:
     [1] meta, [2] events, [3] idempotency, [4] reservation part, [5] expiries,
-    [6] pins, then per line: stock, hold expiries, hold qty.
+    [6] pins, then per line: stock, hold expiries, hold qty, on_hand log.
   ARGV: [1] reservation id, [2] fingerprint, [3] actor, [4] idempotency key ('' none),
     [5] idempotency retention (ms), [6] line count n, [7..6+2n] sku, location per line
   Returns {json, replayed}; json is
@@ -12,7 +12,7 @@
     {error = 'insufficient_on_hand', lines = [{sku, location, requested, on_hand}]}: a
       forced decrease took units that were already sold; nothing is shipped
     {error = 'not_found' | 'lines_mismatch' | 'not_ready' | 'idempotency_conflict'}
-  Events: 'shipped' per line (committed -qty, on_hand -qty).
+  Events: 'shipped' per line (committed -qty, on_hand -qty; logged in the on_hand log).
   Invariants: only committed units ship; on_hand never goes negative; every line of
     the part ships at once.
 ]]
@@ -50,7 +50,8 @@ end
 
 for i, line in ipairs(part.lines) do
   local deltas = {committed = -line.qty, on_hand = -line.qty}
-  apply((line_keys(i)), deltas)
+  local stock_key, _, _, log_key = line_keys(i)
+  apply(stock_key, deltas, log_key)
   emit(ctx, 'shipped', line.sku, line.location, line.qty, deltas, {'reservation', rid})
 end
 rcall('HSET', KEYS[4], 'status', 'shipped', 'shipped_at', ctx.now)

@@ -2,9 +2,9 @@
   unpin_reservation: undo pin_reservation; the part is held again with its original
   expiry (and expires at once through the usual paths if that has passed).
 
-  KEYS (6 + 3 per line), the reservation layout of includes/reservation.lua:
+  KEYS (6 + 4 per line), the reservation layout of includes/reservation.lua:
     [1] meta, [2] events, [3] idempotency (unused), [4] reservation part, [5] expiries,
-    [6] pins, then per line: stock, hold expiries, hold qty.
+    [6] pins, then per line: stock, hold expiries, hold qty, on_hand log.
   ARGV: [1] reservation id, [2] '' , [3] actor, [4] '', [5] 0,
     [6] line count n, [7..6+2n] sku, location per line, then
     [o]   pin token: only a part pinned with this token is unpinned

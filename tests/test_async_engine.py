@@ -60,3 +60,29 @@ async def test_concurrent_calls_share_pipelines_and_survive_a_script_flush(
         assert {h.status for h in held} == {"held"}
         assert pipelines < 10  # 60 calls, a handful of pipelines
         assert (await engine.stock("A")).reserved == 60
+
+
+@pytest.mark.redis_server
+async def test_callers_beyond_the_pool_queue_fairly_without_coalescing(
+    redis_server: RedisServer,
+) -> None:
+    """More callers than connections: they queue in the engine (FIFO) instead of at the
+    pool, where newcomers overtake waiters. A pool that gives up at once proves it."""
+    import redis.asyncio
+
+    pool = redis.asyncio.BlockingConnectionPool.from_url(
+        redis_server.url, decode_responses=True, max_connections=4, timeout=0.001
+    )
+    engine = AsyncEngine(
+        redis.asyncio.Redis.from_pool(pool),
+        EngineConfig(prefix=fresh_prefix()),
+        coalesce=False,
+        max_connections=4,
+    )
+    async with engine:
+        await engine.receive("A", 1000)
+        held = await asyncio.gather(
+            *(engine.reserve([("A", 1)], idempotency_key=f"q{i}") for i in range(300))
+        )
+        assert len({h.id for h in held}) == 300
+        assert (await engine.stock("A")).reserved == 300

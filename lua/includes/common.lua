@@ -27,10 +27,45 @@ local function available(levels)
   return levels.on_hand - levels.reserved - levels.committed
 end
 
+-- on_hand changes remembered per (sku, location) for cycle counts (limits.ONHAND_LOG_MAX).
+local ONHAND_LOG_MAX = 256
+
+-- One entry of an on_hand log: 'version:on_hand' -> version, on_hand.
+local function log_entry(member)
+  local version, on_hand = string.match(member, '^(%d+):(%-?%d+)$')
+  return tonumber(version), tonumber(on_hand)
+end
+
+-- Keeps the on_hand log of a stock key: every change of on_hand appends
+-- (version after, on_hand after); the newest ONHAND_LOG_MAX changes are kept. A log that
+-- is empty, or that disagrees with the state before this change (a restore rewrote the
+-- stock hash), starts again from that state, so it never answers for a history it did
+-- not see.
+local function log_on_hand(log_key, before, version, on_hand)
+  local newest = rcall('ZREVRANGE', log_key, 0, 0)
+  local fresh = #newest == 0
+  if not fresh then
+    local v, n = log_entry(newest[1])
+    fresh = v > before.version or n ~= before.on_hand
+    if fresh then
+      rcall('DEL', log_key)
+    end
+  end
+  if fresh then
+    rcall('ZADD', log_key, before.version, before.version .. ':' .. before.on_hand)
+  end
+  if on_hand ~= before.on_hand then
+    rcall('ZADD', log_key, version, version .. ':' .. on_hand)
+    rcall('ZREMRANGEBYRANK', log_key, 0, -(ONHAND_LOG_MAX + 1))
+  end
+end
+
 -- Applies bucket deltas to one stock key. Every resulting bucket is checked
 -- before anything is written: Redis does not roll back a script that fails
 -- half way, so an impossible state must be caught before the first write.
-local function apply(stock_key, deltas)
+-- log_key is the stock key's on_hand log; a change of on_hand without it is refused,
+-- so every on_hand change is logged (cycle counts depend on it).
+local function apply(stock_key, deltas, log_key)
   local levels = read_levels(stock_key)
   for name, delta in pairs(deltas) do
     if levels[name] == nil then
@@ -40,12 +75,25 @@ local function apply(stock_key, deltas)
       error('earmark: bucket ' .. name .. ' would go negative on ' .. stock_key)
     end
   end
+  local on_hand_delta = deltas.on_hand or 0
+  if on_hand_delta ~= 0 and not log_key then
+    error('earmark: on_hand changes without its log on ' .. stock_key)
+  end
   for name, delta in pairs(deltas) do
     if delta ~= 0 then
       rcall('HINCRBY', stock_key, name, delta)
     end
   end
-  rcall('HINCRBY', stock_key, 'version', 1)
+  local version = rcall('HINCRBY', stock_key, 'version', 1)
+  if log_key then
+    log_on_hand(log_key, levels, version, levels.on_hand + on_hand_delta)
+  end
+end
+
+-- Indexes a stock record: the partition's 'sku:location' set and the SKU's locations.
+local function index_stock(index_key, locations_key, sku, loc)
+  rcall('SADD', index_key, sku .. ':' .. loc)
+  rcall('SADD', locations_key, loc)
 end
 
 -- ctx: {events = stream key, actor, idem = idempotency key, channel, now = ms}

@@ -1,15 +1,17 @@
 -- Helpers for the scripts that act on one partition's part of a reservation.
 -- Layout shared by those scripts:
 --   KEYS[1] meta, KEYS[2] events, KEYS[3] idempotency, KEYS[4] reservation part,
---   KEYS[5] expiries index, KEYS[6] pins index, then 3 keys per line:
---   stock, hold expiries, hold quantities.
+--   KEYS[5] expiries index, KEYS[6] pins index, then 4 keys per line:
+--   stock, hold expiries, hold quantities, on_hand log.
 --   ARGV: line fields start at ARGV[LINE_ARGV] as sku, location (and qty for reserve).
 
 local LINE_KEYS = 6
+local KEYS_PER_LINE = 4
 
+-- stock, hold expiries, hold qty and on_hand log of line i.
 local function line_keys(i)
-  local base = LINE_KEYS + (i - 1) * 3
-  return KEYS[base + 1], KEYS[base + 2], KEYS[base + 3]
+  local base = LINE_KEYS + (i - 1) * KEYS_PER_LINE
+  return KEYS[base + 1], KEYS[base + 2], KEYS[base + 3], KEYS[base + 4]
 end
 
 -- give_back for line i of the layout.
@@ -54,7 +56,7 @@ end
 -- built by the caller from the record, and a mismatch means a stale caller.
 local function lines_match(part, first_argv)
   local n = #part.lines
-  if (#KEYS - LINE_KEYS) ~= n * 3 then
+  if (#KEYS - LINE_KEYS) ~= n * KEYS_PER_LINE then
     return false
   end
   for i = 1, n do

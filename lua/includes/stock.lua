@@ -1,7 +1,8 @@
 -- Helpers for the scripts that change one (sku, location) outside a reservation.
 -- Layout shared by those scripts:
 --   KEYS[1] meta, KEYS[2] events, KEYS[3] idempotency, KEYS[4] stock, KEYS[5] stock index,
---   KEYS[6] hold expiries, KEYS[7] hold qty (of the same sku, location)
+--   KEYS[6] hold expiries, KEYS[7] hold qty (of the same sku, location),
+--   KEYS[8] locations of the sku, KEYS[9] on_hand log of the (sku, location)
 --   ARGV[1] sku, ARGV[2] location, ARGV[3] fingerprint, ARGV[4] actor,
 --   ARGV[5] idempotency key ('' none), ARGV[6] idempotency retention (ms),
 --   ARGV[7] expired holds reclaimed first, at most; then the script's own options from ARGV[8].
@@ -31,10 +32,16 @@ local function levels_view(stock_key, sku, loc)
   return levels
 end
 
+-- Applies deltas to a stock key of this script's SKU at `loc` (with its on_hand log),
+-- indexes it and records the event.
+local function change_location(ctx, stock_key, log_key, loc, etype, qty, deltas, extra)
+  apply(stock_key, deltas, log_key)
+  index_stock(KEYS[5], KEYS[8], ARGV[1], loc)
+  emit(ctx, etype, ARGV[1], loc, qty, deltas, extra)
+end
+
 -- Applies deltas to this script's stock key, records the event and indexes the SKU.
 local function change_stock(ctx, etype, qty, deltas, extra)
-  apply(KEYS[4], deltas)
-  rcall('SADD', KEYS[5], ARGV[1] .. ':' .. ARGV[2])
-  emit(ctx, etype, ARGV[1], ARGV[2], qty, deltas, extra)
+  change_location(ctx, KEYS[4], KEYS[9], ARGV[2], etype, qty, deltas, extra)
   return {ok = true, levels = levels_view(KEYS[4], ARGV[1], ARGV[2])}
 end

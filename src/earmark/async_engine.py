@@ -18,7 +18,17 @@ from earmark.coalesce import CallCoalescer
 from earmark.config import EngineConfig
 from earmark.engine import DEFAULT_ACTOR, LineInput
 from earmark.keys import Keys
-from earmark.models import Reservation, StockLevel, SweepReport
+from earmark.lifecycle import Lifecycle
+from earmark.models import (
+    CountResult,
+    PurchaseOrder,
+    Reservation,
+    ReturnReceipt,
+    SkuStock,
+    StockLevel,
+    SweepReport,
+    Transfer,
+)
 from earmark.operations import Batch, Call, Op, Operations
 from earmark.scripts import load_scripts
 
@@ -35,21 +45,27 @@ class AsyncEngine:
         *,
         cluster: bool = False,
         coalesce: bool = True,
+        max_connections: int = limits.CONNECTIONS_MAX,
     ) -> None:
         self.client = client
         self.config = config or EngineConfig()
         self.keys = Keys(self.config.prefix)
         self._scripts: dict[str, AsyncScript] = {}
         self._ops: Operations | None = None
+        self._lifecycle: Lifecycle | None = None
         self.state: StoreState | None = None
         self.cluster = cluster
-        # A cluster client fails (rather than waits) past its per-node connection limit;
-        # bound the operations in flight instead, so callers queue.
-        self._slots: Any = (
-            asyncio.Semaphore(limits.CONNECTIONS_MAX) if cluster else contextlib.nullcontext()
-        )
         # Concurrent calls share pipelines on one Redis (a cluster routes each call itself).
         self._coalescer = CallCoalescer(client) if coalesce and not cluster else None
+        # Without coalescing every operation holds a connection. A cluster client fails
+        # past its per-node limit, and redis-py's blocking pool lets newcomers overtake
+        # waiters (some starve for its whole timeout): bound the operations in flight
+        # with a FIFO semaphore instead, so callers queue fairly.
+        self._slots: Any = (
+            asyncio.Semaphore(max_connections)
+            if self._coalescer is None
+            else contextlib.nullcontext()
+        )
 
     @classmethod
     def from_url(
@@ -73,7 +89,9 @@ class AsyncEngine:
                 timeout=limits.CONNECTION_WAIT_S,
             )
             client = redis.asyncio.Redis.from_pool(pool)
-        return cls(client, config, cluster=cluster, coalesce=coalesce)
+        return cls(
+            client, config, cluster=cluster, coalesce=coalesce, max_connections=max_connections
+        )
 
     @classmethod
     def embedded(cls, config: EngineConfig | None = None, server: Any = None) -> Self:
@@ -88,6 +106,7 @@ class AsyncEngine:
             self._scripts[name] = registered
         self.state = await self.run(bootstrap(self.keys, self.config, initialize=initialize))
         self._ops = Operations(self.keys, self.state.partitions, self.config)
+        self._lifecycle = Lifecycle(self.keys, self.state.partitions, self.config)
         return self
 
     async def close(self) -> None:
@@ -244,3 +263,233 @@ class AsyncEngine:
 
     async def sweep(self) -> SweepReport:
         return await self.run(self.ops.sweep())
+
+    # -- stock lifecycle (docs/lifecycle.md) -------------------------------------------------
+
+    @property
+    def lifecycle(self) -> Lifecycle:
+        if self._lifecycle is None:
+            raise RuntimeError("call await AsyncEngine.start() first")
+        return self._lifecycle
+
+    async def locations(self, sku: str) -> list[StockLevel]:
+        return await self.run(self.lifecycle.locations(sku))
+
+    async def sku_stock(self, sku: str) -> SkuStock:
+        return await self.run(self.lifecycle.sku_stock(sku))
+
+    async def transfer(
+        self,
+        sku: str,
+        qty: int,
+        from_location: str,
+        to_location: str,
+        *,
+        reference: str = "",
+        reason: str = "",
+        actor: str = DEFAULT_ACTOR,
+        idempotency_key: str | None = None,
+    ) -> Transfer:
+        return await self.run(
+            self.lifecycle.transfer(
+                sku,
+                qty,
+                from_location=from_location,
+                to_location=to_location,
+                reference=reference,
+                reason=reason,
+                actor=actor,
+                idem=idempotency_key,
+            )
+        )
+
+    async def receive_transfer(
+        self,
+        transfer_id: str,
+        qty_received: int,
+        *,
+        reason: str = "",
+        actor: str = DEFAULT_ACTOR,
+        idempotency_key: str | None = None,
+    ) -> Transfer:
+        return await self.run(
+            self.lifecycle.receive_transfer(
+                transfer_id, qty_received, reason=reason, actor=actor, idem=idempotency_key
+            )
+        )
+
+    async def get_transfer(self, transfer_id: str) -> Transfer:
+        return await self.run(self.lifecycle.get_transfer(transfer_id))
+
+    async def receive_return(
+        self,
+        reservation_id: str,
+        sku: str,
+        qty: int,
+        *,
+        location: str | None = None,
+        reason: str = "",
+        actor: str = DEFAULT_ACTOR,
+        idempotency_key: str | None = None,
+    ) -> ReturnReceipt:
+        return await self.run(
+            self.lifecycle.receive_return(
+                reservation_id,
+                sku,
+                qty,
+                location=location,
+                reason=reason,
+                actor=actor,
+                idem=idempotency_key,
+            )
+        )
+
+    async def dispose_returned(
+        self,
+        sku: str,
+        qty: int,
+        disposition: str,
+        *,
+        location: str = limits.DEFAULT_LOCATION,
+        reason: str = "",
+        actor: str = DEFAULT_ACTOR,
+        idempotency_key: str | None = None,
+    ) -> StockLevel:
+        return await self.run(
+            self.lifecycle.dispose_returned(
+                sku,
+                qty,
+                disposition=disposition,
+                location=location,
+                reason=reason,
+                actor=actor,
+                idem=idempotency_key,
+            )
+        )
+
+    async def damage(
+        self,
+        sku: str,
+        qty: int,
+        reason: str,
+        *,
+        location: str = limits.DEFAULT_LOCATION,
+        force: bool = False,
+        actor: str = DEFAULT_ACTOR,
+        idempotency_key: str | None = None,
+    ) -> StockLevel:
+        return await self.run(
+            self.lifecycle.damage(
+                sku,
+                qty,
+                reason=reason,
+                location=location,
+                force=force,
+                actor=actor,
+                idem=idempotency_key,
+            )
+        )
+
+    async def write_off(
+        self,
+        sku: str,
+        qty: int,
+        reason: str,
+        *,
+        source: str = "on_hand",
+        location: str = limits.DEFAULT_LOCATION,
+        force: bool = False,
+        actor: str = DEFAULT_ACTOR,
+        idempotency_key: str | None = None,
+    ) -> StockLevel:
+        return await self.run(
+            self.lifecycle.write_off(
+                sku,
+                qty,
+                reason=reason,
+                source=source,
+                location=location,
+                force=force,
+                actor=actor,
+                idem=idempotency_key,
+            )
+        )
+
+    async def count(
+        self,
+        sku: str,
+        counted: int,
+        version: int,
+        *,
+        location: str = limits.DEFAULT_LOCATION,
+        reason: str = "cycle count",
+        actor: str = DEFAULT_ACTOR,
+        idempotency_key: str | None = None,
+    ) -> CountResult:
+        return await self.run(
+            self.lifecycle.count(
+                sku,
+                counted,
+                version=version,
+                location=location,
+                reason=reason,
+                actor=actor,
+                idem=idempotency_key,
+            )
+        )
+
+    async def create_purchase_order(
+        self,
+        lines: Iterable[LineInput],
+        *,
+        supplier: str,
+        expected_date: str,
+        idempotency_key: str,
+        reference: str = "",
+        reason: str = "",
+        actor: str = DEFAULT_ACTOR,
+    ) -> PurchaseOrder:
+        return await self.run(
+            self.lifecycle.create_purchase_order(
+                lines,
+                supplier=supplier,
+                expected_date=expected_date,
+                reference=reference,
+                reason=reason,
+                actor=actor,
+                idem=idempotency_key,
+            )
+        )
+
+    async def receive_purchase_order(
+        self,
+        po_id: str,
+        lines: Iterable[LineInput],
+        *,
+        reason: str = "",
+        actor: str = DEFAULT_ACTOR,
+        idempotency_key: str | None = None,
+    ) -> PurchaseOrder:
+        return await self.run(
+            self.lifecycle.receive_purchase_order(
+                po_id, lines, reason=reason, actor=actor, idem=idempotency_key
+            )
+        )
+
+    async def close_purchase_order(
+        self,
+        po_id: str,
+        *,
+        cancel: bool = False,
+        reason: str = "",
+        actor: str = DEFAULT_ACTOR,
+        idempotency_key: str | None = None,
+    ) -> PurchaseOrder:
+        return await self.run(
+            self.lifecycle.close_purchase_order(
+                po_id, cancel=cancel, reason=reason, actor=actor, idem=idempotency_key
+            )
+        )
+
+    async def get_purchase_order(self, po_id: str) -> PurchaseOrder:
+        return await self.run(self.lifecycle.get_purchase_order(po_id))

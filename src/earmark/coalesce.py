@@ -3,7 +3,7 @@
 Under load the Python client, not Redis, is the bottleneck: each call pays for a
 connection check-out, a write and a read. Calls issued in the same event-loop turn
 are sent as one non-transactional pipeline instead (each script stays atomic on
-its own; order is kept). See loadtests/bench_engine.py for the gain.
+its own; order is kept). ``python -m loadtests.bench.engine`` measures the gain.
 """
 
 from __future__ import annotations

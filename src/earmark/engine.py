@@ -17,7 +17,18 @@ from earmark import limits
 from earmark.bootstrap import StoreState, bootstrap
 from earmark.config import EngineConfig
 from earmark.keys import Keys
-from earmark.models import Line, Reservation, StockLevel, SweepReport
+from earmark.lifecycle import Lifecycle
+from earmark.models import (
+    CountResult,
+    Line,
+    PurchaseOrder,
+    Reservation,
+    ReturnReceipt,
+    SkuStock,
+    StockLevel,
+    SweepReport,
+    Transfer,
+)
 from earmark.operations import Batch, Call, Op, Operations
 from earmark.scripts import load_scripts
 
@@ -41,6 +52,7 @@ class Engine:
         self.keys = Keys(self.config.prefix)
         self._scripts: dict[str, Script] = {}
         self._ops: Operations | None = None
+        self._lifecycle: Lifecycle | None = None
         self.state: StoreState | None = None
         self.cluster = cluster
         # A cluster client fails (rather than waits) past its per-node connection limit;
@@ -100,6 +112,7 @@ class Engine:
             self._scripts[name] = registered
         self.state = self.run(bootstrap(self.keys, self.config, initialize=initialize))
         self._ops = Operations(self.keys, self.state.partitions, self.config)
+        self._lifecycle = Lifecycle(self.keys, self.state.partitions, self.config)
         return self
 
     def close(self) -> None:
@@ -281,3 +294,249 @@ class Engine:
     def sweep(self) -> SweepReport:
         """One sweeper pass: expire overdue holds, resolve stale multi-partition pins."""
         return self.run(self.ops.sweep())
+
+    # -- stock lifecycle (docs/lifecycle.md) -------------------------------------------------
+
+    @property
+    def lifecycle(self) -> Lifecycle:
+        if self._lifecycle is None:
+            raise RuntimeError("call Engine.start() first")
+        return self._lifecycle
+
+    def locations(self, sku: str) -> list[StockLevel]:
+        """Every location of ``sku``; raises ``SkuNotFound`` if it has none."""
+        return self.run(self.lifecycle.locations(sku))
+
+    def sku_stock(self, sku: str) -> SkuStock:
+        """The SKU's buckets summed over its locations, with each location."""
+        return self.run(self.lifecycle.sku_stock(sku))
+
+    def transfer(
+        self,
+        sku: str,
+        qty: int,
+        from_location: str,
+        to_location: str,
+        *,
+        reference: str = "",
+        reason: str = "",
+        actor: str = DEFAULT_ACTOR,
+        idempotency_key: str | None = None,
+    ) -> Transfer:
+        """on_hand at ``from_location`` -> in_transit at ``to_location``; raises
+        ``InsufficientStock`` when fewer units are available at the source."""
+        return self.run(
+            self.lifecycle.transfer(
+                sku,
+                qty,
+                from_location=from_location,
+                to_location=to_location,
+                reference=reference,
+                reason=reason,
+                actor=actor,
+                idem=idempotency_key,
+            )
+        )
+
+    def receive_transfer(
+        self,
+        transfer_id: str,
+        qty_received: int,
+        *,
+        reason: str = "",
+        actor: str = DEFAULT_ACTOR,
+        idempotency_key: str | None = None,
+    ) -> Transfer:
+        """The transfer arrives: in_transit -> on_hand at the destination; missing units
+        are written off, surplus units land in on_hand (``transfer_discrepancy``)."""
+        return self.run(
+            self.lifecycle.receive_transfer(
+                transfer_id, qty_received, reason=reason, actor=actor, idem=idempotency_key
+            )
+        )
+
+    def get_transfer(self, transfer_id: str) -> Transfer:
+        return self.run(self.lifecycle.get_transfer(transfer_id))
+
+    def receive_return(
+        self,
+        reservation_id: str,
+        sku: str,
+        qty: int,
+        *,
+        location: str | None = None,
+        reason: str = "",
+        actor: str = DEFAULT_ACTOR,
+        idempotency_key: str | None = None,
+    ) -> ReturnReceipt:
+        """Units of a shipped reservation line come back into ``returned`` (quarantine)."""
+        return self.run(
+            self.lifecycle.receive_return(
+                reservation_id,
+                sku,
+                qty,
+                location=location,
+                reason=reason,
+                actor=actor,
+                idem=idempotency_key,
+            )
+        )
+
+    def dispose_returned(
+        self,
+        sku: str,
+        qty: int,
+        disposition: str,
+        *,
+        location: str = limits.DEFAULT_LOCATION,
+        reason: str = "",
+        actor: str = DEFAULT_ACTOR,
+        idempotency_key: str | None = None,
+    ) -> StockLevel:
+        """returned -> on_hand (``restock``), ``damaged`` or written_off (``write_off``)."""
+        return self.run(
+            self.lifecycle.dispose_returned(
+                sku,
+                qty,
+                disposition=disposition,
+                location=location,
+                reason=reason,
+                actor=actor,
+                idem=idempotency_key,
+            )
+        )
+
+    def damage(
+        self,
+        sku: str,
+        qty: int,
+        reason: str,
+        *,
+        location: str = limits.DEFAULT_LOCATION,
+        force: bool = False,
+        actor: str = DEFAULT_ACTOR,
+        idempotency_key: str | None = None,
+    ) -> StockLevel:
+        """on_hand -> damaged; ``WouldOversell`` below available unless ``force``."""
+        return self.run(
+            self.lifecycle.damage(
+                sku,
+                qty,
+                reason=reason,
+                location=location,
+                force=force,
+                actor=actor,
+                idem=idempotency_key,
+            )
+        )
+
+    def write_off(
+        self,
+        sku: str,
+        qty: int,
+        reason: str,
+        *,
+        source: str = "on_hand",
+        location: str = limits.DEFAULT_LOCATION,
+        force: bool = False,
+        actor: str = DEFAULT_ACTOR,
+        idempotency_key: str | None = None,
+    ) -> StockLevel:
+        """``source`` (on_hand or damaged) -> written_off; from on_hand, ``WouldOversell``
+        below available unless ``force``."""
+        return self.run(
+            self.lifecycle.write_off(
+                sku,
+                qty,
+                reason=reason,
+                source=source,
+                location=location,
+                force=force,
+                actor=actor,
+                idem=idempotency_key,
+            )
+        )
+
+    def count(
+        self,
+        sku: str,
+        counted: int,
+        version: int,
+        *,
+        location: str = limits.DEFAULT_LOCATION,
+        reason: str = "cycle count",
+        actor: str = DEFAULT_ACTOR,
+        idempotency_key: str | None = None,
+    ) -> CountResult:
+        """A cycle count against the ``version`` the counter read (``StockLevel.version``);
+        raises ``StaleCount`` when that version is too old to count against."""
+        return self.run(
+            self.lifecycle.count(
+                sku,
+                counted,
+                version=version,
+                location=location,
+                reason=reason,
+                actor=actor,
+                idem=idempotency_key,
+            )
+        )
+
+    def create_purchase_order(
+        self,
+        lines: Iterable[LineInput],
+        *,
+        supplier: str,
+        expected_date: str,
+        idempotency_key: str,
+        reference: str = "",
+        reason: str = "",
+        actor: str = DEFAULT_ACTOR,
+    ) -> PurchaseOrder:
+        """inbound += qty per line (``expected_date`` as YYYY-MM-DD)."""
+        return self.run(
+            self.lifecycle.create_purchase_order(
+                lines,
+                supplier=supplier,
+                expected_date=expected_date,
+                reference=reference,
+                reason=reason,
+                actor=actor,
+                idem=idempotency_key,
+            )
+        )
+
+    def receive_purchase_order(
+        self,
+        po_id: str,
+        lines: Iterable[LineInput],
+        *,
+        reason: str = "",
+        actor: str = DEFAULT_ACTOR,
+        idempotency_key: str | None = None,
+    ) -> PurchaseOrder:
+        """A (partial) delivery: inbound -> on_hand; over-delivery lands in on_hand too."""
+        return self.run(
+            self.lifecycle.receive_purchase_order(
+                po_id, lines, reason=reason, actor=actor, idem=idempotency_key
+            )
+        )
+
+    def close_purchase_order(
+        self,
+        po_id: str,
+        *,
+        cancel: bool = False,
+        reason: str = "",
+        actor: str = DEFAULT_ACTOR,
+        idempotency_key: str | None = None,
+    ) -> PurchaseOrder:
+        """No more units expected: inbound loses what is outstanding (closed or cancelled)."""
+        return self.run(
+            self.lifecycle.close_purchase_order(
+                po_id, cancel=cancel, reason=reason, actor=actor, idem=idempotency_key
+            )
+        )
+
+    def get_purchase_order(self, po_id: str) -> PurchaseOrder:
+        return self.run(self.lifecycle.get_purchase_order(po_id))

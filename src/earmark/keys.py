@@ -75,9 +75,35 @@ class Keys:
         return f"{self.tag(partition)}:skus"
 
     def line_keys(self, partition: int, sku: str, location: str) -> list[str]:
-        """The three keys a line of a reservation touches, in the order scripts expect."""
+        """Stock, hold expiries and hold qty of one (sku, location): what ``read_stock``
+        and ``restore_stock`` take per line."""
         return [
             self.stock(partition, sku, location),
             self.hold_expiries(partition, sku, location),
             self.hold_qty(partition, sku, location),
         ]
+
+    def locations(self, partition: int, sku: str) -> str:
+        """Set of every location with a stock record of ``sku`` (its network view)."""
+        return f"{self.tag(partition)}:locations:{sku}"
+
+    def on_hand_log(self, partition: int, sku: str, location: str) -> str:
+        """Sorted set: ``version:on_hand`` by version, for the last on_hand changes of one
+        (sku, location). A cycle count reads on_hand as it stood at the counter's version."""
+        return f"{self.tag(partition)}:onhand:{sku}:{location}"
+
+    def reservation_line_keys(self, partition: int, sku: str, location: str) -> list[str]:
+        """The four keys a line of a reservation touches, in the order scripts expect:
+        ``line_keys`` and the on_hand log (ship changes on_hand)."""
+        return [
+            *self.line_keys(partition, sku, location),
+            self.on_hand_log(partition, sku, location),
+        ]
+
+    def transfer(self, partition: int, transfer_id: str) -> str:
+        """A transfer between two locations of a SKU (in the SKU's partition)."""
+        return f"{self.tag(partition)}:transfer:{transfer_id}"
+
+    def purchase_order(self, partition: int, po_id: str) -> str:
+        """This partition's part of a purchase order: its lines here, their receipts."""
+        return f"{self.tag(partition)}:po:{po_id}"

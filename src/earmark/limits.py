@@ -34,6 +34,23 @@ REFERENCE_LENGTH_MAX = 128
 
 # How long a finished (released, expired, shipped) reservation stays readable in Redis.
 RESERVATION_RETENTION_MS_DEFAULT = 7 * 24 * 60 * 60 * 1_000
+# How long a received transfer or a closed / cancelled purchase order stays readable in Redis.
+FINISHED_RECORD_RETENTION_MS = 30 * 24 * 60 * 60 * 1_000
+
+# Stock lifecycle (docs/lifecycle.md).
+SUPPLIER_LENGTH_MAX = 128
+# A received transfer may report 0 (all lost) up to this many units (surplus included).
+QTY_RECEIVED_MAX = QTY_MAX
+# A cycle count's counted quantity; a location may hold more than one line's QTY_MAX.
+COUNTED_MAX = 1_000_000_000
+# Stock versions a count may name (Lua numbers are doubles: stay well inside 2**53).
+VERSION_MAX = 2**50
+# on_hand changes remembered per (sku, location) for cycle counts (the Lua constant
+# ONHAND_LOG_MAX in lua/includes/common.lua; a test checks they agree). A count whose
+# version is older than the oldest remembered change is refused as stale.
+ONHAND_LOG_MAX = 256
+DISPOSITIONS = ("restock", "damaged", "write_off")
+WRITE_OFF_SOURCES = ("on_hand", "damaged")
 
 # Expired holds that one reserve call reclaims per line before it checks stock.
 RECLAIM_PER_LINE_MAX = 64

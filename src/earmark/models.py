@@ -79,3 +79,87 @@ class SweepReport(Frozen):
 
     expired: int = Field(0, description="held reservations found expired and given back")
     pins_resolved: int = Field(0, description="stale multi-partition pins resolved")
+
+
+class SkuStock(Frozen):
+    """A SKU across the network: every bucket summed over its locations, and each location."""
+
+    sku: str
+    on_hand: int = 0
+    reserved: int = 0
+    committed: int = 0
+    available: int = 0
+    in_transit: int = 0
+    returned: int = 0
+    damaged: int = 0
+    written_off: int = 0
+    inbound: int = 0
+    locations: list[StockLevel] = Field(default_factory=list)
+
+
+TransferStatus = Literal["in_transit", "received"]
+
+
+class Transfer(Frozen):
+    """Units on their way from one location of a SKU to another."""
+
+    id: str
+    sku: str
+    from_location: str
+    to_location: str
+    qty_shipped: int
+    qty_received: int = Field(0, description="units booked in at to_location (once received)")
+    status: TransferStatus
+    reference: str = ""
+    created_at: datetime | None = None
+    received_at: datetime | None = None
+
+    @property
+    def discrepancy(self) -> int:
+        """Received minus shipped once received: negative when units went missing."""
+        return self.qty_received - self.qty_shipped if self.status == "received" else 0
+
+
+class ReturnReceipt(Frozen):
+    """Units of a shipped reservation line back in the ``returned`` bucket."""
+
+    reservation_id: str
+    sku: str
+    location: str
+    qty: int
+    returned: int = Field(description="units of the line returned so far, this return included")
+    shipped: int = Field(description="units the reservation shipped of the line")
+    stock: StockLevel
+
+
+class CountResult(Frozen):
+    """A cycle count: on_hand moved by ``delta = counted - expected``, where ``expected`` is
+    on_hand as it stood at the version the counter read."""
+
+    stock: StockLevel
+    counted: int
+    expected: int
+    delta: int
+    exposure: int = Field(0, description="units promised beyond on hand that this count added")
+
+
+PurchaseOrderStatus = Literal["open", "closed", "cancelled"]
+
+
+class PurchaseOrderLine(Frozen):
+    sku: str
+    location: str
+    expected: int
+    received: int = 0
+    outstanding: int = Field(0, description="units still counted in inbound (0 once closed)")
+
+
+class PurchaseOrder(Frozen):
+    id: str
+    status: PurchaseOrderStatus
+    supplier: str
+    expected_date: str = Field(description="ISO date the supplier promised delivery")
+    reference: str = ""
+    lines: list[PurchaseOrderLine]
+    created_at: datetime | None = None
+    closed_at: datetime | None = None

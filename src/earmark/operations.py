@@ -153,6 +153,8 @@ class Operations:
             self.keys.stock_index(p),
             self.keys.hold_expiries(p, sku, location),
             self.keys.hold_qty(p, sku, location),
+            self.keys.locations(p, sku),
+            self.keys.on_hand_log(p, sku, location),
         ]
         config = self.config
         args: list[str | int] = [sku, location, fp, actor, idem]
@@ -187,7 +189,7 @@ class Operations:
             len(part.lines),
         ]
         for sku, location in part.lines:
-            keys.extend(self.keys.line_keys(p, sku, location))
+            keys.extend(self.keys.reservation_line_keys(p, sku, location))
             args.extend((sku, location))
         args.extend(opts)
         return Call(script, keys, args)
@@ -380,7 +382,7 @@ class Operations:
             len(lines),
         ]
         for line in lines:
-            keys.extend(self.keys.line_keys(p, line.sku, line.location))
+            keys.extend(self.keys.reservation_line_keys(p, line.sku, line.location))
             args.extend((line.sku, line.location, line.qty))
         return Call("reserve", keys, args)
 

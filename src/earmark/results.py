@@ -17,19 +17,30 @@ from earmark.errors import (
     IdempotencyConflict,
     InsufficientOnHand,
     InsufficientStock,
+    InsufficientUnits,
+    InvalidRequest,
+    PurchaseOrderClosed,
+    PurchaseOrderNotFound,
     ReservationExpired,
     ReservationNotFound,
     ReservationNotHeld,
     ReservationReleased,
+    ReturnExceedsShipped,
+    StaleCount,
     StoreNotReady,
+    TransferAlreadyReceived,
+    TransferNotFound,
     WouldOversell,
 )
 from earmark.models import (
+    PurchaseOrder,
+    PurchaseOrderLine,
     Reservation,
     ReservationLine,
     ReservationStatus,
     Shortfall,
     StockLevel,
+    Transfer,
     from_ms,
 )
 
@@ -181,3 +192,112 @@ def reservation_from_views(views: list[Json]) -> Reservation:
 
 def fingerprint(*request: Any) -> str:
     return hashlib.sha256(orjson.dumps(request, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
+
+
+# -- stock lifecycle (docs/lifecycle.md) --------------------------------------------------
+
+
+def raise_for_lifecycle_error(result: Json, subject: str = "") -> None:
+    """``raise_for_error`` for the lifecycle scripts; ``subject`` names the transfer,
+    purchase order or reservation the call acted on."""
+    code = result.get("error")
+    details = {k: v for k, v in result.items() if k != "error"}
+    if code == "stale_count":
+        raise StaleCount(
+            f"stock version {result['version']} cannot be counted against: the engine "
+            f"remembers on_hand from version {result['oldest']} to {result['current']}; "
+            "read the stock again and recount",
+            **details,
+        )
+    if code == "insufficient_units":
+        raise InsufficientUnits(
+            f"only {result['available']} units are {result['bucket']}, "
+            f"{result['requested']} requested",
+            **details,
+        )
+    if code == "return_exceeds_shipped":
+        raise ReturnExceedsShipped(
+            f"reservation {subject} shipped {result['shipped']} of the line and "
+            f"{result['returned']} already came back; {result['requested']} more cannot",
+            **details,
+        )
+    if code == "no_line":
+        raise InvalidRequest(
+            f"{subject} has no line for {result['sku']} at {result['location']}", field="lines"
+        )
+    if code in ("duplicate_transfer", "duplicate_purchase_order"):
+        raise IdempotencyConflict(f"{subject} already exists")
+    raise_for_record_error(result, subject)
+    raise_for_error(result, subject)
+
+
+def raise_for_record_error(result: Json, subject: str) -> None:
+    code = result.get("error")
+    if code == "transfer_not_found":
+        raise TransferNotFound(f"no transfer {subject}", id=subject)
+    if code == "already_received":
+        record = transfer(result["transfer"])
+        raise TransferAlreadyReceived(
+            f"transfer {subject} was already received with {record.qty_received} units",
+            transfer=record.model_dump(mode="json"),
+        )
+    if code == "purchase_order_not_found":
+        raise PurchaseOrderNotFound(f"no purchase order {subject}", id=subject)
+    if code == "purchase_order_closed":
+        status = str(result["status"])
+        received = result.get("received", [])
+        raise PurchaseOrderClosed(
+            f"purchase order {subject} is {status}", status, received_before=received
+        )
+
+
+def transfer(record: Json) -> Transfer:
+    """A transfer from its record (a script's view or the hash as read)."""
+    received_at = record.get("received_at")
+    return Transfer(
+        id=text(record["id"]),
+        sku=text(record["sku"]),
+        from_location=text(record["from"]),
+        to_location=text(record["to"]),
+        qty_shipped=int(record["qty_shipped"]),
+        qty_received=int(record.get("qty_received") or 0),
+        status=text(record["status"]),
+        reference=text(record.get("reference", "")),
+        created_at=from_ms(int(record["created_at"])),
+        received_at=from_ms(int(received_at)) if received_at else None,
+    )
+
+
+def purchase_order(views: list[Json]) -> PurchaseOrder:
+    """One purchase order from its parts' views (partition order). A part still open makes
+    the order open (a close that did not reach every part is finished by calling it again)."""
+    statuses = {str(v["status"]) for v in views}
+    status = "open" if "open" in statuses else min(statuses)  # 'cancelled' < 'closed'
+
+    lines = [
+        PurchaseOrderLine(
+            sku=line["sku"],
+            location=line["location"],
+            expected=int(line["expected"]),
+            received=int(line["received"]),
+            outstanding=max(int(line["expected"]) - int(line["received"]), 0)
+            if view["status"] == "open"
+            else 0,
+        )
+        for view in views
+        for line in view["lines"]
+    ]
+    closed = [_ms(v, "closed_at") for v in views]
+    first = views[0]
+    return PurchaseOrder(
+        id=str(first["id"]),
+        status=status,
+        supplier=str(first["supplier"]),
+        expected_date=str(first["expected_date"]),
+        reference=str(first.get("reference") or ""),
+        lines=lines,
+        created_at=from_ms(min(int(v["created_at"]) for v in views)),
+        closed_at=from_ms(max(c for c in closed if c is not None))
+        if status != "open" and None not in closed
+        else None,
+    )

@@ -17,6 +17,21 @@ from pathlib import Path
 
 INCLUDE = re.compile(r'^--- @include "([a-z_]+)"\s*$', re.MULTILINE)
 
+# The stock lifecycle scripts (docs/lifecycle.md): transfers, returns, damage, write-offs,
+# cycle counts and purchase orders.
+LIFECYCLE_SCRIPT_NAMES = (
+    "close_purchase_order",
+    "count_stock",
+    "create_purchase_order",
+    "damage_stock",
+    "dispose_returned",
+    "receive_purchase_order",
+    "receive_return",
+    "receive_transfer",
+    "transfer_stock",
+    "write_off_stock",
+)
+
 # Every script the engine runs; the loader fails fast if one is missing.
 SCRIPT_NAMES = (
     "adjust_stock",
@@ -30,8 +45,10 @@ SCRIPT_NAMES = (
     "receive_stock",
     "release_reservation",
     "reserve",
+    "restore_stock",
     "ship_reservation",
     "unpin_reservation",
+    *LIFECYCLE_SCRIPT_NAMES,
 )
 
 

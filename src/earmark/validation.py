@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import math
 import re
 from collections.abc import Iterable
@@ -11,6 +12,9 @@ from earmark.errors import InvalidRequest
 from earmark.models import Line
 
 RESERVATION_ID = re.compile(r"^rsv_[0-9a-f]{24}_[0-9]{1,4}(-[0-9]{1,4})*$")
+TRANSFER_ID = re.compile(r"^trf_[0-9a-f]{24}_[0-9]{1,4}$")
+PURCHASE_ORDER_ID = re.compile(r"^po_[0-9a-f]{24}_[0-9]{1,4}(-[0-9]{1,4})*$")
+ISO_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 PRINTABLE = re.compile(r"^[\x20-\x7e]*$")
 
 
@@ -87,8 +91,11 @@ def ttl_ms(seconds: object, default_ms: int, max_ms: int) -> int:
     return ms
 
 
-def lines(items: Iterable[Line | tuple[str, int] | tuple[str, int, str]]) -> list[Line]:
-    """A cart: 1..LINES_MAX lines, each (sku, location) at most once."""
+def lines(
+    items: Iterable[Line | tuple[str, int] | tuple[str, int, str]], what: str = "cart"
+) -> list[Line]:
+    """A cart (or a purchase order, a delivery): 1..LINES_MAX lines, each (sku, location)
+    at most once."""
     cart: list[Line] = []
     for item in items:
         if isinstance(item, Line):
@@ -100,16 +107,51 @@ def lines(items: Iterable[Line | tuple[str, int] | tuple[str, int, str]]) -> lis
             raise InvalidRequest("a line is a Line or a (sku, qty[, location]) tuple")
         cart.append(Line(sku=sku(line.sku), qty=qty(line.qty), location=location(line.location)))
         if len(cart) > limits.LINES_MAX:
-            raise InvalidRequest(f"a cart holds at most {limits.LINES_MAX} lines", field="lines")
+            raise InvalidRequest(f"a {what} holds at most {limits.LINES_MAX} lines", field="lines")
     if not cart:
-        raise InvalidRequest("a cart needs at least one line", field="lines")
+        raise InvalidRequest(f"a {what} needs at least one line", field="lines")
     seen = {(line.sku, line.location) for line in cart}
     if len(seen) != len(cart):
-        raise InvalidRequest("each (sku, location) may appear once per cart", field="lines")
+        raise InvalidRequest(f"each (sku, location) may appear once per {what}", field="lines")
     return cart
 
 
 def reservation_id(value: object) -> str:
     if not isinstance(value, str) or not RESERVATION_ID.fullmatch(value):
         raise InvalidRequest("not a reservation id", field="reservation_id")
+    return value
+
+
+def transfer_id(value: object) -> str:
+    if not isinstance(value, str) or not TRANSFER_ID.fullmatch(value):
+        raise InvalidRequest("not a transfer id", field="transfer_id")
+    return value
+
+
+def purchase_order_id(value: object) -> str:
+    if not isinstance(value, str) or not PURCHASE_ORDER_ID.fullmatch(value):
+        raise InvalidRequest("not a purchase order id", field="purchase_order_id")
+    return value
+
+
+def iso_date(value: object, what: str) -> str:
+    """A calendar date as ``YYYY-MM-DD``."""
+    message = f"{what} must be an ISO date (YYYY-MM-DD)"
+    if not isinstance(value, str) or not ISO_DATE.fullmatch(value):
+        raise InvalidRequest(message, field=what)
+    try:
+        return datetime.date.fromisoformat(value).isoformat()
+    except ValueError as error:
+        raise InvalidRequest(message, field=what) from error
+
+
+def choice(value: object, what: str, allowed: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        raise InvalidRequest(f"{what} must be one of {', '.join(allowed)}", field=what)
+    return value
+
+
+def flag(value: object, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidRequest(f"{what} must be true or false", field=what)
     return value

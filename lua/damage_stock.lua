@@ -1,0 +1,32 @@
+--[[
+  damage_stock: units on hand are found damaged; they leave on_hand for the damaged bucket.
+
+  KEYS: the stock layout of includes/stock.lua: [1] meta, [2] events, [3] idempotency,
+    [4] stock of (sku, location), [5] stock index of the partition, [6] hold expiries,
+    [7] hold qty, [8] locations of the sku, [9] on_hand log of the (sku, location)
+  ARGV: [1] sku, [2] location, [3] fingerprint, [4] actor, [5] idempotency key ('' none),
+    [6] idempotency retention (ms), [7] expired holds reclaimed first (at most),
+    [8] qty (units, > 0), [9] reason,
+    [10] forced: '1' lets the move eat into units already promised
+  Returns {json, replayed}; json is
+    {ok, levels, exposure}: exposure = units promised beyond on hand that this added
+    {error = 'would_oversell', available, requested}: more than available, not forced
+    {error = 'insufficient_on_hand', on_hand, requested}: more than on hand (even forced)
+    {error = 'not_ready' | 'idempotency_conflict'}
+  Events: 'expired' per reclaimed hold; 'damaged' (on_hand -qty, damaged +qty, reason);
+    'oversell_exposure' (no deltas; qty = exposure, cause 'damaged') when forced past
+    available.
+  Invariants: no bucket goes negative; on_hand + damaged is unchanged; available goes
+    below zero only when forced, and then the exposure is recorded in the same script.
+]]
+--- @include "common"
+--- @include "stock"
+--- @include "lifecycle"
+
+local ctx, reply = open_stock()
+if not ctx then
+  return reply
+end
+local qty, reason, forced = tonumber(ARGV[8]), ARGV[9], ARGV[10] == '1'
+local extra = {'reason', reason, 'forced', forced and '1' or '0'}
+return stock_done(take_on_hand(ctx, 'damaged', qty, 'damaged', forced, reason, extra))

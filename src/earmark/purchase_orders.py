@@ -1,0 +1,209 @@
+"""Purchase orders, free of I/O like ``earmark.operations`` (see docs/lifecycle.md).
+
+A purchase order has one part per partition its lines live in (like a reservation), and
+its id names those partitions, home first: ``po_<24 hex>_<p>[-<p>...]``. Each part is
+created, received and closed by its own script, so the effect on each line is atomic and
+exactly-once, but an order spanning partitions is not changed atomically as a whole: a
+call that stops half way is finished by calling it again with the same idempotency key.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+
+from earmark import limits, validation
+from earmark.errors import InvalidRequest, PurchaseOrderNotFound
+from earmark.models import Line, PurchaseOrder
+from earmark.operations import Call, Op, Operations, Pipeline
+from earmark.results import (
+    Json,
+    fingerprint,
+    purchase_order,
+    raise_for_lifecycle_error,
+    script_reply,
+    text,
+)
+
+LineInput = Line | tuple[str, int] | tuple[str, int, str]
+
+
+class PurchaseOrders(Operations):
+    """The purchase order operations of one engine."""
+
+    def purchase_order_parts(self, po_id: str) -> list[int]:
+        """The partitions a purchase order spans; encoded in its id (home first)."""
+        validation.purchase_order_id(po_id)
+        parts = [int(p) for p in po_id.rsplit("_", 1)[1].split("-")]
+        if any(p >= self.partitions for p in parts) or len(set(parts)) != len(parts):
+            raise InvalidRequest("not a purchase order id of this store", field="purchase_order_id")
+        return parts
+
+    def create_purchase_order(
+        self,
+        lines: Iterable[LineInput],
+        *,
+        supplier: str,
+        expected_date: str,
+        reference: str,
+        reason: str,
+        actor: str,
+        idem: str | None,
+    ) -> Op[PurchaseOrder]:
+        """inbound += qty per line. The idempotency key is required: a retry after a
+        failure half way must reach the same order, or its inbound would never clear."""
+        ordered = validation.lines(lines, "purchase order")
+        supplier = validation.text(supplier, "supplier", limits.SUPPLIER_LENGTH_MAX, required=True)
+        expected_date = validation.iso_date(expected_date, "expected_date")
+        reference = validation.text(reference, "reference", limits.REFERENCE_LENGTH_MAX)
+        reason = validation.text(reason, "reason", limits.REASON_LENGTH_MAX)
+        actor, idem_key = self._who(actor, idem, required=True)
+        by_part: dict[int, list[Line]] = {}
+        for line in ordered:
+            by_part.setdefault(self.partition(line.sku), []).append(line)
+        parts = sorted(by_part)
+        wanted = [(x.sku, x.location, x.qty) for x in ordered]
+        fp = fingerprint(
+            "create_purchase_order", wanted, supplier, expected_date, reference, reason
+        )
+        new_id = f"po_{secrets.token_hex(12)}_{'-'.join(map(str, parts))}"
+        po_id = yield from self._claim(idem_key, actor, fp, set(parts), new_id)
+        views = []
+        for p in parts:
+            head = [supplier, expected_date, reference, reason, len(by_part[p])]
+            line_args = [(x.sku, x.location, x.qty) for x in by_part[p]]
+            call = self._po_call(
+                "create_purchase_order", po_id, p, set(parts), fp, actor, idem_key, head, line_args
+            )
+            result, _ = script_reply((yield call))
+            raise_for_lifecycle_error(result, po_id)
+            views.append(result["purchase_order"])
+        return purchase_order(views)
+
+    def receive_purchase_order(
+        self, po_id: str, lines: Iterable[LineInput], *, reason: str, actor: str, idem: str | None
+    ) -> Op[PurchaseOrder]:
+        """A delivery: per line, inbound -= min(qty, outstanding) and on_hand += qty.
+        Parts are received in partition order; if one turns out closed, the parts before
+        it stay received (``PurchaseOrderClosed.details['received_before']`` names them)."""
+        parts = self.purchase_order_parts(po_id)
+        delivered = validation.lines(lines, "delivery")
+        reason = validation.text(reason, "reason", limits.REASON_LENGTH_MAX)
+        actor, idem_key = self._who(actor, idem, required=False)
+        records = yield from self._read_po_parts(po_id, parts)
+        by_part: dict[int, list[Line]] = {}
+        for line in delivered:
+            p = self.partition(line.sku)
+            known = {(x["sku"], x["location"]) for x in records.get(p, {}).get("lines", [])}
+            if (line.sku, line.location) not in known:
+                raise InvalidRequest(
+                    f"purchase order {po_id} has no line for {line.sku} at {line.location}",
+                    field="lines",
+                )
+            by_part.setdefault(p, []).append(line)
+        touched = sorted(by_part)
+        wanted = [(x.sku, x.location, x.qty) for x in delivered]
+        fp = fingerprint("receive_purchase_order", po_id, wanted, reason)
+        yield from self._claim(idem_key, actor, fp, set(touched), "")
+        views = {p: records[p] for p in parts}
+        for p in touched:
+            line_args = [(x.sku, x.location, x.qty) for x in by_part[p]]
+            call = self._po_call(
+                "receive_purchase_order",
+                po_id,
+                p,
+                set(touched),
+                fp,
+                actor,
+                idem_key,
+                [reason, len(line_args)],
+                line_args,
+            )
+            result, _ = script_reply((yield call))
+            if result.get("error") == "purchase_order_closed":
+                done = [x.model_dump() for q in touched if q < p for x in by_part[q]]
+                result["received"] = done
+            raise_for_lifecycle_error(result, po_id)
+            views[p] = result["purchase_order"]
+        return purchase_order([views[p] for p in parts])
+
+    def close_purchase_order(
+        self, po_id: str, *, cancel: bool, reason: str, actor: str, idem: str | None
+    ) -> Op[PurchaseOrder]:
+        """Every part stops expecting units: inbound loses what is still outstanding.
+        Closing (or cancelling) twice is a no-op; a closed order cannot be cancelled."""
+        parts = self.purchase_order_parts(po_id)
+        mode = "cancel" if validation.flag(cancel, "cancel") else "close"
+        reason = validation.text(reason, "reason", limits.REASON_LENGTH_MAX)
+        actor, idem_key = self._who(actor, idem, required=False)
+        records = yield from self._read_po_parts(po_id, parts)
+        fp = fingerprint("close_purchase_order", po_id, mode, reason)
+        yield from self._claim(idem_key, actor, fp, set(parts), "")
+        views = []
+        for p in parts:
+            line_args = [(x["sku"], x["location"]) for x in records[p]["lines"]]
+            head = [mode, reason, limits.FINISHED_RECORD_RETENTION_MS, len(line_args)]
+            call = self._po_call(
+                "close_purchase_order", po_id, p, set(parts), fp, actor, idem_key, head, line_args
+            )
+            result, _ = script_reply((yield call))
+            raise_for_lifecycle_error(result, po_id)
+            views.append(result["purchase_order"])
+        return purchase_order(views)
+
+    def get_purchase_order(self, po_id: str) -> Op[PurchaseOrder]:
+        parts = self.purchase_order_parts(po_id)
+        records = yield from self._read_po_parts(po_id, parts)
+        return purchase_order([records[p] for p in parts])
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _read_po_parts(self, po_id: str, parts: list[int]) -> Op[dict[int, Json]]:
+        """Every part as a script's view; ``PurchaseOrderNotFound`` when one is missing."""
+        records: dict[int, Json] = {}
+        for p in parts:
+            (raw,) = yield Pipeline([("HGETALL", self.keys.purchase_order(p, po_id))])
+            if not raw:
+                raise PurchaseOrderNotFound(f"no purchase order {po_id}", id=po_id)
+            record: Json = {text(k): text(v) for k, v in raw.items()}
+            record["lines"] = orjson.loads(record["lines"])
+            record["id"] = po_id
+            records[p] = record
+        return records
+
+    def _po_call(
+        self,
+        script: str,
+        po_id: str,
+        p: int,
+        parts: set[int],
+        fp: str,
+        actor: str,
+        idem: str,
+        head: list[Any],
+        lines: list[tuple[Any, ...]],
+    ) -> Call:
+        """The purchase order layout of lua/includes/purchase_order.lua."""
+        keys = [
+            self.keys.meta(p),
+            self.keys.events(p),
+            self._idem_key(p, actor, idem, parts),
+            self.keys.purchase_order(p, po_id),
+            self.keys.stock_index(p),
+        ]
+        args: list[str | int] = [po_id, fp, actor, idem, self.config.idempotency_retention_ms]
+        args.extend(head)
+        for line in lines:
+            sku, location = line[0], line[1]
+            keys.extend(
+                [
+                    self.keys.stock(p, sku, location),
+                    self.keys.locations(p, sku),
+                    self.keys.on_hand_log(p, sku, location),
+                ]
+            )
+            args.extend(line)
+        return Call(script, keys, args)
