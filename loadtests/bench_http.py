@@ -1,0 +1,253 @@
+"""HTTP benchmark: ``POST /v1/reservations`` of earmark against a minimal endpoint.
+
+Not part of the tests. Everything runs on 127.0.0.1 and stops by itself:
+
+* a throwaway redis-server (tests/servers.py) on a free port;
+* ``earmark serve`` (API key auth on, uvloop + httptools) and ``loadtests/minimal_app.py``
+  (one EVALSHA of a minimal decrement script) on the same Redis, each in a subprocess;
+* ``wrk`` drives both with the same settings in alternating rounds; a Lua script gives
+  every request its own Idempotency-Key. Stock is large enough that nearly every
+  request is accepted.
+
+Prints each round and the medians (requests/s, p50, p99) and the throughput ratio.
+
+    python -m loadtests.bench_http [--rounds 3] [--seconds 8] [--connections 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import redis
+from tests.servers import RedisServer, free_port
+
+from earmark import Engine, EngineConfig, apikeys
+
+HOST = "127.0.0.1"
+SKU = "BENCH"
+RECEIPT_QTY = 1_000_000  # limits.QTY_MAX per receipt
+RECEIPTS = 5
+BODY = json.dumps({"lines": [{"sku": SKU, "qty": 1}], "ttl_seconds": 900})
+ROOT = Path(__file__).resolve().parents[1]
+
+WRK_SCRIPT = """
+local thread_count = 0
+function setup(thread)
+  thread:set("tid", thread_count)
+  thread_count = thread_count + 1
+end
+function init(args)
+  prefix = args[1] .. "-" .. tid .. "-"
+  counter = 0
+  wrk.method = "POST"
+  wrk.body = args[2]
+  wrk.headers["Content-Type"] = "application/json"
+  if args[3] ~= nil and args[3] ~= "" then
+    wrk.headers["Authorization"] = "Bearer " .. args[3]
+  end
+end
+function request()
+  counter = counter + 1
+  wrk.headers["Idempotency-Key"] = prefix .. counter
+  return wrk.format(nil, "/v1/reservations")
+end
+function done(summary, latency, requests)
+  io.write(string.format(
+    "RESULT {\\"requests\\": %d, \\"duration_us\\": %d, \\"p50_us\\": %d, \\"p99_us\\": %d, " ..
+    "\\"non2xx\\": %d, \\"socket_errors\\": %d}\\n",
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    summary.errors.status, summary.errors.connect + summary.errors.read +
+    summary.errors.write + summary.errors.timeout))
+end
+"""
+
+
+@dataclass(frozen=True)
+class Round:
+    target: str
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    non2xx: int
+    socket_errors: int
+
+
+class Process:
+    """A server subprocess on a free loopback port; always terminated."""
+
+    def __init__(self, name: str, command: list[str], env: dict[str, str], port: int) -> None:
+        self.name, self.port = name, port
+        log = tempfile.NamedTemporaryFile(prefix=f"bench-{name}-", suffix=".log", delete=False)  # noqa: SIM115 (lives as long as the process; closed in stop())
+        self.log = log
+        self.proc = subprocess.Popen(
+            command, env={**os.environ, **env}, cwd=ROOT, stdout=self.log, stderr=self.log
+        )
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def wait_listening(self, path: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited; see {self.log.name}")
+            try:
+                httpx.get(self.url + path, timeout=1)
+                return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError(f"{self.name} did not start; see {self.log.name}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+@contextmanager
+def started(process: Process, ready_path: str) -> Iterator[Process]:
+    try:
+        process.wait_listening(ready_path)
+        yield process
+    finally:
+        process.stop()
+
+
+def prepare_store(url: str, prefix: str) -> str:
+    """Stock for earmark and for the minimal endpoint, and an API key; returns its token."""
+    with Engine.from_url(url, EngineConfig(prefix=prefix)) as engine:
+        for i in range(RECEIPTS):
+            engine.receive(SKU, RECEIPT_QTY, idempotency_key=f"bench-receipt-{i}")
+        token, _ = engine.run(
+            apikeys.create_key(engine.keys, "bench", frozenset({"read", "reserve"}))
+        )
+    client = redis.Redis.from_url(url)
+    try:
+        client.set("minimal:stock", RECEIPT_QTY * RECEIPTS)
+    finally:
+        client.close()
+    return token
+
+
+def run_wrk(url: str, script: str, args: argparse.Namespace, tag: str, token: str) -> Round:
+    command = [
+        "wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.seconds}s",
+        "--timeout", "10s", "-s", script, url, "--", tag, BODY, token,
+    ]  # fmt: skip
+    out = subprocess.run(command, capture_output=True, text=True, timeout=args.seconds + 60)
+    line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
+    if out.returncode != 0 or line is None:
+        raise RuntimeError(f"wrk failed: {out.stdout}{out.stderr}")
+    raw = json.loads(line.removeprefix("RESULT "))
+    return Round(
+        target="",
+        rps=raw["requests"] / (raw["duration_us"] / 1e6),
+        p50_ms=raw["p50_us"] / 1000,
+        p99_ms=raw["p99_us"] / 1000,
+        non2xx=raw["non2xx"],
+        socket_errors=raw["socket_errors"],
+    )
+
+
+def servers(stack: ExitStack, redis_url: str, prefix: str, workers: int) -> dict[str, Process]:
+    earmark_env = {
+        "EARMARK_REDIS_URL": redis_url,
+        "EARMARK_PREFIX": prefix,
+        "EARMARK_LOG_LEVEL": "warning",
+        "EARMARK_WORKERS": str(workers),
+    }
+    earmark = Process(
+        "earmark",
+        [sys.executable, "-m", "earmark", "serve", "--port", str(free_port())],
+        earmark_env,
+        0,
+    )
+    earmark.port = int(earmark.proc.args[-1])  # type: ignore[index]
+    minimal_port = free_port()
+    minimal = Process(
+        "minimal",
+        [
+            sys.executable, "-m", "uvicorn", "loadtests.minimal_app:create_app", "--factory",
+            "--host", HOST, "--port", str(minimal_port), "--loop", "uvloop", "--http",
+            "httptools", "--no-access-log", "--log-level", "warning", "--workers", str(workers),
+        ],
+        {"MINIMAL_REDIS_URL": redis_url},
+        minimal_port,
+    )  # fmt: skip
+    stack.enter_context(started(earmark, "/healthz"))
+    stack.enter_context(started(minimal, "/docs"))
+    return {"earmark": earmark, "minimal": minimal}
+
+
+def report(rounds: list[Round]) -> dict[str, dict[str, float]]:
+    medians: dict[str, dict[str, float]] = {}
+    for target in ("earmark", "minimal"):
+        mine = [r for r in rounds if r.target == target]
+        medians[target] = {
+            "rps": statistics.median(r.rps for r in mine),
+            "p50_ms": statistics.median(r.p50_ms for r in mine),
+            "p99_ms": statistics.median(r.p99_ms for r in mine),
+        }
+    return medians
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per target")
+    parser.add_argument("--seconds", type=int, default=8, help="seconds per round")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads")
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn workers per server")
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        print("wrk is not installed (apt-get install -y wrk)", file=sys.stderr)
+        return 2
+    prefix = f"bench{os.getpid()}"
+    with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
+        redis_server = stack.enter_context(RedisServer())
+        token = prepare_store(redis_server.url, prefix)
+        script = str(Path(tmp) / "reserve.lua")
+        Path(script).write_text(WRK_SCRIPT)
+        procs = servers(stack, redis_server.url, prefix, args.workers)
+        tokens = {"earmark": token, "minimal": ""}
+        for target, proc in procs.items():  # warm-up: imports, pools, JIT-free caches
+            warm = argparse.Namespace(**{**vars(args), "seconds": 2})
+            run_wrk(proc.url, script, warm, f"warm-{target}", tokens[target])
+        rounds: list[Round] = []
+        for i in range(args.rounds):
+            for target, proc in procs.items():
+                result = run_wrk(proc.url, script, args, f"r{i}-{target}", tokens[target])
+                rounds.append(Round(target, *list(vars(result).values())[1:]))
+                print(
+                    f"round {i + 1} {target:8} {result.rps:8.0f} req/s  p50 {result.p50_ms:6.2f} ms"
+                    f"  p99 {result.p99_ms:6.2f} ms  non-2xx {result.non2xx}"
+                    f"  socket errors {result.socket_errors}",
+                    flush=True,
+                )
+    medians = report(rounds)
+    ratio = medians["earmark"]["rps"] / medians["minimal"]["rps"]
+    print(json.dumps({"medians": medians, "ratio": round(ratio, 3)}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

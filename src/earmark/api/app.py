@@ -1,0 +1,189 @@
+"""The HTTP sidecar: ``create_app()`` builds it; the lifespan owns every connection.
+
+Nothing is created at import time. Start-up (the lifespan) runs, in order:
+
+1. the engine: the given one, or one from the settings (``EARMARK_REDIS_URL``, or the
+   embedded in-process fakeredis when it is unset);
+2. the durable record's ``prepare`` (``api/hooks.py``), then ``AsyncEngine.start`` with
+   the ``initialize`` flag it returned: scripts loaded, partitions and markers read;
+3. authentication: the API keys in Redis; with none, the service refuses to start unless
+   it is bound to a loopback address, and warns loudly that auth is off;
+4. the durable record's ``start`` and its lag source (readiness, metrics);
+5. the in-process sweeper task.
+
+Shutdown undoes them in reverse order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from fastapi import FastAPI
+
+from earmark import apikeys
+from earmark.api import problems, responses
+from earmark.api.auth import Authenticator
+from earmark.api.hooks import DurableRecord, durable_record_for
+from earmark.api.metrics import LatencyMiddleware, Metrics
+from earmark.api.routes import health, reservations, stock
+from earmark.async_engine import AsyncEngine
+from earmark.settings import Settings, get_settings, is_loopback
+from earmark.sweeper import log_if_crashed, run_sweeper
+
+log = logging.getLogger("earmark")
+
+DESCRIPTION = """Redis-backed stock reservation engine.
+
+Every error is `application/problem+json` (RFC 9457) with a stable `code`.
+Send `Authorization: Bearer <token>` (from `earmark keys create`); scopes: `read`,
+`reserve` (reserve, commit, release, extend) and `stock` (receipts, adjustments, ship).
+Every POST accepts an `Idempotency-Key`: a replay returns the original status and body.
+"""
+
+EMBEDDED_BANNER = """\
+earmark is running in EMBEDDED mode: an in-process Redis (fakeredis with Lua), for
+development and small single-process use.
+Durable record: {database} (EARMARK_DATABASE_URL). Each start restores the stock from
+it: on_hand, committed and the other buckets survive a restart; live holds (reservations
+not yet committed) do not.
+For production point it at Redis with EARMARK_REDIS_URL=redis://HOST:6379/0 and at
+PostgreSQL with EARMARK_DATABASE_URL=postgresql://USER@HOST/DB."""
+
+
+class StartupRefused(RuntimeError):
+    """The configuration is unsafe to serve with; the message says how to fix it."""
+
+
+def _version() -> str:
+    try:
+        return version("earmark")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def build_engine(settings: Settings) -> AsyncEngine:
+    """One connection pool for the whole process (redis-py's, per client)."""
+    config = settings.engine_config()
+    if settings.redis_url is None:
+        return AsyncEngine.embedded(config)
+    return AsyncEngine.from_url(settings.redis_url, config, cluster=settings.redis_cluster)
+
+
+def auth_off_message(settings: Settings) -> str:
+    return (
+        f"AUTH IS OFF: no API key exists, so every request acts as {apikeys.ANONYMOUS!r} "
+        "with every scope. Allowed only on a loopback address; create a key with "
+        "`earmark keys create NAME --scopes read,reserve,stock`."
+    )
+
+
+def refuse_open_bind(settings: Settings) -> None:
+    """Bound beyond loopback without any API key: refuse rather than serve everyone."""
+    if not is_loopback(settings.host):
+        raise StartupRefused(
+            f"refusing to serve on {settings.host} without API keys: anyone could write "
+            "stock. Create one with `earmark keys create NAME --scopes read,reserve,stock` "
+            "(needs EARMARK_REDIS_URL), or bind to 127.0.0.1."
+        )
+
+
+async def start_auth(engine: AsyncEngine, settings: Settings) -> Authenticator:
+    keys = await engine.run(apikeys.count_keys(engine.keys))
+    if keys == 0:
+        refuse_open_bind(settings)
+        log.warning(auth_off_message(settings))
+    return Authenticator(
+        engine, settings.api_key_cache_seconds, open_when_empty=is_loopback(settings.host)
+    )
+
+
+async def start_sweeper(stack: AsyncExitStack, engine: AsyncEngine, app: FastAPI) -> None:
+    settings: Settings = app.state.settings
+    metrics: Metrics = app.state.metrics
+    stopping = asyncio.Event()
+    task = asyncio.create_task(
+        run_sweeper(engine, settings.sweep_interval_seconds, metrics.swept, stop=stopping),
+        name="sweeper",
+    )
+    task.add_done_callback(log_if_crashed)
+
+    async def stop() -> None:
+        stopping.set()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    stack.push_async_callback(stop)
+
+
+def lifespan_for(engine: AsyncEngine | None, durable: DurableRecord | None) -> Any:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings: Settings = app.state.settings
+        async with AsyncExitStack() as stack:
+            running = engine or build_engine(settings)
+            if engine is None or engine.state is None:  # we start it, we close it (last)
+                stack.push_async_callback(running.close)
+                initialize = True if durable is None else await durable.prepare(running)
+                await running.start(initialize=initialize)
+            app.state.engine = running
+            app.state.authenticator = await start_auth(running, settings)
+            if settings.embedded and engine is None:
+                log.warning(EMBEDDED_BANNER.format(database=settings.database_description()))
+            if durable is not None:
+                await durable.start(running)
+                stack.push_async_callback(durable.stop)
+                if app.state.lag_source is None:
+                    app.state.lag_source = durable.lag_source()
+            await start_sweeper(stack, running, app)
+            yield
+
+    return lifespan
+
+
+def create_app(
+    settings: Settings | None = None,
+    engine: AsyncEngine | None = None,
+    *,
+    durable: DurableRecord | None = None,
+) -> FastAPI:
+    """The service. ``engine``: use this one, else the lifespan builds one from
+    ``settings``. The lifespan closes the engine it starts (a given engine that is already
+    started stays the caller's, and the durable record's ``prepare`` is then skipped).
+    ``durable``: defaults to ``durable_record_for(settings)``."""
+    settings = settings or get_settings()
+    if durable is None:
+        durable = durable_record_for(settings)
+    app = FastAPI(
+        title="earmark",
+        version=_version(),
+        description=DESCRIPTION,
+        lifespan=lifespan_for(engine, durable),
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics = Metrics()
+    app.state.lag_source = None  # set by the durable record, or directly by a test
+    problems.install(app)
+    for router in (health.router, stock.router, reservations.router):
+        app.include_router(router)
+    app.add_middleware(LatencyMiddleware, metrics=metrics)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = responses.openapi(
+                app.title, app.version, app.description, app.routes
+            )
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """For ``uvicorn --factory earmark.api.app:create_app_from_env`` (one per worker)."""
+    return create_app(get_settings())

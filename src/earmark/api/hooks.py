@@ -1,0 +1,64 @@
+"""Where the durable record (write-behind flusher, rebuild on start) plugs into ``serve``.
+
+The service knows the durable record only through ``DurableRecord``; the app's lifespan
+calls it in this order::
+
+    initialize = await durable.prepare(engine)   # before AsyncEngine.start
+    await engine.start(initialize=initialize)
+    await durable.start(engine)                  # e.g. run the flusher in-process
+    ... serve ...
+    await durable.stop()                         # before the engine closes
+
+``durable_record_for(settings)`` is the one factory the lifespan asks for it: an
+``earmark.durable.DurableService`` on ``EARMARK_DATABASE_URL``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from earmark.async_engine import AsyncEngine
+from earmark.durable import DurableService
+from earmark.settings import Settings
+
+# Seconds the durable record lags behind Redis (0 when it is caught up).
+LagSource = Callable[[], Awaitable[float]]
+
+
+class DurableRecord(Protocol):
+    async def prepare(self, engine: AsyncEngine) -> bool:
+        """Before the engine starts (its scripts are not loaded yet: use ``engine.client``).
+        May rebuild Redis from the record. Returns ``initialize`` for
+        ``AsyncEngine.start``: False when the record holds stock, so a Redis that lost its
+        data stays fenced instead of starting empty."""
+        ...
+
+    async def start(self, engine: AsyncEngine) -> None:
+        """After the engine started, e.g. the in-process flusher task."""
+        ...
+
+    async def stop(self) -> None:
+        """On shutdown, before the engine's connection closes: flush what is pending."""
+        ...
+
+    def lag_source(self) -> LagSource | None:
+        """Readiness fails while this lag exceeds ``flusher_lag_seconds_max``; it also
+        sets the ``earmark_flusher_lag_seconds`` gauge. None: no lag check."""
+        ...
+
+
+def durable_record_for(settings: Settings) -> DurableRecord:
+    """The durable record ``serve`` runs with (migrated at every start).
+
+    Embedded (no ``EARMARK_REDIS_URL``), the in-process Redis starts empty at every start,
+    so it is rebuilt from the record then: stock and committed reservations survive a
+    restart, live holds do not. With a real Redis, a Redis that lost its data stays
+    fenced (readiness fails) until an operator runs ``earmark rebuild``, after finding out
+    why it was lost. The embedded store always flushes in-process: no other process can
+    reach it."""
+    return DurableService(
+        settings.database_url,
+        flusher_in_process=settings.flusher_in_process or settings.embedded,
+        rebuild_on_start=settings.embedded,
+    )

@@ -1,0 +1,138 @@
+"""Prometheus metrics, one registry per app (no import-time globals, tests stay isolated).
+
+Request latency is observed by a plain ASGI middleware (no BaseHTTPMiddleware: it costs
+a task per request) and labelled with the route's template, never the raw path.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from earmark.errors import EarmarkError
+from earmark.models import SweepReport
+
+LATENCY_BUCKETS_SECONDS = (
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+)  # fmt: skip
+UNMATCHED = "unmatched"
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+class Metrics:
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = registry = CollectorRegistry(auto_describe=True)
+        self.reservations = Counter(
+            "earmark_reservations",
+            "Reservation operations by operation and outcome ('ok' or the error code)",
+            ["operation", "outcome"],
+            registry=registry,
+        )
+        self.refusals = Counter(
+            "earmark_insufficient_stock_refusals",
+            "Reservations refused for insufficient stock",
+            registry=registry,
+        )
+        self.expiries = Counter(
+            "earmark_expired_holds",
+            "Held reservations expired by the in-process sweeper",
+            registry=registry,
+        )
+        self.sweeps = Counter(
+            "earmark_sweeps", "Sweeper passes by result", ["result"], registry=registry
+        )
+        self.flusher_lag = Gauge(
+            "earmark_flusher_lag_seconds",
+            "How far the durable record lags behind Redis (set by the lag source)",
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "earmark_http_request_duration_seconds",
+            "HTTP request latency by method and route template",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS_SECONDS,
+            registry=registry,
+        )
+        self.requests = Counter(
+            "earmark_http_requests",
+            "HTTP requests by method, route template and status",
+            ["method", "route", "status"],
+            registry=registry,
+        )
+        self._outcomes: dict[tuple[str, str], Counter] = {}
+
+    @contextmanager
+    def reservation(self, operation: str) -> Iterator[None]:
+        """Counts one reservation operation by its outcome; errors propagate unchanged."""
+        try:
+            yield
+        except EarmarkError as error:
+            self._count(operation, error.code)
+            if error.code == "insufficient_stock":
+                self.refusals.inc()
+            raise
+        self._count(operation, "ok")
+
+    def _count(self, operation: str, outcome: str) -> None:
+        child = self._outcomes.get((operation, outcome))
+        if child is None:
+            child = self._outcomes[(operation, outcome)] = self.reservations.labels(
+                operation, outcome
+            )
+        child.inc()
+
+    def swept(self, report: SweepReport) -> None:
+        self.sweeps.labels("ok").inc()
+        self.expiries.inc(report.expired)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class LatencyMiddleware:
+    """Observes every HTTP request's duration under its route template."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+        self._children: dict[tuple[str, str], tuple[Histogram, dict[int, Counter]]] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or UNMATCHED
+            method = scope["method"] if scope["method"] in METHODS else "OTHER"
+            self._observe(method, template, status, time.perf_counter() - started)
+
+    def _observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        children = self._children.get((method, route))
+        if children is None:
+            latency = self.metrics.latency.labels(method, route)
+            children = self._children[(method, route)] = (latency, {})
+        latency, by_status = children
+        latency.observe(seconds)
+        counter = by_status.get(status)
+        if counter is None:
+            counter = by_status[status] = self.metrics.requests.labels(method, route, str(status))
+        counter.inc()

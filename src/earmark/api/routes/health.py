@@ -1,0 +1,96 @@
+"""Liveness, readiness and Prometheus metrics. None of them needs an API key."""
+
+from __future__ import annotations
+
+import logging
+
+import redis.exceptions
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from earmark.api.deps import AppMetrics, AppSettings, Engine
+from earmark.api.hooks import LagSource
+from earmark.api.metrics import Metrics
+from earmark.api.problems import problem
+from earmark.api.responses import model_response, problem_responses
+from earmark.api.schemas import Check, Health, Readiness
+from earmark.async_engine import AsyncEngine
+from earmark.keys import Keys
+from earmark.operations import Op, Pipeline
+
+log = logging.getLogger("earmark.api")
+router = APIRouter(tags=["health"])
+REDIS_ERRORS = (redis.exceptions.RedisError, OSError)
+
+
+def generation_markers(keys: Keys, partitions: int) -> Op[list[str]]:
+    """Each partition's generation marker ('' where it is missing), one round trip."""
+    replies = yield Pipeline([("HGET", keys.meta(p), "generation") for p in range(partitions)])
+    return [reply or "" for reply in replies]
+
+
+async def check_store(engine: AsyncEngine) -> dict[str, Check]:
+    try:
+        await engine.client.ping()
+    except REDIS_ERRORS as error:
+        return {"redis": Check(ok=False, detail=f"{type(error).__name__}: {error}")}
+    markers = await engine.run(generation_markers(engine.keys, engine.partitions))
+    missing = [str(p) for p, marker in enumerate(markers) if not marker]
+    detail = f"missing in partitions {', '.join(missing)}" if missing else ""
+    return {"redis": Check(ok=True), "generations": Check(ok=not missing, detail=detail)}
+
+
+async def read_lag(source: LagSource | None, metrics: Metrics) -> float | None:
+    """Asks the lag source (if any) and sets the gauge; None when there is no source."""
+    if source is None:
+        return None
+    lag = await source()
+    metrics.flusher_lag.set(lag)
+    return lag
+
+
+@router.get("/healthz", response_model=Health, summary="The process is alive")
+async def healthz() -> Response:
+    return model_response(Health(status="ok"))
+
+
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses=problem_responses(auth=False),
+    summary="Redis reachable, every partition stamped, durable record keeping up",
+)
+async def readyz(
+    request: Request, engine: Engine, metrics: AppMetrics, settings: AppSettings
+) -> Response:
+    """503 `not_ready` (problem+json, with `checks`) when a check fails."""
+    checks = await check_store(engine)
+    try:
+        lag = await read_lag(request.app.state.lag_source, metrics)
+    except Exception as error:  # a broken lag source makes us unready, whatever it raised
+        log.exception("the flusher lag source failed")
+        checks["flusher_lag"] = Check(ok=False, detail=f"lag unknown: {error!r}")
+    else:
+        if lag is not None:
+            bound = settings.flusher_lag_seconds_max
+            checks["flusher_lag"] = Check(ok=lag <= bound, detail=f"{lag:.3f}s (max {bound:g}s)")
+    failed = sorted(name for name, check in checks.items() if not check.ok)
+    if failed:
+        payload = {name: check.model_dump() for name, check in checks.items()}
+        detail = f"failing checks: {', '.join(failed)}"
+        return problem("not_ready", detail, instance=request.url.path, checks=payload)
+    return model_response(Readiness(status="ready", checks=checks))
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {Metrics.content_type: {}}, "description": "Prometheus text"}},
+    summary="Prometheus metrics",
+)
+async def metrics_endpoint(request: Request, metrics: AppMetrics) -> Response:
+    try:
+        await read_lag(request.app.state.lag_source, metrics)
+    except Exception:  # the other metrics are still worth scraping
+        log.exception("the flusher lag source failed; the gauge keeps its last value")
+    return Response(metrics.render(), media_type=Metrics.content_type)

@@ -1,0 +1,161 @@
+"""Reservations: hold a cart, then commit, release, extend or ship it."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Iterator
+from contextlib import contextmanager
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+from starlette.responses import Response
+
+from earmark.api.deps import (
+    Context,
+    IdempotencyKey,
+    Reading,
+    RequiredIdempotencyKey,
+    Reserving,
+    Stocking,
+)
+from earmark.api.responses import model_response, problem_responses
+from earmark.api.schemas import (
+    ExtendIn,
+    InsufficientStockProblem,
+    Reservation,
+    ReservationIn,
+    TransitionProblem,
+)
+from earmark.errors import InvalidRequest, ReservationNotFound
+
+router = APIRouter(prefix="/v1/reservations", tags=["reservations"])
+
+ReservationId = Annotated[str, Path(description="the id returned when the cart was held")]
+TRANSITION_PROBLEMS = {409: TransitionProblem, 410: TransitionProblem}
+
+
+@contextmanager
+def known(reservation_id: str) -> Iterator[None]:
+    """An id that cannot be one of ours is simply not found (nothing was written)."""
+    try:
+        yield
+    except InvalidRequest as error:
+        if error.details.get("field") != "reservation_id":
+            raise
+        raise ReservationNotFound(f"no reservation {reservation_id}", id=reservation_id) from None
+
+
+async def transition(
+    ctx: Context, operation: str, reservation_id: str, call: Awaitable[Reservation]
+) -> Response:
+    with ctx.metrics.reservation(operation), known(reservation_id):
+        reservation = await call
+    return model_response(reservation)
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=Reservation,
+    responses=problem_responses(400, 409, models={409: InsufficientStockProblem}),
+    summary="Hold every line of a cart, or none",
+)
+async def create_reservation(
+    body: ReservationIn,
+    idempotency_key: RequiredIdempotencyKey,
+    ctx: Reserving,
+) -> Response:
+    """201 with the hold; 409 `insufficient_stock` naming every short line."""
+    lines = [(line.sku, line.qty, line.location) for line in body.lines]
+    with ctx.metrics.reservation("reserve"):
+        held = await ctx.engine.reserve(
+            lines,
+            idempotency_key=idempotency_key,
+            ttl_seconds=body.ttl_seconds,
+            channel=body.channel,
+            actor=ctx.caller.name,
+        )
+    return model_response(held, 201, {"Location": f"{router.prefix}/{held.id}"})
+
+
+@router.get(
+    "/{reservation_id}",
+    response_model=Reservation,
+    responses=problem_responses(404),
+    summary="A reservation and its status",
+)
+async def get_reservation(reservation_id: ReservationId, ctx: Reading) -> Response:
+    """`status` is one of held, committed, released, expired, shipped."""
+    with known(reservation_id):
+        reservation = await ctx.engine.get_reservation(reservation_id)
+    return model_response(reservation)
+
+
+@router.post(
+    "/{reservation_id}/commit",
+    response_model=Reservation,
+    responses=problem_responses(404, 409, 410, models=TRANSITION_PROBLEMS),
+    summary="Held -> committed",
+)
+async def commit(
+    reservation_id: ReservationId,
+    ctx: Reserving,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    """Committing twice returns 200 again. 410 `reservation_expired` or
+    `reservation_released` when the hold is gone; 409 `commit_in_progress` while another
+    request commits the same reservation."""
+    actor = ctx.caller.name
+    call = ctx.engine.commit(reservation_id, actor=actor, idempotency_key=idempotency_key)
+    return await transition(ctx, "commit", reservation_id, call)
+
+
+@router.post(
+    "/{reservation_id}/release",
+    response_model=Reservation,
+    responses=problem_responses(404, 409, 410, models=TRANSITION_PROBLEMS),
+    summary="Held -> released: the units are available again",
+)
+async def release(
+    reservation_id: ReservationId,
+    ctx: Reserving,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    """Releasing twice returns 200 again; 409 `invalid_transition` once committed."""
+    actor = ctx.caller.name
+    call = ctx.engine.release(reservation_id, actor=actor, idempotency_key=idempotency_key)
+    return await transition(ctx, "release", reservation_id, call)
+
+
+@router.post(
+    "/{reservation_id}/extend",
+    response_model=Reservation,
+    responses=problem_responses(400, 404, 409, 410, models=TRANSITION_PROBLEMS),
+    summary="A live hold now expires ttl_seconds from now",
+)
+async def extend(
+    reservation_id: ReservationId,
+    body: ExtendIn,
+    ctx: Reserving,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    call = ctx.engine.extend(
+        reservation_id, body.ttl_seconds, actor=ctx.caller.name, idempotency_key=idempotency_key
+    )
+    return await transition(ctx, "extend", reservation_id, call)
+
+
+@router.post(
+    "/{reservation_id}/ship",
+    response_model=Reservation,
+    responses=problem_responses(404, 409, 410, models=TRANSITION_PROBLEMS),
+    summary="Committed -> shipped: the units leave on_hand",
+)
+async def ship(
+    reservation_id: ReservationId,
+    ctx: Stocking,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    """Shipping twice returns 200 again; 409 `invalid_transition` unless committed."""
+    actor = ctx.caller.name
+    call = ctx.engine.ship(reservation_id, actor=actor, idempotency_key=idempotency_key)
+    return await transition(ctx, "ship", reservation_id, call)

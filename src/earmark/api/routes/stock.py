@@ -1,0 +1,134 @@
+"""Stock levels: read one or many (sku, location), receive units, adjust on_hand."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+from starlette.responses import Response
+
+from earmark import limits
+from earmark.api.deps import IdempotencyKey, Reading, Stocking
+from earmark.api.responses import model_response, problem_responses
+from earmark.api.schemas import (
+    NAME_PATTERN,
+    AdjustmentIn,
+    Availability,
+    ReceiptIn,
+    StockLevel,
+)
+
+router = APIRouter(prefix="/v1", tags=["stock"])
+
+SkuPath = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=limits.SKU_LENGTH_MAX,
+        pattern=NAME_PATTERN,
+        description="the SKU; letters, digits, '.', '_' and '-'",
+    ),
+]
+LocationQuery = Annotated[
+    str,
+    Query(
+        min_length=1,
+        max_length=limits.LOCATION_LENGTH_MAX,
+        pattern=NAME_PATTERN,
+        description="the stock location",
+    ),
+]
+SkusQuery = Annotated[
+    list[
+        Annotated[
+            str,
+            Query(min_length=1, max_length=limits.SKU_LENGTH_MAX, pattern=NAME_PATTERN),
+        ]
+    ],
+    Query(
+        alias="sku",
+        min_length=1,
+        max_length=limits.SKUS_PER_READ_MAX,
+        description="repeat for each SKU: ?sku=A&sku=B",
+    ),
+]
+
+
+@router.get(
+    "/skus/{sku}",
+    response_model=StockLevel,
+    responses=problem_responses(404),
+    summary="Every bucket of one SKU at one location",
+)
+async def get_stock(
+    sku: SkuPath,
+    ctx: Reading,
+    location: LocationQuery = limits.DEFAULT_LOCATION,
+) -> Response:
+    """404 `sku_not_found` when the SKU was never received or adjusted at the location."""
+    return model_response(await ctx.engine.stock(sku, location))
+
+
+@router.get(
+    "/availability",
+    response_model=Availability,
+    responses=problem_responses(),
+    summary="Every bucket of many SKUs in one Redis round trip",
+)
+async def availability(
+    skus: SkusQuery,
+    ctx: Reading,
+    location: LocationQuery = limits.DEFAULT_LOCATION,
+) -> Response:
+    """An unknown SKU reads as all zeros (nothing available)."""
+    levels = await ctx.engine.availability([(sku, location) for sku in skus])
+    return model_response(Availability(items=levels))
+
+
+@router.post(
+    "/skus/{sku}/receipts",
+    response_model=StockLevel,
+    responses=problem_responses(400),
+    summary="Units arrived: on_hand += qty",
+)
+async def receive(
+    sku: SkuPath,
+    body: ReceiptIn,
+    ctx: Stocking,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    level = await ctx.engine.receive(
+        sku,
+        body.qty,
+        location=body.location,
+        reference=body.reference,
+        actor=ctx.caller.name,
+        idempotency_key=idempotency_key,
+    )
+    return model_response(level)
+
+
+@router.post(
+    "/skus/{sku}/adjustments",
+    response_model=StockLevel,
+    responses=problem_responses(400, 409),
+    summary="Correct on_hand by delta",
+)
+async def adjust(
+    sku: SkuPath,
+    body: AdjustmentIn,
+    ctx: Stocking,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    """409 `would_oversell` when a decrease would take available below zero (unless
+    `force`), 409 `insufficient_on_hand` when on_hand would go below zero."""
+    level = await ctx.engine.adjust(
+        sku,
+        body.delta,
+        body.reason,
+        location=body.location,
+        force=body.force,
+        actor=ctx.caller.name,
+        idempotency_key=idempotency_key,
+    )
+    return model_response(level)

@@ -1,0 +1,106 @@
+"""Process settings from the environment (prefix ``EARMARK_``), read once per process.
+
+Nothing reads the environment at import time: ``get_settings()`` builds the object on
+first use and caches it; tests build ``Settings(...)`` directly.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from functools import cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from earmark import limits
+from earmark.config import EngineConfig
+
+EMBEDDED = "embedded"
+
+
+class Settings(BaseSettings):
+    """Every knob of the service and the CLI; the env var is ``EARMARK_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="EARMARK_", extra="ignore", frozen=True)
+
+    redis_url: str | None = Field(
+        None, description="redis:// URL; unset runs the embedded in-process fakeredis"
+    )
+    redis_cluster: bool = Field(False, description="redis_url names a Redis Cluster node")
+    database_url: str = Field(
+        "sqlite:///./earmark.db", description="durable record: sqlite:/// or postgresql://"
+    )
+    partitions: int | None = Field(
+        None, ge=1, le=limits.PARTITIONS_MAX, description="only used when Redis is first set up"
+    )
+    prefix: str = Field("em", min_length=1, description="prefix of every Redis key")
+    default_ttl_seconds: float = Field(limits.TTL_MS_DEFAULT / 1000, gt=0)
+    max_ttl_seconds: float = Field(limits.TTL_MS_MAX / 1000, gt=0)
+    idempotency_retention_seconds: float = Field(
+        limits.IDEMPOTENCY_RETENTION_MS_DEFAULT / 1000, gt=0
+    )
+    sweep_interval_seconds: float = Field(
+        1.0, gt=0, le=3600, description="pause between two passes of the in-process sweeper"
+    )
+    flusher_in_process: bool = Field(
+        True, description="serve runs the write-behind flusher (always when embedded)"
+    )
+    flusher_lag_seconds_max: float = Field(
+        30.0, gt=0, description="readiness fails while the flusher lags more than this"
+    )
+    host: str = Field("127.0.0.1", description="serve binds here")
+    port: int = Field(8000, ge=0, le=65535)
+    workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes")
+    api_key_cache_seconds: float = Field(
+        2.0, ge=0, le=300, description="how long a process trusts its copy of the API keys"
+    )
+    log_level: str = Field("info", pattern="^(critical|error|warning|info|debug)$")
+
+    @property
+    def embedded(self) -> bool:
+        return self.redis_url is None
+
+    def engine_config(self) -> EngineConfig:
+        """The engine's bounds in milliseconds (EngineConfig validates them)."""
+        return EngineConfig(
+            prefix=self.prefix,
+            partitions=self.partitions,
+            default_ttl_ms=round(self.default_ttl_seconds * 1000),
+            max_ttl_ms=round(self.max_ttl_seconds * 1000),
+            idempotency_retention_ms=round(self.idempotency_retention_seconds * 1000),
+        )
+
+    def redis_description(self) -> str:
+        """Where the store is, without credentials (for logs and ``earmark status``)."""
+        if self.redis_url is None:
+            return EMBEDDED
+        return without_credentials(self.redis_url)
+
+    def database_description(self) -> str:
+        """The durable record, without credentials; a SQLite file as its absolute path."""
+        if self.database_url.startswith("sqlite://"):
+            path = self.database_url.removeprefix("sqlite://").removeprefix("/")
+            return f"SQLite file {path if path == ':memory:' else os.path.abspath(path)}"
+        return without_credentials(self.database_url)
+
+
+def without_credentials(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.rpartition('@')[2]}"
+
+
+def is_loopback(host: str) -> bool:
+    """Only a literal loopback address (or ``localhost``) counts: names can resolve anywhere."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@cache
+def get_settings() -> Settings:
+    """The process's settings, read from the environment on first use."""
+    return Settings()
