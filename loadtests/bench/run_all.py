@@ -1,0 +1,95 @@
+"""Runs every benchmark and writes docs/benchmarks.md and docs/benchmarks.png.
+
+    python -m loadtests.bench.run_all            # about 6-8 minutes on 2 cores
+    python -m loadtests.bench.run_all --quick    # about a minute: a smoke run
+
+One benchmark's missing server binary (say, no PostgreSQL) skips that benchmark and
+says so in the report; any other failure stops the run, since a report with figures
+missing for an unknown reason would mislead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.servers import ServerUnavailable
+
+from loadtests.bench import cluster, engine, postgres_rowlock, report
+from loadtests.bench.common import (
+    Comparison,
+    Settings,
+    add_common_args,
+    command_line,
+    machine,
+    settings_from,
+    today,
+)
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+MARKDOWN, CHART = "benchmarks.md", "benchmarks.png"
+BENCHMARKS: tuple[tuple[str, Callable[[Settings], list[Comparison]]], ...] = (
+    ("engine", engine.run),
+    ("postgres_rowlock", postgres_rowlock.run),
+    ("cluster", cluster.run),
+)
+
+
+def run_every(settings: Settings) -> tuple[list[Comparison], list[str]]:
+    comparisons: list[Comparison] = []
+    skipped: list[str] = []
+    for name, run in BENCHMARKS:
+        print(f"\n##### {name}", flush=True)
+        try:
+            comparisons += run(settings)
+        except ServerUnavailable as missing:
+            print(f"##### {name} SKIPPED: {missing}", flush=True)
+            skipped.append(f"{name}: {str(missing).splitlines()[0]}")
+    return comparisons, skipped
+
+
+def write_report(
+    docs: Path,
+    settings: Settings,
+    comparisons: list[Comparison],
+    skipped: list[str],
+    elapsed: float,
+) -> None:
+    """The markdown always; the chart when the engine's concurrency sweep ran."""
+    header = {
+        "command": command_line(),
+        "date": today(),
+        "machine": machine(),
+        "elapsed": elapsed,
+        "rounds": settings.rounds,
+        "seconds": settings.seconds,
+    }
+    hot = [c for c in comparisons if c.group == "hot"]
+    if hot:
+        title = f"engine, hot SKU: earmark vs raw EVALSHA ({header['machine']}, {header['date']})"
+        report.write_chart(docs / CHART, hot, title)
+    report.write_markdown(docs / MARKDOWN, comparisons, header, CHART, skipped)
+    print(f"wrote {docs / MARKDOWN}" + (f" and {docs / CHART}" if hot else ""))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_common_args(parser)
+    parser.add_argument("--docs", type=Path, default=DOCS, help="where to write the report")
+    args = parser.parse_args()
+    settings = settings_from(args)
+    started = time.monotonic()
+    comparisons, skipped = run_every(settings)
+    elapsed = time.monotonic() - started
+    print(f"\n===== summary ({elapsed:.0f} s)")
+    for comparison in comparisons:
+        print(comparison.summary())
+    for line in skipped:
+        print(f"SKIPPED {line}")
+    write_report(args.docs, settings, comparisons, skipped, elapsed)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,365 @@
+# mypy: disable-error-code="untyped-decorator"
+# (Locust's event hooks are untyped.)
+"""The flash drop: shoppers hold carts, then commit, release or abandon them.
+
+    locust -f loadtests/drill/locustfile.py --headless -u 500 -r 500 --run-time 60s \\
+        --host http://127.0.0.1:8000 --skus 3 --stock 100 --ttl 10
+
+Spawn every user at once (``-r`` = ``-u``): the drop opens for everyone in the same second.
+Each shopper reserves a cart (1..``--max-lines`` SKUs, 1..``--max-qty`` units each) with
+its own Idempotency-Key, thinks, then commits (``--commit``), releases (``--release``)
+or abandons the hold to expire. A refusal (409 insufficient_stock) is expected and
+counted; so is a 410 when a hold expired during the thinking.
+
+When the test stops, the engine is checked through the API (``verdict.py``): nothing
+oversold, no negative bucket, no hold outliving TTL + sweep interval, and with
+``--database-url`` the durable record equal to the API. The verdict block is printed
+last, and the process exits 1 on FAIL. Run it in one Locust process (no --processes,
+--master or --worker): the client-side tally lives in this process.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from locust import FastHttpUser, events, task
+from locust.argument_parser import LocustArgumentParser
+from locust.env import Environment
+from locust.runners import LocalRunner, WorkerRunner
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # locust puts only this file's directory on sys.path
+    sys.path.insert(0, str(ROOT))
+
+from loadtests.drill import verdict  # noqa: E402
+from loadtests.drill.client import ApiError, HttpApi, auth_headers, idempotency_key, seed  # noqa: E402
+from loadtests.drill.ledger import SubprocessLedger  # noqa: E402
+from loadtests.drill.scenario import Scenario, ScenarioError  # noqa: E402
+
+log = logging.getLogger("earmark.drill")
+
+RESERVE = "/v1/reservations"
+COMMIT = "/v1/reservations/{id}/commit"
+RELEASE = "/v1/reservations/{id}/release"
+API_KEY_ENV = "EARMARK_DRILL_API_KEY"
+
+
+@events.init_command_line_parser.add_listener
+def add_arguments(parser: LocustArgumentParser) -> None:
+    d = Scenario()
+    parser.add_argument("--skus", type=int, default=d.skus, help="SKUs in the drop")
+    parser.add_argument("--stock", type=int, default=d.stock, help="units per SKU (--seed)")
+    parser.add_argument("--sku-prefix", default=d.sku_prefix, help="SKUs are PREFIX-1..n")
+    parser.add_argument("--location", default=d.location, help="stock location")
+    parser.add_argument("--max-qty", type=int, default=d.qty_max, help="units per cart line")
+    parser.add_argument("--max-lines", type=int, default=d.lines_max, help="SKUs per cart")
+    parser.add_argument("--commit", type=float, default=d.commit_probability, help="P(commit)")
+    parser.add_argument(
+        "--release", type=float, default=d.release_probability, help="P(release); else abandon"
+    )
+    parser.add_argument("--ttl", type=float, default=d.ttl_seconds, help="hold TTL, seconds")
+    parser.add_argument("--think-min", type=float, default=d.think_seconds_min, help="seconds")
+    parser.add_argument("--think-max", type=float, default=d.think_seconds_max, help="seconds")
+    parser.add_argument(
+        "--api-key",
+        default=None,
+        env_var=API_KEY_ENV,
+        is_secret=True,
+        help=f"bearer token with read,reserve scopes (+stock for --seed); or ${API_KEY_ENV}",
+    )
+    parser.add_argument(
+        "--seed", action="store_true", help="receive --stock units of every SKU at test start"
+    )
+    add_check_arguments(parser)
+
+
+def add_check_arguments(parser: LocustArgumentParser) -> None:
+    parser.add_argument(
+        "--sweep-interval", type=float, default=1.0, help="the server's sweep interval, s"
+    )
+    parser.add_argument(
+        "--settle-grace",
+        type=float,
+        default=verdict.SETTLE_GRACE_SECONDS_DEFAULT,
+        help="seconds allowed beyond TTL + sweep interval for reserved to reach 0",
+    )
+    parser.add_argument(
+        "--ledger-wait",
+        type=float,
+        default=verdict.LEDGER_WAIT_SECONDS_DEFAULT,
+        help="seconds the ledger may take to catch up with the API",
+    )
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        include_in_web_ui=False,
+        help="the server's EARMARK_DATABASE_URL: compare the durable record with the API",
+    )
+    parser.add_argument(
+        "--redis-url",
+        default=None,
+        include_in_web_ui=False,
+        help="the server's EARMARK_REDIS_URL: flush and verify the record from here",
+    )
+    parser.add_argument(
+        "--redis-prefix", default="em", include_in_web_ui=False, help="its EARMARK_PREFIX"
+    )
+
+
+def scenario_of(options: Any) -> Scenario:
+    return Scenario(
+        skus=options.skus,
+        stock=options.stock,
+        sku_prefix=options.sku_prefix,
+        location=options.location,
+        qty_max=options.max_qty,
+        lines_max=options.max_lines,
+        commit_probability=options.commit,
+        release_probability=options.release,
+        ttl_seconds=options.ttl,
+        think_seconds_min=options.think_min,
+        think_seconds_max=options.think_max,
+    )
+
+
+def plan_of(options: Any, scenario: Scenario) -> verdict.Plan:
+    return verdict.Plan(
+        skus=scenario.sku_names,
+        location=scenario.location,
+        ttl_seconds=scenario.ttl_seconds,
+        sweep_interval_seconds=options.sweep_interval,
+        settle_grace_seconds=options.settle_grace,
+        ledger_wait_seconds=options.ledger_wait,
+    )
+
+
+# -- the run's state (one Locust process) -------------------------------------------------
+
+
+@dataclass(slots=True)
+class Drill:
+    scenario: Scenario
+    plan: verdict.Plan
+    api: HttpApi
+    tally: verdict.Tally = field(default_factory=verdict.Tally)
+    baseline: list[verdict.Level] | None = None
+    baseline_error: str = ""
+    started: bool = False  # a test ran (the web UI may quit before any)
+    result: verdict.Verdict | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+DRILL: Drill | None = None
+
+
+def drill() -> Drill:
+    if DRILL is None:
+        raise RuntimeError("the drill was not initialised (init event)")
+    return DRILL
+
+
+@events.init.add_listener
+def on_init(environment: Environment, **_: Any) -> None:
+    global DRILL
+    options = environment.parsed_options
+    if options is None or environment.host is None:
+        return  # e.g. --list; nothing runs
+    try:
+        scenario = scenario_of(options)
+        plan = plan_of(options, scenario)
+        api = HttpApi(environment.host, options.api_key)
+    except (ScenarioError, ValueError) as error:
+        log.error("earmark drill: %s", error)
+        sys.exit(2)
+    DRILL = Drill(scenario, plan, api)
+
+
+@events.test_start.add_listener
+def on_test_start(environment: Environment, **_: Any) -> None:
+    state = drill()
+    state.tally, state.result, state.notes, state.started = verdict.Tally(), None, [], True
+    if not isinstance(environment.runner, LocalRunner):
+        state.notes.append("run in one Locust process: workers' tallies are not collected")
+    try:
+        if environment.parsed_options is not None and environment.parsed_options.seed:
+            skus, sc = state.scenario.sku_names, state.scenario
+            seed(state.api, skus, sc.stock, sc.location)
+        state.baseline = state.api.levels(state.plan.skus, state.plan.location)
+    except ApiError as error:
+        state.baseline, state.baseline_error = None, str(error)
+        log.error("earmark drill: the API could not be read at the start: %s", error)
+
+
+@events.test_stop.add_listener
+def on_test_stop(environment: Environment, **_: Any) -> None:
+    """Judges the run once its users stopped; the exit code follows the verdict."""
+    state = drill()
+    if not state.started or isinstance(environment.runner, WorkerRunner):
+        return  # only the master (or the one local runner) judges a run
+    log.info("earmark drill: users stopped, checking the engine (holds drain first)")
+    observed = verdict.Observed(
+        baseline=state.baseline,
+        tally=state.tally,
+        latencies=latencies(environment),
+        exceptions=exceptions(environment),
+        notes=state.notes,
+        baseline_error=state.baseline_error,
+    )
+    ledger, skip = ledger_source(environment.parsed_options, state.api)
+    state.result = verdict.judge(state.api, state.plan, observed, ledger, skip)
+    if not state.result.passed:
+        environment.process_exit_code = state.result.exit_code
+
+
+@events.quitting.add_listener
+def on_quitting(environment: Environment, **_: Any) -> None:
+    """Interrupted (Ctrl-C, SIGTERM) before the test stopped: stop the users now, so that
+    test_stop judges the run before Locust decides its exit code."""
+    if DRILL is None or environment.runner is None:
+        return
+    if DRILL.started and DRILL.result is None:
+        environment.runner.stop()
+
+
+@events.quit.add_listener
+def on_quit(exit_code: int, **_: Any) -> None:
+    """Last: after Locust's own summary tables, so the verdict is what the operator sees."""
+    if DRILL is not None and DRILL.result is not None:
+        print(verdict.render(DRILL.result), flush=True)
+
+
+def latencies(environment: Environment) -> list[verdict.Latency]:
+    found = []
+    for (name, method), entry in sorted(environment.stats.entries.items()):
+        if entry.num_requests == 0:
+            continue
+        found.append(
+            verdict.Latency(
+                endpoint=f"{method} {name}",
+                requests=entry.num_requests,
+                failures=entry.num_failures,
+                p50_ms=entry.get_response_time_percentile(0.50),
+                p95_ms=entry.get_response_time_percentile(0.95),
+                p99_ms=entry.get_response_time_percentile(0.99),
+            )
+        )
+    return found
+
+
+def exceptions(environment: Environment) -> list[str]:
+    if environment.runner is None:
+        return []
+    return [f"{row['count']} x {row['msg']}" for row in environment.runner.exceptions.values()]
+
+
+def ledger_source(options: Any, api: HttpApi) -> tuple[verdict.LedgerSource | None, str]:
+    """Where the durable record can be read from here, or why it is not checked."""
+    if not options.database_url:
+        return None, (
+            "not checked: no --database-url. On a staging drill, run `earmark verify` "
+            "against its Redis and database."
+        )
+    if options.redis_url:
+        return SubprocessLedger(options.database_url, options.redis_url, options.redis_prefix), ""
+    try:
+        checks = api.readiness()
+    except ApiError as error:
+        return None, f"not checked: /readyz could not be read: {error}"
+    if "flusher_lag" not in checks:
+        return None, (
+            "not checked: the server runs no write-behind flusher (no flusher_lag check in "
+            "/readyz) and its Redis is in-process, so nothing moves events to the record"
+        )
+    return SubprocessLedger(options.database_url), ""
+
+
+# -- the shoppers ----------------------------------------------------------------------
+
+
+class Shopper(FastHttpUser):
+    """One shopper after another: a cart, a pause, then commit, release or abandon."""
+
+    def wait_time(self) -> float:
+        return self.state.scenario.think_seconds(self.rng)
+
+    def on_start(self) -> None:
+        self.state = drill()
+        self.rng = random.Random()
+        self.headers = auth_headers(self.environment.parsed_options.api_key)
+
+    def post(self, path: str, name: str, body: Any = None) -> Any:
+        headers = {**self.headers, "Idempotency-Key": idempotency_key("shop")}
+        return self.client.post(path, json=body, headers=headers, name=name, catch_response=True)
+
+    @task
+    def shop(self) -> None:
+        scenario = self.state.scenario
+        cart = scenario.cart(self.rng)
+        hold = self.reserve(cart)
+        if hold is None:
+            return
+        time.sleep(scenario.think_seconds(self.rng))  # gevent-patched: yields
+        outcome = scenario.outcome(self.rng)
+        if outcome == "abandon":
+            self.state.tally.abandoned += 1
+        else:
+            self.finish(hold, outcome, cart)
+
+    def reserve(self, cart: list[tuple[str, int]]) -> str | None:
+        scenario, tally = self.state.scenario, self.state.tally
+        lines = [{"sku": sku, "qty": qty, "location": scenario.location} for sku, qty in cart]
+        body = {"lines": lines, "ttl_seconds": scenario.ttl_seconds, "channel": scenario.channel}
+        with self.post(RESERVE, RESERVE, body) as response:
+            payload = json_of(response)
+            if response.status_code == 201 and payload.get("status") == "held":
+                tally.accepted += 1
+                tally.units_held += sum(qty for _, qty in cart)
+                response.success()
+                return str(payload["id"])
+            if response.status_code == 409 and payload.get("code") == "insufficient_stock":
+                tally.refused += 1
+                response.success()
+                return None
+            self.unexpected(response, RESERVE, payload)
+        return None
+
+    def finish(self, hold: str, outcome: str, cart: list[tuple[str, int]]) -> None:
+        tally = self.state.tally
+        name = COMMIT if outcome == "commit" else RELEASE
+        with self.post(f"{RESERVE}/{hold}/{outcome}", name) as response:
+            payload = json_of(response)
+            wanted = "committed" if outcome == "commit" else "released"
+            if response.status_code == 200 and payload.get("status") == wanted:
+                if outcome == "commit":
+                    tally.record_commit(cart)
+                else:
+                    tally.released += 1
+                response.success()
+            elif response.status_code == 410:
+                tally.gone += 1
+                response.success()
+            else:
+                self.unexpected(response, name, payload)
+
+    def unexpected(self, response: Any, endpoint: str, payload: dict[str, Any]) -> None:
+        status = response.status_code or type(getattr(response, "error", None)).__name__
+        code = payload.get("code", "")
+        self.state.tally.record_unexpected(f"POST {endpoint}", f"{status} {code}".strip())
+        response.failure(f"unexpected {status} {code}: {str(payload.get('detail', ''))[:200]}")
+
+
+def json_of(response: Any) -> dict[str, Any]:
+    """The body as a dict ({} for no body, a transport error or non-JSON)."""
+    if not response.content:
+        return {}
+    try:
+        payload = response.json()
+    except ValueError:
+        return {}
+    return payload if isinstance(payload, dict) else {}

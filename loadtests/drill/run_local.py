@@ -1,0 +1,266 @@
+"""One complete local drill, bounded in time, that cleans up after itself.
+
+    python -m loadtests.drill.run_local [--users 100 --skus 3 --stock 100 --run-time 30s
+                                         --ttl 5 --embedded --out DIR ...]
+
+1. Starts a throwaway redis-server and PostgreSQL on free 127.0.0.1 ports
+   (``tests/servers.py``), or with ``--embedded`` nothing: the server's in-process store
+   and a SQLite record in the report directory.
+2. Starts ``earmark serve`` on a free 127.0.0.1 port against them and waits for /readyz.
+3. Seeds ``--stock`` units of every SKU (POST receipts).
+4. Runs Locust headless on ``loadtests/drill/locustfile.py`` (all users spawned within a
+   second), writing CSV and HTML reports; its test-stop hook checks the engine and prints
+   the verdict.
+5. Exits with Locust's exit code (0 PASS, 1 FAIL), and stops everything it started, also
+   on Ctrl-C or SIGTERM (exit 130).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import IO
+
+from tests.servers import PostgresServer, RedisServer, ServerUnavailable, free_port
+
+from loadtests.drill import verdict
+from loadtests.drill.client import ApiError, HttpApi, seed
+from loadtests.drill.scenario import Scenario, ScenarioError, timespan_seconds
+
+HOST = "127.0.0.1"
+ROOT = Path(__file__).resolve().parents[2]
+LOCUSTFILE = Path(__file__).with_name("locustfile.py")
+DATABASE = "earmark_drill"
+SERVER_START_SECONDS_MAX = 60.0
+STOP_SECONDS_MAX = 15.0  # SIGTERM, then SIGKILL
+# Locust's own start-up and shutdown, beyond run time, settling and the ledger wait.
+LOCUST_OVERHEAD_SECONDS = 60.0
+EXIT_INTERRUPTED = 130
+EXIT_SETUP_FAILED = 2
+EXIT_TIMED_OUT = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Backend:
+    """Where the server keeps its data: redis_url None means embedded."""
+
+    redis_url: str | None
+    database_url: str
+    description: str
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    d = Scenario()
+    parser = argparse.ArgumentParser(
+        prog="python -m loadtests.drill.run_local",
+        description="Run a complete, bounded flash-drop drill on 127.0.0.1 and print the "
+        "verdict. Exit code: 0 PASS, 1 FAIL, 2 set-up failed, 3 timed out, 130 interrupted.",
+    )
+    add = parser.add_argument
+    add("--users", type=int, default=100, help="concurrent shoppers (default 100)")
+    add("--spawn-rate", type=float, help="users started per second (default: --users)")
+    add("--run-time", default="30s", help="how long the drop lasts (default 30s)")
+    add("--skus", type=int, default=d.skus, help=f"SKUs in the drop (default {d.skus})")
+    add("--stock", type=int, default=100, help="units seeded per SKU (default 100)")
+    add("--max-qty", type=int, default=d.qty_max, help="units per cart line, at most")
+    add("--max-lines", type=int, default=d.lines_max, help="SKUs per cart, at most")
+    add("--commit", type=float, default=d.commit_probability, help="P(commit)")
+    add("--release", type=float, default=d.release_probability, help="P(release)")
+    add("--ttl", type=float, default=5.0, help="hold TTL in seconds (default 5)")
+    add("--think-min", type=float, default=d.think_seconds_min, help="seconds")
+    add("--think-max", type=float, default=d.think_seconds_max, help="seconds")
+    add("--sweep-interval", type=float, default=1.0, help="the server's sweep interval, s")
+    add("--embedded", action="store_true", help="in-process store + SQLite, no servers")
+    add("--out", type=Path, help="report directory (default: a new temp directory)")
+    return parser.parse_args(argv)
+
+
+def scenario_of(args: argparse.Namespace) -> Scenario:
+    return Scenario(
+        skus=args.skus,
+        stock=args.stock,
+        qty_max=args.max_qty,
+        lines_max=args.max_lines,
+        commit_probability=args.commit,
+        release_probability=args.release,
+        ttl_seconds=args.ttl,
+        think_seconds_min=args.think_min,
+        think_seconds_max=args.think_max,
+    )
+
+
+# -- processes ---------------------------------------------------------------------------
+
+
+def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    """Signal, wait at most STOP_SECONDS_MAX, then SIGKILL."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(STOP_SECONDS_MAX)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@contextmanager
+def running(
+    command: list[str], env: dict[str, str], log: IO[bytes] | None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A child in its own session (a terminal's Ctrl-C reaches only us; we stop it)."""
+    proc = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=log, stderr=log, start_new_session=True
+    )
+    try:
+        yield proc
+    finally:
+        stop_process(proc)
+
+
+def start_backend(stack: ExitStack, embedded: bool, out: Path) -> Backend:
+    if embedded:
+        # A new file per run: the embedded server restores the stock of an existing one.
+        record = out / f"earmark-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.db"
+        return Backend(None, f"sqlite:///{record}", f"embedded store, SQLite record {record}")
+    redis_server = stack.enter_context(RedisServer())
+    postgres = stack.enter_context(PostgresServer())
+    database_url = postgres.create_database(DATABASE)
+    description = f"throwaway redis-server {redis_server.url} and PostgreSQL {database_url}"
+    return Backend(redis_server.url, database_url, description)
+
+
+def server_env(backend: Backend, args: argparse.Namespace) -> dict[str, str]:
+    """Our environment without any EARMARK_* of the caller's, plus the drill's."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EARMARK_")}
+    env |= {
+        "EARMARK_DATABASE_URL": backend.database_url,
+        "EARMARK_SWEEP_INTERVAL_SECONDS": str(args.sweep_interval),
+        "EARMARK_LOG_LEVEL": "warning",
+    }
+    if backend.redis_url is not None:
+        env["EARMARK_REDIS_URL"] = backend.redis_url
+    return env
+
+
+def start_server(stack: ExitStack, backend: Backend, args: argparse.Namespace, out: Path) -> str:
+    """``earmark serve`` on a free loopback port; returns its URL once /readyz is 200."""
+    port = free_port()
+    log = stack.enter_context(open(out / "server.log", "wb"))  # noqa: SIM115 (closed by the stack)
+    command = [sys.executable, "-m", "earmark", "serve", "--host", HOST, "--port", str(port)]
+    proc = stack.enter_context(running(command, server_env(backend, args), log))
+    url = f"http://{HOST}:{port}"
+    api = HttpApi(url)
+    deadline = time.monotonic() + SERVER_START_SECONDS_MAX
+    while not api.ready():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise ServerUnavailable(f"earmark serve did not become ready; see {log.name}")
+        time.sleep(0.2)
+    return url
+
+
+def locust_command(
+    args: argparse.Namespace, scenario: Scenario, url: str, backend: Backend, out: Path
+) -> list[str]:
+    users = str(args.users)
+    command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless"]
+    command += ["-u", users, "-r", str(args.spawn_rate or args.users), "--run-time"]
+    command += [args.run_time, "--host", url, "--only-summary"]
+    command += ["--csv", str(out / "drill"), "--html", str(out / "drill.html")]
+    command += ["--skus", str(scenario.skus), "--stock", str(scenario.stock)]
+    command += ["--max-qty", str(scenario.qty_max), "--max-lines", str(scenario.lines_max)]
+    command += ["--commit", str(scenario.commit_probability)]
+    command += ["--release", str(scenario.release_probability)]
+    command += ["--ttl", str(scenario.ttl_seconds), "--think-min", str(args.think_min)]
+    command += ["--think-max", str(args.think_max), "--sweep-interval", str(args.sweep_interval)]
+    command += ["--database-url", backend.database_url]
+    if backend.redis_url is not None:
+        command += ["--redis-url", backend.redis_url]
+    return command
+
+
+def locust_bound_seconds(args: argparse.Namespace, run_seconds: int) -> float:
+    settle = float(args.ttl) + float(args.sweep_interval) + verdict.SETTLE_GRACE_SECONDS_DEFAULT
+    return run_seconds + settle + verdict.LEDGER_WAIT_SECONDS_DEFAULT + LOCUST_OVERHEAD_SECONDS
+
+
+def run_locust(stack: ExitStack, command: list[str], bound_seconds: float) -> int:
+    """Locust's exit code; its output goes to ours. Stopped if it outlives the bound."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCUST_")}
+    proc = stack.enter_context(running(command, env, None))
+    try:
+        return int(proc.wait(bound_seconds))
+    except subprocess.TimeoutExpired:
+        print(f"run_local: Locust still running after {bound_seconds:.0f}s: stopped", flush=True)
+        stop_process(proc)
+        return EXIT_TIMED_OUT
+
+
+# -- the drill ---------------------------------------------------------------------------
+
+
+def report_dir(out: Path | None) -> Path:
+    if out is None:
+        return Path(tempfile.mkdtemp(prefix="earmark-drill-"))
+    out.mkdir(parents=True, exist_ok=True)
+    return out.resolve()
+
+
+def drill(stack: ExitStack, args: argparse.Namespace, scenario: Scenario, out: Path) -> int:
+    run_seconds = timespan_seconds(args.run_time)
+    backend = start_backend(stack, args.embedded, out)
+    url = start_server(stack, backend, args, out)
+    print(f"run_local: earmark serve at {url} on {backend.description}", flush=True)
+    seed(HttpApi(url), scenario.sku_names, scenario.stock, scenario.location)
+    print(
+        f"run_local: seeded {scenario.skus} SKUs x {scenario.stock} units; "
+        f"{args.users} users for {run_seconds}s; reports in {out}",
+        flush=True,
+    )
+    command = locust_command(args, scenario, url, backend, out)
+    code = run_locust(stack, command, locust_bound_seconds(args, run_seconds))
+    print(f"run_local: Locust exited {code}; reports (CSV, HTML, server.log) in {out}")
+    return code
+
+
+def raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        scenario = scenario_of(args)
+        timespan_seconds(args.run_time)
+    except ScenarioError as error:
+        print(f"run_local: {error}", file=sys.stderr)
+        return EXIT_SETUP_FAILED
+    out = report_dir(args.out)
+    signal.signal(signal.SIGTERM, raise_interrupt)
+    stack = ExitStack()
+    try:
+        return drill(stack, args, scenario, out)
+    except KeyboardInterrupt:
+        print("run_local: interrupted; stopping everything it started", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (ServerUnavailable, ApiError, OSError) as error:
+        print(f"run_local: set-up failed: {error}", file=sys.stderr)
+        return EXIT_SETUP_FAILED
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not skip clean-up
+            signal.signal(sig, signal.SIG_IGN)
+        stack.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
