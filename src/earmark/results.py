@@ -162,14 +162,23 @@ def _ms(part: Json, field: str) -> int | None:
 
 
 def reservation(reservation_id: str, parts: list[Json], statuses: list[str]) -> Reservation:
-    """One reservation from its parts (in partition order) and their outward statuses."""
-    lines = [ReservationLine(**line) for part in parts for line in part["lines"]]
+    """One reservation from its parts (in partition order) and their outward statuses.
+
+    Built without re-validation: the fields come from our own scripts (typed there),
+    and this runs on every reservation call."""
+    lines = [
+        ReservationLine.model_construct(
+            sku=str(line["sku"]), location=str(line["location"]), qty=int(line["qty"])
+        )
+        for part in parts
+        for line in part["lines"]
+    ]
 
     def first(field: str, pick: Any = min) -> Any:
         values = [v for v in (_ms(part, field) for part in parts) if v is not None]
         return from_ms(pick(values)) if values else None
 
-    return Reservation(
+    return Reservation.model_construct(
         id=reservation_id,
         status=combined_status(statuses),
         lines=lines,

@@ -105,7 +105,12 @@ def lines(
             line = Line.model_construct(sku=item[0], qty=item[1], location=where)
         else:
             raise InvalidRequest("a line is a Line or a (sku, qty[, location]) tuple")
-        cart.append(Line(sku=sku(line.sku), qty=qty(line.qty), location=location(line.location)))
+        # Every field is checked above: construct without pydantic validating it again.
+        cart.append(
+            Line.model_construct(
+                sku=sku(line.sku), qty=qty(line.qty), location=location(line.location)
+            )
+        )
         if len(cart) > limits.LINES_MAX:
             raise InvalidRequest(f"a {what} holds at most {limits.LINES_MAX} lines", field="lines")
     if not cart:
