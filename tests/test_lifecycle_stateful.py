@@ -337,8 +337,10 @@ class LifecycleMachine(RuleBasedStateMachine):
         """Mostly a shipped reservation (any reservation now and then, to be refused)."""
         self.kind = "receipt"  # a customer return: units come back in
         m = self.model
-        shipped = sorted(r for r in m.holds if m.status(r) == "shipped")
-        candidates = shipped if shipped and pick % 4 else sorted(m.holds)
+        # Insertion order, not sorted: ids are random, and a draw must pick the same hold
+        # on every replay of the same choices (hypothesis requires it).
+        shipped = [r for r in m.holds if m.status(r) == "shipped"]
+        candidates = shipped if shipped and pick % 4 else list(m.holds)
         rid = candidates[pick % len(candidates)]
         hold = m.holds[rid]
         where = sorted(hold.lines)[line % len(hold.lines)]
