@@ -168,12 +168,20 @@ def run_wrk(url: str, script: str, args: argparse.Namespace, tag: str, token: st
     )
 
 
-def servers(stack: ExitStack, redis_url: str, prefix: str, workers: int) -> dict[str, Process]:
+def servers(
+    stack: ExitStack, redis_url: str, prefix: str, workers: int, flusher_in_process: bool
+) -> dict[str, Process]:
+    record = stack.enter_context(tempfile.TemporaryDirectory(prefix="earmark-bench-"))
     earmark_env = {
         "EARMARK_REDIS_URL": redis_url,
         "EARMARK_PREFIX": prefix,
         "EARMARK_LOG_LEVEL": "warning",
         "EARMARK_WORKERS": str(workers),
+        # The durable record in a throwaway file, never the repository's working directory.
+        "EARMARK_DATABASE_URL": f"sqlite:///{record}/earmark.db",
+        # In production the flusher usually runs as its own process (`earmark flush`);
+        # --flusher-in-process measures serve with it sharing the server's core.
+        "EARMARK_FLUSHER_IN_PROCESS": "true" if flusher_in_process else "false",
     }
     earmark = Process(
         "earmark",
@@ -217,6 +225,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument("--workers", type=int, default=1, help="uvicorn workers per server")
+    parser.add_argument(
+        "--flusher-in-process",
+        action="store_true",
+        help="run earmark's write-behind flusher inside the server (default: off, as when "
+        "`earmark flush` runs as its own process)",
+    )
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         print("wrk is not installed (apt-get install -y wrk)", file=sys.stderr)
@@ -227,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         token = prepare_store(redis_server.url, prefix)
         script = str(Path(tmp) / "reserve.lua")
         Path(script).write_text(WRK_SCRIPT)
-        procs = servers(stack, redis_server.url, prefix, args.workers)
+        procs = servers(stack, redis_server.url, prefix, args.workers, args.flusher_in_process)
         tokens = {"earmark": token, "minimal": ""}
         for target, proc in procs.items():  # warm-up: imports, pools, JIT-free caches
             warm = argparse.Namespace(**{**vars(args), "seconds": 2})
