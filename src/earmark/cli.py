@@ -17,16 +17,22 @@ import asyncio
 import signal
 import sqlite3
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeAlias
 
 import asyncpg
+import redis.exceptions
 
 from earmark import apikeys, durable, ledger
 from earmark.api.app import StartupRefused
-from earmark.async_engine import AsyncEngine
+from earmark.cli_common import (
+    Handler,
+    Subparsers,
+    started_engine,
+    sync_engine,
+    table,
+)
+from earmark.cli_stock import add_ledger, add_po, add_stock
 from earmark.engine import Engine
 from earmark.errors import EarmarkError, RebuildRefused
 from earmark.flusher import DRAIN_TIMEOUT_SECONDS_DEFAULT, engine_lag
@@ -36,53 +42,14 @@ from earmark.rebuild import Drift, RebuildReport, VerifyReport
 from earmark.settings import Settings, get_settings
 from earmark.sweeper import SWEEP_ERRORS, run_sweeper
 
-Handler = Callable[[argparse.Namespace, Settings], int]
-Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
-
 STATUS_ROWS_DEFAULT = 200
 STATUS_ROWS_MAX = 10_000
 AVAILABILITY_CHUNK = 1_000  # limits.SKUS_PER_READ_MAX
 # What the durable record's drivers raise that is not ours (a bad URL, a missing
 # database, refused credentials): a message, not a traceback.
 DATABASE_ERRORS = (sqlite3.Error, asyncpg.PostgresError, asyncpg.InterfaceError)
-
-
-class NeedsRedis(EarmarkError):
-    code = "needs_redis"
-
-
-def require_redis(settings: Settings, command: str) -> str:
-    if settings.redis_url is None:
-        raise NeedsRedis(
-            f"`earmark {command}` needs EARMARK_REDIS_URL: without it the store is embedded "
-            "in the `earmark serve` process and no other process can reach it."
-        )
-    return settings.redis_url
-
-
-@asynccontextmanager
-async def started_engine(settings: Settings, command: str) -> AsyncIterator[AsyncEngine]:
-    """An asyncio engine on the configured Redis, started without initializing (nothing
-    is written: a Redis that lost its data stays fenced), closed on exit."""
-    url = require_redis(settings, command)
-    engine = AsyncEngine.from_url(url, settings.engine_config(), cluster=settings.redis_cluster)
-    try:
-        await engine.start(initialize=False)
-        yield engine
-    finally:
-        await engine.close()
-
-
-@contextmanager
-def sync_engine(settings: Settings, command: str) -> Iterator[Engine]:
-    """An engine on the configured Redis, closed on exit. Not started: plain commands need
-    no scripts, and ``start(initialize=False)`` reads the partitions without writing."""
-    url = require_redis(settings, command)
-    engine = Engine.from_url(url, settings.engine_config(), cluster=settings.redis_cluster)
-    try:
-        yield engine
-    finally:
-        engine.close()
+# Redis could not be reached (refused, timed out, wrong password): a message, exit 2.
+REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
 # -- serve ---------------------------------------------------------------------------
@@ -187,22 +154,6 @@ def add_status(subparsers: Subparsers) -> None:
         help=f"at most this many (sku, location) rows (default {STATUS_ROWS_DEFAULT})",
     )
     parser.set_defaults(handler=run_status)
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
-    """Left-aligned text, right-aligned numbers."""
-    cells = [[str(c) for c in headers], *[[str(c) for c in row] for row in rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    numeric = [all(isinstance(row[i], int) for row in rows) for i in range(len(headers))]
-
-    def fmt(row: list[str]) -> str:
-        parts = [
-            c.rjust(w) if num else c.ljust(w)
-            for c, w, num in zip(row, widths, numeric, strict=True)
-        ]
-        return "  ".join(parts).rstrip()
-
-    return [fmt(row) for row in cells]
 
 
 def store_section(engine: Engine, settings: Settings, args: argparse.Namespace) -> Section:
@@ -577,6 +528,9 @@ COMMANDS: list[Callable[[Subparsers], None]] = [
     add_flush,
     add_rebuild,
     add_verify,
+    add_stock,
+    add_po,
+    add_ledger,
 ]
 
 
@@ -595,13 +549,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler: Handler = args.handler
+    command = " ".join(filter(None, (args.command, getattr(args, "action", None))))
     try:
         return handler(args, get_settings())
     except (EarmarkError, StartupRefused, ValueError) as error:
-        print(f"earmark {args.command}: {error}", file=sys.stderr)
+        print(f"earmark {command}: {error}", file=sys.stderr)
         return 2
-    except DATABASE_ERRORS as error:
-        print(f"earmark {args.command}: {type(error).__name__}: {error}", file=sys.stderr)
+    except (*DATABASE_ERRORS, *REDIS_ERRORS) as error:
+        print(f"earmark {command}: {type(error).__name__}: {error}", file=sys.stderr)
         return 2
 
 

@@ -23,7 +23,7 @@ from earmark.flusher import (
     Flusher,
     engine_lag,
 )
-from earmark.ledger import Ledger, open_ledger
+from earmark.ledger import Ledger, Page, PageQuery, open_ledger
 from earmark.rebuild import RebuildReport, ReplayReport, VerifyReport, rebuild, replay_check, verify
 
 log = logging.getLogger("earmark.durable")
@@ -154,6 +154,15 @@ class DurableService:
         else:
             log.info("shutdown flushed the %d events still waiting", handled)
 
+    async def ledger_for_reads(self) -> Ledger:
+        """The record's open ledger, for reads such as ``GET /v1/ledger``, with its schema
+        in place (migrated first if ``prepare`` did not run or found the record down;
+        ``LedgerUnavailable`` while it still is)."""
+        if not self._migrated:
+            await self.ledger.migrate()
+            self._migrated = True
+        return self.ledger
+
     def lag_source(self) -> Callable[[], Awaitable[float]] | None:
         """Seconds the record is behind (age of the oldest waiting event)."""
         engine = self._engine
@@ -220,6 +229,12 @@ async def verify_against(engine: Any, database_url: str) -> VerifyReport:
     """``earmark verify``: exit non-zero unless ``report.ok``."""
     report: VerifyReport = await _with_ledger(database_url, lambda ledger: verify(engine, ledger))
     return report
+
+
+async def page_at(database_url: str, query: PageQuery) -> Page:
+    """``earmark ledger``: one page of the recorded events."""
+    page: Page = await _with_ledger(database_url, lambda ledger: ledger.page(query))
+    return page
 
 
 async def replay_check_at(database_url: str) -> ReplayReport:

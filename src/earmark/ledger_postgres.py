@@ -25,12 +25,17 @@ from earmark.ledger import (
     Dialect,
     Event,
     EventKey,
+    Page,
+    PageQuery,
     ReservationRecord,
     Snapshot,
     fold_reservations,
     fold_stock,
     migrations,
+    page_filter,
+    page_of,
     reservation_ids,
+    time_of_ms,
 )
 from earmark.models import StockLevel
 
@@ -141,6 +146,26 @@ def level_of(row: asyncpg.Record) -> StockLevel:
         version=int(row["version"]),
         available=available,
         **buckets,
+    )
+
+
+def event_of(r: asyncpg.Record) -> Event:
+    return Event(
+        partition=r["partition"],
+        stream_ms=r["stream_ms"],
+        stream_seq=r["stream_seq"],
+        type=r["type"],
+        sku=r["sku"],
+        location=r["location"],
+        qty=r["qty"],
+        deltas=orjson.loads(r["deltas"]),
+        occurred_at_ms=to_ms(r["occurred_at"]) or 0,
+        actor=r["actor"],
+        channel=r["channel"],
+        reservation_id=r["reservation_id"],
+        reason=r["reason"],
+        idempotency_key=r["idempotency_key"],
+        flags=orjson.loads(r["flags"]),
     )
 
 
@@ -336,26 +361,20 @@ class PostgresLedger:
                 *start,
                 limit,
             )
-        return [
-            Event(
-                partition=r["partition"],
-                stream_ms=r["stream_ms"],
-                stream_seq=r["stream_seq"],
-                type=r["type"],
-                sku=r["sku"],
-                location=r["location"],
-                qty=r["qty"],
-                deltas=orjson.loads(r["deltas"]),
-                occurred_at_ms=to_ms(r["occurred_at"]) or 0,
-                actor=r["actor"],
-                channel=r["channel"],
-                reservation_id=r["reservation_id"],
-                reason=r["reason"],
-                idempotency_key=r["idempotency_key"],
-                flags=orjson.loads(r["flags"]),
+        return [event_of(r) for r in rows]
+
+    async def page(self, query: PageQuery) -> Page:
+        since_ms = query.since_ms
+        since = ("occurred_at", None if since_ms is None else time_of_ms(since_ms))
+        where, params = page_filter(query, lambda n: f"${n}", since)
+        async with self._connection() as conn:
+            rows = await conn.fetch(
+                f"SELECT {LEDGER_COLUMNS} FROM ledger WHERE {where}"
+                f" ORDER BY partition, stream_ms, stream_seq LIMIT ${len(params) + 1}",
+                *params,
+                query.limit + 1,
             )
-            for r in rows
-        ]
+        return page_of([event_of(r) for r in rows], query.limit)
 
     async def reservation(self, reservation_id: str) -> ReservationRecord | None:
         async with self._connection() as conn:

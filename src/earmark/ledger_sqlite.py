@@ -25,11 +25,15 @@ from earmark.ledger import (
     Dialect,
     Event,
     EventKey,
+    Page,
+    PageQuery,
     ReservationRecord,
     Snapshot,
     fold_reservations,
     fold_stock,
     migrations,
+    page_filter,
+    page_of,
     reservation_ids,
 )
 from earmark.models import StockLevel
@@ -120,6 +124,26 @@ def level_of(row: sqlite3.Row) -> StockLevel:
         version=int(row["version"]),
         available=available,
         **buckets,
+    )
+
+
+def event_of(r: sqlite3.Row) -> Event:
+    return Event(
+        partition=r["partition"],
+        stream_ms=r["stream_ms"],
+        stream_seq=r["stream_seq"],
+        type=r["type"],
+        sku=r["sku"],
+        location=r["location"],
+        qty=r["qty"],
+        deltas=orjson.loads(r["deltas"]),
+        occurred_at_ms=r["occurred_at_ms"],
+        actor=r["actor"],
+        channel=r["channel"],
+        reservation_id=r["reservation_id"],
+        reason=r["reason"],
+        idempotency_key=r["idempotency_key"],
+        flags=orjson.loads(r["flags"]),
     )
 
 
@@ -330,26 +354,17 @@ class SqliteLedger:
             " ORDER BY partition, stream_ms, stream_seq LIMIT ?",
             (*(after or (-1, -1, -1)), limit),
         )
-        return [
-            Event(
-                partition=r["partition"],
-                stream_ms=r["stream_ms"],
-                stream_seq=r["stream_seq"],
-                type=r["type"],
-                sku=r["sku"],
-                location=r["location"],
-                qty=r["qty"],
-                deltas=orjson.loads(r["deltas"]),
-                occurred_at_ms=r["occurred_at_ms"],
-                actor=r["actor"],
-                channel=r["channel"],
-                reservation_id=r["reservation_id"],
-                reason=r["reason"],
-                idempotency_key=r["idempotency_key"],
-                flags=orjson.loads(r["flags"]),
-            )
-            for r in rows
-        ]
+        return [event_of(row) for row in rows]
+
+    @_blocking
+    def page(self, query: PageQuery) -> Page:
+        where, params = page_filter(query, lambda _: "?", ("occurred_at_ms", query.since_ms))
+        rows = self._conn().execute(
+            f"SELECT {LEDGER_COLUMNS} FROM ledger WHERE {where}"
+            " ORDER BY partition, stream_ms, stream_seq LIMIT ?",
+            (*params, query.limit + 1),
+        )
+        return page_of([event_of(row) for row in rows], query.limit)
 
     @_blocking
     def reservation(self, reservation_id: str) -> ReservationRecord | None:

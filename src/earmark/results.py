@@ -80,7 +80,7 @@ def raise_for_error(result: Json, reservation_id: str = "") -> None:
     if code == "would_oversell":
         raise WouldOversell(
             f"a decrease of {result['requested']} is more than the {result['available']} "
-            "units available; pass force=True to record it anyway",
+            "units available; force the decrease to record it anyway",
             available=result["available"],
             requested=result["requested"],
         )

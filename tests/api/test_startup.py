@@ -74,6 +74,9 @@ class Recorder:
     def lag_source(self) -> None:
         return None
 
+    async def ledger_for_reads(self) -> None:
+        return None
+
 
 async def test_durable_record_hooks_run_in_order() -> None:
     durable = Recorder()

@@ -21,22 +21,45 @@ async def test_a_receipt_returns_the_new_buckets(api: Api) -> None:
     assert await api.levels("TEE-M", "berlin") == (10, 0, 0, 10)
 
 
-async def test_stock_of_one_sku(api: Api) -> None:
+async def test_stock_of_one_sku_at_one_location(api: Api) -> None:
     await api.admin.post("/v1/skus/A/receipts", json={"qty": 7})
-    response = await api.reader.get("/v1/skus/A")
+    response = await api.reader.get("/v1/skus/A", params={"location": "default"})
     assert response.status_code == 200
     body = response.json()
     expected = {"sku": "A", "location": "default", "on_hand": 7, "reserved": 0, "committed": 0}
     assert expected.items() <= body.items()
-    assert body["available"] == 7
+    assert (body["available"], body["version"]) == (7, 1)
     at = await api.reader.get("/v1/skus/A", params={"location": "elsewhere"})
-    problem_of(at, 404, "sku_not_found")
+    body = problem_of(at, 404, "sku_not_found")
+    assert (body["sku"], body["location"]) == ("A", "elsewhere")
+
+
+async def test_stock_of_one_sku_over_every_location(api: Api) -> None:
+    await api.admin.post("/v1/skus/A/receipts", json={"qty": 7})
+    await api.admin.post("/v1/skus/A/receipts", json={"qty": 5, "location": "berlin"})
+    held = await api.admin.post(
+        "/v1/reservations",
+        json={"lines": [{"sku": "A", "qty": 2, "location": "berlin"}]},
+        headers={"Idempotency-Key": "h"},
+    )
+    assert held.status_code == 201
+    response = await api.reader.get("/v1/skus/A")
+    assert response.status_code == 200
+    body = response.json()
+    totals = {k: body[k] for k in ("sku", "on_hand", "reserved", "available", "in_transit")}
+    assert totals == {"sku": "A", "on_hand": 12, "reserved": 2, "available": 10, "in_transit": 0}
+    assert "location" not in body and "version" not in body
+    by_location = {x["location"]: (x["on_hand"], x["available"]) for x in body["locations"]}
+    assert by_location == {"berlin": (5, 3), "default": (7, 7)}
+    assert [x["location"] for x in body["locations"]] == ["berlin", "default"]
 
 
 async def test_a_sku_never_received_is_not_found(api: Api) -> None:
     body = problem_of(await api.reader.get("/v1/skus/NEVER"), 404, "sku_not_found")
-    assert (body["sku"], body["location"]) == ("NEVER", "default")
+    assert body["sku"] == "NEVER" and "location" not in body
     assert body["instance"] == "/v1/skus/NEVER"
+    at = await api.reader.get("/v1/skus/NEVER", params={"location": "default"})
+    assert problem_of(at, 404, "sku_not_found")["location"] == "default"
 
 
 async def test_availability_of_many_skus(api: Api) -> None:

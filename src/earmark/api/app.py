@@ -30,7 +30,7 @@ from earmark.api import problems, responses
 from earmark.api.auth import Authenticator
 from earmark.api.hooks import DurableRecord, durable_record_for
 from earmark.api.metrics import LatencyMiddleware, Metrics
-from earmark.api.routes import health, reservations, stock
+from earmark.api.routes import health, ledger, lifecycle, purchase_orders, reservations, stock
 from earmark.async_engine import AsyncEngine
 from earmark.settings import Settings, get_settings, is_loopback
 from earmark.sweeper import log_if_crashed, run_sweeper
@@ -40,9 +40,12 @@ log = logging.getLogger("earmark")
 DESCRIPTION = """Redis-backed stock reservation engine.
 
 Every error is `application/problem+json` (RFC 9457) with a stable `code`.
-Send `Authorization: Bearer <token>` (from `earmark keys create`); scopes: `read`,
-`reserve` (reserve, commit, release, extend) and `stock` (receipts, adjustments, ship).
-Every POST accepts an `Idempotency-Key`: a replay returns the original status and body.
+Send `Authorization: Bearer <token>` (from `earmark keys create`); scopes: `read`
+(every GET), `reserve` (reserve, commit, release, extend) and `stock` (receipts,
+adjustments, ship, and the stock lifecycle: transfers, returns, damage, write-offs,
+counts, purchase orders). Writes record the key's name as actor.
+Every POST accepts an `Idempotency-Key`: a replay returns the original status and body;
+the same key with another body is 422 `idempotency_conflict`.
 """
 
 EMBEDDED_BANNER = """\
@@ -169,8 +172,10 @@ def create_app(
     app.state.metrics = metrics = Metrics()
     app.state.lag_source = None  # set by the durable record, or directly by a test
     problems.install(app)
-    for router in (health.router, stock.router, reservations.router):
-        app.include_router(router)
+    app.state.durable = durable  # GET /v1/ledger reads through it
+    routers = (health, stock, reservations, lifecycle, purchase_orders, ledger)
+    for module in routers:
+        app.include_router(module.router)
     app.add_middleware(LatencyMiddleware, metrics=metrics)
 
     def openapi() -> dict[str, Any]:

@@ -9,6 +9,8 @@ calls it in this order::
     ... serve ...
     await durable.stop()                         # before the engine closes
 
+and, while serving, ``GET /v1/ledger`` reads through ``durable.ledger_for_reads()``.
+
 ``durable_record_for(settings)`` is the one factory the lifespan asks for it: an
 ``earmark.durable.DurableService`` on ``EARMARK_DATABASE_URL``.
 """
@@ -20,6 +22,7 @@ from typing import Protocol
 
 from earmark.async_engine import AsyncEngine
 from earmark.durable import DurableService
+from earmark.ledger import Ledger
 from earmark.settings import Settings
 
 # Seconds the durable record lags behind Redis (0 when it is caught up).
@@ -45,6 +48,11 @@ class DurableRecord(Protocol):
     def lag_source(self) -> LagSource | None:
         """Readiness fails while this lag exceeds ``flusher_lag_seconds_max``; it also
         sets the ``earmark_flusher_lag_seconds`` gauge. None: no lag check."""
+        ...
+
+    async def ledger_for_reads(self) -> Ledger | None:
+        """The record's ledger for ``GET /v1/ledger`` (its schema in place); None when
+        this record keeps none (the route then answers 503 ``ledger_unavailable``)."""
         ...
 
 

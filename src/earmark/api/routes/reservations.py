@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Iterator
-from contextlib import contextmanager
-from typing import Annotated
+from collections.abc import Awaitable
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter
 from starlette.responses import Response
 
 from earmark.api.deps import (
@@ -17,6 +15,7 @@ from earmark.api.deps import (
     Reserving,
     Stocking,
 )
+from earmark.api.params import ReservationId, known_reservation
 from earmark.api.responses import model_response, problem_responses
 from earmark.api.schemas import (
     ExtendIn,
@@ -25,29 +24,16 @@ from earmark.api.schemas import (
     ReservationIn,
     TransitionProblem,
 )
-from earmark.errors import InvalidRequest, ReservationNotFound
 
 router = APIRouter(prefix="/v1/reservations", tags=["reservations"])
 
-ReservationId = Annotated[str, Path(description="the id returned when the cart was held")]
 TRANSITION_PROBLEMS = {409: TransitionProblem, 410: TransitionProblem}
-
-
-@contextmanager
-def known(reservation_id: str) -> Iterator[None]:
-    """An id that cannot be one of ours is simply not found (nothing was written)."""
-    try:
-        yield
-    except InvalidRequest as error:
-        if error.details.get("field") != "reservation_id":
-            raise
-        raise ReservationNotFound(f"no reservation {reservation_id}", id=reservation_id) from None
 
 
 async def transition(
     ctx: Context, operation: str, reservation_id: str, call: Awaitable[Reservation]
 ) -> Response:
-    with ctx.metrics.reservation(operation), known(reservation_id):
+    with ctx.metrics.reservation(operation), known_reservation(reservation_id):
         reservation = await call
     return model_response(reservation)
 
@@ -85,7 +71,7 @@ async def create_reservation(
 )
 async def get_reservation(reservation_id: ReservationId, ctx: Reading) -> Response:
     """`status` is one of held, committed, released, expired, shipped."""
-    with known(reservation_id):
+    with known_reservation(reservation_id):
         reservation = await ctx.engine.get_reservation(reservation_id)
     return model_response(reservation)
 

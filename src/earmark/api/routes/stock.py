@@ -1,43 +1,27 @@
-"""Stock levels: read one or many (sku, location), receive units, adjust on_hand."""
+"""Stock levels: read a SKU (every location, or one), read many, receive units, adjust
+on_hand."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 from starlette.responses import Response
 
 from earmark import limits
 from earmark.api.deps import IdempotencyKey, Reading, Stocking
+from earmark.api.params import LocationQuery, SkuPath
 from earmark.api.responses import model_response, problem_responses
 from earmark.api.schemas import (
     NAME_PATTERN,
     AdjustmentIn,
     Availability,
     ReceiptIn,
+    SkuStock,
     StockLevel,
 )
 
 router = APIRouter(prefix="/v1", tags=["stock"])
-
-SkuPath = Annotated[
-    str,
-    Path(
-        min_length=1,
-        max_length=limits.SKU_LENGTH_MAX,
-        pattern=NAME_PATTERN,
-        description="the SKU; letters, digits, '.', '_' and '-'",
-    ),
-]
-LocationQuery = Annotated[
-    str,
-    Query(
-        min_length=1,
-        max_length=limits.LOCATION_LENGTH_MAX,
-        pattern=NAME_PATTERN,
-        description="the stock location",
-    ),
-]
 SkusQuery = Annotated[
     list[
         Annotated[
@@ -56,16 +40,17 @@ SkusQuery = Annotated[
 
 @router.get(
     "/skus/{sku}",
-    response_model=StockLevel,
+    response_model=SkuStock | StockLevel,
     responses=problem_responses(404),
-    summary="Every bucket of one SKU at one location",
+    summary="Every bucket of a SKU: over the network, or at one location",
 )
-async def get_stock(
-    sku: SkuPath,
-    ctx: Reading,
-    location: LocationQuery = limits.DEFAULT_LOCATION,
-) -> Response:
-    """404 `sku_not_found` when the SKU was never received or adjusted at the location."""
+async def get_stock(sku: SkuPath, ctx: Reading, location: LocationQuery | None = None) -> Response:
+    """Without `location`: every bucket summed over the SKU's locations, with each location
+    (`SkuStock`). With `location`: that location's buckets and `version` (`StockLevel`;
+    a cycle count names that version). 404 `sku_not_found` when the SKU has no stock
+    record (at the location)."""
+    if location is None:
+        return model_response(await ctx.engine.sku_stock(sku))
     return model_response(await ctx.engine.stock(sku, location))
 
 

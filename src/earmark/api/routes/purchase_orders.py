@@ -1,0 +1,114 @@
+"""Purchase orders (docs/lifecycle.md): units a supplier promised (inbound), received in
+one or more deliveries, then closed (shortfall blamed on the supplier) or cancelled.
+
+An order whose lines live in several partitions is changed part by part: a call that
+failed half way is finished by repeating it with the same `Idempotency-Key`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body
+from starlette.responses import Response
+
+from earmark.api.deps import IdempotencyKey, Reading, RequiredIdempotencyKey, Stocking
+from earmark.api.params import PurchaseOrderId, known_purchase_order
+from earmark.api.responses import model_response, problem_responses
+from earmark.api.schemas import (
+    PurchaseOrder,
+    PurchaseOrderClosedProblem,
+    PurchaseOrderCloseIn,
+    PurchaseOrderIn,
+    PurchaseOrderReceiptIn,
+)
+
+router = APIRouter(prefix="/v1/purchase-orders", tags=["purchase orders"])
+CLOSED_PROBLEM = {409: PurchaseOrderClosedProblem}
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=PurchaseOrder,
+    responses=problem_responses(400),
+    summary="Expect units from a supplier: inbound += qty per line",
+)
+async def create_purchase_order(
+    body: PurchaseOrderIn, idempotency_key: RequiredIdempotencyKey, ctx: Stocking
+) -> Response:
+    """The `Idempotency-Key` is required: a retry after a failure half way must reach the
+    same order, or its inbound would never clear."""
+    created = await ctx.engine.create_purchase_order(
+        [(line.sku, line.qty, line.location) for line in body.lines],
+        supplier=body.supplier,
+        expected_date=body.expected_date,
+        idempotency_key=idempotency_key,
+        reference=body.reference,
+        reason=body.reason,
+        actor=ctx.caller.name,
+    )
+    return model_response(created, 201, {"Location": f"{router.prefix}/{created.id}"})
+
+
+@router.get(
+    "/{po_id}",
+    response_model=PurchaseOrder,
+    responses=problem_responses(404),
+    summary="A purchase order: expected, received and outstanding per line",
+)
+async def get_purchase_order(po_id: PurchaseOrderId, ctx: Reading) -> Response:
+    """`status` is open, closed or cancelled."""
+    with known_purchase_order(po_id):
+        found = await ctx.engine.get_purchase_order(po_id)
+    return model_response(found)
+
+
+@router.post(
+    "/{po_id}/receipts",
+    response_model=PurchaseOrder,
+    responses=problem_responses(400, 404, 409, models=CLOSED_PROBLEM),
+    summary="A delivery: inbound -> on_hand per line (over-delivery lands in on_hand too)",
+)
+async def receive_purchase_order(
+    po_id: PurchaseOrderId,
+    body: PurchaseOrderReceiptIn,
+    ctx: Stocking,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    """422 `invalid_request` for a line the order does not have; 409
+    `purchase_order_closed` once it is closed or cancelled (parts received before it
+    stay received: `received_before` names them)."""
+    lines = [(line.sku, line.qty, line.location) for line in body.lines]
+    with known_purchase_order(po_id):
+        received = await ctx.engine.receive_purchase_order(
+            po_id, lines, reason=body.reason, actor=ctx.caller.name, idempotency_key=idempotency_key
+        )
+    return model_response(received)
+
+
+@router.post(
+    "/{po_id}/close",
+    response_model=PurchaseOrder,
+    responses=problem_responses(400, 404, 409, models=CLOSED_PROBLEM),
+    summary="No more units expected: inbound loses what is outstanding",
+)
+async def close_purchase_order(
+    po_id: PurchaseOrderId,
+    ctx: Stocking,
+    body: Annotated[PurchaseOrderCloseIn | None, Body()] = None,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    """Without a body: close (the undelivered units are a `supplier_discrepancy`). With
+    `cancel`: cancel (the supplier is not blamed). Closing or cancelling twice returns 200
+    again; 409 `purchase_order_closed` to cancel a closed order or close a cancelled one."""
+    body = body or PurchaseOrderCloseIn()
+    with known_purchase_order(po_id):
+        closed = await ctx.engine.close_purchase_order(
+            po_id,
+            cancel=body.cancel,
+            reason=body.reason,
+            actor=ctx.caller.name,
+            idempotency_key=idempotency_key,
+        )
+    return model_response(closed)
