@@ -77,6 +77,19 @@ CURSOR_LENGTH_MAX = 128
 CURSOR_PATTERN = re.compile(r"^([0-9]{1,9})-([0-9]{1,18})-([0-9]{1,18})$")
 
 
+def level_of(row: Any) -> StockLevel:
+    """A stock_levels row (asyncpg Record or sqlite3 Row: both index by column name)."""
+    buckets = {b: int(row[b]) for b in BUCKETS}
+    available = buckets["on_hand"] - buckets["reserved"] - buckets["committed"]
+    return StockLevel(
+        sku=row["sku"],
+        location=row["location"],
+        version=int(row["version"]),
+        available=available,
+        **buckets,
+    )
+
+
 def split_stream_id(stream_id: str) -> tuple[int, int]:
     ms, _, seq = stream_id.partition("-")
     return int(ms), int(seq or 0)

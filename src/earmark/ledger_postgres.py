@@ -31,6 +31,7 @@ from earmark.ledger import (
     Snapshot,
     fold_reservations,
     fold_stock,
+    level_of,
     migrations,
     page_filter,
     page_of,
@@ -134,18 +135,6 @@ def record_of(row: asyncpg.Record) -> ReservationRecord:
         released_at_ms=to_ms(row["released_at"]),
         expired_at_ms=to_ms(row["expired_at"]),
         shipped_at_ms=to_ms(row["shipped_at"]),
-    )
-
-
-def level_of(row: asyncpg.Record) -> StockLevel:
-    buckets = {b: int(row[b]) for b in BUCKETS}
-    available = buckets["on_hand"] - buckets["reserved"] - buckets["committed"]
-    return StockLevel(
-        sku=row["sku"],
-        location=row["location"],
-        version=int(row["version"]),
-        available=available,
-        **buckets,
     )
 
 

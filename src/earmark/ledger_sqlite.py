@@ -31,6 +31,7 @@ from earmark.ledger import (
     Snapshot,
     fold_reservations,
     fold_stock,
+    level_of,
     migrations,
     page_filter,
     page_of,
@@ -112,18 +113,6 @@ def reservation_row(record: ReservationRecord, at_ms: int) -> tuple[Any, ...]:
         record.status,
         record.open_parts,
         at_ms,
-    )
-
-
-def level_of(row: sqlite3.Row) -> StockLevel:
-    buckets = {b: int(row[b]) for b in BUCKETS}
-    available = buckets["on_hand"] - buckets["reserved"] - buckets["committed"]
-    return StockLevel(
-        sku=row["sku"],
-        location=row["location"],
-        version=int(row["version"]),
-        available=available,
-        **buckets,
     )
 
 
