@@ -31,9 +31,9 @@ import asyncpg
 from tests.servers import PostgresServer, RedisServer
 
 from earmark import AsyncEngine, EngineConfig, InsufficientStock
-from earmark.flusher import Flusher, lag
-from earmark.ledger import Event, open_ledger
-from earmark.ledger_postgres import to_time
+from earmark.durable.flusher import Flusher, lag
+from earmark.store.ledger import Event, open_ledger
+from earmark.store.postgres import to_time
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTITIONS = 4

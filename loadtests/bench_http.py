@@ -34,7 +34,8 @@ import httpx
 import redis
 from tests.servers import RedisServer, free_port
 
-from earmark import Engine, EngineConfig, apikeys
+from earmark import Engine, EngineConfig
+from earmark.engine.ops import apikeys
 
 HOST = "127.0.0.1"
 SKU = "BENCH"

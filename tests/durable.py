@@ -9,8 +9,8 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from earmark import AsyncEngine
-from earmark.flusher import Flusher, lag
-from earmark.ledger import BUCKETS, Ledger, open_ledger
+from earmark.durable.flusher import Flusher, lag
+from earmark.store.ledger import BUCKETS, Ledger, open_ledger
 
 POLL_INTERVAL_SECONDS = 0.02
 

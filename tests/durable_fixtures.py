@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from earmark import AsyncEngine, EngineConfig
-from earmark.ledger import Ledger
+from earmark.store.ledger import Ledger
 from tests.conftest import fresh_prefix
 from tests.durable import migrated
 from tests.servers import PostgresServer, RedisServer, ServerUnavailable, unavailable

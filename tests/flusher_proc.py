@@ -18,9 +18,9 @@ from typing import Any
 
 import redis.asyncio
 
-from earmark.flusher import Flusher
+from earmark.durable.flusher import Flusher
 from earmark.keys import Keys
-from earmark.ledger import Event, Ledger, open_ledger
+from earmark.store.ledger import Event, Ledger, open_ledger
 
 
 class SlowLedger:

@@ -29,7 +29,8 @@ from loadtests.drill.verdict import (
     Tally,
 )
 
-from earmark import ledger, models
+from earmark import models
+from earmark.store import ledger
 
 ROOT = Path(__file__).resolve().parents[1]
 PLAN = Plan(skus=("A", "B"), location="default", ttl_seconds=5, sweep_interval_seconds=1)

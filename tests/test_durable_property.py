@@ -24,9 +24,9 @@ from earmark import (
     ReservationNotHeld,
     WouldOversell,
 )
-from earmark.flusher import Flusher
-from earmark.ledger import Ledger
-from earmark.rebuild import replay_check
+from earmark.durable.flusher import Flusher
+from earmark.durable.rebuild import replay_check
+from earmark.store.ledger import Ledger
 from tests.conftest import fresh_prefix
 from tests.durable import migrated, raw_levels, recorded_levels
 from tests.servers import RedisServer

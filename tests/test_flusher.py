@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-import earmark.flusher
+import earmark.durable.flusher
 from earmark import AsyncEngine, EarmarkError, InsufficientStock
+from earmark.durable.flusher import GROUP_DEFAULT, Flusher
+from earmark.durable.rebuild import replay_check, verify
 from earmark.errors import LedgerMismatch, LedgerUnavailable
-from earmark.flusher import GROUP_DEFAULT, Flusher
-from earmark.ledger import Event, Ledger, open_ledger
-from earmark.rebuild import replay_check, verify
+from earmark.store.ledger import Event, Ledger, open_ledger
 from tests.durable import (
     caught_up,
     events_written,
@@ -176,8 +176,8 @@ async def test_a_record_of_another_store_is_refused(
 
 
 async def test_migrations_apply_once(pg_url: str) -> None:
-    assert await earmark.ledger.migrate(pg_url) == [1]
-    assert await earmark.ledger.migrate(pg_url) == []
+    assert await earmark.store.ledger.migrate(pg_url) == [1]
+    assert await earmark.store.ledger.migrate(pg_url) == []
     ledger = open_ledger(pg_url)
     assert not await ledger.has_stock()
     await ledger.close()
@@ -247,7 +247,7 @@ async def test_postgres_down_during_a_burst_then_everything_flushes(
     postgres_server: PostgresServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(earmark.flusher, "BACKOFF_MS_MAX", 400)
+    monkeypatch.setattr(earmark.durable.flusher, "BACKOFF_MS_MAX", 400)
     flusher = Flusher.for_engine(aengine, pg_ledger, consumer="f1", batch_size_max=50, block_ms=10)
     stop, task = await run_flusher(flusher)
     await stock_up(aengine, 500)

@@ -13,11 +13,11 @@ import fakeredis
 import pytest
 
 from earmark import AsyncEngine, EngineConfig, StoreNotReady
-from earmark.durable import DurableService
-from earmark.flusher import Flusher, engine_lag
-from earmark.ledger import Event, Ledger, ReservationRecord, migrate, open_ledger
-from earmark.ledger_sqlite import SqliteLedger
-from earmark.rebuild import rebuild, replay_check, start_engine, verify
+from earmark.durable.flusher import Flusher, engine_lag
+from earmark.durable.rebuild import rebuild, replay_check, start_engine, verify
+from earmark.durable.service import DurableService
+from earmark.store.ledger import Event, Ledger, ReservationRecord, migrate, open_ledger
+from earmark.store.sqlite import SqliteLedger
 from tests.conftest import fresh_prefix
 from tests.durable import caught_up, eventually, raw_levels, recorded_levels
 
@@ -234,9 +234,9 @@ def test_every_restore_call_stays_in_its_partitions_slot() -> None:
     """Redis Cluster runs a script only if all its keys share a slot."""
     from redis.crc import key_slot
 
+    from earmark.durable.rebuild import _Restore
     from earmark.keys import Keys, partition_of
     from earmark.models import StockLevel
-    from earmark.rebuild import _Restore
 
     keys, partitions = Keys("em"), 4
     levels = [StockLevel(sku=f"S{i}", location="default", on_hand=1) for i in range(40)]

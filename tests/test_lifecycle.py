@@ -32,6 +32,9 @@ from earmark import (
     WouldOversell,
     limits,
 )
+from earmark.durable.rebuild import replay_check, verify
+from earmark.engine.ops.operations import Call, Op
+from earmark.engine.scripts import LIFECYCLE_SCRIPT_NAMES
 from earmark.errors import (
     InsufficientUnits,
     PurchaseOrderClosed,
@@ -42,11 +45,8 @@ from earmark.errors import (
     TransferNotFound,
 )
 from earmark.keys import partition_of
-from earmark.ledger import Ledger
 from earmark.models import StockLevel
-from earmark.operations import Call, Op
-from earmark.rebuild import replay_check, verify
-from earmark.scripts import LIFECYCLE_SCRIPT_NAMES
+from earmark.store.ledger import Ledger
 from tests.conftest import Backend, stream_lengths
 
 pytest_plugins = ["tests.durable_fixtures"]

@@ -18,9 +18,9 @@ from earmark import (
     ReservationExpired,
     ReservationReleased,
 )
+from earmark.engine.ops.operations import Part
+from earmark.engine.replies import script_reply
 from earmark.keys import partition_of
-from earmark.operations import Part
-from earmark.results import script_reply
 from tests.conftest import Backend
 
 PARTITIONS = 4

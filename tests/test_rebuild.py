@@ -10,10 +10,10 @@ import asyncpg
 import pytest
 
 from earmark import AsyncEngine, EngineConfig, InsufficientStock, StoreNotReady
+from earmark.durable.flusher import Flusher
+from earmark.durable.rebuild import rebuild, replay_check, start_engine, verify
 from earmark.errors import RebuildRefused
-from earmark.flusher import Flusher
-from earmark.ledger import Ledger, open_ledger
-from earmark.rebuild import rebuild, replay_check, start_engine, verify
+from earmark.store.ledger import Ledger, open_ledger
 from tests.conftest import fresh_prefix
 from tests.durable import (
     caught_up,

@@ -14,9 +14,15 @@ import pytest
 from redis.crc import key_slot
 
 from earmark import CommitInProgress, Engine, EngineConfig
-from earmark.bootstrap import bootstrap
-from earmark.operations import Call, Op
-from earmark.scripts import INCLUDE, LIFECYCLE_SCRIPT_NAMES, SCRIPT_NAMES, load_scripts, lua_dir
+from earmark.engine.bootstrap import bootstrap
+from earmark.engine.ops.operations import Call, Op
+from earmark.engine.scripts import (
+    INCLUDE,
+    LIFECYCLE_SCRIPT_NAMES,
+    SCRIPT_NAMES,
+    load_scripts,
+    lua_dir,
+)
 from tests.conftest import Backend, fresh_prefix
 from tests.servers import RedisServer
 
@@ -187,7 +193,7 @@ def test_the_wheel_carries_the_scripts(tmp_path: Path) -> None:
     assert "earmark/lua/includes/common.lua" in names
     assert "earmark/py.typed" in names
     probe = (
-        "from earmark.scripts import load_scripts, lua_dir; "
+        "from earmark.engine.scripts import load_scripts, lua_dir; "
         "print(lua_dir()); print(len(load_scripts()))"
     )
     out = subprocess.run(
@@ -219,8 +225,8 @@ def test_a_broken_script_fails_at_start(
 ) -> None:
     import redis.exceptions
 
-    from earmark import engine as engine_module
-    from earmark.scripts import LuaScript
+    from earmark.engine import sync_engine as engine_module
+    from earmark.engine.scripts import LuaScript
 
     broken = {"reserve": LuaScript("reserve", "return {")}
     monkeypatch.setattr(engine_module, "load_scripts", lambda: broken)

@@ -84,9 +84,9 @@ def describe(drift: Sequence[Any], copies: str) -> list[str]:
 
 async def flush_and_verify(redis_url: str, prefix: str, database_url: str) -> dict[str, Any]:
     """``earmark flush --once`` then ``earmark verify``, through the library."""
-    from earmark import durable
-    from earmark.async_engine import AsyncEngine
-    from earmark.config import EngineConfig
+    from earmark.durable import service as durable
+    from earmark.engine.async_engine import AsyncEngine
+    from earmark.engine.config import EngineConfig
 
     engine = AsyncEngine.from_url(redis_url, EngineConfig(prefix=prefix))
     try:
@@ -101,14 +101,14 @@ async def flush_and_verify(redis_url: str, prefix: str, database_url: str) -> di
 async def replay_drift(database_url: str) -> list[str]:
     """``earmark verify --replay``: the ledger's events summed from zero against
     stock_levels (a delta applied twice or skipped shows here)."""
-    from earmark import durable
+    from earmark.durable import service as durable
 
     report = await durable.replay_check_at(database_url)
     return describe(report.drift, "replayed/stock_levels")
 
 
 async def recorded_levels(database_url: str, skus: Sequence[str], location: str) -> list[Any]:
-    from earmark.ledger import open_ledger
+    from earmark.store.ledger import open_ledger
 
     ledger = open_ledger(database_url)
     try:

@@ -28,7 +28,7 @@ from typing import Any, Literal, Protocol
 
 Status = Literal["PASS", "FAIL", "SKIP"]
 
-# Buckets the durable record keeps (earmark.ledger.BUCKETS; a test checks they agree).
+# Buckets the durable record keeps (earmark.store.ledger.BUCKETS; a test checks they agree).
 RECORDED_BUCKETS = (
     "on_hand",
     "reserved",

@@ -1,8 +1,8 @@
 """earmark: a Redis-backed, high-contention stock reservation engine."""
 
-from earmark.async_engine import AsyncEngine
-from earmark.config import EngineConfig
-from earmark.engine import Engine
+from earmark.engine.async_engine import AsyncEngine
+from earmark.engine.config import EngineConfig
+from earmark.engine.sync_engine import Engine
 from earmark.errors import (
     CommitInProgress,
     EarmarkError,

@@ -14,7 +14,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from earmark import limits
-from earmark.config import EngineConfig
+from earmark.engine.config import EngineConfig
 
 EMBEDDED = "embedded"
 

@@ -16,9 +16,10 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from earmark import AsyncEngine, EngineConfig, apikeys
+from earmark import AsyncEngine, EngineConfig
 from earmark.api.app import create_app
-from earmark.durable import DurableService
+from earmark.durable.service import DurableService
+from earmark.engine.ops import apikeys
 from earmark.settings import Settings
 from tests.conftest import fresh_prefix
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from earmark import apikeys
+from earmark.engine.ops import apikeys
 from tests.api.conftest import Api, problem_of
 
 RID = "rsv_" + "0" * 24 + "_0"

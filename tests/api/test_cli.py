@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from earmark import cli
-from earmark.apikeys import token_sha256
+from earmark.engine.ops.apikeys import token_sha256
 from earmark.keys import Keys
 from earmark.settings import get_settings
 from tests.conftest import fresh_prefix

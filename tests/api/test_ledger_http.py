@@ -12,8 +12,8 @@ import pytest
 
 from earmark import AsyncEngine, EngineConfig
 from earmark.api.app import create_app
-from earmark.durable import DurableService
-from earmark.flusher import Flusher
+from earmark.durable.flusher import Flusher
+from earmark.durable.service import DurableService
 from tests.api.conftest import BASE_URL, Api, make_settings, open_api, problem_of
 from tests.conftest import fresh_prefix
 from tests.servers import free_port

@@ -12,8 +12,9 @@ import hypothesis
 import schemathesis
 from schemathesis import GenerationMode
 
-from earmark import AsyncEngine, Engine, EngineConfig, apikeys
+from earmark import AsyncEngine, Engine, EngineConfig
 from earmark.api.app import create_app
+from earmark.engine.ops import apikeys
 from tests.api.conftest import make_settings
 from tests.conftest import fresh_prefix
 

@@ -15,9 +15,9 @@ import pytest
 
 from earmark import AsyncEngine, EngineConfig
 from earmark.api.app import StartupRefused, create_app
-from earmark.durable import DurableService
-from earmark.ledger import open_ledger
+from earmark.durable.service import DurableService
 from earmark.settings import Settings, is_loopback
+from earmark.store.ledger import open_ledger
 from tests.api.conftest import BASE_URL, make_settings, problem_of
 from tests.servers import free_port
 

@@ -26,15 +26,15 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from earmark import apikeys
 from earmark.api import problems, responses
 from earmark.api.auth import Authenticator
 from earmark.api.hooks import DurableRecord, durable_record_for
 from earmark.api.metrics import LatencyMiddleware, Metrics
 from earmark.api.routes import health, ledger, lifecycle, purchase_orders, reservations, stock
-from earmark.async_engine import AsyncEngine
+from earmark.engine.async_engine import AsyncEngine
+from earmark.engine.ops import apikeys
+from earmark.engine.sweeper import log_if_crashed, run_sweeper
 from earmark.settings import Settings, get_settings, is_loopback
-from earmark.sweeper import log_if_crashed, run_sweeper
 
 log = logging.getLogger("earmark")
 

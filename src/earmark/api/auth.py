@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import time
 
-from earmark import apikeys
 from earmark.api.problems import Forbidden, Unauthorized
-from earmark.apikeys import ANONYMOUS_PRINCIPAL, Principal
-from earmark.async_engine import AsyncEngine
+from earmark.engine.async_engine import AsyncEngine
+from earmark.engine.ops import apikeys
+from earmark.engine.ops.apikeys import ANONYMOUS_PRINCIPAL, Principal
 
 
 class Authenticator:

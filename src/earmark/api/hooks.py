@@ -12,7 +12,7 @@ calls it in this order::
 and, while serving, ``GET /v1/ledger`` reads through ``durable.ledger_for_reads()``.
 
 ``durable_record_for(settings)`` is the one factory the lifespan asks for it: an
-``earmark.durable.DurableService`` on ``EARMARK_DATABASE_URL``.
+``earmark.durable.service.DurableService`` on ``EARMARK_DATABASE_URL``.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-from earmark.async_engine import AsyncEngine
-from earmark.durable import DurableService
-from earmark.ledger import Ledger
+from earmark.durable.service import DurableService
+from earmark.engine.async_engine import AsyncEngine
 from earmark.settings import Settings
+from earmark.store.ledger import Ledger
 
 # Seconds the durable record lags behind Redis (0 when it is caught up).
 LagSource = Callable[[], Awaitable[float]]

@@ -23,7 +23,6 @@ from pydantic import (
 )
 
 from earmark import limits
-from earmark.ledger import Event
 from earmark.models import (
     CountResult,
     PurchaseOrder,
@@ -35,6 +34,7 @@ from earmark.models import (
     StockLevel,
     Transfer,
 )
+from earmark.store.ledger import Event
 
 NAME_PATTERN = limits.NAME_PATTERN.pattern
 PRINTABLE_PATTERN = "^[ -~]*$"

@@ -14,9 +14,9 @@ from earmark.api.metrics import Metrics
 from earmark.api.problems import problem
 from earmark.api.responses import model_response, problem_responses
 from earmark.api.schemas import Check, Health, Readiness
-from earmark.async_engine import AsyncEngine
+from earmark.engine.async_engine import AsyncEngine
+from earmark.engine.ops.operations import Op, Pipeline
 from earmark.keys import Keys
-from earmark.operations import Op, Pipeline
 
 log = logging.getLogger("earmark.api")
 router = APIRouter(tags=["health"])

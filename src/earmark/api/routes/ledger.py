@@ -8,12 +8,13 @@ from fastapi import APIRouter, Query, Request
 from pydantic import AwareDatetime
 from starlette.responses import Response
 
-from earmark import ledger, limits
+from earmark import limits
 from earmark.api.deps import Reading
 from earmark.api.hooks import DurableRecord
 from earmark.api.responses import model_response, problem_responses
 from earmark.api.schemas import NAME_PATTERN, LedgerEntry, LedgerPage
 from earmark.errors import LedgerUnavailable
+from earmark.store import ledger
 
 router = APIRouter(prefix="/v1/ledger", tags=["ledger"])
 

@@ -17,9 +17,9 @@ from datetime import UTC, datetime
 import orjson
 
 from earmark import validation
+from earmark.engine.ops.operations import Op, Pipeline
 from earmark.errors import InvalidRequest
 from earmark.keys import Keys
-from earmark.operations import Op, Pipeline
 
 SCOPES = ("read", "reserve", "stock")
 TOKEN_PREFIX = "em_"

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import TypeAlias
 
-from earmark.async_engine import AsyncEngine
-from earmark.engine import Engine
+from earmark.engine.async_engine import AsyncEngine
+from earmark.engine.sync_engine import Engine
 from earmark.errors import EarmarkError
 from earmark.settings import Settings
 

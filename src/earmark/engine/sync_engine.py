@@ -1,4 +1,4 @@
-"""The blocking engine: drives the operations of ``earmark.operations`` over redis-py."""
+"""The blocking engine: drives the operations of ``earmark.engine.ops.operations`` over redis-py."""
 
 from __future__ import annotations
 
@@ -14,10 +14,12 @@ from redis.commands.core import Script
 from redis.exceptions import NoScriptError
 
 from earmark import limits
-from earmark.bootstrap import StoreState, bootstrap
-from earmark.config import EngineConfig
+from earmark.engine.bootstrap import StoreState, bootstrap
+from earmark.engine.config import EngineConfig
+from earmark.engine.ops.lifecycle import Lifecycle
+from earmark.engine.ops.operations import Batch, Call, Op, Operations
+from earmark.engine.scripts import load_scripts
 from earmark.keys import Keys
-from earmark.lifecycle import Lifecycle
 from earmark.models import (
     CountResult,
     Line,
@@ -29,8 +31,6 @@ from earmark.models import (
     SweepReport,
     Transfer,
 )
-from earmark.operations import Batch, Call, Op, Operations
-from earmark.scripts import load_scripts
 
 T = TypeVar("T")
 LineInput = Line | tuple[str, int] | tuple[str, int, str]

@@ -20,7 +20,8 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 import orjson
 
 from earmark.errors import LedgerMismatch, LedgerUnavailable
-from earmark.ledger import (
+from earmark.models import StockLevel
+from earmark.store.ledger import (
     BUCKETS,
     Dialect,
     Event,
@@ -37,9 +38,8 @@ from earmark.ledger import (
     page_of,
     reservation_ids,
 )
-from earmark.models import StockLevel
 
-log = logging.getLogger("earmark.ledger")
+log = logging.getLogger("earmark.store.ledger")
 P = ParamSpec("P")
 T = TypeVar("T")
 

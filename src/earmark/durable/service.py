@@ -15,18 +15,25 @@ import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from earmark.errors import EarmarkError, LedgerUnavailable
-from earmark.flusher import (
+from earmark.durable.flusher import (
     BACKOFF_MS_MAX,
     BACKOFF_MS_MIN,
     REDIS_TRANSIENT,
     Flusher,
     engine_lag,
 )
-from earmark.ledger import Ledger, Page, PageQuery, open_ledger
-from earmark.rebuild import RebuildReport, ReplayReport, VerifyReport, rebuild, replay_check, verify
+from earmark.durable.rebuild import (
+    RebuildReport,
+    ReplayReport,
+    VerifyReport,
+    rebuild,
+    replay_check,
+    verify,
+)
+from earmark.errors import EarmarkError, LedgerUnavailable
+from earmark.store.ledger import Ledger, Page, PageQuery, open_ledger
 
-log = logging.getLogger("earmark.durable")
+log = logging.getLogger("earmark.durable.service")
 
 # How long shutdown keeps flushing what is still waiting before it gives up (the next
 # flusher to run picks the rest up: nothing is lost, only later).

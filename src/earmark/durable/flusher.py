@@ -30,9 +30,9 @@ import redis.cluster
 
 from earmark.errors import LedgerUnavailable
 from earmark.keys import Keys
-from earmark.ledger import Event, Ledger, split_stream_id
+from earmark.store.ledger import Event, Ledger, split_stream_id
 
-log = logging.getLogger("earmark.flusher")
+log = logging.getLogger("earmark.durable.flusher")
 
 GROUP_DEFAULT = "earmark-flusher"
 # Events per ledger transaction: big enough to amortise a commit, small enough that a
@@ -126,7 +126,7 @@ class Flusher:
     Args:
         client: an asyncio redis client (``decode_responses=True``) of the engine's Redis.
         keys: the engine's key names; partitions: its partition count.
-        ledger: where events go (``earmark.ledger.open_ledger``).
+        ledger: where events go (``earmark.store.ledger.open_ledger``).
         consumer: this flusher's name in the consumer group, unique per live flusher;
             a flusher restarted under the same name picks up its own pending entries.
         batch_size_max: events per ledger transaction.

@@ -23,24 +23,26 @@ from dataclasses import dataclass, field
 import asyncpg
 import redis.exceptions
 
-from earmark import apikeys, durable, ledger
 from earmark.api.app import StartupRefused
-from earmark.cli_common import (
+from earmark.cli.common import (
     Handler,
     Subparsers,
     started_engine,
     sync_engine,
     table,
 )
-from earmark.cli_stock import add_ledger, add_po, add_stock
-from earmark.engine import Engine
+from earmark.cli.stock import add_ledger, add_po, add_stock
+from earmark.durable import service as durable
+from earmark.durable.flusher import DRAIN_TIMEOUT_SECONDS_DEFAULT, engine_lag
+from earmark.durable.rebuild import Drift, RebuildReport, VerifyReport
+from earmark.engine.ops import apikeys
+from earmark.engine.ops.operations import Op, Pipeline
+from earmark.engine.sweeper import SWEEP_ERRORS, run_sweeper
+from earmark.engine.sync_engine import Engine
 from earmark.errors import EarmarkError, RebuildRefused
-from earmark.flusher import DRAIN_TIMEOUT_SECONDS_DEFAULT, engine_lag
 from earmark.models import StockLevel
-from earmark.operations import Op, Pipeline
-from earmark.rebuild import Drift, RebuildReport, VerifyReport
 from earmark.settings import Settings, get_settings
-from earmark.sweeper import SWEEP_ERRORS, run_sweeper
+from earmark.store import ledger
 
 STATUS_ROWS_DEFAULT = 200
 STATUS_ROWS_MAX = 10_000

@@ -1,4 +1,4 @@
-"""Purchase orders, free of I/O like ``earmark.operations`` (see docs/lifecycle.md).
+"""Purchase orders, free of I/O like ``earmark.engine.ops.operations`` (see docs/lifecycle.md).
 
 A purchase order has one part per partition its lines live in (like a reservation), and
 its id names those partitions, home first: ``po_<24 hex>_<p>[-<p>...]``. Each part is
@@ -16,10 +16,8 @@ from typing import Any
 import orjson
 
 from earmark import limits, validation
-from earmark.errors import InvalidRequest, PurchaseOrderNotFound
-from earmark.models import Line, PurchaseOrder
-from earmark.operations import Call, Op, Operations, Pipeline
-from earmark.results import (
+from earmark.engine.ops.operations import Call, Op, Operations, Pipeline
+from earmark.engine.replies import (
     Json,
     fingerprint,
     purchase_order,
@@ -27,6 +25,8 @@ from earmark.results import (
     script_reply,
     text,
 )
+from earmark.errors import InvalidRequest, PurchaseOrderNotFound
+from earmark.models import Line, PurchaseOrder
 
 LineInput = Line | tuple[str, int] | tuple[str, int, str]
 

@@ -3,7 +3,7 @@
 The flusher turns stream entries into ``Event`` values and hands a batch to
 ``Ledger.persist``; everything that decides *what* a batch changes (bucket sums,
 reservation states) lives here as plain functions, so the PostgreSQL
-(``earmark.ledger_postgres``) and SQLite (``earmark.ledger_sqlite``) stores only
+(``earmark.store.postgres``) and SQLite (``earmark.store.sqlite``) stores only
 decide *how* to write it. ``open_ledger(url)`` picks the store from the URL:
 ``postgresql://...`` or ``sqlite:///path/to/file.db``.
 """
@@ -21,6 +21,7 @@ from typing import Any, Literal, Protocol, cast
 
 import orjson
 
+from earmark.engine.replies import combined_status
 from earmark.errors import InvalidRequest, LedgerError
 from earmark.models import (
     Reservation,
@@ -29,7 +30,6 @@ from earmark.models import (
     StockLevel,
     from_ms,
 )
-from earmark.results import combined_status
 
 # Every stock bucket an event's ``deltas`` may name (``version`` is bookkeeping, not a bucket).
 BUCKETS = (
@@ -464,8 +464,8 @@ class Migration:
 
 
 def migrations(dialect: Dialect) -> list[Migration]:
-    """The numbered SQL files shipped in ``earmark/migrations/<dialect>``, in order."""
-    root = resources.files("earmark") / "migrations" / dialect
+    """The numbered SQL files shipped in ``earmark/store/migrations/<dialect>``, in order."""
+    root = resources.files("earmark.store") / "migrations" / dialect
     found = []
     for entry in root.iterdir():
         if entry.name.endswith(".sql"):
@@ -484,11 +484,11 @@ def open_ledger(url: str) -> Ledger:
     (``sqlite:///:memory:`` for a throwaway one): the stdlib sqlite3 module.
     """
     if url.startswith(("postgresql://", "postgres://")):
-        from earmark.ledger_postgres import PostgresLedger
+        from earmark.store.postgres import PostgresLedger
 
         return PostgresLedger(url)
     if url.startswith("sqlite://"):
-        from earmark.ledger_sqlite import SqliteLedger
+        from earmark.store.sqlite import SqliteLedger
 
         return SqliteLedger.from_url(url)
     raise ValueError(f"unsupported ledger URL {url!r}: use postgresql://... or sqlite:///path")

@@ -24,19 +24,12 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from earmark import durable, limits, validation
+from earmark import limits, validation
 from earmark.api.schemas import LedgerEntry
-from earmark.cli_common import Handler, NeedsRedis, Subparsers, sync_engine, table
-from earmark.engine import Engine
+from earmark.cli.common import Handler, NeedsRedis, Subparsers, sync_engine, table
+from earmark.durable import service as durable
+from earmark.engine.sync_engine import Engine
 from earmark.errors import EarmarkError, InvalidRequest, StoreNotReady
-from earmark.ledger import (
-    PAGE_LIMIT_DEFAULT,
-    PAGE_LIMIT_MAX,
-    Event,
-    PageQuery,
-    decode_cursor,
-    ms_since,
-)
 from earmark.models import (
     CountResult,
     Line,
@@ -47,6 +40,14 @@ from earmark.models import (
     Transfer,
 )
 from earmark.settings import Settings
+from earmark.store.ledger import (
+    PAGE_LIMIT_DEFAULT,
+    PAGE_LIMIT_MAX,
+    Event,
+    PageQuery,
+    decode_cursor,
+    ms_since,
+)
 
 Operation = Callable[[Engine, argparse.Namespace], BaseModel]
 # Errors that mean the command could not run (exit 2, from ``cli.main``), not a refusal.

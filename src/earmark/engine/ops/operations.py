@@ -17,17 +17,8 @@ from typing import Any, TypeVar
 import orjson
 
 from earmark import limits, validation
-from earmark.config import EngineConfig
-from earmark.errors import (
-    IdempotencyConflict,
-    InsufficientStock,
-    InvalidRequest,
-    ReservationNotFound,
-    SkuNotFound,
-)
-from earmark.keys import Keys, idempotency_digest, partition_of
-from earmark.models import Line, Reservation, Shortfall, StockLevel, SweepReport
-from earmark.results import (
+from earmark.engine.config import EngineConfig
+from earmark.engine.replies import (
     Json,
     fingerprint,
     part_status,
@@ -38,6 +29,15 @@ from earmark.results import (
     stock_level,
     text,
 )
+from earmark.errors import (
+    IdempotencyConflict,
+    InsufficientStock,
+    InvalidRequest,
+    ReservationNotFound,
+    SkuNotFound,
+)
+from earmark.keys import Keys, idempotency_digest, partition_of
+from earmark.models import Line, Reservation, Shortfall, StockLevel, SweepReport
 
 T = TypeVar("T")
 

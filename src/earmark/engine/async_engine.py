@@ -13,12 +13,14 @@ import redis.asyncio.cluster
 from redis.commands.core import AsyncScript
 
 from earmark import limits
-from earmark.bootstrap import StoreState, bootstrap
-from earmark.coalesce import CallCoalescer
-from earmark.config import EngineConfig
-from earmark.engine import DEFAULT_ACTOR, LineInput
+from earmark.engine.bootstrap import StoreState, bootstrap
+from earmark.engine.coalesce import CallCoalescer
+from earmark.engine.config import EngineConfig
+from earmark.engine.ops.lifecycle import Lifecycle
+from earmark.engine.ops.operations import Batch, Call, Op, Operations
+from earmark.engine.scripts import load_scripts
+from earmark.engine.sync_engine import DEFAULT_ACTOR, LineInput
 from earmark.keys import Keys
-from earmark.lifecycle import Lifecycle
 from earmark.models import (
     CountResult,
     PurchaseOrder,
@@ -29,8 +31,6 @@ from earmark.models import (
     SweepReport,
     Transfer,
 )
-from earmark.operations import Batch, Call, Op, Operations
-from earmark.scripts import load_scripts
 
 T = TypeVar("T")
 

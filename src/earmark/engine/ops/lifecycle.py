@@ -1,6 +1,6 @@
-"""The stock lifecycle operations, free of I/O like ``earmark.operations``: the network
+"""The stock lifecycle operations, free of I/O like ``earmark.engine.ops.operations``: the network
 view of a SKU, transfers, returns, damage, write-offs and cycle counts (purchase orders
-live in ``earmark.purchase_orders``). See docs/lifecycle.md for the state machine of a
+live in ``earmark.engine.ops.purchase_orders``). See docs/lifecycle.md for the state machine of a
 unit and the events each operation records.
 """
 
@@ -12,17 +12,9 @@ from typing import Any
 import orjson
 
 from earmark import limits, validation
-from earmark.errors import InvalidRequest, ReservationNotFound, SkuNotFound, TransferNotFound
-from earmark.models import (
-    CountResult,
-    ReturnReceipt,
-    SkuStock,
-    StockLevel,
-    Transfer,
-)
-from earmark.operations import Call, Op, Pipeline
-from earmark.purchase_orders import PurchaseOrders
-from earmark.results import (
+from earmark.engine.ops.operations import Call, Op, Pipeline
+from earmark.engine.ops.purchase_orders import PurchaseOrders
+from earmark.engine.replies import (
     Json,
     fingerprint,
     raise_for_lifecycle_error,
@@ -30,6 +22,14 @@ from earmark.results import (
     stock_level,
     text,
     transfer,
+)
+from earmark.errors import InvalidRequest, ReservationNotFound, SkuNotFound, TransferNotFound
+from earmark.models import (
+    CountResult,
+    ReturnReceipt,
+    SkuStock,
+    StockLevel,
+    Transfer,
 )
 
 SUMMED_BUCKETS = (

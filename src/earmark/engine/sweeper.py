@@ -15,11 +15,11 @@ from collections.abc import Callable
 
 import redis.exceptions
 
-from earmark.async_engine import AsyncEngine
+from earmark.engine.async_engine import AsyncEngine
 from earmark.errors import EarmarkError
 from earmark.models import SweepReport
 
-log = logging.getLogger("earmark.sweeper")
+log = logging.getLogger("earmark.engine.sweeper")
 
 # A failed pass is retried after the interval; these are the failures a pass can have.
 SWEEP_ERRORS = (EarmarkError, redis.exceptions.RedisError, OSError)

@@ -57,7 +57,7 @@ def lua_dir() -> Traversable:
     packaged = resources.files("earmark") / "lua"
     if packaged.is_dir():
         return packaged
-    source = Path(__file__).resolve().parents[2] / "lua"
+    source = Path(__file__).resolve().parents[3] / "lua"
     if source.is_dir():
         return source
     raise FileNotFoundError("earmark's Lua scripts are missing from the installation")

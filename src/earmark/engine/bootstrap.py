@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 import orjson
 
-from earmark.config import EngineConfig
+from earmark.engine.config import EngineConfig
+from earmark.engine.ops.operations import Call, Op, Pipeline
+from earmark.engine.replies import text
 from earmark.keys import Keys
-from earmark.operations import Call, Op, Pipeline
-from earmark.results import text
 
 
 @dataclass(frozen=True, slots=True)

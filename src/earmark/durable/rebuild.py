@@ -1,6 +1,6 @@
 """Fencing, rebuild and verification: Redis measured against the durable record.
 
-Redis is the live state and the durable record (``earmark.ledger``) its write-behind
+Redis is the live state and the durable record (``earmark.store.ledger``) its write-behind
 copy. When Redis loses its data, its partitions lose their generation markers and every
 write script refuses to run (``StoreNotReady``). ``start_engine`` keeps it that way
 whenever the record holds stock, instead of stamping fresh markers over an empty Redis;
@@ -25,15 +25,15 @@ from typing import Any, TypeVar
 
 import orjson
 
+from earmark.durable.flusher import Flusher, Lag
+from earmark.engine.ops.operations import Call, Op, Pipeline
+from earmark.engine.replies import text
 from earmark.errors import EarmarkError, LedgerUnavailable, RebuildRefused
-from earmark.flusher import Flusher, Lag
 from earmark.keys import Keys, partition_of
-from earmark.ledger import BUCKETS, EventKey, Ledger, ReservationRecord, Snapshot
 from earmark.models import StockLevel
-from earmark.operations import Call, Op, Pipeline
-from earmark.results import text
+from earmark.store.ledger import BUCKETS, EventKey, Ledger, ReservationRecord, Snapshot
 
-log = logging.getLogger("earmark.rebuild")
+log = logging.getLogger("earmark.durable.rebuild")
 T = TypeVar("T")
 
 REBUILD_CONSUMER = "earmark-rebuild"
@@ -83,7 +83,7 @@ async def start_engine(engine: Any, ledger: Ledger) -> Any:
 def start_engine_blocking(engine: Any, ledger_url: str) -> Any:
     """``start_engine`` for blocking callers (CLI, scripts): opens the ledger at
     ``ledger_url`` for the check and closes it again."""
-    from earmark.ledger import open_ledger
+    from earmark.store.ledger import open_ledger
 
     async def run() -> Any:
         ledger = open_ledger(ledger_url)

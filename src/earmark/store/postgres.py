@@ -20,7 +20,8 @@ import asyncpg
 import orjson
 
 from earmark.errors import LedgerMismatch, LedgerUnavailable
-from earmark.ledger import (
+from earmark.models import StockLevel
+from earmark.store.ledger import (
     BUCKETS,
     Dialect,
     Event,
@@ -38,14 +39,13 @@ from earmark.ledger import (
     reservation_ids,
     time_of_ms,
 )
-from earmark.models import StockLevel
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
 
     Conn = PoolConnectionProxy[asyncpg.Record]
 
-log = logging.getLogger("earmark.ledger")
+log = logging.getLogger("earmark.store.ledger")
 
 POOL_SIZE_MAX = 4
 CONNECT_TIMEOUT_SECONDS = 5.0
