@@ -31,7 +31,7 @@ import asyncpg
 from tests.servers import PostgresServer, RedisServer
 
 from earmark import AsyncEngine, EngineConfig, InsufficientStock
-from earmark.durable.flusher import Flusher, lag
+from earmark.durable.flusher import Flusher
 from earmark.store.ledger import Event, open_ledger
 from earmark.store.postgres import to_time
 
@@ -90,7 +90,7 @@ async def stream_entries(engine: AsyncEngine) -> list[Event]:
 async def memory_per_event(redis_url: str) -> tuple[float, int]:
     engine = await new_engine(redis_url)
     key = engine.keys.events(0)
-    sku = next(s for s in SKUS if engine.ops.partition(s) == 0)
+    sku = next(s for s in SKUS if engine.partition_of(s) == 0)
     await engine.receive(sku, 1_000_000)
     before = await engine.client.memory_usage(key, samples=0)
     count = 5_000
@@ -200,7 +200,7 @@ async def storm(redis_url: str, dsn: str, seconds: float) -> dict[str, Any]:
 
     async def sampler() -> None:
         while time.monotonic() < deadline:
-            now = await lag(engine.client, engine.keys, engine.partitions)
+            now = await engine.durable_lag()
             ages.append(now.oldest_age_seconds)
             waiting.append(now.events)
             await asyncio.sleep(SAMPLE_INTERVAL_SECONDS)
@@ -209,7 +209,7 @@ async def storm(redis_url: str, dsn: str, seconds: float) -> dict[str, Any]:
     await asyncio.gather(sampler(), *(caller(n) for n in range(STORM_CALLERS)))
     elapsed = time.monotonic() - started
     caught_up_started = time.monotonic()
-    while (await lag(engine.client, engine.keys, engine.partitions)).events:
+    while (await engine.durable_lag()).events:
         await asyncio.sleep(SAMPLE_INTERVAL_SECONDS)
     catch_up = time.monotonic() - caught_up_started
     proc.terminate()

@@ -9,7 +9,9 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from earmark import AsyncEngine
-from earmark.durable.flusher import Flusher, lag
+from earmark.durable.flusher import Flusher
+from earmark.engine.ops.status import stream_lag
+from earmark.engine.steps import run_commands
 from earmark.store.ledger import BUCKETS, Ledger, open_ledger
 
 POLL_INTERVAL_SECONDS = 0.02
@@ -33,7 +35,10 @@ async def eventually(
 
 
 async def caught_up(engine: AsyncEngine, partitions: int | None = None) -> bool:
-    return (await lag(engine.client, engine.keys, partitions or engine.partitions)).events == 0
+    lag = await run_commands(
+        engine.client, stream_lag(engine.keys, partitions or engine.partitions)
+    )
+    return lag.events == 0
 
 
 async def stream_total(engine: AsyncEngine) -> int:

@@ -109,7 +109,7 @@ async def test_carts_spanning_partitions_race_without_partial_holds(
     engine = AsyncEngine.from_url(redis_cluster.url, config, cluster=True)
     async with engine:
         skus = ["SKU-0", "SKU-1"]
-        assert len({engine.ops.partition(s) for s in skus}) == 2
+        assert len({engine.partition_of(s) for s in skus}) == 2
         await engine.receive("SKU-0", 30)
         await engine.receive("SKU-1", 50)
         cart = [("SKU-0", 1), ("SKU-1", 1)]

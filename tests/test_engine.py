@@ -32,7 +32,7 @@ def levels(engine: Engine, sku: str, location: str = "default") -> tuple[int, in
 
 
 def raw_reserved(engine: Engine, sku: str) -> int:
-    p = engine.ops.partition(sku)
+    p = engine.partition_of(sku)
     return int(engine.client.hget(engine.keys.stock(p, sku, "default"), "reserved"))
 
 

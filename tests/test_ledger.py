@@ -13,7 +13,7 @@ import fakeredis
 import pytest
 
 from earmark import AsyncEngine, EngineConfig, StoreNotReady
-from earmark.durable.flusher import Flusher, engine_lag
+from earmark.durable.flusher import Flusher
 from earmark.durable.rebuild import rebuild, replay_check, start_engine, verify
 from earmark.durable.service import DurableService
 from earmark.store.ledger import Event, Ledger, ReservationRecord, migrate, open_ledger
@@ -226,7 +226,7 @@ async def test_the_service_rebuilds_an_embedded_store_at_start_and_flushes_in_pr
     assert await lag_source() >= 0.0
     assert (await engine.ship(committed.id)).status == "shipped"
     await restarted.stop()  # drains on the way out
-    assert (await engine_lag(engine)).events == 0
+    assert (await engine.durable_lag()).events == 0
     await engine.close()
 
 

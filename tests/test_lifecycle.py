@@ -33,8 +33,8 @@ from earmark import (
     limits,
 )
 from earmark.durable.rebuild import replay_check, verify
-from earmark.engine.ops.operations import Call, Op
 from earmark.engine.scripts import LIFECYCLE_SCRIPT_NAMES
+from earmark.engine.steps import Call, Op
 from earmark.errors import (
     InsufficientUnits,
     PurchaseOrderClosed,
@@ -99,7 +99,7 @@ def assert_events_explain_stock(engine: Engine) -> None:
         if not moved[(sku, location)]:
             continue
         level = engine.stock(sku, location)
-        raw = engine.client.hgetall(engine.keys.stock(engine.ops.partition(sku), sku, location))
+        raw = engine.client.hgetall(engine.keys.stock(engine.partition_of(sku), sku, location))
         assert {b: int(raw.get(b, 0)) for b in BUCKETS} == totals, (sku, location)
         assert level.version == moved[(sku, location)], (sku, location)
 
@@ -167,7 +167,7 @@ def test_every_script_that_creates_a_record_indexes_its_location(engine: Engine)
 def test_a_transfer_moves_on_hand_into_transit_and_is_received(engine: Engine) -> None:
     engine.receive("A", 10)
     sent = engine.transfer("A", 4, "default", "berlin", reference="T-1", actor="ops")
-    assert re.fullmatch(rf"trf_[0-9a-f]{{24}}_{engine.ops.partition('A')}", sent.id)
+    assert re.fullmatch(rf"trf_[0-9a-f]{{24}}_{engine.partition_of('A')}", sent.id)
     assert (sent.status, sent.qty_shipped, sent.from_location, sent.to_location) == (
         "in_transit",
         4,
@@ -333,7 +333,7 @@ def test_a_return_needs_a_shipped_line(engine: Engine) -> None:
     engine.ship(held.id)
     assert engine.receive_return(held.id, "A", 1, location="b").stock.returned == 1
     with pytest.raises(ReservationNotFound):
-        engine.receive_return(f"rsv_{'0' * 24}_{engine.ops.partition('A')}", "A", 1)
+        engine.receive_return(f"rsv_{'0' * 24}_{engine.partition_of('A')}", "A", 1)
 
 
 def test_returned_units_are_restocked_damaged_or_written_off(engine: Engine) -> None:
@@ -508,7 +508,7 @@ def test_a_count_older_than_the_log_or_from_the_future_is_stale(engine: Engine) 
 def test_a_log_that_disagrees_with_the_stock_only_answers_for_now(engine: Engine) -> None:
     engine.receive("A", 10)
     engine.receive("A", 5)
-    p = engine.ops.partition("A")
+    p = engine.partition_of("A")
     engine.client.hset(engine.keys.stock(p, "A", "default"), "on_hand", 12)  # a restore
     with pytest.raises(StaleCount):
         engine.count("A", 11, 1)
@@ -717,7 +717,7 @@ def test_a_purchase_order_close_that_stopped_half_way_is_finished_by_a_retry(
     po = engine.create_purchase_order(
         [(a, 2), (b, 3)], supplier="ACME", expected_date="2026-03-01", idempotency_key="po"
     )
-    ops = engine.lifecycle
+    ops = engine
     real_call = ops._po_call
     calls: list[str] = []
 

@@ -608,7 +608,7 @@ class LifecycleMachine(RuleBasedStateMachine):
                     totals[bucket] = totals.get(bucket, 0) + units
                 moved[where] = moved.get(where, 0) + (1 if deltas else 0)
         for (sku, loc), totals in folded.items():
-            p = engine.ops.partition(sku)
+            p = engine.partition_of(sku)
             raw = engine.client.hgetall(engine.keys.stock(p, sku, loc))
             assert {b: int(raw.get(b, 0)) for b in totals} == totals, (sku, loc)
             assert int(raw.get("version", 0)) == moved[(sku, loc)], (sku, loc)

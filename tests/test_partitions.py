@@ -18,7 +18,7 @@ from earmark import (
     ReservationExpired,
     ReservationReleased,
 )
-from earmark.engine.ops.operations import Part
+from earmark.engine.ops.parts import Part
 from earmark.engine.replies import script_reply
 from earmark.keys import partition_of
 from tests.conftest import Backend
@@ -106,8 +106,8 @@ def run_part(engine: Engine, script: str, rid: str, index: int, *opts: Any) -> d
     """Runs one part script directly, as a caller that dies half way would have."""
 
     def op() -> Generator[Any, Any, dict[str, Any]]:
-        parts: list[Part] = yield from engine.ops._read_parts(rid)
-        reply = yield engine.ops._part_call(script, rid, parts[index], *opts)
+        parts: list[Part] = yield from engine._read_parts(rid)
+        reply = yield engine._part_call(script, rid, parts[index], *opts)
         return script_reply(reply)[0]
 
     return engine.run(op())

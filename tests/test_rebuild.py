@@ -96,7 +96,7 @@ async def test_a_lost_redis_is_fenced_until_rebuilt_then_sells_the_recorded_stoc
 
     after = await recorded_levels(pg_ledger)
     assert after == await raw_levels(second)  # counts equal the record, bucket for bucket
-    p = second.ops.partition("A")
+    p = second.partition_of("A")
     assert await second.client.smembers(second.keys.locations(p, "A")) == {"default"}
     for key, levels in before.items():
         assert after[key] == {**levels, "reserved": 0}
@@ -135,7 +135,7 @@ async def test_rebuild_refuses_a_live_redis_unless_forced(
 
     report = await rebuild(aengine, pg_ledger, force=True)  # drains what Redis held first
     assert report.events_drained > 0
-    assert report.stale_parts == len(aengine.ops.parts_of(held.id))  # one per partition
+    assert report.stale_parts == len(aengine.parts_of(held.id))  # one per partition
     assert report.units_released == 5
     assert (await aengine.stock("A")).reserved == 0
     assert (await aengine.get_reservation(held.id)).status == "expired"
@@ -151,7 +151,7 @@ async def test_verify_reports_drift_per_sku_and_location(
     await aengine.receive("A", 10)
     await aengine.receive("A", 3, location="berlin")
     assert (await verify(aengine, pg_ledger)).ok
-    p = aengine.ops.partition("A")
+    p = aengine.partition_of("A")
     await aengine.client.hincrby(aengine.keys.stock(p, "A", "berlin"), "damaged", 2)
     report = await verify(aengine, pg_ledger)
     assert not report.ok

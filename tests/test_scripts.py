@@ -15,7 +15,6 @@ from redis.crc import key_slot
 
 from earmark import CommitInProgress, Engine, EngineConfig
 from earmark.engine.bootstrap import bootstrap
-from earmark.engine.ops.operations import Call, Op
 from earmark.engine.scripts import (
     INCLUDE,
     LIFECYCLE_SCRIPT_NAMES,
@@ -23,6 +22,7 @@ from earmark.engine.scripts import (
     load_scripts,
     lua_dir,
 )
+from earmark.engine.steps import Call, Op
 from tests.conftest import Backend, fresh_prefix
 from tests.servers import RedisServer
 
@@ -122,8 +122,8 @@ def test_every_call_keeps_its_keys_in_one_slot(request: pytest.FixtureRequest) -
     assert len(third.id.rsplit("_", 1)[1].split("-")) == 2
 
     def pin_last_part() -> Generator[Any, Any, None]:
-        parts = yield from engine.ops._read_parts(third.id)
-        yield engine.ops._part_call("pin_reservation", third.id, parts[-1], "other", 60_000)
+        parts = yield from engine._read_parts(third.id)
+        yield engine._part_call("pin_reservation", third.id, parts[-1], "other", 60_000)
 
     engine.run(pin_last_part())
     with pytest.raises(CommitInProgress):

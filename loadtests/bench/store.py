@@ -65,7 +65,7 @@ async def _check(
             if bad:
                 problems.append(f"unexpected buckets {bad[0]}")
         for name in names[:HOLD_RECORDS_CHECKED_MAX]:
-            key = engine.keys.hold_qty(engine.ops.partition(name), name, limits.DEFAULT_LOCATION)
+            key = engine.keys.hold_qty(engine.partition_of(name), name, limits.DEFAULT_LOCATION)
             held = sum(int(q) for q in await engine.client.hvals(key))
             if held != reserved[name]:
                 problems.append(f"{name}: hold records {held} != reserved {reserved[name]}")

@@ -10,6 +10,9 @@ import hashlib
 import zlib
 from dataclasses import dataclass
 
+# The consumer group the write-behind flushers read every partition stream through.
+FLUSHER_GROUP = "earmark-flusher"
+
 
 def partition_of(sku: str, partitions: int) -> int:
     """Stable partition of a SKU: every location of a SKU shares its partition."""

@@ -33,10 +33,9 @@ from earmark.cli.common import (
 )
 from earmark.cli.stock import add_ledger, add_po, add_stock
 from earmark.durable import service as durable
-from earmark.durable.flusher import DRAIN_TIMEOUT_SECONDS_DEFAULT, engine_lag
+from earmark.durable.flusher import DRAIN_TIMEOUT_SECONDS_DEFAULT
 from earmark.durable.rebuild import Drift, RebuildReport, VerifyReport
 from earmark.engine.ops import apikeys
-from earmark.engine.ops.operations import Op, Pipeline
 from earmark.engine.sweeper import SWEEP_ERRORS, run_sweeper
 from earmark.engine.sync_engine import Engine
 from earmark.errors import EarmarkError, RebuildRefused
@@ -174,25 +173,9 @@ def store_section(engine: Engine, settings: Settings, args: argparse.Namespace) 
     )
 
 
-def indexed_stock(engine: Engine, limit: int) -> Op[list[tuple[str, str]]]:
-    """Up to ``limit`` (sku, location) from the stock index sets, sorted."""
-    found: list[tuple[str, str]] = []
-    for p in range(engine.partitions):
-        cursor: int | str = 0
-        while len(found) < limit:
-            reply = yield Pipeline([("SSCAN", engine.keys.stock_index(p), cursor, "COUNT", 500)])
-            cursor, members = reply[0]
-            for member in members:
-                sku, _, location = str(member).partition(":")
-                found.append((sku, location))
-            if int(cursor) == 0:
-                break
-    return sorted(found)[:limit]
-
-
 def stock_section(engine: Engine, settings: Settings, args: argparse.Namespace) -> Section:
     limit = max(1, min(args.limit, STATUS_ROWS_MAX))
-    wanted = engine.run(indexed_stock(engine, limit + 1))
+    wanted = engine.indexed_stock(limit + 1)
     shown = wanted[:limit]
     levels: list[StockLevel] = []
     for start in range(0, len(shown), AVAILABILITY_CHUNK):
@@ -207,20 +190,8 @@ def stock_section(engine: Engine, settings: Settings, args: argparse.Namespace) 
     return Section("Stock", lines)
 
 
-def hold_counts(engine: Engine) -> Op[list[tuple[int, int]]]:
-    """(live, overdue) held reservation parts per partition, by the server's clock."""
-    (now,) = yield Pipeline([("TIME",)])
-    now_ms = int(now[0]) * 1000 + int(now[1]) // 1000
-    commands: list[tuple[str | int, ...]] = []
-    for p in range(engine.partitions):
-        commands.append(("ZCOUNT", engine.keys.expiries(p), f"({now_ms}", "+inf"))
-        commands.append(("ZCOUNT", engine.keys.expiries(p), "-inf", now_ms))
-    replies = yield Pipeline(commands)
-    return [(int(replies[i]), int(replies[i + 1])) for i in range(0, len(replies), 2)]
-
-
 def holds_section(engine: Engine, settings: Settings, args: argparse.Namespace) -> Section:
-    counts = engine.run(hold_counts(engine))
+    counts = engine.hold_counts()
     live = sum(c[0] for c in counts)
     overdue = sum(c[1] for c in counts)
     lines = [f"live holds:  {live}", f"overdue (expired, not yet swept): {overdue}"]
@@ -233,7 +204,7 @@ def holds_section(engine: Engine, settings: Settings, args: argparse.Namespace) 
 
 def durable_section(engine: Engine, settings: Settings, args: argparse.Namespace) -> Section:
     """The flusher's lag, from Redis alone (events not yet in the record)."""
-    lag = asyncio.run(engine_lag(engine))
+    lag = engine.durable_lag()
     bound = settings.flusher_lag_seconds_max
     lines = [
         f"record:      {settings.database_description()}",

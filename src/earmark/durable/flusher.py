@@ -28,13 +28,15 @@ import redis.asyncio
 import redis.asyncio.cluster
 import redis.cluster
 
+from earmark.engine.ops.status import Lag, older, stream_lag
+from earmark.engine.steps import run_commands
 from earmark.errors import LedgerUnavailable
-from earmark.keys import Keys
+from earmark.keys import FLUSHER_GROUP, Keys
 from earmark.store.ledger import Event, Ledger, split_stream_id
 
 log = logging.getLogger("earmark.durable.flusher")
 
-GROUP_DEFAULT = "earmark-flusher"
+GROUP_DEFAULT = FLUSHER_GROUP
 # Events per ledger transaction: big enough to amortise a commit, small enough that a
 # claimed batch after a crash is quick to redo.
 BATCH_SIZE_MAX_DEFAULT = 500
@@ -66,22 +68,6 @@ REDIS_TRANSIENT = (
 Entries = list[tuple[str, Mapping[str, str] | None]]
 
 
-@dataclass(frozen=True, slots=True)
-class PartitionLag:
-    partition: int
-    events: int  # read by no flusher yet, or read but not yet recorded
-    oldest_age_seconds: float  # age of the oldest of those (0 when none)
-
-
-@dataclass(frozen=True, slots=True)
-class Lag:
-    """How far the durable record is behind Redis (``earmark status``, ``/readyz``)."""
-
-    events: int
-    oldest_age_seconds: float
-    partitions: tuple[PartitionLag, ...]
-
-
 @dataclass(slots=True)
 class FlusherStats:
     batches: int = 0
@@ -94,10 +80,6 @@ class FlusherStats:
 def next_stream_id(stream_id: str) -> str:
     ms, seq = split_stream_id(stream_id)
     return f"{ms}-{seq + 1}"
-
-
-def older(a: str, b: str) -> str:
-    return a if split_stream_id(a) <= split_stream_id(b) else b
 
 
 def async_client_of(client: Any) -> Any:
@@ -382,55 +364,5 @@ class Flusher:
     # -- lag -------------------------------------------------------------------------------
 
     async def lag(self) -> Lag:
-        return await lag(self.client, self.keys, self.partitions, group=self.group)
-
-
-async def engine_lag(engine: Any, *, group: str = GROUP_DEFAULT) -> Lag:
-    """``lag`` for a started ``Engine`` or ``AsyncEngine`` (e.g. ``earmark status`` runs
-    ``asyncio.run(engine_lag(engine))`` with its blocking engine)."""
-    if isinstance(engine.client, redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster):
-        return await lag(engine.client, engine.keys, engine.partitions, group=group)
-    client = async_client_of(engine.client)
-    try:
-        return await lag(client, engine.keys, engine.partitions, group=group)
-    finally:
-        await client.aclose()
-
-
-async def lag(client: Any, keys: Keys, partitions: int, *, group: str = GROUP_DEFAULT) -> Lag:
-    """Events not yet in the durable record, and the age of the oldest, from Redis alone
-    (no ledger connection needed): what ``earmark status`` and ``/readyz`` report."""
-    now_s, now_us = await client.time()
-    now_ms = int(now_s) * 1000 + int(now_us) // 1000
-    parts = []
-    for p in range(partitions):
-        events, oldest = await _partition_lag(client, keys.events(p), group)
-        age = 0.0 if oldest is None else max(0.0, (now_ms - split_stream_id(oldest)[0]) / 1000)
-        parts.append(PartitionLag(p, events, age))
-    return Lag(
-        events=sum(x.events for x in parts),
-        oldest_age_seconds=max((x.oldest_age_seconds for x in parts), default=0.0),
-        partitions=tuple(parts),
-    )
-
-
-async def _partition_lag(client: Any, key: str, group: str) -> tuple[int, str | None]:
-    """(events waiting, id of the oldest) for one stream."""
-    if not await client.exists(key):
-        return 0, None
-    info = next((g for g in await client.xinfo_groups(key) if g["name"] == group), None)
-    if info is None:  # no flusher ever ran: everything in the stream waits
-        first = await client.xrange(key, count=1)
-        return int(await client.xlen(key)), (first[0][0] if first else None)
-    pending = int(info["pending"])
-    undelivered = info.get("lag")
-    after = "(" + str(info["last-delivered-id"])
-    first_new = await client.xrange(key, min=after, count=1)
-    oldest = first_new[0][0] if first_new else None
-    if pending:
-        summary = await client.xpending(key, group)
-        if summary["min"] is not None:
-            oldest = summary["min"] if oldest is None else older(summary["min"], oldest)
-    if undelivered is None:  # Redis cannot tell: count what follows the group's position
-        undelivered = len(await client.xrange(key, min=after, count=BATCH_SIZE_LIMIT))
-    return pending + int(undelivered), oldest
+        """How far the durable record is behind this flusher's partitions."""
+        return await run_commands(self.client, stream_lag(self.keys, self.partitions, self.group))

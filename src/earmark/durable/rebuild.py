@@ -25,9 +25,10 @@ from typing import Any, TypeVar
 
 import orjson
 
-from earmark.durable.flusher import Flusher, Lag
-from earmark.engine.ops.operations import Call, Op, Pipeline
+from earmark.durable.flusher import Flusher
+from earmark.engine.ops.status import Lag
 from earmark.engine.replies import text
+from earmark.engine.steps import Call, Op, Pipeline
 from earmark.errors import EarmarkError, LedgerUnavailable, RebuildRefused
 from earmark.keys import Keys, partition_of
 from earmark.models import StockLevel

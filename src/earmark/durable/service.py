@@ -20,7 +20,6 @@ from earmark.durable.flusher import (
     BACKOFF_MS_MIN,
     REDIS_TRANSIENT,
     Flusher,
-    engine_lag,
 )
 from earmark.durable.rebuild import (
     RebuildReport,
@@ -177,7 +176,8 @@ class DurableService:
             return None
 
         async def seconds() -> float:
-            return (await engine_lag(engine)).oldest_age_seconds
+            lag = await engine.durable_lag()
+            return float(lag.oldest_age_seconds)
 
         return seconds
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import orjson
 
 from earmark.engine.config import EngineConfig
-from earmark.engine.ops.operations import Call, Op, Pipeline
 from earmark.engine.replies import text
+from earmark.engine.steps import Call, Op, Pipeline
 from earmark.keys import Keys
 
 

@@ -1,10 +1,9 @@
-"""The blocking engine: drives the operations of ``earmark.engine.ops.operations`` over redis-py."""
+"""The blocking engine: drives the operations of ``earmark.engine.ops`` over redis-py."""
 
 from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterable
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -16,32 +15,22 @@ from redis.exceptions import NoScriptError
 from earmark import limits
 from earmark.engine.bootstrap import StoreState, bootstrap
 from earmark.engine.config import EngineConfig
-from earmark.engine.ops.lifecycle import Lifecycle
-from earmark.engine.ops.operations import Batch, Call, Op, Operations
+from earmark.engine.operation import SyncDriver
+from earmark.engine.ops import Operations
 from earmark.engine.scripts import load_scripts
+from earmark.engine.steps import Batch, Call, Op
 from earmark.keys import Keys
-from earmark.models import (
-    CountResult,
-    Line,
-    PurchaseOrder,
-    Reservation,
-    ReturnReceipt,
-    SkuStock,
-    StockLevel,
-    SweepReport,
-    Transfer,
-)
 
 T = TypeVar("T")
-LineInput = Line | tuple[str, int] | tuple[str, int, str]
-DEFAULT_ACTOR = "library"
 
 
-class Engine:
+class Engine(SyncDriver, Operations):
     """Blocking access to the reservation engine.
 
     ``Engine.from_url("redis://...")`` or ``Engine.embedded()``, then ``start()`` (or use
     it as a context manager), which loads every Lua script so a broken one fails fast.
+    Every operation is documented where it is written, in ``earmark.engine.ops``;
+    ``AsyncEngine`` offers the same ones as coroutine functions.
     """
 
     def __init__(
@@ -51,8 +40,6 @@ class Engine:
         self.config = config or EngineConfig()
         self.keys = Keys(self.config.prefix)
         self._scripts: dict[str, Script] = {}
-        self._ops: Operations | None = None
-        self._lifecycle: Lifecycle | None = None
         self.state: StoreState | None = None
         self.cluster = cluster
         # A cluster client fails (rather than waits) past its per-node connection limit;
@@ -98,8 +85,6 @@ class Engine:
 
         return cls(fakeredis.FakeRedis(server=server, decode_responses=True), config)
 
-    # -- lifecycle ---------------------------------------------------------------
-
     def start(self, *, initialize: bool = True) -> Self:
         """Loads the scripts and reads the store's partitions and generation markers.
 
@@ -111,11 +96,10 @@ class Engine:
             self.client.script_load(script.source)
             self._scripts[name] = registered
         self.state = self.run(bootstrap(self.keys, self.config, initialize=initialize))
-        self._ops = Operations(self.keys, self.state.partitions, self.config)
-        self._lifecycle = Lifecycle(self.keys, self.state.partitions, self.config)
         return self
 
     def close(self) -> None:
+        """Closes the connections."""
         if self.cluster:
             # redis-py's RedisCluster.close() leaves the node pools' sockets open.
             for node in self.client.get_nodes():
@@ -124,7 +108,7 @@ class Engine:
         self.client.close()
 
     def __enter__(self) -> Self:
-        return self.start() if self._ops is None else self
+        return self.start() if self.state is None else self
 
     def __exit__(
         self,
@@ -133,16 +117,6 @@ class Engine:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-    @property
-    def ops(self) -> Operations:
-        if self._ops is None:
-            raise RuntimeError("call Engine.start() first")
-        return self._ops
-
-    @property
-    def partitions(self) -> int:
-        return self.ops.partitions
 
     def run(self, op: Op[T]) -> T:
         """Drives one operation: executes each step it yields and sends back the reply."""
@@ -186,357 +160,3 @@ class Engine:
                 raise reply
             replies.append(reply)
         return replies
-
-    # -- operations ----------------------------------------------------------------
-
-    def receive(
-        self,
-        sku: str,
-        qty: int,
-        *,
-        location: str = limits.DEFAULT_LOCATION,
-        reference: str = "",
-        actor: str = DEFAULT_ACTOR,
-        idempotency_key: str | None = None,
-    ) -> StockLevel:
-        """Units arrive: on_hand += qty."""
-        return self.run(
-            self.ops.receive(
-                sku, qty, location=location, reference=reference, actor=actor, idem=idempotency_key
-            )
-        )
-
-    def adjust(
-        self,
-        sku: str,
-        delta: int,
-        reason: str,
-        *,
-        location: str = limits.DEFAULT_LOCATION,
-        force: bool = False,
-        actor: str = DEFAULT_ACTOR,
-        idempotency_key: str | None = None,
-    ) -> StockLevel:
-        """A correction of on_hand. A decrease below available raises ``WouldOversell``
-        unless ``force``; a forced one records the exposure on its event."""
-        return self.run(
-            self.ops.adjust(
-                sku,
-                delta,
-                reason=reason,
-                location=location,
-                force=force,
-                actor=actor,
-                idem=idempotency_key,
-            )
-        )
-
-    def reserve(
-        self,
-        lines: Iterable[LineInput],
-        *,
-        idempotency_key: str,
-        ttl_seconds: float | None = None,
-        channel: str = "",
-        actor: str = DEFAULT_ACTOR,
-    ) -> Reservation:
-        """Holds every line or none; raises ``InsufficientStock`` naming each short line."""
-        return self.run(
-            self.ops.reserve(
-                lines, ttl_seconds=ttl_seconds, channel=channel, actor=actor, idem=idempotency_key
-            )
-        )
-
-    def commit(
-        self, reservation_id: str, *, actor: str = DEFAULT_ACTOR, idempotency_key: str | None = None
-    ) -> Reservation:
-        """Held -> committed while the hold is live; committing twice is a no-op."""
-        return self.run(self.ops.commit(reservation_id, actor=actor, idem=idempotency_key))
-
-    def release(
-        self, reservation_id: str, *, actor: str = DEFAULT_ACTOR, idempotency_key: str | None = None
-    ) -> Reservation:
-        """Held -> released (units available again); releasing twice is a no-op."""
-        return self.run(self.ops.release(reservation_id, actor=actor, idem=idempotency_key))
-
-    def extend(
-        self,
-        reservation_id: str,
-        ttl_seconds: float,
-        *,
-        actor: str = DEFAULT_ACTOR,
-        idempotency_key: str | None = None,
-    ) -> Reservation:
-        """A live hold now expires ``ttl_seconds`` from the server's clock."""
-        return self.run(
-            self.ops.extend(
-                reservation_id, ttl_seconds=ttl_seconds, actor=actor, idem=idempotency_key
-            )
-        )
-
-    def ship(
-        self, reservation_id: str, *, actor: str = DEFAULT_ACTOR, idempotency_key: str | None = None
-    ) -> Reservation:
-        """Committed -> shipped: the units leave on_hand."""
-        return self.run(self.ops.ship(reservation_id, actor=actor, idem=idempotency_key))
-
-    def get_reservation(self, reservation_id: str) -> Reservation:
-        return self.run(self.ops.get_reservation(reservation_id))
-
-    def availability(self, skus: Iterable[str | tuple[str, str]]) -> list[StockLevel]:
-        """Every bucket of many SKUs (or (sku, location) pairs) in one round trip."""
-        return self.run(self.ops.availability(skus))
-
-    def stock(self, sku: str, location: str = limits.DEFAULT_LOCATION) -> StockLevel:
-        """One (sku, location); raises ``SkuNotFound`` if it never had stock."""
-        return self.run(self.ops.stock(sku, location))
-
-    def sweep(self) -> SweepReport:
-        """One sweeper pass: expire overdue holds, resolve stale multi-partition pins."""
-        return self.run(self.ops.sweep())
-
-    # -- stock lifecycle (docs/lifecycle.md) -------------------------------------------------
-
-    @property
-    def lifecycle(self) -> Lifecycle:
-        if self._lifecycle is None:
-            raise RuntimeError("call Engine.start() first")
-        return self._lifecycle
-
-    def locations(self, sku: str) -> list[StockLevel]:
-        """Every location of ``sku``; raises ``SkuNotFound`` if it has none."""
-        return self.run(self.lifecycle.locations(sku))
-
-    def sku_stock(self, sku: str) -> SkuStock:
-        """The SKU's buckets summed over its locations, with each location."""
-        return self.run(self.lifecycle.sku_stock(sku))
-
-    def transfer(
-        self,
-        sku: str,
-        qty: int,
-        from_location: str,
-        to_location: str,
-        *,
-        reference: str = "",
-        reason: str = "",
-        actor: str = DEFAULT_ACTOR,
-        idempotency_key: str | None = None,
-    ) -> Transfer:
-        """on_hand at ``from_location`` -> in_transit at ``to_location``; raises
-        ``InsufficientStock`` when fewer units are available at the source."""
-        return self.run(
-            self.lifecycle.transfer(
-                sku,
-                qty,
-                from_location=from_location,
-                to_location=to_location,
-                reference=reference,
-                reason=reason,
-                actor=actor,
-                idem=idempotency_key,
-            )
-        )
-
-    def receive_transfer(
-        self,
-        transfer_id: str,
-        qty_received: int,
-        *,
-        reason: str = "",
-        actor: str = DEFAULT_ACTOR,
-        idempotency_key: str | None = None,
-    ) -> Transfer:
-        """The transfer arrives: in_transit -> on_hand at the destination; missing units
-        are written off, surplus units land in on_hand (``transfer_discrepancy``)."""
-        return self.run(
-            self.lifecycle.receive_transfer(
-                transfer_id, qty_received, reason=reason, actor=actor, idem=idempotency_key
-            )
-        )
-
-    def get_transfer(self, transfer_id: str) -> Transfer:
-        return self.run(self.lifecycle.get_transfer(transfer_id))
-
-    def receive_return(
-        self,
-        reservation_id: str,
-        sku: str,
-        qty: int,
-        *,
-        location: str | None = None,
-        reason: str = "",
-        actor: str = DEFAULT_ACTOR,
-        idempotency_key: str | None = None,
-    ) -> ReturnReceipt:
-        """Units of a shipped reservation line come back into ``returned`` (quarantine)."""
-        return self.run(
-            self.lifecycle.receive_return(
-                reservation_id,
-                sku,
-                qty,
-                location=location,
-                reason=reason,
-                actor=actor,
-                idem=idempotency_key,
-            )
-        )
-
-    def dispose_returned(
-        self,
-        sku: str,
-        qty: int,
-        disposition: str,
-        *,
-        location: str = limits.DEFAULT_LOCATION,
-        reason: str = "",
-        actor: str = DEFAULT_ACTOR,
-        idempotency_key: str | None = None,
-    ) -> StockLevel:
-        """returned -> on_hand (``restock``), ``damaged`` or written_off (``write_off``)."""
-        return self.run(
-            self.lifecycle.dispose_returned(
-                sku,
-                qty,
-                disposition=disposition,
-                location=location,
-                reason=reason,
-                actor=actor,
-                idem=idempotency_key,
-            )
-        )
-
-    def damage(
-        self,
-        sku: str,
-        qty: int,
-        reason: str,
-        *,
-        location: str = limits.DEFAULT_LOCATION,
-        force: bool = False,
-        actor: str = DEFAULT_ACTOR,
-        idempotency_key: str | None = None,
-    ) -> StockLevel:
-        """on_hand -> damaged; ``WouldOversell`` below available unless ``force``."""
-        return self.run(
-            self.lifecycle.damage(
-                sku,
-                qty,
-                reason=reason,
-                location=location,
-                force=force,
-                actor=actor,
-                idem=idempotency_key,
-            )
-        )
-
-    def write_off(
-        self,
-        sku: str,
-        qty: int,
-        reason: str,
-        *,
-        source: str = "on_hand",
-        location: str = limits.DEFAULT_LOCATION,
-        force: bool = False,
-        actor: str = DEFAULT_ACTOR,
-        idempotency_key: str | None = None,
-    ) -> StockLevel:
-        """``source`` (on_hand or damaged) -> written_off; from on_hand, ``WouldOversell``
-        below available unless ``force``."""
-        return self.run(
-            self.lifecycle.write_off(
-                sku,
-                qty,
-                reason=reason,
-                source=source,
-                location=location,
-                force=force,
-                actor=actor,
-                idem=idempotency_key,
-            )
-        )
-
-    def count(
-        self,
-        sku: str,
-        counted: int,
-        version: int,
-        *,
-        location: str = limits.DEFAULT_LOCATION,
-        reason: str = "cycle count",
-        actor: str = DEFAULT_ACTOR,
-        idempotency_key: str | None = None,
-    ) -> CountResult:
-        """A cycle count against the ``version`` the counter read (``StockLevel.version``);
-        raises ``StaleCount`` when that version is too old to count against."""
-        return self.run(
-            self.lifecycle.count(
-                sku,
-                counted,
-                version=version,
-                location=location,
-                reason=reason,
-                actor=actor,
-                idem=idempotency_key,
-            )
-        )
-
-    def create_purchase_order(
-        self,
-        lines: Iterable[LineInput],
-        *,
-        supplier: str,
-        expected_date: str,
-        idempotency_key: str,
-        reference: str = "",
-        reason: str = "",
-        actor: str = DEFAULT_ACTOR,
-    ) -> PurchaseOrder:
-        """inbound += qty per line (``expected_date`` as YYYY-MM-DD)."""
-        return self.run(
-            self.lifecycle.create_purchase_order(
-                lines,
-                supplier=supplier,
-                expected_date=expected_date,
-                reference=reference,
-                reason=reason,
-                actor=actor,
-                idem=idempotency_key,
-            )
-        )
-
-    def receive_purchase_order(
-        self,
-        po_id: str,
-        lines: Iterable[LineInput],
-        *,
-        reason: str = "",
-        actor: str = DEFAULT_ACTOR,
-        idempotency_key: str | None = None,
-    ) -> PurchaseOrder:
-        """A (partial) delivery: inbound -> on_hand; over-delivery lands in on_hand too."""
-        return self.run(
-            self.lifecycle.receive_purchase_order(
-                po_id, lines, reason=reason, actor=actor, idem=idempotency_key
-            )
-        )
-
-    def close_purchase_order(
-        self,
-        po_id: str,
-        *,
-        cancel: bool = False,
-        reason: str = "",
-        actor: str = DEFAULT_ACTOR,
-        idempotency_key: str | None = None,
-    ) -> PurchaseOrder:
-        """No more units expected: inbound loses what is outstanding (closed or cancelled)."""
-        return self.run(
-            self.lifecycle.close_purchase_order(
-                po_id, cancel=cancel, reason=reason, actor=actor, idem=idempotency_key
-            )
-        )
-
-    def get_purchase_order(self, po_id: str) -> PurchaseOrder:
-        return self.run(self.lifecycle.get_purchase_order(po_id))

@@ -15,18 +15,10 @@ from earmark.api.problems import problem
 from earmark.api.responses import model_response, problem_responses
 from earmark.api.schemas import Check, Health, Readiness
 from earmark.engine.async_engine import AsyncEngine
-from earmark.engine.ops.operations import Op, Pipeline
-from earmark.keys import Keys
 
 log = logging.getLogger("earmark.api")
 router = APIRouter(tags=["health"])
 REDIS_ERRORS = (redis.exceptions.RedisError, OSError)
-
-
-def generation_markers(keys: Keys, partitions: int) -> Op[list[str]]:
-    """Each partition's generation marker ('' where it is missing), one round trip."""
-    replies = yield Pipeline([("HGET", keys.meta(p), "generation") for p in range(partitions)])
-    return [reply or "" for reply in replies]
 
 
 async def check_store(engine: AsyncEngine) -> dict[str, Check]:
@@ -34,7 +26,7 @@ async def check_store(engine: AsyncEngine) -> dict[str, Check]:
         await engine.client.ping()
     except REDIS_ERRORS as error:
         return {"redis": Check(ok=False, detail=f"{type(error).__name__}: {error}")}
-    markers = await engine.run(generation_markers(engine.keys, engine.partitions))
+    markers = await engine.generation_markers()
     missing = [str(p) for p, marker in enumerate(markers) if not marker]
     detail = f"missing in partitions {', '.join(missing)}" if missing else ""
     return {"redis": Check(ok=True), "generations": Check(ok=not missing, detail=detail)}

@@ -1,0 +1,29 @@
+"""Every engine operation, free of I/O, one mixin per resource (see ``earmark.engine.
+operation`` for how a generator method becomes a method of both engines)."""
+
+from earmark.engine.ops.counts import CountOps
+from earmark.engine.ops.losses import LossOps
+from earmark.engine.ops.purchase_orders import PurchaseOrderOps
+from earmark.engine.ops.reservations import ReservationOps
+from earmark.engine.ops.returns import ReturnOps
+from earmark.engine.ops.status import StatusOps
+from earmark.engine.ops.stock import StockOps
+from earmark.engine.ops.sweep import SweepOps
+from earmark.engine.ops.transfers import TransferOps
+
+
+class Operations(
+    StockOps,
+    ReservationOps,
+    SweepOps,
+    TransferOps,
+    ReturnOps,
+    LossOps,
+    CountOps,
+    PurchaseOrderOps,
+    StatusOps,
+):
+    """The whole surface of an engine, composed as redis-py composes ``CoreCommands``."""
+
+
+__all__ = ["Operations"]

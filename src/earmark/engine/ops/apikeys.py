@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 import orjson
 
 from earmark import validation
-from earmark.engine.ops.operations import Op, Pipeline
+from earmark.engine.steps import Op, Pipeline
 from earmark.errors import InvalidRequest
 from earmark.keys import Keys
 

@@ -1,4 +1,4 @@
-"""Purchase orders, free of I/O like ``earmark.engine.ops.operations`` (see docs/lifecycle.md).
+"""Purchase orders: inbound units from a supplier, received in deliveries (docs/lifecycle.md).
 
 A purchase order has one part per partition its lines live in (like a reservation), and
 its id names those partitions, home first: ``po_<24 hex>_<p>[-<p>...]``. Each part is
@@ -16,7 +16,8 @@ from typing import Any
 import orjson
 
 from earmark import limits, validation
-from earmark.engine.ops.operations import Call, Op, Operations, Pipeline
+from earmark.engine.operation import operation
+from earmark.engine.ops.base import DEFAULT_ACTOR, LineInput, OpsBase
 from earmark.engine.replies import (
     Json,
     fingerprint,
@@ -25,15 +26,12 @@ from earmark.engine.replies import (
     script_reply,
     text,
 )
+from earmark.engine.steps import Call, Op, Pipeline
 from earmark.errors import InvalidRequest, PurchaseOrderNotFound
 from earmark.models import Line, PurchaseOrder
 
-LineInput = Line | tuple[str, int] | tuple[str, int, str]
 
-
-class PurchaseOrders(Operations):
-    """The purchase order operations of one engine."""
-
+class PurchaseOrderOps(OpsBase):
     def purchase_order_parts(self, po_id: str) -> list[int]:
         """The partitions a purchase order spans; encoded in its id (home first)."""
         validation.purchase_order_id(po_id)
@@ -42,28 +40,30 @@ class PurchaseOrders(Operations):
             raise InvalidRequest("not a purchase order id of this store", field="purchase_order_id")
         return parts
 
+    @operation
     def create_purchase_order(
         self,
         lines: Iterable[LineInput],
         *,
         supplier: str,
         expected_date: str,
-        reference: str,
-        reason: str,
-        actor: str,
-        idem: str | None,
+        idempotency_key: str,
+        reference: str = "",
+        reason: str = "",
+        actor: str = DEFAULT_ACTOR,
     ) -> Op[PurchaseOrder]:
-        """inbound += qty per line. The idempotency key is required: a retry after a
-        failure half way must reach the same order, or its inbound would never clear."""
+        """inbound += qty per line (``expected_date`` as YYYY-MM-DD). The idempotency key
+        is required: a retry after a failure half way must reach the same order, or its
+        inbound would never clear."""
         ordered = validation.lines(lines, "purchase order")
         supplier = validation.text(supplier, "supplier", limits.SUPPLIER_LENGTH_MAX, required=True)
         expected_date = validation.iso_date(expected_date, "expected_date")
         reference = validation.text(reference, "reference", limits.REFERENCE_LENGTH_MAX)
         reason = validation.text(reason, "reason", limits.REASON_LENGTH_MAX)
-        actor, idem_key = self._who(actor, idem, required=True)
+        actor, idem_key = self._who(actor, idempotency_key, required=True)
         by_part: dict[int, list[Line]] = {}
         for line in ordered:
-            by_part.setdefault(self.partition(line.sku), []).append(line)
+            by_part.setdefault(self.partition_of(line.sku), []).append(line)
         parts = sorted(by_part)
         wanted = [(x.sku, x.location, x.qty) for x in ordered]
         fp = fingerprint(
@@ -83,8 +83,15 @@ class PurchaseOrders(Operations):
             views.append(result["purchase_order"])
         return purchase_order(views)
 
+    @operation
     def receive_purchase_order(
-        self, po_id: str, lines: Iterable[LineInput], *, reason: str, actor: str, idem: str | None
+        self,
+        po_id: str,
+        lines: Iterable[LineInput],
+        *,
+        reason: str = "",
+        actor: str = DEFAULT_ACTOR,
+        idempotency_key: str | None = None,
     ) -> Op[PurchaseOrder]:
         """A delivery: per line, inbound -= min(qty, outstanding) and on_hand += qty.
         Parts are received in partition order; if one turns out closed, the parts before
@@ -92,11 +99,11 @@ class PurchaseOrders(Operations):
         parts = self.purchase_order_parts(po_id)
         delivered = validation.lines(lines, "delivery")
         reason = validation.text(reason, "reason", limits.REASON_LENGTH_MAX)
-        actor, idem_key = self._who(actor, idem, required=False)
+        actor, idem_key = self._who(actor, idempotency_key, required=False)
         records = yield from self._read_po_parts(po_id, parts)
         by_part: dict[int, list[Line]] = {}
         for line in delivered:
-            p = self.partition(line.sku)
+            p = self.partition_of(line.sku)
             known = {(x["sku"], x["location"]) for x in records.get(p, {}).get("lines", [])}
             if (line.sku, line.location) not in known:
                 raise InvalidRequest(
@@ -130,15 +137,22 @@ class PurchaseOrders(Operations):
             views[p] = result["purchase_order"]
         return purchase_order([views[p] for p in parts])
 
+    @operation
     def close_purchase_order(
-        self, po_id: str, *, cancel: bool, reason: str, actor: str, idem: str | None
+        self,
+        po_id: str,
+        *,
+        cancel: bool = False,
+        reason: str = "",
+        actor: str = DEFAULT_ACTOR,
+        idempotency_key: str | None = None,
     ) -> Op[PurchaseOrder]:
         """Every part stops expecting units: inbound loses what is still outstanding.
         Closing (or cancelling) twice is a no-op; a closed order cannot be cancelled."""
         parts = self.purchase_order_parts(po_id)
         mode = "cancel" if validation.flag(cancel, "cancel") else "close"
         reason = validation.text(reason, "reason", limits.REASON_LENGTH_MAX)
-        actor, idem_key = self._who(actor, idem, required=False)
+        actor, idem_key = self._who(actor, idempotency_key, required=False)
         records = yield from self._read_po_parts(po_id, parts)
         fp = fingerprint("close_purchase_order", po_id, mode, reason)
         yield from self._claim(idem_key, actor, fp, set(parts), "")
@@ -154,7 +168,9 @@ class PurchaseOrders(Operations):
             views.append(result["purchase_order"])
         return purchase_order(views)
 
+    @operation
     def get_purchase_order(self, po_id: str) -> Op[PurchaseOrder]:
+        """A purchase order with every line's expected, received and outstanding units."""
         parts = self.purchase_order_parts(po_id)
         records = yield from self._read_po_parts(po_id, parts)
         return purchase_order([records[p] for p in parts])

@@ -1,0 +1,126 @@
+"""What every ops mixin shares: the engine's key names, partition count and config, the
+idempotency records beside the state a script changes, and the stock-layout call.
+
+Each resource's operations live in a mixin of their own (``stock``, ``reservations``,
+``transfers``, ...), composed into ``Operations`` (``earmark.engine.ops``) as redis-py
+composes ``CoreCommands``. The drivers (``Engine``, ``AsyncEngine``) supply ``keys``,
+``config`` and the store's ``state``.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+from earmark import limits, validation
+from earmark.engine.bootstrap import StoreState
+from earmark.engine.config import EngineConfig
+from earmark.engine.replies import Json, fingerprint, raise_for_lifecycle_error, script_reply, text
+from earmark.engine.steps import Call, Op
+from earmark.errors import IdempotencyConflict
+from earmark.keys import Keys, idempotency_digest, partition_of
+from earmark.models import Line
+
+LineInput = Line | tuple[str, int] | tuple[str, int, str]
+DEFAULT_ACTOR = "library"
+
+
+class OpsBase:
+    """The state every operation reads; set by the driver."""
+
+    keys: Keys
+    config: EngineConfig
+    state: StoreState | None
+
+    @property
+    def partitions(self) -> int:
+        if self.state is None:
+            raise RuntimeError(f"call {type(self).__name__}.start() first")
+        return self.state.partitions
+
+    def partition_of(self, sku: str) -> int:
+        """The partition holding every location of ``sku``."""
+        return partition_of(sku, self.partitions)
+
+    def _who(self, actor: str, idem: str | None, *, required: bool) -> tuple[str, str]:
+        actor = validation.text(actor, "actor", limits.ACTOR_LENGTH_MAX, required=True)
+        return actor, validation.idempotency_key(idem, required=required)
+
+    def _idem_key(self, partition: int, actor: str, idem: str, parts: set[int]) -> str:
+        """The idempotency record a script keeps beside the state it changes.
+
+        A key's *home* record is ``idempotency(home, digest)`` (home: a hash of the digest).
+        Work done entirely in the home partition keeps its record there, so it sees every
+        other use of the key. Work that touches any other partition first claims the
+        home record (``_claim``) and keeps its per-partition records as ``digest/part``.
+        """
+        if not idem:
+            return self.keys.idempotency(partition, "none")
+        digest = idempotency_digest(actor, idem)
+        if self.partitions == 1 or parts == {self._key_home(digest)}:
+            return self.keys.idempotency(partition, digest)
+        return self.keys.idempotency(partition, f"{digest}/part")
+
+    def _key_home(self, digest: str) -> int:
+        return zlib.crc32(digest.encode()) % self.partitions
+
+    def _claim(self, idem: str, actor: str, fp: str, parts: set[int], value: str) -> Op[str]:
+        """Binds the key to this request in its home record when the work happens outside
+        the home partition; returns the value stored by the first claim (a reservation
+        id), so a replay after a crash half way reuses it."""
+        if not idem or self.partitions == 1:
+            return value
+        digest = idempotency_digest(actor, idem)
+        home = self._key_home(digest)
+        if parts == {home}:
+            return value  # the operation's own record is the home record
+        key = self.keys.idempotency(home, digest)
+        retention = self.config.idempotency_retention_ms
+        raw = yield Call("claim_idempotency", [key], [fp, value, retention])
+        if text(raw[0]) == "conflict":
+            raise IdempotencyConflict("this idempotency key was already used for another request")
+        return text(raw[1])
+
+    def _stock_call(
+        self, script: str, sku: str, location: str, fp: str, actor: str, idem: str, *opts: Any
+    ) -> Call:
+        """A call on the stock layout of lua/includes/stock.lua."""
+        p = self.partition_of(sku)
+        keys = [
+            self.keys.meta(p),
+            self.keys.events(p),
+            self._idem_key(p, actor, idem, {p}),
+            self.keys.stock(p, sku, location),
+            self.keys.stock_index(p),
+            self.keys.hold_expiries(p, sku, location),
+            self.keys.hold_qty(p, sku, location),
+            self.keys.locations(p, sku),
+            self.keys.on_hand_log(p, sku, location),
+        ]
+        config = self.config
+        args: list[str | int] = [sku, location, fp, actor, idem]
+        args += [config.idempotency_retention_ms, config.reclaim_per_line_max, *opts]
+        return Call(script, keys, args)
+
+    def _stock_write(
+        self,
+        script: str,
+        sku: str,
+        location: str,
+        actor: str,
+        idem: str | None,
+        *opts: Any,
+        qty_checked: bool = False,
+    ) -> Op[Json]:
+        """A lifecycle script on the stock layout: validation of the (sku, location) and of
+        the first option (a qty, unless ``qty_checked``), idempotency, one call."""
+        sku, location = validation.sku(sku), validation.location(location)
+        if not qty_checked:
+            validation.qty(opts[0])
+        actor, idem_key = self._who(actor, idem, required=False)
+        fp = fingerprint(script, sku, location, *opts)
+        yield from self._claim(idem_key, actor, fp, {self.partition_of(sku)}, "")
+        call = self._stock_call(script, sku, location, fp, actor, idem_key, *opts)
+        result, _ = script_reply((yield call))
+        raise_for_lifecycle_error(result, f"{sku} at {location}")
+        return result

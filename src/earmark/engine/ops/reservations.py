@@ -1,0 +1,252 @@
+"""Reservations: hold a cart (all or nothing), then commit, release, extend or ship it.
+See docs/reservations.md for the state machine and docs/keys.md for carts that span
+partitions (held part by part with rollback, committed in two phases)."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable
+from typing import Any
+
+from earmark import limits, validation
+from earmark.engine.operation import operation
+from earmark.engine.ops.base import DEFAULT_ACTOR, LineInput
+from earmark.engine.ops.parts import Part, ReservationParts
+from earmark.engine.replies import (
+    Json,
+    fingerprint,
+    part_status,
+    raise_for_error,
+    reservation,
+    reservation_from_views,
+    script_reply,
+)
+from earmark.engine.steps import Call, Op
+from earmark.errors import InsufficientStock
+from earmark.models import Line, Reservation, Shortfall
+
+
+class ReservationOps(ReservationParts):
+    @operation
+    def reserve(
+        self,
+        lines: Iterable[LineInput],
+        *,
+        idempotency_key: str,
+        ttl_seconds: float | None = None,
+        channel: str = "",
+        actor: str = DEFAULT_ACTOR,
+    ) -> Op[Reservation]:
+        """Holds every line or none; raises ``InsufficientStock`` naming each short line."""
+        cart = validation.lines(lines)
+        config = self.config
+        ttl_ms = validation.ttl_ms(ttl_seconds, config.default_ttl_ms, config.max_ttl_ms)
+        channel = validation.text(channel, "channel", limits.CHANNEL_LENGTH_MAX)
+        actor, idem = self._who(actor, idempotency_key, required=True)
+        by_part: dict[int, list[Line]] = {}
+        for line in cart:
+            by_part.setdefault(self.partition_of(line.sku), []).append(line)
+        parts = sorted(by_part)
+        fp = fingerprint("reserve", [(x.sku, x.location, x.qty) for x in cart], ttl_ms, channel)
+        new_id = f"rsv_{secrets.token_hex(12)}_{'-'.join(map(str, parts))}"
+        rid = yield from self._claim(idem, actor, fp, set(parts), new_id)
+        replies: list[tuple[int, Json]] = []
+        for p in parts:
+            call = self._reserve_call(rid, p, by_part[p], fp, ttl_ms, channel, actor, idem)
+            result, _ = script_reply((yield call))
+            replies.append((p, result))
+        refused = [r for _, r in replies if not r.get("ok")]
+        if not refused:
+            return reservation_from_views([r["reservation"] for _, r in replies])
+        held = [Part(p, r["reservation"], 0) for p, r in replies if r.get("ok")]
+        yield from self._each_part("release_reservation", rid, held, "release", "rollback", "")
+        for result in refused:
+            if result["error"] != "insufficient_stock":
+                raise_for_error(result, rid)
+        shortfalls = [Shortfall(**line) for r in refused for line in r["lines"]]
+        names = ", ".join(f"{s.sku}@{s.location} ({s.available}/{s.requested})" for s in shortfalls)
+        raise InsufficientStock(f"not enough stock for: {names}", shortfalls)
+
+    def _reserve_call(
+        self,
+        rid: str,
+        p: int,
+        lines: list[Line],
+        fp: str,
+        ttl_ms: int,
+        channel: str,
+        actor: str,
+        idem: str,
+    ) -> Call:
+        keys = [
+            self.keys.meta(p),
+            self.keys.events(p),
+            self._idem_key(p, actor, idem, set(self.parts_of(rid))),
+            self.keys.reservation(p, rid),
+            self.keys.expiries(p),
+            self.keys.pins(p),
+        ]
+        config = self.config
+        args: list[str | int] = [
+            rid,
+            fp,
+            ttl_ms,
+            channel,
+            actor,
+            idem,
+            config.idempotency_retention_ms,
+            config.reclaim_per_line_max,
+            config.reservation_retention_ms,
+            len(lines),
+        ]
+        for line in lines:
+            keys.extend(self.keys.reservation_line_keys(p, line.sku, line.location))
+            args.extend((line.sku, line.location, line.qty))
+        return Call("reserve", keys, args)
+
+    def _prepare(
+        self, op: str, reservation_id: str, actor: str, idem: str | None, *request: Any
+    ) -> Op[tuple[list[Part], str, str, str]]:
+        """Validation, idempotency claim and the parts, shared by the operations on an
+        existing reservation. Returns (parts, fingerprint, actor, idempotency key)."""
+        actor, idem_key = self._who(actor, idem, required=False)
+        fp = fingerprint(op, reservation_id, *request)
+        parts = set(self.parts_of(reservation_id))
+        yield from self._claim(idem_key, actor, fp, parts, "")
+        return (yield from self._read_parts(reservation_id)), fp, actor, idem_key
+
+    def _on_parts(
+        self, script: str, rid: str, parts: list[Part], fp: str, actor: str, idem: str, *opts: Any
+    ) -> Op[list[Json]]:
+        views = []
+        for part in parts:
+            call = self._part_call(script, rid, part, *opts, fp=fp, actor=actor, idem=idem)
+            result, _ = script_reply((yield call))
+            raise_for_error(result, rid)
+            views.append(result["reservation"])
+        return views
+
+    @operation
+    def commit(
+        self,
+        reservation_id: str,
+        *,
+        actor: str = DEFAULT_ACTOR,
+        idempotency_key: str | None = None,
+    ) -> Op[Reservation]:
+        """Held -> committed while the hold is live; committing twice is a no-op."""
+        rid = reservation_id
+        parts, fp, actor, idem = yield from self._prepare("commit", rid, actor, idempotency_key)
+        if len(parts) == 1:
+            views = yield from self._on_parts(
+                "commit_reservation", rid, parts, fp, actor, idem, "direct", ""
+            )
+            return reservation_from_views(views)
+        return (yield from self._commit_parts(rid, parts, actor))
+
+    def _commit_parts(self, rid: str, parts: list[Part], actor: str) -> Op[Reservation]:
+        """Two-phase commit across partitions: pin every part (home first), then commit
+        the home part, which is the decision, then the others. A pin that finds a part
+        expired or released gives every other part back; the sweeper finishes or undoes
+        the pins of a caller that died half way (see docs/keys.md)."""
+        token = secrets.token_hex(8)
+        pinned: list[Part] = []
+        for part in parts:
+            call = self._part_call(
+                "pin_reservation", rid, part, token, self.config.pin_ms, actor=actor
+            )
+            result, _ = script_reply((yield call))
+            if result.get("ok"):
+                if result["reservation"]["status"] in ("committed", "shipped"):
+                    yield from self._each_part("unpin_reservation", rid, pinned, token, 0)
+                    return (yield from self._get_reservation(rid))
+                pinned.append(part)
+                continue
+            if result.get("status") in ("expired", "released"):
+                rest = [p for p in parts if p is not part]
+                yield from self._each_part(
+                    "release_reservation", rid, rest, "release", "expired_part", token
+                )
+            else:
+                yield from self._each_part("unpin_reservation", rid, pinned, token, 0)
+            raise_for_error(result, rid)
+        views = []
+        for part in parts:
+            call = self._part_call("commit_reservation", rid, part, "pinned", token, actor=actor)
+            result, _ = script_reply((yield call))
+            if result.get("error") and part is parts[0]:
+                yield from self._each_part("unpin_reservation", rid, parts[1:], token, 0)
+            raise_for_error(result, rid)
+            views.append(result["reservation"])
+        return reservation_from_views(views)
+
+    @operation
+    def release(
+        self,
+        reservation_id: str,
+        *,
+        actor: str = DEFAULT_ACTOR,
+        idempotency_key: str | None = None,
+    ) -> Op[Reservation]:
+        """Held -> released (units available again); releasing twice is a no-op."""
+        rid = reservation_id
+        parts, fp, actor, idem = yield from self._prepare("release", rid, actor, idempotency_key)
+        views = yield from self._on_parts(
+            "release_reservation", rid, parts, fp, actor, idem, "release", "release", ""
+        )
+        return reservation_from_views(views)
+
+    @operation
+    def extend(
+        self,
+        reservation_id: str,
+        ttl_seconds: float,
+        *,
+        actor: str = DEFAULT_ACTOR,
+        idempotency_key: str | None = None,
+    ) -> Op[Reservation]:
+        """A live hold now expires ``ttl_seconds`` from the server's clock."""
+        rid = reservation_id
+        ttl_ms = validation.ttl_ms(ttl_seconds, self.config.default_ttl_ms, self.config.max_ttl_ms)
+        parts, fp, actor, idem = yield from self._prepare(
+            "extend", rid, actor, idempotency_key, ttl_ms
+        )
+        views = []
+        for part in parts:
+            call = self._part_call(
+                "extend_reservation", rid, part, ttl_ms, fp=fp, actor=actor, idem=idem
+            )
+            result, _ = script_reply((yield call))
+            if result.get("status") == "expired":
+                # One expired part makes the whole reservation uncommittable: free the rest.
+                rest = [p for p in parts if p is not part]
+                yield from self._each_part(
+                    "release_reservation", rid, rest, "release", "expired_part", ""
+                )
+            raise_for_error(result, rid)
+            views.append(result["reservation"])
+        return reservation_from_views(views)
+
+    @operation
+    def ship(
+        self,
+        reservation_id: str,
+        *,
+        actor: str = DEFAULT_ACTOR,
+        idempotency_key: str | None = None,
+    ) -> Op[Reservation]:
+        """Committed -> shipped: the units leave on_hand."""
+        rid = reservation_id
+        parts, fp, actor, idem = yield from self._prepare("ship", rid, actor, idempotency_key)
+        views = yield from self._on_parts("ship_reservation", rid, parts, fp, actor, idem)
+        return reservation_from_views(views)
+
+    @operation
+    def get_reservation(self, reservation_id: str) -> Op[Reservation]:
+        """A reservation and its status (held, committed, released, expired, shipped)."""
+        return self._get_reservation(reservation_id)
+
+    def _get_reservation(self, reservation_id: str) -> Op[Reservation]:
+        parts = yield from self._read_parts(reservation_id)
+        statuses = [part_status(part.record, part.now_ms) for part in parts]
+        return reservation(reservation_id, [part.record for part in parts], statuses)

@@ -1,0 +1,155 @@
+"""Stock levels: receive units, correct on_hand, and read buckets (one location, many,
+or a SKU over every location)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import orjson
+
+from earmark import limits, validation
+from earmark.engine.operation import operation
+from earmark.engine.ops.base import DEFAULT_ACTOR, OpsBase
+from earmark.engine.replies import fingerprint, raise_for_error, script_reply, stock_level, text
+from earmark.engine.steps import Batch, Call, Op, Pipeline
+from earmark.errors import InvalidRequest, SkuNotFound
+from earmark.models import SkuStock, StockLevel
+
+SUMMED_BUCKETS = (
+    "on_hand",
+    "reserved",
+    "committed",
+    "available",
+    "in_transit",
+    "returned",
+    "damaged",
+    "written_off",
+    "inbound",
+)
+
+
+class StockOps(OpsBase):
+    @operation
+    def receive(
+        self,
+        sku: str,
+        qty: int,
+        *,
+        location: str = limits.DEFAULT_LOCATION,
+        reference: str = "",
+        actor: str = DEFAULT_ACTOR,
+        idempotency_key: str | None = None,
+    ) -> Op[StockLevel]:
+        """Units arrive: on_hand += qty."""
+        sku, location = validation.sku(sku), validation.location(location)
+        qty = validation.qty(qty)
+        reference = validation.text(reference, "reference", limits.REFERENCE_LENGTH_MAX)
+        actor, idem = self._who(actor, idempotency_key, required=False)
+        fp = fingerprint("receive", sku, location, qty, reference)
+        yield from self._claim(idem, actor, fp, {self.partition_of(sku)}, "")
+        call = self._stock_call("receive_stock", sku, location, fp, actor, idem, qty, reference)
+        result, _ = script_reply((yield call))
+        raise_for_error(result)
+        return stock_level(result["levels"])
+
+    @operation
+    def adjust(
+        self,
+        sku: str,
+        delta: int,
+        reason: str,
+        *,
+        location: str = limits.DEFAULT_LOCATION,
+        force: bool = False,
+        actor: str = DEFAULT_ACTOR,
+        idempotency_key: str | None = None,
+    ) -> Op[StockLevel]:
+        """A correction of on_hand. A decrease below available raises ``WouldOversell``
+        unless ``force``; a forced one records the exposure on its event."""
+        sku, location = validation.sku(sku), validation.location(location)
+        bound = limits.ADJUST_DELTA_MAX
+        delta = validation.whole(delta, "delta", -bound, bound)
+        if delta == 0:
+            raise InvalidRequest("delta must not be zero", field="delta")
+        reason = validation.text(reason, "reason", limits.REASON_LENGTH_MAX, required=True)
+        force = validation.flag(force, "force")
+        actor, idem = self._who(actor, idempotency_key, required=False)
+        fp = fingerprint("adjust", sku, location, delta, reason, force)
+        yield from self._claim(idem, actor, fp, {self.partition_of(sku)}, "")
+        flag = "1" if force else "0"
+        call = self._stock_call("adjust_stock", sku, location, fp, actor, idem, delta, reason, flag)
+        result, _ = script_reply((yield call))
+        raise_for_error(result)
+        return stock_level(result["levels"])
+
+    @operation
+    def availability(self, skus: Iterable[str | tuple[str, str]]) -> Op[list[StockLevel]]:
+        """Every bucket of many SKUs (or (sku, location) pairs) in one round trip; a plain
+        SKU reads its default location, an unknown one reads as zeros. Holds past their
+        expiry no longer count in ``reserved``, reclaimed or not."""
+        wanted: list[tuple[str, str]] = []
+        for item in skus:
+            sku, location = (item, limits.DEFAULT_LOCATION) if isinstance(item, str) else item
+            wanted.append((validation.sku(sku), validation.location(location)))
+            if len(wanted) > limits.SKUS_PER_READ_MAX:
+                raise InvalidRequest(f"at most {limits.SKUS_PER_READ_MAX} SKUs per read")
+        found = yield from self._read_stock(wanted)
+        return [
+            level or StockLevel(sku=sku, location=location)
+            for (sku, location), level in zip(wanted, found, strict=True)
+        ]
+
+    @operation
+    def stock(self, sku: str, location: str = limits.DEFAULT_LOCATION) -> Op[StockLevel]:
+        """One (sku, location); raises ``SkuNotFound`` if it never had stock."""
+        sku, location = validation.sku(sku), validation.location(location)
+        (level,) = yield from self._read_stock([(sku, location)])
+        if level is None:
+            raise SkuNotFound(
+                f"no stock record for {sku} at {location}", sku=sku, location=location
+            )
+        return level
+
+    @operation
+    def locations(self, sku: str) -> Op[list[StockLevel]]:
+        """Every location of ``sku``, by location; raises ``SkuNotFound`` if it has none."""
+        return self._locations(sku)
+
+    @operation
+    def sku_stock(self, sku: str) -> Op[SkuStock]:
+        """The SKU's buckets summed over its locations, with each location."""
+        levels = yield from self._locations(sku)
+        totals = {b: sum(getattr(level, b) for level in levels) for b in SUMMED_BUCKETS}
+        return SkuStock(sku=levels[0].sku, locations=levels, **totals)
+
+    def _locations(self, sku: str) -> Op[list[StockLevel]]:
+        sku = validation.sku(sku)
+        p = self.partition_of(sku)
+        (members,) = yield Pipeline([("SMEMBERS", self.keys.locations(p, sku))])
+        wanted = [(sku, text(m)) for m in sorted(members, key=text)]
+        levels: list[StockLevel] = []
+        for start in range(0, len(wanted), limits.SKUS_PER_READ_MAX):
+            found = yield from self._read_stock(wanted[start : start + limits.SKUS_PER_READ_MAX])
+            levels.extend(level for level in found if level is not None)
+        if not levels:
+            raise SkuNotFound(f"no stock record for {sku} at any location", sku=sku)
+        return levels
+
+    def _read_stock(self, wanted: list[tuple[str, str]]) -> Op[list[StockLevel | None]]:
+        """One read_stock call per partition, all in one batch."""
+        by_part: dict[int, list[int]] = {}
+        for index, (sku, _) in enumerate(wanted):
+            by_part.setdefault(self.partition_of(sku), []).append(index)
+        calls = []
+        for p, indexes in by_part.items():
+            keys = [k for i in indexes for k in self.keys.line_keys(p, *wanted[i])]
+            calls.append(Call("read_stock", keys, [limits.EXPIRED_READ_PER_LINE_MAX]))
+        replies = (yield Batch(calls)) if calls else []
+        found: list[StockLevel | None] = [None] * len(wanted)
+        for indexes, reply in zip(by_part.values(), replies, strict=True):
+            for i, levels in zip(indexes, orjson.loads(reply), strict=True):
+                if levels is not None:
+                    levels.pop("expired_unreclaimed")
+                    sku, location = wanted[i]
+                    found[i] = stock_level({**levels, "sku": sku, "location": location})
+        return found
