@@ -6,9 +6,9 @@
   KEYS: the stock layout of includes/stock.lua: [1] meta, [2] events, [3] idempotency,
     [4] stock of (sku, location), [5] stock index of the partition, [6] hold expiries,
     [7] hold qty, [8] locations of the sku, [9] on_hand log of the (sku, location)
-  ARGV: [1] sku, [2] location, [3] fingerprint, [4] actor, [5] idempotency key ('' none),
-    [6] idempotency retention (ms), [7] expired holds reclaimed first (at most),
-    [8] counted (units, >= 0), [9] version the counter read (StockLevel.version), [10] reason
+  ARGV: [1] fingerprint, [2] actor, [3] idempotency key ('' none), [4] idempotency
+    retention (ms), [5] sku, [6] location, [7] expired holds reclaimed first (at most),
+    [8] counted (units, >= 0), [9] version the counter read, [10] reason
   Returns {json, replayed}; json is
     {ok, levels, counted, expected, delta, exposure}: expected = on_hand at the version,
       delta = counted - expected, exposure = units promised beyond on hand it added
@@ -16,7 +16,7 @@
       on_hand log remembers (oldest) or newer than the stock (current); nothing written
     {error = 'insufficient_on_hand', on_hand, requested}: the delta would take on_hand
       below zero (the count contradicts what happened since the read; recount)
-    {error = 'not_ready' | 'idempotency_conflict'}
+    {error = 'store_not_ready' | 'idempotency_conflict'}
   Events: 'expired' per reclaimed hold; 'counted' (on_hand +delta, possibly 0; reason,
     counted, expected, counted_version); 'oversell_exposure' (no deltas; cause 'counted')
     when the count leaves fewer units on hand than are promised. A count is physical
@@ -25,31 +25,40 @@
     on_hand change since the version (ONHAND_LOG_MAX most recent changes).
 ]]
 --- @include "common"
+--- @include "write"
+--- @include "holds"
 --- @include "stock"
 --- @include "lifecycle"
 
-local ctx, reply = open_stock()
+local meta_key, events_key, idem_key = KEYS[1], KEYS[2], KEYS[3]
+local fingerprint, actor, idem, idem_retention_ms = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local place = stock_place(KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], ARGV[5], ARGV[6])
+check_keys(#KEYS, STOCK_KEYS)
+
+local ctx, reply = open_write(meta_key, events_key, idem_key, fingerprint, actor, idem,
+                              idem_retention_ms)
 if not ctx then
   return reply
 end
+-- Expired holds stop counting before this change is checked against available.
+local levels = reclaim_at(ctx, place, ARGV[7])
 local counted, version, reason = tonumber(ARGV[8]), tonumber(ARGV[9]), ARGV[10]
-local levels = read_levels(KEYS[4])
-local expected = on_hand_at(KEYS[9], levels, version)
+local expected = on_hand_at(place.log, levels, version)
 if expected == nil then
-  return stock_done({error = 'stale_count', version = version, current = levels.version,
-                     oldest = oldest_countable(KEYS[9], levels)})
+  return finish(ctx, {error = 'stale_count', version = version, current = levels.version,
+                      oldest = oldest_countable(place.log, levels)})
 end
 local delta = counted - expected
 if levels.on_hand + delta < 0 then
-  return stock_done({error = 'insufficient_on_hand', on_hand = levels.on_hand,
-                     requested = -delta})
+  return finish(ctx, {error = 'insufficient_on_hand', on_hand = levels.on_hand,
+                      requested = -delta})
 end
 local exposure = math.max(0, exposure_added(levels, delta))
-local result = change_stock(ctx, 'counted', math.abs(delta), {on_hand = delta},
+local result = change_stock(ctx, place, levels, 'counted', math.abs(delta), {on_hand = delta},
                             {'reason', reason, 'counted', counted, 'expected', expected,
                              'delta', delta, 'counted_version', version})
 if exposure > 0 then
-  emit_exposure(ctx, ARGV[1], ARGV[2], exposure, 'counted', reason)
+  emit_exposure(ctx, place.sku, place.location, exposure, 'counted', reason)
 end
 result.counted, result.expected, result.delta, result.exposure = counted, expected, delta, exposure
-return stock_done(result)
+return finish(ctx, result)

@@ -4,14 +4,15 @@
   KEYS: the stock layout of includes/stock.lua: [1] meta, [2] events, [3] idempotency,
     [4] stock of (sku, location), [5] stock index of the partition, [6] hold expiries,
     [7] hold qty, [8] locations of the sku, [9] on_hand log of the (sku, location)
-  ARGV: [1] sku, [2] location, [3] fingerprint, [4] actor, [5] idempotency key ('' none),
-    [6] idempotency retention (ms), [7] expired holds reclaimed first (at most),
-    [8] qty (units, > 0), [9] disposition: 'restock' | 'damaged' | 'write_off', [10] reason
+  ARGV: [1] fingerprint, [2] actor, [3] idempotency key ('' none), [4] idempotency
+    retention (ms), [5] sku, [6] location, [7] expired holds reclaimed first (at most),
+    [8] qty (units, > 0), [9] disposition: 'restock', 'damaged' or 'write_off',
+    [10] reason
   Returns {json, replayed}; json is
     {ok, levels}
     {error = 'insufficient_units', bucket = 'returned', available, requested}: fewer units
       are in returned than qty
-    {error = 'not_ready' | 'idempotency_conflict'}
+    {error = 'store_not_ready' | 'idempotency_conflict'}
   Events: 'expired' per reclaimed hold; one of
     'return_restocked'   (returned -qty, on_hand +qty: available again at once)
     'return_damaged'     (returned -qty, damaged +qty)
@@ -20,29 +21,37 @@
   Invariants: returned never goes negative; units only move between buckets.
 ]]
 --- @include "common"
+--- @include "write"
+--- @include "holds"
 --- @include "stock"
 
+local meta_key, events_key, idem_key = KEYS[1], KEYS[2], KEYS[3]
+local fingerprint, actor, idem, idem_retention_ms = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local place = stock_place(KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], ARGV[5], ARGV[6])
+check_keys(#KEYS, STOCK_KEYS)
+
+local ctx, reply = open_write(meta_key, events_key, idem_key, fingerprint, actor, idem,
+                              idem_retention_ms)
+if not ctx then
+  return reply
+end
+-- Expired holds stop counting before this change is checked against available.
+local levels = reclaim_at(ctx, place, ARGV[7])
 local MOVES = {
   restock = {'return_restocked', 'on_hand'},
   damaged = {'return_damaged', 'damaged'},
   write_off = {'return_written_off', 'written_off'},
 }
-
-local ctx, reply = open_stock()
-if not ctx then
-  return reply
-end
 local qty, disposition, reason = tonumber(ARGV[8]), ARGV[9], ARGV[10]
 local target = MOVES[disposition]
 if not target then
   error('earmark: unknown disposition ' .. disposition)
 end
-local returned = read_levels(KEYS[4]).returned
-if returned < qty then
-  return stock_done({error = 'insufficient_units', bucket = 'returned', available = returned,
-                     requested = qty})
+if levels.returned < qty then
+  return finish(ctx, {error = 'insufficient_units', bucket = 'returned',
+                      available = levels.returned, requested = qty})
 end
 local deltas = {returned = -qty}
 deltas[target[2]] = qty
-return stock_done(change_stock(ctx, target[1], qty, deltas,
+return finish(ctx, change_stock(ctx, place, levels, target[1], qty, deltas,
                                {'reason', reason, 'disposition', disposition}))

@@ -11,6 +11,7 @@
 ]]
 --- @include "common"
 
+check_keys(#KEYS, 1)
 if ARGV[3] == '1' and rcall('EXISTS', KEYS[1]) == 0 then
   rcall('HSET', KEYS[1], 'generation', ARGV[1], 'partitions', ARGV[2], 'created_at', now_ms())
 end

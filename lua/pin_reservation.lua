@@ -4,54 +4,63 @@
   unpin_reservation. The sweeper resolves pins older than their deadline.
 
   KEYS (6 + 4 per line), the reservation layout of includes/reservation.lua:
-    [1] meta, [2] events, [3] idempotency (unused), [4] reservation part, [5] expiries,
+    [1] meta, [2] events, [3] idempotency, [4] reservation part, [5] expiries,
     [6] pins, then per line: stock, hold expiries, hold qty, on_hand log.
-  ARGV: [1] reservation id, [2] fingerprint (unused), [3] actor, [4] '' , [5] 0,
-    [6] line count n, [7..6+2n] sku, location per line, then
-    [o]   pin token (random, one per commit attempt)
-    [o+1] pin window (ms): the deadline is now + window
+  ARGV: [1] fingerprint, [2] actor, [3] idempotency key ('' none), [4] idempotency
+    retention (ms), [5] reservation id, [6] line count n, [7..6+2n] sku, location per
+    line (the part's lines, in order) (fingerprint and idempotency key are '': a pin is never
+    replayed), then
+    [o]   pin token (random, per commit attempt)
+    [o+1] pin window (ms): the sweeper resolves the pin after now + window
   Returns {json, 0}; json is
-    {ok, reservation}: status 'pinned' (pinned now, or again by the same token), or
-      'committed' / 'shipped' (the commit decision was already taken)
-    {error = 'not_held', status, reservation}: expired (given back in this call),
-      released, or pinned by another attempt ('commit_in_progress')
-    {error = 'not_found' | 'lines_mismatch' | 'not_ready'}
+    {ok, reservation}: status 'pinned', or 'committed' / 'shipped' (already decided)
+    {error = 'reservation_expired' (given back in this call) | 'reservation_released' |
+      'commit_in_progress' (pinned by another attempt) | 'invalid_transition', status,
+      reservation}
+    {error = 'reservation_not_found' | 'lines_mismatch' | 'store_not_ready'}
   Events: none (buckets do not change); 'expired' per line when found expired.
   Invariants: only a live held part is pinned; a pinned part stays counted in reserved
-    and is absent from the hold-expiry indexes, so reserve never reclaims it.
+    and leaves the hold expiry indexes (it cannot expire while the commit decides).
 ]]
 --- @include "common"
+--- @include "write"
+--- @include "holds"
 --- @include "reservation"
 
-local rid = ARGV[1]
-local part, ctx = open_part()
-if not part then
-  return ctx
-end
-local o = options_at()
+local meta_key, events_key, idem_key = KEYS[1], KEYS[2], KEYS[3]
+local part_key, expiries_key, pins_key = KEYS[4], KEYS[5], KEYS[6]
+local fingerprint, actor, idem, idem_retention_ms = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local rid, n = ARGV[5], bounded(ARGV[6], 'line count', 1, LINES_MAX)
+local lines = called_lines(KEYS, ARGV, 7, n)
+local o = 7 + 2 * n
 local token, window_ms = ARGV[o], tonumber(ARGV[o + 1])
 
+local ctx, part = open_part(meta_key, events_key, idem_key, fingerprint, actor, idem,
+                            idem_retention_ms, part_key, lines)
+if not ctx then
+  return part
+end
+
 if part.status == 'committed' or part.status == 'shipped' then
-  return done(ok_part(part, rid))
+  return finish(ctx, ok_part(part, rid))
 end
 if part.status == 'held' and ctx.now >= part.expires_at then
-  expire_part(ctx, part, rid)
-  return done(not_held(part, rid))
+  expire_part(ctx, part, rid, part_key, expiries_key, pins_key, lines)
+  return finish(ctx, not_held(part, rid))
 end
 if part.status == 'pinned' and part.pin_token ~= token then
-  return done({error = 'not_held', status = 'commit_in_progress', reservation = part_view(part, rid)})
+  return finish(ctx, not_held(part, rid, 'commit_in_progress'))
 end
 if part.status ~= 'held' and part.status ~= 'pinned' then
-  return done(not_held(part, rid))
+  return finish(ctx, not_held(part, rid))
 end
 
 local deadline = ctx.now + window_ms
-for i = 1, #part.lines do
-  local _, hexp_key = line_keys(i)
-  rcall('ZREM', hexp_key, rid)
+for _, line in ipairs(lines) do
+  rcall('ZREM', line.hexp, rid)
 end
-rcall('HSET', KEYS[4], 'status', 'pinned', 'pin_token', token, 'pin_deadline', deadline)
-rcall('ZREM', KEYS[5], rid)
-rcall('ZADD', KEYS[6], deadline, rid)
+rcall('HSET', part_key, 'status', 'pinned', 'pin_token', token, 'pin_deadline', deadline)
+rcall('ZREM', expiries_key, rid)
+rcall('ZADD', pins_key, deadline, rid)
 part.status = 'pinned'
-return done(ok_part(part, rid))
+return finish(ctx, ok_part(part, rid))

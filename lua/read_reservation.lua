@@ -11,6 +11,7 @@
 ]]
 --- @include "common"
 
+check_keys(#KEYS, 1)
 local raw = rcall('HGETALL', KEYS[1])
 if #raw == 0 then
   return {'null', now_ms()}

@@ -5,7 +5,7 @@
   passed but that no reserve or sweeper has given back yet are left out of `reserved`
   here (at most ARGV[1] per line are looked at; the sweeper keeps far fewer waiting).
 
-  KEYS (3 per line): stock, hold expiries, hold qty
+  KEYS (3 per line, at most SKUS_PER_READ_MAX lines): stock, hold expiries, hold qty
   ARGV: [1] expired holds looked at per line at most
   Returns a JSON array with, per line, the buckets (reserved already net of expired
     holds, plus `expired_unreclaimed`), or null for a (sku, location) never stocked.
@@ -13,10 +13,12 @@
 ]]
 --- @include "common"
 
-local limit = tonumber(ARGV[1])
+local limit = bounded(ARGV[1], 'expired holds read per line', 0, EXPIRED_READ_PER_LINE_MAX)
+local n = #KEYS / 3
+bounded(n, 'lines', 1, SKUS_PER_READ_MAX)
 local now = now_ms()
 local out = {}
-for i = 1, #KEYS / 3 do
+for i = 1, n do
   local stock_key, hexp_key, hqty_key = KEYS[i * 3 - 2], KEYS[i * 3 - 1], KEYS[i * 3]
   if rcall('EXISTS', stock_key) == 0 then
     out[i] = cjson.null

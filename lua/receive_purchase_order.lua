@@ -5,15 +5,15 @@
   KEYS (5 + 3 per received line), the purchase order layout of includes/purchase_order.lua:
     [1] meta, [2] events, [3] idempotency, [4] purchase order part, [5] stock index,
     then per received line: stock, locations of the line's sku, on_hand log.
-  ARGV: [1] purchase order id, [2] fingerprint, [3] actor, [4] idempotency key ('' none),
-    [5] idempotency retention (ms), [6] reason, [7] line count n,
-    [8..7+3n] per received line: sku, location, qty (units, > 0)
+  ARGV: [1] fingerprint, [2] actor, [3] idempotency key ('' none), [4] idempotency
+    retention (ms), [5] purchase order id, [6] reason, [7] line count n,
+    [8..] per received line: sku, location, qty (units delivered)
   Returns {json, replayed}; json is
     {ok, purchase_order}: with each line's received total
     {error = 'purchase_order_not_found'}
     {error = 'purchase_order_closed', status}: closed or cancelled; nothing received
     {error = 'no_line', sku, location}: the part has no such line; nothing received
-    {error = 'not_ready' | 'idempotency_conflict'}
+    {error = 'store_not_ready' | 'idempotency_conflict'}
   Events, per received line (purchase_order, reason):
     'po_received' (inbound -n, on_hand +n; n = min(qty, outstanding), if n > 0)
     'supplier_discrepancy' over (on_hand +extra) for units beyond what was outstanding.
@@ -21,29 +21,35 @@
     order's outstanding units leave it); every delivered unit lands in on_hand.
 ]]
 --- @include "common"
+--- @include "write"
 --- @include "lifecycle"
 --- @include "purchase_order"
 
-local po_id, actor, idem = ARGV[1], ARGV[3], ARGV[4]
-local reason, n = ARGV[6], tonumber(ARGV[7])
+local meta_key, events_key, idem_key, part_key, index_key = KEYS[1], KEYS[2], KEYS[3],
+                                                            KEYS[4], KEYS[5]
+local fingerprint, actor, idem, idem_retention_ms = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local po_id, reason = ARGV[5], ARGV[6]
+local n = bounded(ARGV[7], 'line count', 1, LINES_MAX)
+check_keys(#KEYS, PO_KEYS + KEYS_PER_PO_LINE * n)
 
-local ctx, reply = open_write(ARGV[2], actor, idem)
+local ctx, reply = open_write(meta_key, events_key, idem_key, fingerprint, actor, idem,
+                              idem_retention_ms)
 if not ctx then
   return reply
 end
-local part = read_po(KEYS[4])
+local part = read_po(part_key)
 if not part then
-  return po_done({error = 'purchase_order_not_found'})
+  return finish(ctx, {error = 'purchase_order_not_found'})
 end
 if part.status ~= 'open' then
-  return po_done({error = 'purchase_order_closed', status = part.status})
+  return finish(ctx, {error = 'purchase_order_closed', status = part.status})
 end
 local found = {}
 for i = 1, n do
   local a = 8 + (i - 1) * 3
   found[i] = po_line_index(part, ARGV[a], ARGV[a + 1])
   if not found[i] then
-    return po_done({error = 'no_line', sku = ARGV[a], location = ARGV[a + 1]})
+    return finish(ctx, {error = 'no_line', sku = ARGV[a], location = ARGV[a + 1]})
   end
 end
 
@@ -51,17 +57,17 @@ for i = 1, n do
   local a = 8 + (i - 1) * 3
   local sku, loc, qty = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 2])
   local line = part.lines[found[i]]
-  local at = po_line_at(i, sku, loc)
+  local place = po_line_at(KEYS, index_key, i, sku, loc)
   local taken = math.min(qty, math.max(line.expected - line.received, 0))
   if taken > 0 then
-    move(ctx, at, 'po_received', taken, {inbound = -taken, on_hand = taken},
+    move(ctx, place, 'po_received', taken, {inbound = -taken, on_hand = taken},
          {'purchase_order', po_id, 'reason', reason})
   end
   if qty > taken then
-    move(ctx, at, 'supplier_discrepancy', qty - taken, {on_hand = qty - taken},
+    move(ctx, place, 'supplier_discrepancy', qty - taken, {on_hand = qty - taken},
          {'purchase_order', po_id, 'reason', reason, 'discrepancy', 'over'})
   end
   line.received = line.received + qty
 end
-rcall('HSET', KEYS[4], 'lines', cjson.encode(part.lines))
-return po_done({ok = true, purchase_order = po_view(part)})
+rcall('HSET', part_key, 'lines', cjson.encode(part.lines))
+return finish(ctx, {ok = true, purchase_order = po_view(part, po_id)})

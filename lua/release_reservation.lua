@@ -4,8 +4,9 @@
   KEYS (6 + 4 per line), the reservation layout of includes/reservation.lua:
     [1] meta, [2] events, [3] idempotency, [4] reservation part, [5] expiries,
     [6] pins, then per line: stock, hold expiries, hold qty, on_hand log.
-  ARGV: [1] reservation id, [2] fingerprint, [3] actor, [4] idempotency key ('' none),
-    [5] idempotency retention (ms), [6] line count n, [7..6+2n] sku, location per line, then
+  ARGV: [1] fingerprint, [2] actor, [3] idempotency key ('' none), [4] idempotency
+    retention (ms), [5] reservation id, [6] line count n, [7..6+2n] sku, location per
+    line, then
     [o]   mode: 'release' (the caller gives the hold up) or 'expire' (the sweeper:
           only a held part whose expiry has passed changes)
     [o+1] reason recorded on the events ('release', 'rollback', 'expired_part', ...)
@@ -13,57 +14,69 @@
   Returns {json, replayed}; json is
     {ok, reservation}: status 'released', or 'expired' when the hold had already expired
       (its units are back either way), or unchanged in 'expire' mode when still live
-    {error = 'not_held', status, reservation}: committed or shipped (release mode),
-      or pinned by a commit in progress (status 'commit_in_progress')
-    {error = 'not_found' | 'lines_mismatch' | 'not_ready' | 'idempotency_conflict'}
+    {error = 'invalid_transition', status, reservation}: committed or shipped (release
+      mode); {error = 'commit_in_progress', ...}: pinned by a commit in progress
+    {error = 'reservation_not_found' | 'lines_mismatch' | 'store_not_ready' |
+      'idempotency_conflict'}
   Events: 'released' or 'expired' per line still counted (reserved -qty).
   Invariants: releasing twice gives units back once (a line is given back only while
     it is still counted in its hold-quantity hash).
 ]]
 --- @include "common"
+--- @include "write"
+--- @include "holds"
 --- @include "reservation"
 
-local rid = ARGV[1]
-local part, ctx = open_part()
-if not part then
-  return ctx
-end
-local o = options_at()
+local meta_key, events_key, idem_key = KEYS[1], KEYS[2], KEYS[3]
+local part_key, expiries_key, pins_key = KEYS[4], KEYS[5], KEYS[6]
+local fingerprint, actor, idem, idem_retention_ms = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local rid, n = ARGV[5], bounded(ARGV[6], 'line count', 1, LINES_MAX)
+local lines = called_lines(KEYS, ARGV, 7, n)
+local o = 7 + 2 * n
 local mode, reason, token = ARGV[o], ARGV[o + 1], ARGV[o + 2]
 
+local ctx, part = open_part(meta_key, events_key, idem_key, fingerprint, actor, idem,
+                            idem_retention_ms, part_key, lines)
+if not ctx then
+  return part
+end
+
 local function forget_indexes()
-  rcall('ZREM', KEYS[5], rid)
-  rcall('ZREM', KEYS[6], rid)
+  rcall('ZREM', expiries_key, rid)
+  rcall('ZREM', pins_key, rid)
 end
 
 if part.status == 'released' or part.status == 'expired' then
   forget_indexes()
-  return done(ok_part(part, rid))
+  return finish(ctx, ok_part(part, rid))
 end
 if part.status == 'held' and ctx.now >= part.expires_at then
-  expire_part(ctx, part, rid)
-  return done(ok_part(part, rid))
+  expire_part(ctx, part, rid, part_key, expiries_key, pins_key, lines)
+  return finish(ctx, ok_part(part, rid))
 end
 if mode == 'expire' then
   if part.status ~= 'held' and part.status ~= 'pinned' then
     forget_indexes()
   end
-  return done(ok_part(part, rid))
+  return finish(ctx, ok_part(part, rid))
 end
 if part.status == 'pinned' and (token == '' or part.pin_token ~= token) then
-  return done({error = 'not_held', status = 'commit_in_progress', reservation = part_view(part, rid)})
+  return finish(ctx, not_held(part, rid, 'commit_in_progress'))
 end
 if part.status ~= 'held' and part.status ~= 'pinned' then
-  return done(not_held(part, rid))
+  return finish(ctx, not_held(part, rid))
 end
 
-for i, line in ipairs(part.lines) do
-  release_line(ctx, 'released', rid, i, line.sku, line.location, reason)
+for _, line in ipairs(lines) do
+  give_back(ctx, 'released', rid, line.stock, line.hexp, line.hqty, line.sku, line.location,
+            reason)
 end
-rcall('HSET', KEYS[4], 'status', 'released', 'released_at', ctx.now)
-rcall('HDEL', KEYS[4], 'pin_token', 'pin_deadline')
-rcall('PEXPIRE', KEYS[4], tonumber(part.retention_ms))
+rcall('HSET', part_key, 'status', 'released', 'released_at', ctx.now)
+if part.status == 'pinned' then
+  rcall('HDEL', part_key, 'pin_token', 'pin_deadline')
+end
+rcall('PEXPIRE', part_key, tonumber(part.retention_ms))
 forget_indexes()
 part.status = 'released'
 part.released_at = ctx.now
-return done(ok_part(part, rid))
+return finish(ctx, ok_part(part, rid))

@@ -41,10 +41,14 @@
 
 local meta_key, index_key, events_key, expiries_key, pins_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local stamp, generation, partitions, newest = ARGV[1] == '1', ARGV[2], ARGV[3], ARGV[4]
-local n, m, k = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local RESTORE_ITEMS_MAX = 500  -- earmark.durable.rebuild.RESTORE_ITEMS_PER_CALL_MAX
+local n = bounded(ARGV[5], 'stock records', 0, RESTORE_ITEMS_MAX)
+local m = bounded(ARGV[6], 'committed parts', 0, RESTORE_ITEMS_MAX)
+local k = bounded(ARGV[7], 'stale parts', 0, RESTORE_ITEMS_MAX)
 local retention_ms = ARGV[8]
 local RECORD_ARGS, RECORD_KEYS, PART_ARGS, FIRST_ARG, FIRST_KEY = 11, 5, 6, 9, 6
 local REBUILD_ACTOR = 'earmark:rebuild'
+check_keys(#KEYS, 5 + RECORD_KEYS * n + m + k)
 
 if rcall('EXISTS', meta_key) == 1 then
   return cjson.encode({error = 'ready'})

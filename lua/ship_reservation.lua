@@ -4,58 +4,71 @@
   KEYS (6 + 4 per line), the reservation layout of includes/reservation.lua:
     [1] meta, [2] events, [3] idempotency, [4] reservation part, [5] expiries,
     [6] pins, then per line: stock, hold expiries, hold qty, on_hand log.
-  ARGV: [1] reservation id, [2] fingerprint, [3] actor, [4] idempotency key ('' none),
-    [5] idempotency retention (ms), [6] line count n, [7..6+2n] sku, location per line
+  ARGV: [1] fingerprint, [2] actor, [3] idempotency key ('' none), [4] idempotency
+    retention (ms), [5] reservation id, [6] line count n, [7..6+2n] sku, location per
+    line (the part's lines, in order)
   Returns {json, replayed}; json is
-    {ok, reservation} with status 'shipped' (also when it already was shipped)
-    {error = 'not_held', status, reservation}: not committed (held, released, expired, pinned)
-    {error = 'insufficient_on_hand', lines = [{sku, location, requested, on_hand}]}: a
-      forced decrease took units that were already sold; nothing is shipped
-    {error = 'not_found' | 'lines_mismatch' | 'not_ready' | 'idempotency_conflict'}
+    {ok, reservation} with status 'shipped' (also when it already was)
+    {error = 'invalid_transition' | 'reservation_expired' | 'reservation_released' |
+      'commit_in_progress', status, reservation}: not committed
+    {error = 'insufficient_on_hand', lines = [{sku, location, on_hand, requested}]}:
+      fewer units on hand than the part ships (after a forced decrease); nothing written
+    {error = 'reservation_not_found' | 'lines_mismatch' | 'store_not_ready' |
+      'idempotency_conflict'}
   Events: 'shipped' per line (committed -qty, on_hand -qty; logged in the on_hand log).
   Invariants: only committed units ship; on_hand never goes negative; every line of
     the part ships at once.
 ]]
 --- @include "common"
+--- @include "write"
+--- @include "holds"
 --- @include "reservation"
 
-local rid = ARGV[1]
-local part, ctx = open_part()
-if not part then
-  return ctx
+local meta_key, events_key, idem_key = KEYS[1], KEYS[2], KEYS[3]
+local part_key, expiries_key, pins_key = KEYS[4], KEYS[5], KEYS[6]
+local fingerprint, actor, idem, idem_retention_ms = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local rid, n = ARGV[5], bounded(ARGV[6], 'line count', 1, LINES_MAX)
+local lines = called_lines(KEYS, ARGV, 7, n)
+local o = 7 + 2 * n
+
+local ctx, part = open_part(meta_key, events_key, idem_key, fingerprint, actor, idem,
+                            idem_retention_ms, part_key, lines)
+if not ctx then
+  return part
 end
 
 if part.status == 'shipped' then
-  return done(ok_part(part, rid))
+  return finish(ctx, ok_part(part, rid))
 end
 if part.status == 'held' and ctx.now >= part.expires_at then
-  expire_part(ctx, part, rid)
-  return done(not_held(part, rid))
+  expire_part(ctx, part, rid, part_key, expiries_key, pins_key, lines)
+  return finish(ctx, not_held(part, rid))
 end
 if part.status ~= 'committed' then
-  return done(not_held(part, rid))
+  return finish(ctx, not_held(part, rid))
 end
 
-local short = {}
-for i, line in ipairs(part.lines) do
-  local on_hand = read_levels((line_keys(i))).on_hand
-  if on_hand < line.qty then
-    short[#short + 1] = {sku = line.sku, location = line.location, requested = line.qty,
-                         on_hand = on_hand}
+local levels, short = {}, {}
+for i, line in ipairs(lines) do
+  levels[i] = read_levels(line.stock)
+  local qty = part.lines[i].qty
+  if levels[i].on_hand < qty then
+    short[#short + 1] = {sku = line.sku, location = line.location,
+                         on_hand = levels[i].on_hand, requested = qty}
   end
 end
 if #short > 0 then
-  return done({error = 'insufficient_on_hand', lines = short})
+  return finish(ctx, {error = 'insufficient_on_hand', lines = short})
 end
 
-for i, line in ipairs(part.lines) do
-  local deltas = {committed = -line.qty, on_hand = -line.qty}
-  local stock_key, _, _, log_key = line_keys(i)
-  apply(stock_key, deltas, log_key)
-  emit(ctx, 'shipped', line.sku, line.location, line.qty, deltas, {'reservation', rid})
+for i, line in ipairs(lines) do
+  local qty = part.lines[i].qty
+  local deltas = {committed = -qty, on_hand = -qty}
+  apply(line.stock, levels[i], deltas, line.log)
+  emit(ctx, 'shipped', line.sku, line.location, qty, deltas, {'reservation', rid})
 end
-rcall('HSET', KEYS[4], 'status', 'shipped', 'shipped_at', ctx.now)
-rcall('PEXPIRE', KEYS[4], tonumber(part.retention_ms))
+rcall('HSET', part_key, 'status', 'shipped', 'shipped_at', ctx.now)
+rcall('PEXPIRE', part_key, tonumber(part.retention_ms))
 part.status = 'shipped'
 part.shipped_at = ctx.now
-return done(ok_part(part, rid))
+return finish(ctx, ok_part(part, rid))

@@ -33,7 +33,6 @@ from earmark import (
     limits,
 )
 from earmark.durable.rebuild import replay_check, verify
-from earmark.engine.scripts import LIFECYCLE_SCRIPT_NAMES
 from earmark.engine.steps import Call, Op
 from earmark.errors import (
     InsufficientUnits,
@@ -48,6 +47,7 @@ from earmark.keys import partition_of
 from earmark.models import StockLevel
 from earmark.store.ledger import Ledger
 from tests.conftest import Backend, stream_lengths
+from tests.test_scripts import LIFECYCLE_SCRIPT_NAMES
 
 pytest_plugins = ["tests.durable_fixtures"]
 
@@ -547,9 +547,14 @@ def test_counts_replay_and_conflict(engine: Engine) -> None:
     assert_events_explain_stock(engine)
 
 
-def test_the_lua_log_bound_matches_limits() -> None:
+def test_every_lua_bound_matches_its_limit() -> None:
+    """The bounds Lua checks (lua/includes/common.lua) carry the names and values of their
+    constants in earmark.limits, so the two paths refuse the same requests."""
     source = (ROOT / "lua" / "includes" / "common.lua").read_text()
-    assert f"local ONHAND_LOG_MAX = {limits.ONHAND_LOG_MAX}\n" in source
+    bounds = dict(re.findall(r"^local ([A-Z_]+) = (\d+)$", source, re.MULTILINE))
+    assert set(bounds) >= {"LINES_MAX", "ONHAND_LOG_MAX", "SKUS_PER_READ_MAX"}
+    for name, value in bounds.items():
+        assert getattr(limits, name) == int(value), name
 
 
 # -- purchase orders ----------------------------------------------------------------------------

@@ -15,18 +15,26 @@ from redis.crc import key_slot
 
 from earmark import CommitInProgress, Engine, EngineConfig
 from earmark.engine.bootstrap import bootstrap
-from earmark.engine.scripts import (
-    INCLUDE,
-    LIFECYCLE_SCRIPT_NAMES,
-    SCRIPT_NAMES,
-    load_scripts,
-    lua_dir,
-)
+from earmark.engine.scripts import INCLUDE, load_scripts, lua_dir, script_names
 from earmark.engine.steps import Call, Op
 from tests.conftest import Backend, fresh_prefix
 from tests.servers import RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
+SCRIPT_NAMES = script_names(lua_dir())
+# The stock lifecycle scripts (docs/lifecycle.md), slot-checked by tests/test_lifecycle.py.
+LIFECYCLE_SCRIPT_NAMES = (
+    "close_purchase_order",
+    "count_stock",
+    "create_purchase_order",
+    "damage_stock",
+    "dispose_returned",
+    "receive_purchase_order",
+    "receive_return",
+    "receive_transfer",
+    "transfer_stock",
+    "write_off_stock",
+)
 HEADER_PARTS = ("KEYS", "ARGV", "Returns", "Invariants")
 
 

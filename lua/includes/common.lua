@@ -1,13 +1,46 @@
--- Shared helpers, inlined into each script by earmark.scripts at load time
--- (a line `--- @include "common"`). Redis Lua has no modules, so BullMQ-style
--- includes keep one copy of these in the source.
+-- Shared helpers, inlined into each script by earmark.engine.scripts at load time
+-- (a line `--- @include "common"`). Redis Lua has no modules, so BullMQ-style includes
+-- keep one copy of these in the source. Every helper takes what it uses as parameters:
+-- none reads KEYS or ARGV.
 
 local rcall = redis.call
+
+-- Bounds checked in Lua as well as in Python: each has the name and value of its
+-- constant in earmark/limits.py (a test checks they agree).
+-- Lines of one cart, delivery or purchase order part.
+local LINES_MAX = 50
+-- Expired holds one call may give back per line.
+local RECLAIM_PER_LINE_LIMIT = 1000
+-- (sku, location) pairs one read_stock call answers.
+local SKUS_PER_READ_MAX = 1000
+-- Expired holds a read looks at per line.
+local EXPIRED_READ_PER_LINE_MAX = 10000
+-- on_hand changes remembered per (sku, location), for cycle counts.
+local ONHAND_LOG_MAX = 256
 
 -- Server clock in whole milliseconds. Scripts never take a client clock.
 local function now_ms()
   local t = rcall('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Fails the script (a bug in the caller, not a refusal) unless the call sent `expected`
+-- keys.
+local function check_keys(got, expected)
+  if got ~= expected then
+    error('earmark: expected ' .. expected .. ' KEYS, got ' .. got)
+  end
+end
+
+-- A count the script loops over, as a number within [low, high]; fails the script
+-- otherwise (Python checks the same bound first, so this only catches a broken caller).
+local function bounded(value, name, low, high)
+  local n = tonumber(value)
+  if not n or n ~= math.floor(n) or n < low or n > high then
+    error('earmark: ' .. name .. ' must be a whole number in [' .. low .. ', ' .. high ..
+          '], got ' .. tostring(value))
+  end
+  return n
 end
 
 local BUCKETS = {'on_hand', 'reserved', 'committed', 'in_transit', 'returned',
@@ -27,9 +60,6 @@ local function available(levels)
   return levels.on_hand - levels.reserved - levels.committed
 end
 
--- on_hand changes remembered per (sku, location) for cycle counts (limits.ONHAND_LOG_MAX).
-local ONHAND_LOG_MAX = 256
-
 -- One entry of an on_hand log: 'version:on_hand' -> version, on_hand.
 local function log_entry(member)
   local version, on_hand = string.match(member, '^(%d+):(%-?%d+)$')
@@ -41,34 +71,36 @@ end
 -- is empty, or that disagrees with the state before this change (a restore rewrote the
 -- stock hash), starts again from that state, so it never answers for a history it did
 -- not see.
-local function log_on_hand(log_key, before, version, on_hand)
+local function log_on_hand(log_key, before_version, before_on_hand, version, on_hand)
   local newest = rcall('ZREVRANGE', log_key, 0, 0)
   local fresh = #newest == 0
   if not fresh then
     local v, n = log_entry(newest[1])
-    fresh = v > before.version or n ~= before.on_hand
+    fresh = v > before_version or n ~= before_on_hand
     if fresh then
       rcall('DEL', log_key)
     end
   end
   if fresh then
-    rcall('ZADD', log_key, before.version, before.version .. ':' .. before.on_hand)
+    rcall('ZADD', log_key, before_version, before_version .. ':' .. before_on_hand)
   end
-  if on_hand ~= before.on_hand then
+  if on_hand ~= before_on_hand then
     rcall('ZADD', log_key, version, version .. ':' .. on_hand)
     rcall('ZREMRANGEBYRANK', log_key, 0, -(ONHAND_LOG_MAX + 1))
   end
 end
 
--- Applies bucket deltas to one stock key. Every resulting bucket is checked
--- before anything is written: Redis does not roll back a script that fails
--- half way, so an impossible state must be caught before the first write.
--- log_key is the stock key's on_hand log; a change of on_hand without it is refused,
--- so every on_hand change is logged (cycle counts depend on it).
-local function apply(stock_key, deltas, log_key)
-  local levels = read_levels(stock_key)
+-- Applies bucket deltas to one stock key whose current buckets the caller holds in
+-- `levels` (read in this script). Every resulting bucket is checked before anything is
+-- written: Redis does not roll back a script that fails half way, so an impossible
+-- state must be caught before the first write. One HSET writes the changed buckets and
+-- the new version. `log_key` is the stock key's on_hand log; a change of on_hand without
+-- it is refused, so every on_hand change is logged (cycle counts depend on it).
+-- Returns `levels`, updated.
+local function apply(stock_key, levels, deltas, log_key)
+  local changes = {}
   for name, delta in pairs(deltas) do
-    if levels[name] == nil then
+    if levels[name] == nil or name == 'version' then
       error('earmark: unknown bucket ' .. name)
     end
     if levels[name] + delta < 0 then
@@ -79,21 +111,37 @@ local function apply(stock_key, deltas, log_key)
   if on_hand_delta ~= 0 and not log_key then
     error('earmark: on_hand changes without its log on ' .. stock_key)
   end
+  local before_version, before_on_hand = levels.version, levels.on_hand
   for name, delta in pairs(deltas) do
     if delta ~= 0 then
-      rcall('HINCRBY', stock_key, name, delta)
+      levels[name] = levels[name] + delta
+      changes[#changes + 1] = name
+      changes[#changes + 1] = levels[name]
     end
   end
-  local version = rcall('HINCRBY', stock_key, 'version', 1)
+  levels.version = levels.version + 1
+  changes[#changes + 1] = 'version'
+  changes[#changes + 1] = levels.version
+  rcall('HSET', stock_key, unpack(changes))
   if log_key then
-    log_on_hand(log_key, levels, version, levels.on_hand + on_hand_delta)
+    log_on_hand(log_key, before_version, before_on_hand, levels.version, levels.on_hand)
   end
+  return levels
 end
 
 -- Indexes a stock record: the partition's 'sku:location' set and the SKU's locations.
 local function index_stock(index_key, locations_key, sku, loc)
   rcall('SADD', index_key, sku .. ':' .. loc)
   rcall('SADD', locations_key, loc)
+end
+
+-- The buckets of one (sku, location) as returned to Python.
+local function levels_view(levels, sku, loc)
+  local view = {sku = sku, location = loc}
+  for name, value in pairs(levels) do
+    view[name] = value
+  end
+  return view
 end
 
 -- ctx: {events = stream key, actor, idem = idempotency key, channel, now = ms}
@@ -110,63 +158,6 @@ local function emit(ctx, etype, sku, loc, qty, deltas, extra)
   rcall('XADD', ctx.events, '*', unpack(fields))
 end
 
--- Idempotency: nil when the key is new (or no key was given), otherwise the
--- script's return value for the replay or the conflict.
-local function idem_check(idem_key, idem, fingerprint)
-  if idem == '' then
-    return nil
-  end
-  local stored = rcall('GET', idem_key)
-  if not stored then
-    return nil
-  end
-  local record = cjson.decode(stored)
-  if record.fp ~= fingerprint then
-    return {cjson.encode({error = 'idempotency_conflict'}), 0}
-  end
-  return {record.result, 1}
-end
-
--- Stores the result for replays and returns it in the scripts' return shape.
-local function finish(idem_key, idem, fingerprint, retention_ms, result)
-  local encoded = cjson.encode(result)
-  if idem ~= '' then
-    rcall('SET', idem_key, cjson.encode({fp = fingerprint, result = encoded}),
-          'PX', retention_ms)
-  end
-  return {encoded, 0}
-end
-
-local EXPIRY_ACTOR = 'earmark:expiry'
-
--- Takes one reservation's hold off one (sku, location) if it is still counted in
--- `reserved`; returns the units given back (0 when already taken off).
-local function give_back(ctx, etype, rid, stock_key, hexp_key, hqty_key, sku, loc, reason)
-  local raw = rcall('HGET', hqty_key, rid)
-  if not raw then
-    return 0
-  end
-  local qty = tonumber(raw)
-  rcall('HDEL', hqty_key, rid)
-  rcall('ZREM', hexp_key, rid)
-  apply(stock_key, {reserved = -qty})
-  emit(ctx, etype, sku, loc, qty, {reserved = -qty}, {'reservation', rid, 'reason', reason})
-  return qty
-end
-
--- Gives back at most `limit` holds of one (sku, location) whose expiry has passed, so
--- they stop counting before the caller checks stock. Their events name the expiry,
--- not the request that happened to trigger it.
-local function reclaim_holds(ctx, stock_key, hexp_key, hqty_key, sku, loc, limit)
-  local ids = rcall('ZRANGEBYSCORE', hexp_key, '-inf', ctx.now, 'LIMIT', 0, limit)
-  local expiry_ctx = {events = ctx.events, actor = EXPIRY_ACTOR, idem = '', channel = '',
-                      now = ctx.now}
-  for _, rid in ipairs(ids) do
-    give_back(expiry_ctx, 'expired', rid, stock_key, hexp_key, hqty_key, sku, loc, 'ttl')
-  end
-  return #ids
-end
-
-local function not_ready()
-  return {cjson.encode({error = 'not_ready'}), 0}
+local function reply_error(code)
+  return {cjson.encode({error = code}), 0}
 end

@@ -1,21 +1,6 @@
 -- Helpers of the stock lifecycle scripts (transfers, returns, damage, write-offs, counts,
--- purchase orders). Include after "common" (and after "stock" where a script uses the
--- stock layout). Every lifecycle script keeps KEYS[1] meta, KEYS[2] events and
--- KEYS[3] idempotency.
-
--- The opening of a lifecycle script that does not use the stock layout: checks the
--- generation marker and the idempotency record. Returns the context, or nil and the
--- reply to return at once.
-local function open_write(fingerprint, actor, idem)
-  if rcall('EXISTS', KEYS[1]) == 0 then
-    return nil, not_ready()
-  end
-  local replay = idem_check(KEYS[3], idem, fingerprint)
-  if replay then
-    return nil, replay
-  end
-  return {events = KEYS[2], actor = actor, idem = idem, channel = '', now = now_ms()}, nil
-end
+-- purchase orders). Include after "common", "write" and, where a script uses the stock
+-- layout, "holds" and "stock".
 
 -- A hash as a table; nil when the key does not exist.
 local function read_record(key)
@@ -30,12 +15,12 @@ local function read_record(key)
   return record
 end
 
--- Moves units of one (sku, location): at = {stock, log, index, locations, sku, location}.
--- Applies the deltas (on_hand changes are logged), indexes the record, records the event.
-local function move(ctx, at, etype, qty, deltas, extra)
-  apply(at.stock, deltas, at.log)
-  index_stock(at.index, at.locations, at.sku, at.location)
-  emit(ctx, etype, at.sku, at.location, qty, deltas, extra)
+-- Moves units of one place (see stock_place): applies the deltas to its current buckets
+-- (read here), indexes the record, records the event.
+local function move(ctx, place, etype, qty, deltas, extra)
+  apply(place.stock, read_levels(place.stock), deltas, place.log)
+  index_stock(place.index, place.locations, place.sku, place.location)
+  emit(ctx, etype, place.sku, place.location, qty, deltas, extra)
 end
 
 -- Units promised beyond what is on hand that a change of on_hand by `delta` adds
@@ -51,12 +36,11 @@ local function emit_exposure(ctx, sku, loc, units, cause, reason)
   emit(ctx, 'oversell_exposure', sku, loc, units, {}, {'cause', cause, 'reason', reason})
 end
 
--- Moves qty units of this script's (sku, location) (the stock layout) out of on_hand into
--- bucket `to`, as event `etype`. Refused when on_hand is short (even forced), or when
--- available would go below zero unless forced; a forced one also records the exposure.
--- Returns the reply table (an error, or {ok, levels, exposure}).
-local function take_on_hand(ctx, etype, qty, to, forced, reason, extra)
-  local levels = read_levels(KEYS[4])
+-- Moves qty units of a place out of on_hand into bucket `to`, as event `etype`. Refused
+-- when on_hand is short (even forced), or when available would go below zero unless
+-- forced; a forced one also records the exposure. `levels` are the place's current
+-- buckets. Returns the reply table (an error, or {ok, levels, exposure}).
+local function take_on_hand(ctx, place, levels, etype, qty, to, forced, reason, extra)
   if levels.on_hand < qty then
     return {error = 'insufficient_on_hand', on_hand = levels.on_hand, requested = qty}
   end
@@ -67,9 +51,9 @@ local function take_on_hand(ctx, etype, qty, to, forced, reason, extra)
   end
   local deltas = {on_hand = -qty}
   deltas[to] = qty
-  local result = change_stock(ctx, etype, qty, deltas, extra)
+  local result = change_stock(ctx, place, levels, etype, qty, deltas, extra)
   if exposure > 0 then
-    emit_exposure(ctx, ARGV[1], ARGV[2], exposure, etype, reason)
+    emit_exposure(ctx, place.sku, place.location, exposure, etype, reason)
   end
   result.exposure = exposure
   return result

@@ -1,19 +1,18 @@
--- Helpers for the scripts that act on one partition's part of a purchase order.
--- Layout shared by those scripts:
---   KEYS[1] meta, KEYS[2] events, KEYS[3] idempotency, KEYS[4] purchase order part,
---   KEYS[5] stock index of the partition, then 3 keys per line:
---   stock, locations of the line's sku, on_hand log.
---   ARGV[1] purchase order id, ARGV[2] fingerprint, ARGV[3] actor,
---   ARGV[4] idempotency key ('' none), ARGV[5] idempotency retention (ms), then the
---   script's own arguments.
+-- The purchase order layout: scripts that act on one partition's part of a purchase
+-- order (include after "common", "write" and "lifecycle"). Their KEYS and ARGV:
+--   KEYS[1-3] the write prefix (meta, events, idempotency),
+--   KEYS[4] purchase order part, KEYS[5] stock index of the partition, then 3 keys per
+--   line: stock, locations of the line's sku, on_hand log;
+--   ARGV[1-4] the write prefix, ARGV[5] purchase order id, then the script's own.
 
 local PO_KEYS = 5
+local KEYS_PER_PO_LINE = 3
 
--- The `at` of lifecycle's move() for line i of the call.
-local function po_line_at(i, sku, loc)
-  local base = PO_KEYS + (i - 1) * 3
-  return {stock = KEYS[base + 1], locations = KEYS[base + 2], log = KEYS[base + 3],
-          index = KEYS[5], sku = sku, location = loc}
+-- The place (see lifecycle's move) of line i of a call on this layout.
+local function po_line_at(keys, index_key, i, sku, loc)
+  local base = PO_KEYS + (i - 1) * KEYS_PER_PO_LINE
+  return {stock = keys[base + 1], locations = keys[base + 2], log = keys[base + 3],
+          index = index_key, sku = sku, location = loc}
 end
 
 -- The part as a table (lines decoded); nil when this partition holds no such part.
@@ -28,14 +27,10 @@ local function read_po(part_key)
 end
 
 -- The public view of a part, as returned to Python.
-local function po_view(part)
-  return {id = ARGV[1], status = part.status, supplier = part.supplier,
+local function po_view(part, po_id)
+  return {id = po_id, status = part.status, supplier = part.supplier,
           expected_date = part.expected_date, reference = part.reference,
           created_at = part.created_at, closed_at = part.closed_at, lines = part.lines}
-end
-
-local function po_done(result)
-  return finish(KEYS[3], ARGV[4], ARGV[2], tonumber(ARGV[5]), result)
 end
 
 -- Index of the part's line for (sku, loc), or nil.

@@ -1,28 +1,33 @@
--- Helpers for the scripts that act on one partition's part of a reservation.
--- Layout shared by those scripts:
---   KEYS[1] meta, KEYS[2] events, KEYS[3] idempotency, KEYS[4] reservation part,
---   KEYS[5] expiries index, KEYS[6] pins index, then 4 keys per line:
---   stock, hold expiries, hold quantities, on_hand log.
---   ARGV: line fields start at ARGV[LINE_ARGV] as sku, location (and qty for reserve).
+-- The reservation layout: scripts that act on one partition's part of a reservation
+-- (include after "common", "write" and "holds"). Their KEYS and ARGV:
+--   KEYS[1-3] the write prefix (meta, events, idempotency),
+--   KEYS[4] reservation part, KEYS[5] expiries index, KEYS[6] pins index,
+--   then 4 keys per line: stock, hold expiries, hold quantities, on_hand log;
+--   ARGV[1-4] the write prefix (fingerprint, actor, idempotency key, retention),
+--   ARGV[5] reservation id, ARGV[6] line count n, ARGV[7..6+2n] sku, location per line
+--   (the part's own lines, in order), then the script's own options from ARGV[7+2n].
+-- reserve.lua keeps the same KEYS and takes qty with each line (see its header).
 
-local LINE_KEYS = 6
+local PART_KEYS = 6
 local KEYS_PER_LINE = 4
 
--- stock, hold expiries, hold qty and on_hand log of line i.
-local function line_keys(i)
-  local base = LINE_KEYS + (i - 1) * KEYS_PER_LINE
-  return KEYS[base + 1], KEYS[base + 2], KEYS[base + 3], KEYS[base + 4]
+-- The keys of line i of a call on this layout (`first` is the KEYS index of line 1).
+local function line_at(keys, first, i, sku, loc)
+  local base = first + (i - 1) * KEYS_PER_LINE
+  return {sku = sku, location = loc, stock = keys[base], hexp = keys[base + 1],
+          hqty = keys[base + 2], log = keys[base + 3]}
 end
 
--- give_back for line i of the layout.
-local function release_line(ctx, etype, rid, i, sku, loc, reason)
-  local stock_key, hexp_key, hqty_key = line_keys(i)
-  return give_back(ctx, etype, rid, stock_key, hexp_key, hqty_key, sku, loc, reason)
-end
-
-local function reclaim_expired(ctx, i, sku, loc, limit)
-  local stock_key, hexp_key, hqty_key = line_keys(i)
-  return reclaim_holds(ctx, stock_key, hexp_key, hqty_key, sku, loc, limit)
+-- The n lines a part script was called with (sku, location per line from argv[first]),
+-- with their keys; fails the script unless the call sent exactly their keys.
+local function called_lines(keys, argv, first, n)
+  check_keys(#keys, PART_KEYS + KEYS_PER_LINE * n)
+  local lines = {}
+  for i = 1, n do
+    local a = first + (i - 1) * 2
+    lines[i] = line_at(keys, PART_KEYS + 1, i, argv[a], argv[a + 1])
+  end
+  return lines
 end
 
 -- The part's record as a table; nil when this partition holds no such part.
@@ -52,77 +57,68 @@ local function part_view(part, rid)
           lines = part.lines}
 end
 
--- The lines Python passed must be the part's own lines, in order: keys are
--- built by the caller from the record, and a mismatch means a stale caller.
-local function lines_match(part, first_argv)
-  local n = #part.lines
-  if (#KEYS - LINE_KEYS) ~= n * KEYS_PER_LINE then
+local function ok_part(part, rid)
+  return {ok = true, reservation = part_view(part, rid)}
+end
+
+-- The refusal for a part whose status does not allow the operation; `status` is what the
+-- caller sees (the part's own, or 'commit_in_progress' for a part another call pinned).
+local NOT_HELD = {expired = 'reservation_expired', released = 'reservation_released',
+                  commit_in_progress = 'commit_in_progress'}
+local function not_held(part, rid, status)
+  status = status or part.status
+  return {error = NOT_HELD[status] or 'invalid_transition', status = status,
+          reservation = part_view(part, rid)}
+end
+
+-- The lines the caller sent must be the part's own lines, in order: keys are built by
+-- the caller from the record, and a mismatch means a stale caller.
+local function lines_match(part, lines)
+  if #part.lines ~= #lines then
     return false
   end
-  for i = 1, n do
-    local line = part.lines[i]
-    if line.sku ~= ARGV[first_argv + (i - 1) * 2] or
-       line.location ~= ARGV[first_argv + (i - 1) * 2 + 1] then
+  for i, line in ipairs(part.lines) do
+    if line.sku ~= lines[i].sku or line.location ~= lines[i].location then
       return false
     end
   end
   return true
 end
 
--- A held part whose expiry has passed: give back every line still counted,
--- mark it expired and let it age out after the retention period.
-local function expire_part(ctx, part, rid)
+-- The opening every script on an existing part shares: the write opening, then the part
+-- (which must exist and have the lines the call named). Returns ctx and part, or nil and
+-- the reply to return at once.
+local function open_part(meta_key, events_key, idem_key, fingerprint, actor, idem,
+                         idem_retention_ms, part_key, lines)
+  local ctx, reply = open_write(meta_key, events_key, idem_key, fingerprint, actor, idem,
+                                idem_retention_ms)
+  if not ctx then
+    return nil, reply
+  end
+  local part = read_part(part_key)
+  if not part then
+    return nil, reply_error('reservation_not_found')
+  end
+  if not lines_match(part, lines) then
+    return nil, reply_error('lines_mismatch')
+  end
+  ctx.channel = part.channel
+  return ctx, part
+end
+
+-- A held part whose expiry has passed: give back every line still counted, mark it
+-- expired and let it age out after its retention period.
+local function expire_part(ctx, part, rid, part_key, expiries_key, pins_key, lines)
   local expiry_ctx = {events = ctx.events, actor = EXPIRY_ACTOR, idem = '',
                       channel = part.channel, now = ctx.now}
-  for i, line in ipairs(part.lines) do
-    release_line(expiry_ctx, 'expired', rid, i, line.sku, line.location, 'ttl')
+  for _, line in ipairs(lines) do
+    give_back(expiry_ctx, 'expired', rid, line.stock, line.hexp, line.hqty, line.sku,
+              line.location, 'ttl')
   end
   part.status = 'expired'
-  rcall('HSET', KEYS[4], 'status', 'expired', 'expired_at', ctx.now)
-  rcall('ZREM', KEYS[5], rid)
-  rcall('ZREM', KEYS[6], rid)
-  rcall('PEXPIRE', KEYS[4], tonumber(part.retention_ms))
-end
-
-local function not_held(part, rid)
-  return {error = 'not_held', status = part.status, reservation = part_view(part, rid)}
-end
-
--- The opening every script acting on an existing part shares. ARGV layout of
--- those scripts: [1] reservation id, [2] fingerprint, [3] actor, [4] idempotency
--- key, [5] idempotency retention (ms), [6] line count n, [7..6+2n] sku, location
--- per line, then the script's own options from ARGV[7+2n].
--- Returns the part and the context, or nil and the reply to return at once.
-local function open_part()
-  if rcall('EXISTS', KEYS[1]) == 0 then
-    return nil, not_ready()
-  end
-  local replay = idem_check(KEYS[3], ARGV[4], ARGV[2])
-  if replay then
-    return nil, replay
-  end
-  local part = read_part(KEYS[4])
-  if not part then
-    return nil, {cjson.encode({error = 'not_found'}), 0}
-  end
-  if not lines_match(part, 7) then
-    return nil, {cjson.encode({error = 'lines_mismatch'}), 0}
-  end
-  local ctx = {events = KEYS[2], actor = ARGV[3], idem = ARGV[4], channel = part.channel,
-               now = now_ms()}
-  return part, ctx
-end
-
--- Index of the first option after the lines.
-local function options_at()
-  return 7 + 2 * tonumber(ARGV[6])
-end
-
--- Stores the result under the request's idempotency key and returns it.
-local function done(result)
-  return finish(KEYS[3], ARGV[4], ARGV[2], tonumber(ARGV[5]), result)
-end
-
-local function ok_part(part, rid)
-  return {ok = true, reservation = part_view(part, rid)}
+  part.expired_at = ctx.now
+  rcall('HSET', part_key, 'status', 'expired', 'expired_at', ctx.now)
+  rcall('ZREM', expiries_key, rid)
+  rcall('ZREM', pins_key, rid)
+  rcall('PEXPIRE', part_key, tonumber(part.retention_ms))
 end

@@ -1,91 +1,203 @@
-"""One exception tree: callers can catch ``EarmarkError`` for everything of ours."""
+"""One exception tree and one outcome table.
+
+Every error earmark raises on purpose is an ``EarmarkError``. Each class declares, once,
+its stable ``code`` (the problem ``code`` over HTTP), its ``http_status`` and the problem
+``title``; ``ERRORS`` maps every code to its class (filled as the classes are defined, so a
+code declared twice fails at import).
+
+``OUTCOMES`` is the other half: each refusal code a Lua script can return, with the class
+it raises and the message it reads (formatted with the script's reply and the subject of
+the call, e.g. a reservation id). ``earmark.engine.replies.raise_for_error`` reads it;
+the HTTP exception handler and ``/openapi.json`` read the classes. Adding an outcome is one
+row here (and, for a new kind of error, one class).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+ERRORS: dict[str, type[EarmarkError]] = {}
 
 
 class EarmarkError(Exception):
     """Base of every error earmark raises on purpose. ``code`` is stable for clients."""
 
-    code = "earmark_error"
+    code: ClassVar[str] = "earmark_error"
+    http_status: ClassVar[int] = 500
+    title: ClassVar[str] = "Internal server error"
+    # Reply fields a script's refusal carries into ``details`` (see ``from_reply``).
+    reply_details: ClassVar[tuple[str, ...]] = ()
+    # The name under which the call's subject (an id) is kept in ``details``, if any.
+    subject_detail: ClassVar[str | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "code" not in vars(cls):
+            raise TypeError(f"{cls.__name__} must declare its own code")
+        if cls.code in ERRORS:
+            raise TypeError(f"error code {cls.code!r} is declared twice")
+        ERRORS[cls.code] = cls
 
     def __init__(self, message: str, **details: Any) -> None:
         super().__init__(message)
         self.message = message
         self.details = details
 
+    @classmethod
+    def from_reply(cls, reply: Mapping[str, Any], subject: str, message: str) -> EarmarkError:
+        """The error for a script's refusal; ``message`` is the outcome's template."""
+        details = {name: reply[name] for name in cls.reply_details if name in reply}
+        if cls.subject_detail is not None:
+            details[cls.subject_detail] = subject
+        fields = {k: v for k, v in reply.items() if k != "error"}
+        return cls(message.format(subject=subject, **fields), **details)
+
+    @classmethod
+    def outcome(cls, reply: Mapping[str, Any], subject: str = "") -> EarmarkError:
+        """The error for a script reply's ``error`` code, through ``OUTCOMES``."""
+        code = str(reply["error"])
+        found = OUTCOMES.get(code)
+        if found is None:
+            return InternalError(f"unexpected script outcome {code!r}")
+        error = found.error.from_reply(reply, subject, found.message)
+        error.details.update(found.details)
+        return error
+
+
+ERRORS[EarmarkError.code] = EarmarkError
+
+
+class InternalError(EarmarkError):
+    """A state that should be impossible (a bug, or a stale caller); nothing to retry."""
+
+    code = "internal_error"
+    http_status = 500
+    title = "Internal server error"
+
 
 class InvalidRequest(EarmarkError):
     """The request is malformed or outside a documented bound; nothing was written."""
 
     code = "invalid_request"
+    http_status = 422
+    title = "The request is invalid"
+    reply_details = ("field",)
 
 
 class InsufficientStock(EarmarkError):
     """A reservation was refused; ``shortfalls`` names every short line."""
 
     code = "insufficient_stock"
+    http_status = 409
+    title = "Not enough stock available"
 
     def __init__(self, message: str, shortfalls: list[Any]) -> None:
         super().__init__(message, lines=shortfalls)
         self.shortfalls = shortfalls
+
+    @classmethod
+    def for_lines(cls, shortfalls: list[Any]) -> InsufficientStock:
+        names = ", ".join(f"{s.sku}@{s.location} ({s.available}/{s.requested})" for s in shortfalls)
+        return cls(f"not enough stock for: {names}", shortfalls)
+
+    @classmethod
+    def from_reply(cls, reply: Mapping[str, Any], subject: str, message: str) -> EarmarkError:
+        from earmark.models import Shortfall
+
+        return cls.for_lines([Shortfall(**line) for line in reply["lines"]])
 
 
 class WouldOversell(EarmarkError):
     """A decrease would push available below zero and was not forced."""
 
     code = "would_oversell"
+    http_status = 409
+    title = "The decrease would oversell"
+    reply_details = ("available", "requested")
 
 
 class InsufficientOnHand(EarmarkError):
     """Fewer units are physically on hand than the operation removes."""
 
     code = "insufficient_on_hand"
+    http_status = 409
+    title = "Not enough units on hand"
+    reply_details = ("on_hand", "requested", "lines")
 
 
 class ReservationNotFound(EarmarkError):
     code = "reservation_not_found"
+    http_status = 404
+    title = "No such reservation"
+    subject_detail = "id"
 
 
 class SkuNotFound(EarmarkError):
     code = "sku_not_found"
+    http_status = 404
+    title = "No stock record for this SKU and location"
 
 
 class ReservationNotHeld(EarmarkError):
     """The reservation is not in a state that allows the operation; ``status`` says which."""
 
     code = "invalid_transition"
+    http_status = 409
+    title = "The reservation cannot make this transition"
 
     def __init__(self, message: str, status: str, **details: Any) -> None:
         super().__init__(message, status=status, **details)
-        self.status = status
+        self.status = status  # the record's status
+
+    @classmethod
+    def from_reply(cls, reply: Mapping[str, Any], subject: str, message: str) -> EarmarkError:
+        fields = {k: v for k, v in reply.items() if k not in ("error", "reservation")}
+        return cls(message.format(subject=subject, **fields), str(reply["status"]))
 
 
 class ReservationExpired(ReservationNotHeld):
     code = "reservation_expired"
+    http_status = 410
+    title = "The reservation has expired"
 
 
 class ReservationReleased(ReservationNotHeld):
     code = "reservation_released"
+    http_status = 410
+    title = "The reservation was released"
 
 
 class CommitInProgress(ReservationNotHeld):
     """Another caller is committing this multi-partition reservation right now; retry."""
 
     code = "commit_in_progress"
+    title = "The reservation is being committed by another request"
 
 
 class IdempotencyConflict(EarmarkError):
     """The idempotency key was already used for a different request."""
 
     code = "idempotency_conflict"
+    http_status = 422
+    title = "The idempotency key was used for another request"
 
 
 class StoreNotReady(EarmarkError):
     """Redis lacks the generation marker: it was lost or never set up. Writes are refused."""
 
     code = "store_not_ready"
+    http_status = 503
+    title = "The store is not ready"
+
+
+class StoreUnavailable(EarmarkError):
+    """Redis did not answer (unreachable, timed out); retrying later is safe."""
+
+    code = "store_unavailable"
+    http_status = 503
+    title = "Redis is unreachable"
 
 
 class InsufficientUnits(EarmarkError):
@@ -93,6 +205,9 @@ class InsufficientUnits(EarmarkError):
     operation moves out of it; ``bucket`` names it. Nothing was written."""
 
     code = "insufficient_units"
+    http_status = 409
+    title = "Not enough units in the bucket"
+    reply_details = ("bucket", "available", "requested")
 
 
 class StaleCount(EarmarkError):
@@ -101,10 +216,16 @@ class StaleCount(EarmarkError):
     again and recount; nothing was written."""
 
     code = "stale_count"
+    http_status = 409
+    title = "The count's stock version is too old or too new"
+    reply_details = ("version", "current", "oldest")
 
 
 class TransferNotFound(EarmarkError):
     code = "transfer_not_found"
+    http_status = 404
+    title = "No such transfer"
+    subject_detail = "id"
 
 
 class TransferAlreadyReceived(EarmarkError):
@@ -112,6 +233,18 @@ class TransferAlreadyReceived(EarmarkError):
     (Receiving it again with the same quantity returns the record and changes nothing.)"""
 
     code = "transfer_already_received"
+    http_status = 409
+    title = "The transfer was received with another quantity"
+
+    @classmethod
+    def from_reply(cls, reply: Mapping[str, Any], subject: str, message: str) -> EarmarkError:
+        from earmark.models import Transfer
+
+        record = Transfer.from_record(reply["transfer"])
+        return cls(
+            message.format(subject=subject, qty_received=record.qty_received),
+            transfer=record.model_dump(mode="json"),
+        )
 
 
 class ReturnExceedsShipped(EarmarkError):
@@ -119,10 +252,16 @@ class ReturnExceedsShipped(EarmarkError):
     already returned. Nothing was written."""
 
     code = "return_exceeds_shipped"
+    http_status = 409
+    title = "The return exceeds what the reservation shipped"
+    reply_details = ("shipped", "returned", "requested")
 
 
 class PurchaseOrderNotFound(EarmarkError):
     code = "purchase_order_not_found"
+    http_status = 404
+    title = "No such purchase order"
+    subject_detail = "id"
 
 
 class PurchaseOrderClosed(EarmarkError):
@@ -130,31 +269,114 @@ class PurchaseOrderClosed(EarmarkError):
     and a closed order cannot be cancelled (nor the other way round)."""
 
     code = "purchase_order_closed"
+    http_status = 409
+    title = "The purchase order is closed or cancelled"
 
     def __init__(self, message: str, status: str, **details: Any) -> None:
         super().__init__(message, status=status, **details)
-        self.status = status
+        self.status = status  # the order's status
+
+    @classmethod
+    def from_reply(cls, reply: Mapping[str, Any], subject: str, message: str) -> EarmarkError:
+        status = str(reply["status"])
+        received = reply.get("received", [])
+        return cls(message.format(subject=subject, status=status), status, received_before=received)
 
 
 class LedgerError(EarmarkError):
     """The durable record refused or could not understand a write."""
 
     code = "ledger_error"
+    http_status = 500
+    title = "The durable record refused the write"
 
 
 class LedgerUnavailable(LedgerError):
     """The durable record cannot be reached right now; retrying later is safe."""
 
     code = "ledger_unavailable"
+    http_status = 503
+    title = "The durable record is unavailable"
 
 
 class LedgerMismatch(LedgerError):
     """The durable record belongs to another store (key prefix or partition count)."""
 
     code = "ledger_mismatch"
+    http_status = 500
+    title = "The durable record belongs to another store"
 
 
 class RebuildRefused(EarmarkError):
     """Redis still has its generation markers: rebuilding would overwrite live stock."""
 
     code = "rebuild_refused"
+    http_status = 409
+    title = "Rebuild refused"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A refusal a Lua script can return: the error it raises and its message template
+    (``str.format`` with the reply's fields and ``subject``)."""
+
+    error: type[EarmarkError]
+    message: str
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+NOT_READY_MESSAGE = (
+    "Redis has no generation marker for this partition: its data was lost or never set "
+    "up; writes are refused until stock is rebuilt (earmark rebuild)"
+)
+
+OUTCOMES: dict[str, Outcome] = {
+    "store_not_ready": Outcome(StoreNotReady, NOT_READY_MESSAGE),
+    "idempotency_conflict": Outcome(
+        IdempotencyConflict, "this idempotency key was already used for another request"
+    ),
+    "insufficient_stock": Outcome(InsufficientStock, "not enough stock"),
+    "would_oversell": Outcome(
+        WouldOversell,
+        "a decrease of {requested} is more than the {available} units available; force the "
+        "decrease to record it anyway",
+    ),
+    "insufficient_on_hand": Outcome(
+        InsufficientOnHand, "fewer units are on hand than the operation removes"
+    ),
+    "reservation_not_found": Outcome(ReservationNotFound, "no reservation {subject}"),
+    "reservation_expired": Outcome(ReservationExpired, "reservation {subject} has expired"),
+    "reservation_released": Outcome(ReservationReleased, "reservation {subject} was released"),
+    "commit_in_progress": Outcome(
+        CommitInProgress, "reservation {subject} is being committed by another request; retry"
+    ),
+    "invalid_transition": Outcome(
+        ReservationNotHeld, "reservation {subject} is {status}: the operation is not allowed"
+    ),
+    "stale_count": Outcome(
+        StaleCount,
+        "stock version {version} cannot be counted against: the engine remembers on_hand "
+        "from version {oldest} to {current}; read the stock again and recount",
+    ),
+    "insufficient_units": Outcome(
+        InsufficientUnits, "only {available} units are {bucket}, {requested} requested"
+    ),
+    "return_exceeds_shipped": Outcome(
+        ReturnExceedsShipped,
+        "reservation {subject} shipped {shipped} of the line and {returned} already came "
+        "back; {requested} more cannot",
+    ),
+    "no_line": Outcome(
+        InvalidRequest, "{subject} has no line for {sku} at {location}", {"field": "lines"}
+    ),
+    "transfer_not_found": Outcome(TransferNotFound, "no transfer {subject}"),
+    "transfer_already_received": Outcome(
+        TransferAlreadyReceived,
+        "transfer {subject} was already received with {qty_received} units",
+    ),
+    "purchase_order_not_found": Outcome(PurchaseOrderNotFound, "no purchase order {subject}"),
+    "purchase_order_closed": Outcome(PurchaseOrderClosed, "purchase order {subject} is {status}"),
+    "lines_mismatch": Outcome(
+        InternalError, "the lines sent for {subject} are not the record's (a stale caller)"
+    ),
+}

@@ -54,6 +54,8 @@ WRITE_OFF_SOURCES = ("on_hand", "damaged")
 
 # Expired holds that one reserve call reclaims per line before it checks stock.
 RECLAIM_PER_LINE_MAX = 64
+# The most EngineConfig.reclaim_per_line_max may be set to (the Lua scripts check it too).
+RECLAIM_PER_LINE_LIMIT = 1_000
 # Expired holds a stock read looks at per line to leave them out of `reserved`.
 EXPIRED_READ_PER_LINE_MAX = 10_000
 # Expired holds or stale pins that one sweeper pass handles per partition.

@@ -2,14 +2,39 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from earmark import limits
 
 ReservationStatus = Literal["held", "committed", "released", "expired", "shipped"]
+
+
+STATUSES = frozenset(ReservationStatus.__args__)  # type: ignore[attr-defined]
+
+
+def combined_status(statuses: list[str]) -> ReservationStatus:
+    """One status for a reservation whose parts live in several partitions.
+
+    A committed part means the commit decision was taken (the rest follow);
+    otherwise any part that ended makes the whole reservation ended.
+    """
+    kinds = set(statuses)
+    if len(kinds) == 1:
+        (only,) = kinds
+        if only not in STATUSES:
+            raise ValueError(f"unknown reservation status {only!r}")
+        return only  # type: ignore[return-value]
+    if kinds & {"committed", "shipped"}:
+        return "committed"
+    if "expired" in kinds:
+        return "expired"
+    if "released" in kinds:
+        return "released"
+    return "held"
 
 
 def from_ms(ms: int | None) -> datetime | None:
@@ -118,6 +143,23 @@ class Transfer(Frozen):
     def discrepancy(self) -> int:
         """Received minus shipped once received: negative when units went missing."""
         return self.qty_received - self.qty_shipped if self.status == "received" else 0
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Transfer:
+        """A transfer from its record in Redis (a script's view, or the hash as read)."""
+        received_at = record.get("received_at")
+        return cls(
+            id=str(record["id"]),
+            sku=str(record["sku"]),
+            from_location=str(record["from"]),
+            to_location=str(record["to"]),
+            qty_shipped=int(record["qty_shipped"]),
+            qty_received=int(record.get("qty_received") or 0),
+            status=str(record["status"]),
+            reference=str(record.get("reference", "")),
+            created_at=from_ms(int(record["created_at"])),
+            received_at=from_ms(int(received_at)) if received_at else None,
+        )
 
 
 class ReturnReceipt(Frozen):

@@ -30,7 +30,7 @@ from earmark.api import problems, responses
 from earmark.api.auth import Authenticator
 from earmark.api.hooks import DurableRecord, durable_record_for
 from earmark.api.metrics import LatencyMiddleware, Metrics
-from earmark.api.routes import health, ledger, lifecycle, purchase_orders, reservations, stock
+from earmark.api.routes import ROUTERS
 from earmark.engine.async_engine import AsyncEngine
 from earmark.engine.ops import apikeys
 from earmark.engine.sweeper import log_if_crashed, run_sweeper
@@ -184,9 +184,8 @@ def create_app(
     app.state.lag_source = None  # set by the durable record, or directly by a test
     problems.install(app)
     app.state.durable = durable  # GET /v1/ledger reads through it
-    routers = (health, stock, reservations, lifecycle, purchase_orders, ledger)
-    for module in routers:
-        app.include_router(module.router)
+    for router in ROUTERS:
+        app.include_router(router)
     app.add_middleware(LatencyMiddleware, metrics=metrics)
 
     def openapi() -> dict[str, Any]:

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from earmark.errors import EarmarkError
+from earmark.errors import ERRORS, EarmarkError, InternalError, InvalidRequest, StoreUnavailable
 
 log = logging.getLogger("earmark.api")
 
@@ -29,57 +29,61 @@ TYPE_BASE = "tag:earmark,2025:problem:"
 IDEMPOTENCY_LOC = ["header", "idempotency-key"]
 
 
+class MalformedJson(EarmarkError):
+    code = "malformed_json"
+    http_status = 400
+    title = "The request body is not valid JSON"
+
+
+class IdempotencyKeyRequired(EarmarkError):
+    code = "idempotency_key_required"
+    http_status = 400
+    title = "An Idempotency-Key header is required"
+
+
 class Unauthorized(EarmarkError):
     """No bearer token, or one that matches no API key."""
 
     code = "unauthorized"
+    http_status = 401
+    title = "Authentication required"
 
 
 class Forbidden(EarmarkError):
     """The API key lacks the scope the operation needs."""
 
     code = "forbidden"
+    http_status = 403
+    title = "The API key lacks the scope for this operation"
 
 
-# code -> (HTTP status, title). A code missing here is a server error.
-PROBLEMS: dict[str, tuple[int, str]] = {
-    "invalid_request": (422, "The request is invalid"),
-    "malformed_json": (400, "The request body is not valid JSON"),
-    "idempotency_key_required": (400, "An Idempotency-Key header is required"),
-    "unauthorized": (401, "Authentication required"),
-    "forbidden": (403, "The API key lacks the scope for this operation"),
-    "not_found": (404, "No such resource"),
-    "method_not_allowed": (405, "Method not allowed"),
-    "sku_not_found": (404, "No stock record for this SKU and location"),
-    "reservation_not_found": (404, "No such reservation"),
-    "insufficient_stock": (409, "Not enough stock available"),
-    "would_oversell": (409, "The decrease would oversell"),
-    "insufficient_on_hand": (409, "Not enough units on hand"),
-    "insufficient_units": (409, "Not enough units in the bucket"),
-    "stale_count": (409, "The count's stock version is too old or too new"),
-    "transfer_not_found": (404, "No such transfer"),
-    "transfer_already_received": (409, "The transfer was received with another quantity"),
-    "return_exceeds_shipped": (409, "The return exceeds what the reservation shipped"),
-    "purchase_order_not_found": (404, "No such purchase order"),
-    "purchase_order_closed": (409, "The purchase order is closed or cancelled"),
-    "invalid_transition": (409, "The reservation cannot make this transition"),
-    "commit_in_progress": (409, "The reservation is being committed by another request"),
-    "reservation_expired": (410, "The reservation has expired"),
-    "reservation_released": (410, "The reservation was released"),
-    "idempotency_conflict": (422, "The idempotency key was used for another request"),
-    "not_ready": (503, "The service is not ready"),
-    "store_not_ready": (503, "The store is not ready"),
-    "store_unavailable": (503, "Redis is unreachable"),
-    "ledger_unavailable": (503, "The durable record is unavailable"),
-    "internal_error": (500, "Internal server error"),
-}
+class RouteNotFound(EarmarkError):
+    code = "not_found"
+    http_status = 404
+    title = "No such resource"
+
+
+class MethodNotAllowed(EarmarkError):
+    code = "method_not_allowed"
+    http_status = 405
+    title = "Method not allowed"
+
+
+class NotReady(EarmarkError):
+    """A readiness check failed (``/readyz``); ``checks`` says which."""
+
+    code = "not_ready"
+    http_status = 503
+    title = "The service is not ready"
+
 
 # The member that carries an error's ``status`` detail (the record's state), by code.
 STATUS_MEMBERS = {"purchase_order_closed": "purchase_order_status"}
 
 
 def status_of(code: str) -> int:
-    return PROBLEMS.get(code, (500, ""))[0]
+    error = ERRORS.get(code)
+    return 500 if error is None else error.http_status
 
 
 def _default(value: Any) -> Any:
@@ -99,7 +103,8 @@ def problem(
 ) -> Response:
     """A problem+json response; ``extensions`` never overwrite the standard members."""
     status = status or status_of(code)
-    title = PROBLEMS.get(code, (status, HTTPStatus(status).phrase))[1]
+    error = ERRORS.get(code)
+    title = HTTPStatus(status).phrase if error is None else error.title
     body: dict[str, Any] = {
         "type": TYPE_BASE + code,
         "title": title,
@@ -129,12 +134,13 @@ def _validation_problem(request: Request, exc: RequestValidationError) -> Respon
     errors = exc.errors()
     path = request.url.path
     if any(e.get("type") == "json_invalid" for e in errors):
-        return problem("malformed_json", "the request body is not valid JSON", instance=path)
+        detail = "the request body is not valid JSON"
+        return problem(MalformedJson.code, detail, instance=path)
     for e in errors:
         loc = e.get("loc", ())
         if e.get("type") == "missing" and [str(x).lower() for x in loc] == IDEMPOTENCY_LOC:
             detail = "this request needs an Idempotency-Key header"
-            return problem("idempotency_key_required", detail, instance=path)
+            return problem(IdempotencyKeyRequired.code, detail, instance=path)
     members = [
         {
             "loc": [str(part) for part in e.get("loc", ())],
@@ -145,11 +151,11 @@ def _validation_problem(request: Request, exc: RequestValidationError) -> Respon
     ]
     first = members[0] if members else {"loc": [], "msg": "invalid request"}
     detail = f"{'.'.join(first['loc'][1:]) or 'request'}: {first['msg']}"
-    return problem("invalid_request", detail, instance=path, errors=members)
+    return problem(InvalidRequest.code, detail, instance=path, errors=members)
 
 
 def _http_problem(request: Request, exc: StarletteHTTPException) -> Response:
-    codes = {404: "not_found", 405: "method_not_allowed"}
+    codes = {404: RouteNotFound.code, 405: MethodNotAllowed.code}
     code = codes.get(exc.status_code, f"http_{exc.status_code}")
     headers = dict(exc.headers or {})
     detail = f"{request.method} {request.url.path}: {HTTPStatus(exc.status_code).phrase.lower()}"
@@ -181,11 +187,12 @@ def install(app: FastAPI) -> None:
     async def on_redis(request: Request, exc: Exception) -> Response:
         log.error("%s %s: Redis unreachable: %s", request.method, request.url.path, exc)
         detail = "the store (Redis) did not answer; retry later"
-        return problem("store_unavailable", detail, instance=request.url.path)
+        return problem(StoreUnavailable.code, detail, instance=request.url.path)
 
     async def on_crash(request: Request, exc: Exception) -> Response:
         log.exception("%s %s failed", request.method, request.url.path, exc_info=exc)
-        return problem("internal_error", "an unexpected error occurred", instance=request.url.path)
+        detail = "an unexpected error occurred"
+        return problem(InternalError.code, detail, instance=request.url.path)
 
     app.add_exception_handler(EarmarkError, on_earmark_error)
     app.add_exception_handler(RequestValidationError, on_validation)

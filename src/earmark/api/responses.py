@@ -3,11 +3,15 @@
 Routes declare their ``response_model`` for ``/openapi.json`` but return a ``Response``
 whose body pydantic-core serialized in one call (``model_dump_json``): FastAPI then skips
 re-validating the model it was handed, which is measurable at thousands of requests/s.
+
+Each route names the errors it can answer with (``problem_responses(InsufficientStock,
+...)``); their HTTP statuses, titles and codes come from the error classes, the one
+table of ``earmark.errors``, so the document cannot disagree with what is sent.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable
 from typing import Any
 
 from fastapi.openapi.utils import get_openapi
@@ -16,20 +20,43 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from earmark.api.deps import BEARER_SCHEME
-from earmark.api.problems import PROBLEM_MEDIA_TYPE
-from earmark.api.schemas import Problem
+from earmark.api.problems import (
+    PROBLEM_MEDIA_TYPE,
+    Forbidden,
+    IdempotencyKeyRequired,
+    MalformedJson,
+    Unauthorized,
+)
+from earmark.api.schemas import (
+    InsufficientStockProblem,
+    Problem,
+    PurchaseOrderClosedProblem,
+    TransitionProblem,
+)
+from earmark.errors import (
+    EarmarkError,
+    IdempotencyConflict,
+    InsufficientStock,
+    InvalidRequest,
+    PurchaseOrderClosed,
+    ReservationNotHeld,
+    StoreNotReady,
+    StoreUnavailable,
+)
 
 JSON = "application/json"
 
-DESCRIPTIONS = {
-    400: "Malformed JSON or a missing Idempotency-Key (problem+json)",
-    401: "No valid API key (problem+json, code `unauthorized`)",
-    403: "The API key lacks the scope (problem+json, code `forbidden`)",
-    404: "Not found (problem+json)",
-    409: "Refused by the current state (problem+json)",
-    410: "The reservation's hold is gone (problem+json)",
-    422: "Invalid request or idempotency conflict (problem+json)",
-    503: "The store is not ready or unreachable (problem+json)",
+# Every route can answer these; writes also these; authenticated routes also these.
+ANY_ROUTE: tuple[type[EarmarkError], ...] = (InvalidRequest, StoreNotReady, StoreUnavailable)
+WRITES: tuple[type[EarmarkError], ...] = (MalformedJson, IdempotencyConflict)
+AUTHENTICATED: tuple[type[EarmarkError], ...] = (Unauthorized, Forbidden)
+REQUIRED_KEY: tuple[type[EarmarkError], ...] = (IdempotencyKeyRequired,)
+
+# The problem body of an error with members of its own (by class, subclasses included).
+PROBLEM_MODELS: dict[type[EarmarkError], type[Problem]] = {
+    InsufficientStock: InsufficientStockProblem,
+    ReservationNotHeld: TransitionProblem,
+    PurchaseOrderClosed: PurchaseOrderClosedProblem,
 }
 
 
@@ -39,16 +66,35 @@ def model_response(
     return Response(model.model_dump_json(), status, headers=headers, media_type=JSON)
 
 
+def problem_model(error: type[EarmarkError]) -> type[Problem]:
+    for klass in error.__mro__:
+        if klass in PROBLEM_MODELS:
+            return PROBLEM_MODELS[klass]
+    return Problem
+
+
 def problem_responses(
-    *statuses: int, models: Mapping[int, type[Problem]] | None = None, auth: bool = True
+    *errors: type[EarmarkError] | Iterable[type[EarmarkError]], auth: bool = True
 ) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` for the problem statuses a route can return (see ``openapi``)."""
-    wanted = {422, 503, *statuses} | ({401, 403} if auth else set())
-    chosen = models or {}
-    return {
-        status: {"model": chosen.get(status, Problem), "description": DESCRIPTIONS[status]}
-        for status in sorted(wanted)
-    }
+    """OpenAPI ``responses`` for the errors a route can answer with (groups such as
+    ``WRITES`` may be passed whole), grouped by HTTP status; each status documents its
+    codes and, when they share one, their problem body."""
+    wanted: list[type[EarmarkError]] = [*ANY_ROUTE, *(AUTHENTICATED if auth else ())]
+    for item in errors:
+        wanted.extend([item] if isinstance(item, type) else item)
+    by_status: dict[int, list[type[EarmarkError]]] = {}
+    for error in dict.fromkeys(wanted):
+        by_status.setdefault(error.http_status, []).append(error)
+    responses: dict[int | str, dict[str, Any]] = {}
+    for status in sorted(by_status):
+        group = by_status[status]
+        models = {problem_model(error) for error in group}
+        codes = "; ".join(f"`{error.code}`: {error.title}" for error in group)
+        responses[status] = {
+            "model": models.pop() if len(models) == 1 else Problem,
+            "description": f"problem+json. {codes}",
+        }
+    return responses
 
 
 def openapi(title: str, version: str, description: str, routes: list[BaseRoute]) -> dict[str, Any]:
@@ -57,6 +103,7 @@ def openapi(title: str, version: str, description: str, routes: list[BaseRoute])
     the bearer scheme on every operation that can answer 401."""
     schema = get_openapi(title=title, version=version, description=description, routes=routes)
     problem_ref = {"$ref": "#/components/schemas/Problem"}
+    invalid = problem_responses(auth=False)[InvalidRequest.http_status]["description"]
     for path_item in schema.get("paths", {}).values():
         for operation in path_item.values():
             for status, response in operation.get("responses", {}).items():
@@ -66,7 +113,7 @@ def openapi(title: str, version: str, description: str, routes: list[BaseRoute])
                 body = content.get(JSON, {}).get("schema", problem_ref)
                 if "HTTPValidationError" in str(body.get("$ref", "")):
                     body = problem_ref
-                    response["description"] = DESCRIPTIONS[422]
+                    response["description"] = invalid
                 response["content"] = {PROBLEM_MEDIA_TYPE: {"schema": body}}
             if "401" in operation.get("responses", {}):
                 operation["security"] = [{BEARER_SCHEME: []}]

@@ -25,7 +25,6 @@ from typing import Any
 from pydantic import BaseModel
 
 from earmark import limits, validation
-from earmark.api.schemas import LedgerEntry
 from earmark.cli.common import Handler, NeedsRedis, Subparsers, sync_engine, table
 from earmark.durable import service as durable
 from earmark.engine.sync_engine import Engine
@@ -40,6 +39,7 @@ from earmark.models import (
     Transfer,
 )
 from earmark.settings import Settings
+from earmark.store.events import LedgerEntry
 from earmark.store.ledger import (
     PAGE_LIMIT_DEFAULT,
     PAGE_LIMIT_MAX,

@@ -32,7 +32,10 @@ class EngineConfig:
             )
         if self.idempotency_retention_ms < limits.IDEMPOTENCY_RETENTION_MS_MIN:
             raise ValueError("idempotency keys must be remembered for at least 24 hours")
-        if not 1 <= self.reclaim_per_line_max <= 1_000 or not 1 <= self.sweep_batch_max <= 10_000:
+        if (
+            not 1 <= self.reclaim_per_line_max <= limits.RECLAIM_PER_LINE_LIMIT
+            or not 1 <= self.sweep_batch_max <= 10_000
+        ):
             raise ValueError("reclaim_per_line_max and sweep_batch_max are out of bounds")
         if not self.prefix or "{" in self.prefix or "}" in self.prefix:
             raise ValueError("prefix must be non-empty and may not contain braces")

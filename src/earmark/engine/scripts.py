@@ -17,40 +17,6 @@ from pathlib import Path
 
 INCLUDE = re.compile(r'^--- @include "([a-z_]+)"\s*$', re.MULTILINE)
 
-# The stock lifecycle scripts (docs/lifecycle.md): transfers, returns, damage, write-offs,
-# cycle counts and purchase orders.
-LIFECYCLE_SCRIPT_NAMES = (
-    "close_purchase_order",
-    "count_stock",
-    "create_purchase_order",
-    "damage_stock",
-    "dispose_returned",
-    "receive_purchase_order",
-    "receive_return",
-    "receive_transfer",
-    "transfer_stock",
-    "write_off_stock",
-)
-
-# Every script the engine runs; the loader fails fast if one is missing.
-SCRIPT_NAMES = (
-    "adjust_stock",
-    "claim_idempotency",
-    "commit_reservation",
-    "extend_reservation",
-    "init_partition",
-    "pin_reservation",
-    "read_reservation",
-    "read_stock",
-    "receive_stock",
-    "release_reservation",
-    "reserve",
-    "restore_stock",
-    "ship_reservation",
-    "unpin_reservation",
-    *LIFECYCLE_SCRIPT_NAMES,
-)
-
 
 def lua_dir() -> Traversable:
     """The installed ``earmark/lua`` directory, or ``lua/`` of a source checkout."""
@@ -80,12 +46,24 @@ class LuaScript:
     source: str
 
 
+def script_names(root: Traversable) -> list[str]:
+    """Every script of ``root``: each ``*.lua`` file beside ``includes/``, by name."""
+    return sorted(
+        entry.name.removesuffix(".lua")
+        for entry in root.iterdir()
+        if entry.is_file() and entry.name.endswith(".lua")
+    )
+
+
 @cache
 def load_scripts() -> dict[str, LuaScript]:
-    """Every script, with its includes inlined. Cached: the files never change at run time."""
+    """Every script, with its includes inlined. Cached: the files never change at run time.
+    A script is known by its file name: adding ``lua/verb_noun.lua`` is all it takes."""
     root = lua_dir()
     scripts = {}
-    for name in SCRIPT_NAMES:
+    for name in script_names(root):
         text = (root / f"{name}.lua").read_text()
         scripts[name] = LuaScript(name=name, source=_inline(text, root))
+    if not scripts:
+        raise FileNotFoundError(f"no Lua scripts in {root}")
     return scripts

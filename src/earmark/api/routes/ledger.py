@@ -5,18 +5,25 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from pydantic import AwareDatetime
+from pydantic import AwareDatetime, BaseModel, Field
 from starlette.responses import Response
 
 from earmark import limits
 from earmark.api.deps import Reading
 from earmark.api.hooks import DurableRecord
 from earmark.api.responses import model_response, problem_responses
-from earmark.api.schemas import NAME_PATTERN, LedgerEntry, LedgerPage
+from earmark.api.schemas import NAME_PATTERN
 from earmark.errors import LedgerUnavailable
 from earmark.store import ledger
+from earmark.store.events import LedgerEntry
 
 router = APIRouter(prefix="/v1/ledger", tags=["ledger"])
+
+
+class LedgerPage(BaseModel):
+    items: list[LedgerEntry]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null: last")
+
 
 EVENT_TYPE_PATTERN = "^[a-z][a-z_]*$"
 EVENT_TYPE_LENGTH_MAX = 32

@@ -7,31 +7,64 @@ failed half way is finished by repeating it with the same `Idempotency-Key`.
 
 from __future__ import annotations
 
+import datetime
+import re
 from typing import Annotated
 
 from fastapi import APIRouter, Body
+from pydantic import Field, StrictBool, field_validator
 from starlette.responses import Response
 
+from earmark import limits
 from earmark.api.deps import IdempotencyKey, Reading, RequiredIdempotencyKey, Stocking
 from earmark.api.params import PurchaseOrderId, known_purchase_order
-from earmark.api.responses import model_response, problem_responses
-from earmark.api.schemas import (
-    PurchaseOrder,
-    PurchaseOrderClosedProblem,
-    PurchaseOrderCloseIn,
-    PurchaseOrderIn,
-    PurchaseOrderReceiptIn,
-)
+from earmark.api.responses import REQUIRED_KEY, WRITES, model_response, problem_responses
+from earmark.api.schemas import Lines, PurchaseOrder, Reason, Reference, Request, printable
+from earmark.errors import PurchaseOrderClosed, PurchaseOrderNotFound
 
 router = APIRouter(prefix="/v1/purchase-orders", tags=["purchase orders"])
-CLOSED_PROBLEM = {409: PurchaseOrderClosedProblem}
+ISO_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+
+
+class PurchaseOrderIn(Request):
+    """Units a supplier promised: inbound += qty per line."""
+
+    lines: Lines
+    supplier: Annotated[str, printable(limits.SUPPLIER_LENGTH_MAX, "who delivers", required=True)]
+    expected_date: str = Field(
+        description="promised delivery, YYYY-MM-DD", json_schema_extra={"format": "date"}
+    )
+    reference: Reference = ""
+    reason: Reason = ""
+
+    @field_validator("expected_date")
+    @classmethod
+    def _iso_date(cls, value: str) -> str:
+        if not ISO_DATE.fullmatch(value):
+            raise ValueError("expected_date must be a date as YYYY-MM-DD")
+        datetime.date.fromisoformat(value)  # a ValueError for a day the calendar lacks
+        return value
+
+
+class PurchaseOrderReceiptIn(Request):
+    """A delivery against the order (partial, complete or over)."""
+
+    lines: Lines
+    reason: Reason = ""
+
+
+class PurchaseOrderCloseIn(Request):
+    cancel: StrictBool = Field(
+        False, description="cancel (the supplier is not blamed) instead of close"
+    )
+    reason: Reason = ""
 
 
 @router.post(
     "",
     status_code=201,
     response_model=PurchaseOrder,
-    responses=problem_responses(400),
+    responses=problem_responses(WRITES, REQUIRED_KEY),
     summary="Expect units from a supplier: inbound += qty per line",
 )
 async def create_purchase_order(
@@ -54,7 +87,7 @@ async def create_purchase_order(
 @router.get(
     "/{po_id}",
     response_model=PurchaseOrder,
-    responses=problem_responses(404),
+    responses=problem_responses(PurchaseOrderNotFound),
     summary="A purchase order: expected, received and outstanding per line",
 )
 async def get_purchase_order(po_id: PurchaseOrderId, ctx: Reading) -> Response:
@@ -67,7 +100,7 @@ async def get_purchase_order(po_id: PurchaseOrderId, ctx: Reading) -> Response:
 @router.post(
     "/{po_id}/receipts",
     response_model=PurchaseOrder,
-    responses=problem_responses(400, 404, 409, models=CLOSED_PROBLEM),
+    responses=problem_responses(WRITES, PurchaseOrderNotFound, PurchaseOrderClosed),
     summary="A delivery: inbound -> on_hand per line (over-delivery lands in on_hand too)",
 )
 async def receive_purchase_order(
@@ -90,7 +123,7 @@ async def receive_purchase_order(
 @router.post(
     "/{po_id}/close",
     response_model=PurchaseOrder,
-    responses=problem_responses(400, 404, 409, models=CLOSED_PROBLEM),
+    responses=problem_responses(WRITES, PurchaseOrderNotFound, PurchaseOrderClosed),
     summary="No more units expected: inbound loses what is outstanding",
 )
 async def close_purchase_order(

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from typing import Annotated
 
 from fastapi import APIRouter
+from pydantic import Field
 from starlette.responses import Response
 
+from earmark import limits
 from earmark.api.deps import (
     Context,
     IdempotencyKey,
@@ -16,18 +19,48 @@ from earmark.api.deps import (
     Stocking,
 )
 from earmark.api.params import ReservationId, known_reservation
-from earmark.api.responses import model_response, problem_responses
-from earmark.api.schemas import (
-    ExtendIn,
-    InsufficientStockProblem,
-    Reservation,
-    ReservationIn,
-    TransitionProblem,
+from earmark.api.responses import REQUIRED_KEY, WRITES, model_response, problem_responses
+from earmark.api.schemas import LineIn, Request, Reservation, TtlSeconds, printable
+from earmark.errors import (
+    CommitInProgress,
+    EarmarkError,
+    InsufficientOnHand,
+    InsufficientStock,
+    ReservationExpired,
+    ReservationNotFound,
+    ReservationNotHeld,
+    ReservationReleased,
 )
 
 router = APIRouter(prefix="/v1/reservations", tags=["reservations"])
 
-TRANSITION_PROBLEMS = {409: TransitionProblem, 410: TransitionProblem}
+# What a transition of an existing reservation can answer besides the usual.
+TRANSITION_ERRORS: tuple[type[EarmarkError], ...] = (
+    *WRITES,
+    ReservationNotFound,
+    ReservationNotHeld,
+    CommitInProgress,
+    ReservationExpired,
+    ReservationReleased,
+)
+
+
+class ReservationIn(Request):
+    """A cart to hold: every line or none."""
+
+    lines: list[LineIn] = Field(
+        min_length=1,
+        max_length=limits.LINES_MAX,
+        description="each (sku, location) at most once",
+    )
+    ttl_seconds: TtlSeconds | None = Field(None, description="default: the server's default TTL")
+    channel: Annotated[
+        str, printable(limits.CHANNEL_LENGTH_MAX, "where the order comes from, e.g. web")
+    ] = ""
+
+
+class ExtendIn(Request):
+    ttl_seconds: TtlSeconds
 
 
 async def transition(
@@ -42,7 +75,7 @@ async def transition(
     "",
     status_code=201,
     response_model=Reservation,
-    responses=problem_responses(400, 409, models={409: InsufficientStockProblem}),
+    responses=problem_responses(WRITES, REQUIRED_KEY, InsufficientStock),
     summary="Hold every line of a cart, or none",
 )
 async def create_reservation(
@@ -66,7 +99,7 @@ async def create_reservation(
 @router.get(
     "/{reservation_id}",
     response_model=Reservation,
-    responses=problem_responses(404),
+    responses=problem_responses(ReservationNotFound),
     summary="A reservation and its status",
 )
 async def get_reservation(reservation_id: ReservationId, ctx: Reading) -> Response:
@@ -79,7 +112,7 @@ async def get_reservation(reservation_id: ReservationId, ctx: Reading) -> Respon
 @router.post(
     "/{reservation_id}/commit",
     response_model=Reservation,
-    responses=problem_responses(404, 409, 410, models=TRANSITION_PROBLEMS),
+    responses=problem_responses(TRANSITION_ERRORS),
     summary="Held -> committed",
 )
 async def commit(
@@ -98,7 +131,7 @@ async def commit(
 @router.post(
     "/{reservation_id}/release",
     response_model=Reservation,
-    responses=problem_responses(404, 409, 410, models=TRANSITION_PROBLEMS),
+    responses=problem_responses(TRANSITION_ERRORS),
     summary="Held -> released: the units are available again",
 )
 async def release(
@@ -115,7 +148,7 @@ async def release(
 @router.post(
     "/{reservation_id}/extend",
     response_model=Reservation,
-    responses=problem_responses(400, 404, 409, 410, models=TRANSITION_PROBLEMS),
+    responses=problem_responses(TRANSITION_ERRORS),
     summary="A live hold now expires ttl_seconds from now",
 )
 async def extend(
@@ -133,7 +166,7 @@ async def extend(
 @router.post(
     "/{reservation_id}/ship",
     response_model=Reservation,
-    responses=problem_responses(404, 409, 410, models=TRANSITION_PROBLEMS),
+    responses=problem_responses(TRANSITION_ERRORS, InsufficientOnHand),
     summary="Committed -> shipped: the units leave on_hand",
 )
 async def ship(

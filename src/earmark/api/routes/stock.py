@@ -6,22 +6,66 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from pydantic import Field, StrictBool, StrictInt, field_validator
 from starlette.responses import Response
 
 from earmark import limits
 from earmark.api.deps import IdempotencyKey, Reading, Stocking
 from earmark.api.params import LocationQuery, SkuPath
-from earmark.api.responses import model_response, problem_responses
+from earmark.api.responses import WRITES, model_response, problem_responses
 from earmark.api.schemas import (
+    INTEGRAL,
     NAME_PATTERN,
-    AdjustmentIn,
     Availability,
-    ReceiptIn,
+    Location,
+    Qty,
+    Request,
     SkuStock,
     StockLevel,
+    printable,
 )
+from earmark.errors import InsufficientOnHand, SkuNotFound, WouldOversell
 
 router = APIRouter(prefix="/v1", tags=["stock"])
+
+
+class ReceiptIn(Request):
+    """Units arrived at a location."""
+
+    qty: Qty
+    location: Location = limits.DEFAULT_LOCATION
+    reference: Annotated[
+        str, printable(limits.REFERENCE_LENGTH_MAX, "e.g. a purchase order number")
+    ] = ""
+
+
+class AdjustmentIn(Request):
+    """A correction of on_hand (a count, breakage, a find)."""
+
+    delta: Annotated[
+        StrictInt,
+        Field(
+            ge=-limits.ADJUST_DELTA_MAX,
+            le=limits.ADJUST_DELTA_MAX,
+            description="units added (positive) or removed (negative); never zero",
+            json_schema_extra={"not": {"const": 0}},
+        ),
+        INTEGRAL,
+    ]
+    reason: Annotated[str, printable(limits.REASON_LENGTH_MAX, "why", required=True)]
+    location: Location = limits.DEFAULT_LOCATION
+    force: StrictBool = Field(
+        False, description="record a decrease below available anyway (an oversell exposure)"
+    )
+
+    @field_validator("delta")
+    @classmethod
+    def _not_zero(cls, value: int) -> int:
+        if value == 0:
+            raise ValueError("delta must not be zero")
+        return value
+
+
 SkusQuery = Annotated[
     list[
         Annotated[
@@ -41,7 +85,7 @@ SkusQuery = Annotated[
 @router.get(
     "/skus/{sku}",
     response_model=SkuStock | StockLevel,
-    responses=problem_responses(404),
+    responses=problem_responses(SkuNotFound),
     summary="Every bucket of a SKU: over the network, or at one location",
 )
 async def get_stock(sku: SkuPath, ctx: Reading, location: LocationQuery | None = None) -> Response:
@@ -73,7 +117,7 @@ async def availability(
 @router.post(
     "/skus/{sku}/receipts",
     response_model=StockLevel,
-    responses=problem_responses(400),
+    responses=problem_responses(WRITES),
     summary="Units arrived: on_hand += qty",
 )
 async def receive(
@@ -96,7 +140,7 @@ async def receive(
 @router.post(
     "/skus/{sku}/adjustments",
     response_model=StockLevel,
-    responses=problem_responses(400, 409),
+    responses=problem_responses(WRITES, WouldOversell, InsufficientOnHand),
     summary="Correct on_hand by delta",
 )
 async def adjust(

@@ -15,7 +15,7 @@ from typing import Any
 from earmark import limits, validation
 from earmark.engine.bootstrap import StoreState
 from earmark.engine.config import EngineConfig
-from earmark.engine.replies import Json, fingerprint, raise_for_lifecycle_error, script_reply, text
+from earmark.engine.replies import Json, fingerprint, raise_for_error, script_reply, text
 from earmark.engine.steps import Call, Op
 from earmark.errors import IdempotencyConflict
 from earmark.keys import Keys, idempotency_digest, partition_of
@@ -97,10 +97,13 @@ class OpsBase:
             self.keys.locations(p, sku),
             self.keys.on_hand_log(p, sku, location),
         ]
-        config = self.config
-        args: list[str | int] = [sku, location, fp, actor, idem]
-        args += [config.idempotency_retention_ms, config.reclaim_per_line_max, *opts]
+        args = self._write_args(fp, actor, idem)
+        args += [sku, location, self.config.reclaim_per_line_max, *opts]
         return Call(script, keys, args)
+
+    def _write_args(self, fp: str, actor: str, idem: str) -> list[str | int]:
+        """The ARGV prefix every write script takes (lua/includes/write.lua)."""
+        return [fp, actor, idem, self.config.idempotency_retention_ms]
 
     def _stock_write(
         self,
@@ -122,5 +125,5 @@ class OpsBase:
         yield from self._claim(idem_key, actor, fp, {self.partition_of(sku)}, "")
         call = self._stock_call(script, sku, location, fp, actor, idem_key, *opts)
         result, _ = script_reply((yield call))
-        raise_for_lifecycle_error(result, f"{sku} at {location}")
+        raise_for_error(result, f"{sku} at {location}")
         return result

@@ -60,14 +60,8 @@ class ReservationParts(OpsBase):
             self.keys.expiries(p),
             self.keys.pins(p),
         ]
-        args: list[str | int] = [
-            reservation_id,
-            fp,
-            actor,
-            idem,
-            self.config.idempotency_retention_ms,
-            len(part.lines),
-        ]
+        args = self._write_args(fp, actor, idem)
+        args += [reservation_id, len(part.lines)]
         for sku, location in part.lines:
             keys.extend(self.keys.reservation_line_keys(p, sku, location))
             args.extend((sku, location))

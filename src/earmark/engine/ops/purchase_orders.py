@@ -22,7 +22,7 @@ from earmark.engine.replies import (
     Json,
     fingerprint,
     purchase_order,
-    raise_for_lifecycle_error,
+    raise_for_error,
     script_reply,
     text,
 )
@@ -79,7 +79,7 @@ class PurchaseOrderOps(OpsBase):
                 "create_purchase_order", po_id, p, set(parts), fp, actor, idem_key, head, line_args
             )
             result, _ = script_reply((yield call))
-            raise_for_lifecycle_error(result, po_id)
+            raise_for_error(result, po_id)
             views.append(result["purchase_order"])
         return purchase_order(views)
 
@@ -133,7 +133,7 @@ class PurchaseOrderOps(OpsBase):
             if result.get("error") == "purchase_order_closed":
                 done = [x.model_dump() for q in touched if q < p for x in by_part[q]]
                 result["received"] = done
-            raise_for_lifecycle_error(result, po_id)
+            raise_for_error(result, po_id)
             views[p] = result["purchase_order"]
         return purchase_order([views[p] for p in parts])
 
@@ -164,7 +164,7 @@ class PurchaseOrderOps(OpsBase):
                 "close_purchase_order", po_id, p, set(parts), fp, actor, idem_key, head, line_args
             )
             result, _ = script_reply((yield call))
-            raise_for_lifecycle_error(result, po_id)
+            raise_for_error(result, po_id)
             views.append(result["purchase_order"])
         return purchase_order(views)
 
@@ -210,8 +210,8 @@ class PurchaseOrderOps(OpsBase):
             self.keys.purchase_order(p, po_id),
             self.keys.stock_index(p),
         ]
-        args: list[str | int] = [po_id, fp, actor, idem, self.config.idempotency_retention_ms]
-        args.extend(head)
+        args = self._write_args(fp, actor, idem)
+        args += [po_id, *head]
         for line in lines:
             sku, location = line[0], line[1]
             keys.extend(

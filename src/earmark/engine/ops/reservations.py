@@ -63,9 +63,9 @@ class ReservationOps(ReservationParts):
         for result in refused:
             if result["error"] != "insufficient_stock":
                 raise_for_error(result, rid)
-        shortfalls = [Shortfall(**line) for r in refused for line in r["lines"]]
-        names = ", ".join(f"{s.sku}@{s.location} ({s.available}/{s.requested})" for s in shortfalls)
-        raise InsufficientStock(f"not enough stock for: {names}", shortfalls)
+        raise InsufficientStock.for_lines(
+            [Shortfall(**line) for r in refused for line in r["lines"]]
+        )
 
     def _reserve_call(
         self,
@@ -87,18 +87,9 @@ class ReservationOps(ReservationParts):
             self.keys.pins(p),
         ]
         config = self.config
-        args: list[str | int] = [
-            rid,
-            fp,
-            ttl_ms,
-            channel,
-            actor,
-            idem,
-            config.idempotency_retention_ms,
-            config.reclaim_per_line_max,
-            config.reservation_retention_ms,
-            len(lines),
-        ]
+        args = self._write_args(fp, actor, idem)
+        args += [rid, ttl_ms, channel, config.reclaim_per_line_max]
+        args += [config.reservation_retention_ms, len(lines)]
         for line in lines:
             keys.extend(self.keys.reservation_line_keys(p, line.sku, line.location))
             args.extend((line.sku, line.location, line.qty))

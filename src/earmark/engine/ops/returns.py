@@ -12,7 +12,7 @@ from earmark.engine.ops.parts import ReservationParts
 from earmark.engine.replies import (
     Json,
     fingerprint,
-    raise_for_lifecycle_error,
+    raise_for_error,
     script_reply,
     stock_level,
 )
@@ -56,7 +56,7 @@ class ReturnOps(ReservationParts):
         call = self._stock_call("receive_return", sku, where, fp, actor, idem, rid, qty, reason)
         keys = [*call.keys, self.keys.reservation(p, rid)]
         result, _ = script_reply((yield Call(call.script, keys, call.args)))
-        raise_for_lifecycle_error(result, rid)
+        raise_for_error(result, rid)
         return ReturnReceipt(
             reservation_id=rid,
             sku=sku,

@@ -11,7 +11,7 @@ from earmark.engine.ops.base import DEFAULT_ACTOR, OpsBase
 from earmark.engine.replies import (
     Json,
     fingerprint,
-    raise_for_lifecycle_error,
+    raise_for_error,
     script_reply,
     text,
     transfer,
@@ -58,7 +58,7 @@ class TransferOps(OpsBase):
             self.keys.transfer(p, tid),
         ]
         result, _ = script_reply((yield Call(call.script, [*call.keys, *extra], call.args)))
-        raise_for_lifecycle_error(result, tid)
+        raise_for_error(result, tid)
         return transfer(result["transfer"])
 
     @operation
@@ -93,11 +93,10 @@ class TransferOps(OpsBase):
             self.keys.locations(p, sku),
             self.keys.on_hand_log(p, sku, target),
         ]
-        args: list[str | int] = [transfer_id, fp, actor, idem]
-        args += [self.config.idempotency_retention_ms, sku, target, qty, reason]
-        args.append(limits.FINISHED_RECORD_RETENTION_MS)
+        args = self._write_args(fp, actor, idem)
+        args += [transfer_id, sku, target, qty, reason, limits.FINISHED_RECORD_RETENTION_MS]
         result, _ = script_reply((yield Call("receive_transfer", keys, args)))
-        raise_for_lifecycle_error(result, transfer_id)
+        raise_for_error(result, transfer_id)
         return transfer(result["transfer"])
 
     @operation

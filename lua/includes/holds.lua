@@ -1,0 +1,42 @@
+-- Holds on one (sku, location) (include after "common"). A hold is counted in the stock
+-- hash's `reserved` while its reservation id is in the hold-quantity hash (units) and the
+-- hold-expiry sorted set (expiry, ms).
+
+local EXPIRY_ACTOR = 'earmark:expiry'
+
+-- Takes one reservation's hold off one (sku, location) if it is still counted in
+-- `reserved`; returns the units given back (0 when already taken off). `levels` are the
+-- stock key's current buckets when the caller has them (nil: read here).
+local function give_back(ctx, etype, rid, stock_key, hexp_key, hqty_key, sku, loc, reason,
+                         levels)
+  local raw = rcall('HGET', hqty_key, rid)
+  if not raw then
+    return 0
+  end
+  local qty = tonumber(raw)
+  rcall('HDEL', hqty_key, rid)
+  rcall('ZREM', hexp_key, rid)
+  apply(stock_key, levels or read_levels(stock_key), {reserved = -qty})
+  emit(ctx, etype, sku, loc, qty, {reserved = -qty}, {'reservation', rid, 'reason', reason})
+  return qty
+end
+
+-- Gives back at most `limit` holds of one (sku, location) whose expiry has passed, so
+-- they stop counting before the caller checks stock. Their events name the expiry, not
+-- the request that happened to trigger it. Returns the stock's buckets afterwards (read
+-- once; nil when nothing was given back and `levels` was not asked for).
+local function reclaim_holds(ctx, stock_key, hexp_key, hqty_key, sku, loc, limit)
+  limit = bounded(limit, 'reclaim limit', 0, RECLAIM_PER_LINE_LIMIT)
+  local levels = read_levels(stock_key)
+  if limit == 0 then
+    return levels
+  end
+  local ids = rcall('ZRANGEBYSCORE', hexp_key, '-inf', ctx.now, 'LIMIT', 0, limit)
+  local expiry_ctx = {events = ctx.events, actor = EXPIRY_ACTOR, idem = '', channel = '',
+                      now = ctx.now}
+  for _, rid in ipairs(ids) do
+    give_back(expiry_ctx, 'expired', rid, stock_key, hexp_key, hqty_key, sku, loc, 'ttl',
+              levels)
+  end
+  return levels
+end
