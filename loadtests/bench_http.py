@@ -35,7 +35,6 @@ import redis
 from tests.servers import RedisServer, free_port
 
 from earmark import Engine, EngineConfig
-from earmark.engine.ops import apikeys
 
 HOST = "127.0.0.1"
 SKU = "BENCH"
@@ -138,9 +137,7 @@ def prepare_store(url: str, prefix: str) -> str:
     with Engine.from_url(url, EngineConfig(prefix=prefix)) as engine:
         for i in range(RECEIPTS):
             engine.receive(SKU, RECEIPT_QTY, idempotency_key=f"bench-receipt-{i}")
-        token, _ = engine.run(
-            apikeys.create_key(engine.keys, "bench", frozenset({"read", "reserve"}))
-        )
+        token, _ = engine.create_api_key("bench", frozenset({"read", "reserve"}))
     client = redis.Redis.from_url(url)
     try:
         client.set("minimal:stock", RECEIPT_QTY * RECEIPTS)

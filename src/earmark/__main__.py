@@ -2,6 +2,6 @@
 
 import sys
 
-from earmark.cli import main
+from earmark.console import main
 
 sys.exit(main())

@@ -307,6 +307,14 @@ class LedgerMismatch(LedgerError):
     title = "The durable record belongs to another store"
 
 
+class StartupRefused(EarmarkError):
+    """The configuration is unsafe to serve with; the message says how to fix it."""
+
+    code = "startup_refused"
+    http_status = 500
+    title = "The service refused to start"
+
+
 class RebuildRefused(EarmarkError):
     """Redis still has its generation markers: rebuilding would overwrite live stock."""
 

@@ -16,10 +16,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from earmark import AsyncEngine, EngineConfig
+from earmark import AsyncEngine, EngineConfig, apikeys
 from earmark.api.app import create_app
 from earmark.durable.service import DurableService
-from earmark.engine.ops import apikeys
 from earmark.settings import Settings
 from tests.conftest import fresh_prefix
 
@@ -84,8 +83,8 @@ async def open_api(
     tokens: dict[str, str] = {}
     if keys:
         for name, scopes in SCOPE_SETS.items():
-            op = apikeys.create_key(engine.keys, name, apikeys.parse_scopes(scopes))
-            tokens[name], _ = await engine.run(op)
+            scoped = apikeys.parse_scopes(scopes)
+            tokens[name], _ = await engine.create_api_key(name, scoped)
     # The real durable record (its lag feeds /readyz), without the flusher task: the HTTP
     # suites read the event streams, which a flusher would trim.
     durable = DurableService(settings.database_url, flusher_in_process=False)

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from earmark import cli
-from earmark.engine.ops.apikeys import token_sha256
+from earmark import console as cli
+from earmark.apikeys import token_sha256
 from earmark.keys import Keys
 from earmark.settings import get_settings
 from tests.conftest import fresh_prefix

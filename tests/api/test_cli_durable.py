@@ -15,7 +15,8 @@ import asyncpg
 import pytest
 import redis
 
-from earmark import Engine, EngineConfig, cli
+from earmark import Engine, EngineConfig
+from earmark import console as cli
 from earmark.keys import Keys, partition_of
 from earmark.settings import get_settings
 from tests.conftest import fresh_prefix

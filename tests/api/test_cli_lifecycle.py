@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 import redis
 
-from earmark import Engine, EngineConfig, cli
+from earmark import Engine, EngineConfig
+from earmark import console as cli
 from earmark.keys import Keys
 from earmark.settings import get_settings
 from tests.conftest import fresh_prefix

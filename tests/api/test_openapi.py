@@ -12,9 +12,8 @@ import hypothesis
 import schemathesis
 from schemathesis import GenerationMode
 
-from earmark import AsyncEngine, Engine, EngineConfig
+from earmark import AsyncEngine, Engine, EngineConfig, apikeys
 from earmark.api.app import create_app
-from earmark.engine.ops import apikeys
 from tests.api.conftest import make_settings
 from tests.conftest import fresh_prefix
 
@@ -29,8 +28,7 @@ def app_with_stock() -> Any:
     with Engine.embedded(config, server=server) as setup:
         for sku in ("A", "B", "0"):
             setup.receive(sku, 1_000)
-        op = apikeys.create_key(setup.keys, "schemathesis", frozenset(apikeys.SCOPES))
-        token, _ = setup.run(op)
+        token, _ = setup.create_api_key("schemathesis", frozenset(apikeys.SCOPES))
     return create_app(make_settings(), AsyncEngine.embedded(config, server=server)), token
 
 

@@ -14,8 +14,9 @@ import httpx
 import pytest
 
 from earmark import AsyncEngine, EngineConfig
-from earmark.api.app import StartupRefused, create_app
+from earmark.api.app import create_app
 from earmark.durable.service import DurableService
+from earmark.errors import StartupRefused
 from earmark.settings import Settings, is_loopback
 from earmark.store.ledger import open_ledger
 from tests.api.conftest import BASE_URL, make_settings, problem_of

@@ -26,14 +26,15 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from earmark import apikeys
 from earmark.api import problems, responses
 from earmark.api.auth import Authenticator
 from earmark.api.hooks import DurableRecord, durable_record_for
 from earmark.api.metrics import LatencyMiddleware, Metrics
 from earmark.api.routes import ROUTERS
 from earmark.engine.async_engine import AsyncEngine
-from earmark.engine.ops import apikeys
 from earmark.engine.sweeper import log_if_crashed, run_sweeper
+from earmark.errors import StartupRefused
 from earmark.settings import Settings, get_settings, is_loopback
 
 log = logging.getLogger("earmark")
@@ -57,10 +58,6 @@ it: on_hand, committed and the other buckets survive a restart; live holds (rese
 not yet committed) do not.
 For production point it at Redis with EARMARK_REDIS_URL=redis://HOST:6379/0 and at
 PostgreSQL with EARMARK_DATABASE_URL=postgresql://USER@HOST/DB."""
-
-
-class StartupRefused(RuntimeError):
-    """The configuration is unsafe to serve with; the message says how to fix it."""
 
 
 def _version() -> str:
@@ -106,7 +103,7 @@ def refuse_open_bind(settings: Settings) -> None:
 
 
 async def start_auth(engine: AsyncEngine, settings: Settings) -> Authenticator:
-    keys = await engine.run(apikeys.count_keys(engine.keys))
+    keys = await engine.api_key_count()
     if keys == 0:
         refuse_open_bind(settings)
         log.warning(auth_off_message(settings))

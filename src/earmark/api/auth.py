@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import time
 
+from earmark import apikeys
 from earmark.api.problems import Forbidden, Unauthorized
+from earmark.apikeys import ANONYMOUS_PRINCIPAL, Principal
 from earmark.engine.async_engine import AsyncEngine
-from earmark.engine.ops import apikeys
-from earmark.engine.ops.apikeys import ANONYMOUS_PRINCIPAL, Principal
 
 
 class Authenticator:
@@ -37,7 +37,7 @@ class Authenticator:
         started = time.monotonic()
         async with self._lock:
             if self._loaded_at < started:
-                keys = await self.engine.run(apikeys.list_keys(self.engine.keys))
+                keys = await self.engine.api_keys()
                 self._table = apikeys.by_sha256(keys)
                 self._loaded_at = time.monotonic()
         return self._table

@@ -20,8 +20,8 @@ from earmark import limits
 from earmark.api.auth import Authenticator, require_scope
 from earmark.api.metrics import Metrics
 from earmark.api.schemas import PRINTABLE_PATTERN
+from earmark.apikeys import Principal
 from earmark.engine.async_engine import AsyncEngine
-from earmark.engine.ops.apikeys import Principal
 from earmark.settings import Settings
 
 BEARER_SCHEME = "bearer"

@@ -19,7 +19,8 @@ import redis.cluster
 import uvicorn
 import uvicorn.config
 
-from earmark.api.app import StartupRefused, create_app, refuse_open_bind
+from earmark.api.app import create_app, refuse_open_bind
+from earmark.errors import StartupRefused
 from earmark.keys import Keys
 from earmark.settings import Settings, is_loopback
 

@@ -1,5 +1,2 @@
-"""The ``earmark`` command: one module per command group (see ``main``)."""
-
-from earmark.cli.main import main
-
-__all__ = ["main"]
+"""The ``earmark`` command groups, one module each (``earmark.console`` composes them
+with the API's ``serve``)."""

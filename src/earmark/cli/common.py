@@ -5,21 +5,42 @@ table the commands print."""
 from __future__ import annotations
 
 import argparse
+import getpass
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
+from pydantic import BaseModel
+
+from earmark import limits
 from earmark.engine.async_engine import AsyncEngine
 from earmark.engine.sync_engine import Engine
-from earmark.errors import EarmarkError
+from earmark.errors import EarmarkError, InvalidRequest, StoreNotReady
+from earmark.models import (
+    CountResult,
+    Line,
+    PurchaseOrder,
+    ReturnReceipt,
+    SkuStock,
+    StockLevel,
+    Transfer,
+)
 from earmark.settings import Settings
 
 Handler = Callable[[argparse.Namespace, Settings], int]
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
+Operation = Callable[[Engine, argparse.Namespace], BaseModel]
+
 
 class NeedsRedis(EarmarkError):
+    """The command needs a Redis (EARMARK_REDIS_URL): the embedded store lives inside the
+    server process."""
+
     code = "needs_redis"
+    http_status = 500
+    title = "The command needs EARMARK_REDIS_URL"
 
 
 def require_redis(settings: Settings, command: str) -> str:
@@ -73,3 +94,178 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]
         return "  ".join(parts).rstrip()
 
     return [fmt(row) for row in cells]
+
+
+# Errors that mean the command could not run (exit 2, from ``cli.main``), not a refusal.
+NOT_REFUSALS = (InvalidRequest, StoreNotReady, NeedsRedis)
+LEVEL_COLUMNS = (
+    *("on_hand", "reserved", "committed", "available", "in_transit", "returned"),
+    *("damaged", "written_off", "inbound"),
+)
+REASON_SHOWN_MAX = 40
+NEEDS = "Needs EARMARK_REDIS_URL."
+
+
+def default_actor() -> str:
+    """The OS user (``cli`` when there is none): the actor recorded on the events."""
+    try:
+        return getpass.getuser() or "cli"
+    except (OSError, KeyError):  # no login name and no passwd entry (a bare container)
+        return "cli"
+
+
+# -- running an operation --------------------------------------------------------------
+
+
+def on_engine(command: str, run: Operation) -> Handler:
+    """A handler: ``run`` on the configured Redis, then its result printed. A refusal by
+    the stock's state is exit 1; bad input and an unready store go on to ``main`` (2)."""
+
+    def handler(args: argparse.Namespace, settings: Settings) -> int:
+        with sync_engine(settings, command) as engine:
+            engine.start(initialize=False)
+            try:
+                result = run(engine, args)
+            except EarmarkError as error:
+                if isinstance(error, NOT_REFUSALS):
+                    raise
+                print(f"earmark {command}: {error.code}: {error}", file=sys.stderr)
+                return 1
+        if args.json:
+            print(result.model_dump_json(indent=2))
+        else:
+            print("\n".join(describe(result)))
+        return 0
+
+    return handler
+
+
+def who(args: argparse.Namespace) -> dict[str, Any]:
+    return {"actor": args.actor, "idempotency_key": args.idempotency_key}
+
+
+# -- printing results ----------------------------------------------------------------------
+
+
+def levels_table(levels: list[StockLevel], total: SkuStock | None = None) -> list[str]:
+    headers = ("SKU", "LOCATION", *(c.upper() for c in LEVEL_COLUMNS), "VERSION")
+    rows: list[tuple[object, ...]] = [
+        (x.sku, x.location, *(getattr(x, c) for c in LEVEL_COLUMNS), x.version) for x in levels
+    ]
+    if total is not None:
+        rows.append((total.sku, "(all)", *(getattr(total, c) for c in LEVEL_COLUMNS), ""))
+    return table(headers, rows)
+
+
+def describe_transfer(t: Transfer) -> list[str]:
+    line = f"transfer {t.id}: {t.qty_shipped} {t.sku} from {t.from_location} to {t.to_location}"
+    if t.status == "received":
+        return [f"{line}, received {t.qty_received} (discrepancy {t.discrepancy:+d})"]
+    return [f"{line}, in transit"]
+
+
+def describe_count(c: CountResult) -> list[str]:
+    lines = [f"counted {c.counted}, expected {c.expected}: on_hand {c.delta:+d}"]
+    if c.exposure:
+        lines.append(f"OVERSELL EXPOSURE: {c.exposure} units promised beyond on hand")
+    return lines + levels_table([c.stock])
+
+
+def describe_return(r: ReturnReceipt) -> list[str]:
+    head = f"{r.qty} {r.sku} back from {r.reservation_id} into returned at {r.location}"
+    return [f"{head} ({r.returned} of {r.shipped} shipped have come back)"]
+
+
+def describe_po(po: PurchaseOrder) -> list[str]:
+    head = [
+        f"purchase order {po.id}: {po.status}",
+        f"supplier {po.supplier}, expected {po.expected_date}"
+        + (f", reference {po.reference}" if po.reference else ""),
+    ]
+    rows = [(x.sku, x.location, x.expected, x.received, x.outstanding) for x in po.lines]
+    return head + table(("SKU", "LOCATION", "EXPECTED", "RECEIVED", "OUTSTANDING"), rows)
+
+
+def describe(result: BaseModel) -> list[str]:
+    if isinstance(result, StockLevel):
+        return levels_table([result])
+    if isinstance(result, SkuStock):
+        return levels_table(result.locations, result)
+    if isinstance(result, Transfer):
+        return describe_transfer(result)
+    if isinstance(result, CountResult):
+        return describe_count(result)
+    if isinstance(result, ReturnReceipt):
+        return describe_return(result) + levels_table([result.stock])
+    if isinstance(result, PurchaseOrder):
+        return describe_po(result)
+    return [result.model_dump_json()]
+
+
+# -- common arguments ------------------------------------------------------------------
+
+
+def add_action(
+    actions: Subparsers, command: str, summary: str, description: str, run: Operation
+) -> argparse.ArgumentParser:
+    """``command`` is ``<group> <action>`` (``stock damage``)."""
+    name = command.split()[-1]
+    parser = actions.add_parser(name, help=summary, description=f"{description} {NEEDS}")
+    parser.set_defaults(handler=on_engine(command, run))
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    return parser
+
+
+def add_who(parser: argparse.ArgumentParser, *, reason: str = "", required: bool = False) -> None:
+    parser.add_argument(
+        "--actor",
+        default=default_actor(),
+        help="who does it, recorded on the events (default: the OS user, %(default)s)",
+    )
+    if reason:
+        parser.add_argument("--reason", required=required, default="", help=reason)
+    parser.add_argument(
+        "--idempotency-key",
+        help="repeating the command with the same key returns the first result instead of "
+        "doing it twice",
+    )
+
+
+def add_location(parser: argparse.ArgumentParser, what: str = "the stock location") -> None:
+    parser.add_argument(
+        "--location", default=limits.DEFAULT_LOCATION, help=f"{what} (default: %(default)s)"
+    )
+
+
+def add_force(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="record a decrease below available anyway (an oversell exposure; every "
+        "reserve is refused until receipts cover it)",
+    )
+
+
+def parse_line(text: str) -> Line:
+    """``SKU:QTY`` or ``SKU:QTY@LOCATION`` (SKUs and locations hold neither ':' nor '@')."""
+    item, _, location = text.partition("@")
+    sku, _, qty = item.partition(":")
+    try:
+        return Line(sku=sku, qty=int(qty), location=location or limits.DEFAULT_LOCATION)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not SKU:QTY or SKU:QTY@LOCATION (e.g. TEE-M:10@berlin)"
+        ) from None
+
+
+def add_lines(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--line",
+        dest="lines",
+        action="append",
+        required=True,
+        type=parse_line,
+        metavar="SKU:QTY[@LOCATION]",
+        help=f"{what}; repeat for each line (at most {limits.LINES_MAX}; location default: "
+        f"{limits.DEFAULT_LOCATION})",
+    )
