@@ -2,7 +2,7 @@
 
     python -m loadtests.bench_flusher [--events 20000] [--rounds 5] [--storm-seconds 10]
 
-Starts its own throwaway redis-server and PostgreSQL on 127.0.0.1 (tests/servers.py),
+Starts its own throwaway redis-server and PostgreSQL on 127.0.0.1 (tests/support/servers.py),
 never touches anything else, and stops by itself. Three parts:
 
 1. Memory: MEMORY USAGE of a partition stream before and after real engine events, in
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from tests.servers import PostgresServer, RedisServer
+from tests.support.servers import PostgresServer, RedisServer
 
 from earmark import AsyncEngine, EngineConfig, InsufficientStock
 from earmark.durable.flusher import Flusher

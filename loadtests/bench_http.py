@@ -2,7 +2,7 @@
 
 Not part of the tests. Everything runs on 127.0.0.1 and stops by itself:
 
-* a throwaway redis-server (tests/servers.py) on a free port;
+* a throwaway redis-server (tests/support/servers.py) on a free port;
 * ``earmark serve`` (API key auth on, uvloop + httptools) and ``loadtests/minimal_app.py``
   (one EVALSHA of a minimal decrement script) on the same Redis, each in a subprocess;
 * ``wrk`` drives both with the same settings in alternating rounds; a Lua script gives
@@ -32,7 +32,7 @@ from pathlib import Path
 
 import httpx
 import redis
-from tests.servers import RedisServer, free_port
+from tests.support.servers import RedisServer, free_port
 
 from earmark import Engine, EngineConfig
 

@@ -4,7 +4,7 @@ Absolute times on a shared 2-core machine say little, so every benchmark here ru
 subject and its baseline in alternating rounds (subject first on even rounds, baseline
 first on odd ones, so a warming or cooling machine favours neither), reports the median
 of each and the ratio of the medians. Each starts its own throwaway servers on
-127.0.0.1 (``tests/servers.py``), is bounded in time and cleans up after itself.
+127.0.0.1 (``tests/support/servers.py``), is bounded in time and cleans up after itself.
 
     python -m loadtests.bench.run_all [--quick]    # everything, writes docs/benchmarks.*
     python -m loadtests.bench.engine [--quick]     # one benchmark on its own

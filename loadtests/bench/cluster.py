@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import redis.cluster
-from tests.servers import RedisCluster, RedisServer
+from tests.support.servers import RedisCluster, RedisServer
 
 from earmark import EngineConfig
 from earmark.keys import Keys

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
-from tests.servers import RedisServer
+from tests.support.servers import RedisServer
 
 from earmark import EngineConfig
 from loadtests.bench import store

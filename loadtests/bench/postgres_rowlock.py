@@ -34,7 +34,7 @@ from dataclasses import replace
 from typing import Any
 
 import asyncpg
-from tests.servers import PostgresServer, RedisServer
+from tests.support.servers import PostgresServer, RedisServer
 
 from earmark import EngineConfig
 from loadtests.bench import store
@@ -82,9 +82,9 @@ _tags = itertools.count()
 
 
 class DurablePostgres(PostgresServer):
-    """The throwaway server of tests/servers.py with ``fsync`` back on.
+    """The throwaway server of tests/support/servers.py with ``fsync`` back on.
 
-    tests/servers.py starts PostgreSQL with ``fsync=off`` (fast tests), under which
+    tests/support/servers.py starts PostgreSQL with ``fsync=off`` (fast tests), under which
     ``synchronous_commit=on`` flushes nothing. The durable variant is only meaningful
     with fsync on; ``fsync_setting`` reports what the server really runs with."""
 

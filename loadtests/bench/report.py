@@ -27,7 +27,7 @@ over the rounds and the ratio of the medians. Absolute figures from a shared 2-c
 machine are not portable; the ratios are the result. A throughput ratio above 1 means
 earmark served more calls per second; a p99 ratio below 1 means earmark's slowest 1 %
 waited less. Latencies are measured by the caller around each call.
-Every server is a throwaway one on 127.0.0.1 (`tests/servers.py`); every round starts
+Every server is a throwaway one on 127.0.0.1 (`tests/support/servers.py`); every round starts
 from an emptied store with the same stock, and after every round the stores are counted
 (the *check* column: oversell is units held beyond stock and must be 0).
 """
@@ -49,7 +49,7 @@ READING = """
   configurations. `synchronous_commit=off` answers before the WAL is on disk, as earmark
   (Redis with AOF `everysec`, ledger written behind by the flusher) does; with
   `synchronous_commit=on` PostgreSQL promises more than earmark, so that row compares
-  different guarantees. fsync is on in both (tests/servers.py turns it off for speed;
+  different guarantees. fsync is on in both (tests/support/servers.py turns it off for speed;
   the benchmark turns it back on, and the baseline's label says what the server ran
   with). A hot row serialises every transaction on its lock, which is what the p99
   ratio shows.

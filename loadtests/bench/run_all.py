@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.servers import ServerUnavailable
+from tests.support.servers import ServerUnavailable
 
 from loadtests.bench import cluster, engine, postgres_rowlock, report
 from loadtests.bench.common import (

@@ -4,7 +4,7 @@
                                          --ttl 5 --embedded --out DIR ...]
 
 1. Starts a throwaway redis-server and PostgreSQL on free 127.0.0.1 ports
-   (``tests/servers.py``), or with ``--embedded`` nothing: the server's in-process store
+   (``tests/support/servers.py``), or with ``--embedded`` nothing: the server's in-process store
    and a SQLite record in the report directory.
 2. Starts ``earmark serve`` on a free 127.0.0.1 port against them and waits for /readyz.
 3. Seeds ``--stock`` units of every SKU (POST receipts).
@@ -31,7 +31,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO
 
-from tests.servers import PostgresServer, RedisServer, ServerUnavailable, free_port
+from tests.support.servers import PostgresServer, RedisServer, ServerUnavailable, free_port
 
 from loadtests.drill import verdict
 from loadtests.drill.client import ApiError, HttpApi, seed

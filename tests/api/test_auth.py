@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.api.conftest import Api, problem_of
+from tests.support.api import Api, problem_of
 
 RID = "rsv_" + "0" * 24 + "_0"
 # (method, path, json body, scope needed). Requests that pass auth may still fail later

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.api.conftest import Api, problem_of
+from tests.support.api import Api, problem_of
 
 KEY = {"Idempotency-Key": "bad"}
 RSV = "/v1/reservations"

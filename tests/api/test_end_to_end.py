@@ -16,10 +16,8 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.conftest import fresh_prefix
-from tests.servers import RedisServer, free_port
-
-pytest_plugins = ["tests.durable_fixtures"]
+from tests.support.backends import fresh_prefix
+from tests.support.servers import RedisServer, free_port
 
 UNITS = 100
 ATTEMPTS = 300

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.api.conftest import Api, make_settings, open_api, problem_of
+from tests.support.api import Api, make_settings, open_api, problem_of
 
 
 async def test_healthz(api: Api) -> None:

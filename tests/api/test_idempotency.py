@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.api.conftest import Api, problem_of
+from tests.support.api import Api, problem_of
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,9 @@ from earmark import AsyncEngine, EngineConfig
 from earmark.api.app import create_app
 from earmark.durable.flusher import Flusher
 from earmark.durable.service import DurableService
-from tests.api.conftest import BASE_URL, Api, make_settings, open_api, problem_of
-from tests.conftest import fresh_prefix
-from tests.servers import free_port
-
-pytest_plugins = ["tests.durable_fixtures"]
+from tests.support.api import BASE_URL, Api, make_settings, open_api, problem_of
+from tests.support.backends import fresh_prefix
+from tests.support.servers import free_port
 
 
 async def flush(api: Api) -> int:

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from earmark.api.app import create_app
-from tests.api.conftest import BASE_URL, Api, make_settings, problem_of
+from tests.support.api import BASE_URL, Api, make_settings, problem_of
 
 NO_TRANSFER = f"trf_{'0' * 24}_0"
 NO_RESERVATION = f"rsv_{'0' * 24}_0"

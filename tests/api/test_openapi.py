@@ -14,8 +14,8 @@ from schemathesis import GenerationMode
 
 from earmark import AsyncEngine, Engine, EngineConfig, apikeys
 from earmark.api.app import create_app
-from tests.api.conftest import make_settings
-from tests.conftest import fresh_prefix
+from tests.support.api import make_settings
+from tests.support.backends import fresh_prefix
 
 MAX_EXAMPLES = 50
 NO_INPUT = {"/healthz", "/readyz", "/metrics"}

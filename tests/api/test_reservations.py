@@ -11,7 +11,7 @@ import httpx
 import pytest
 import time_machine
 
-from tests.api.conftest import Api, make_settings, open_api, problem_of
+from tests.support.api import Api, make_settings, open_api, problem_of
 
 RESERVATION_FIELDS = {"id", "status", "lines", "expires_at", "created_at", "channel"}
 

@@ -19,8 +19,8 @@ from earmark.durable.service import DurableService
 from earmark.errors import StartupRefused
 from earmark.settings import Settings, is_loopback
 from earmark.store.ledger import open_ledger
-from tests.api.conftest import BASE_URL, make_settings, problem_of
-from tests.servers import free_port
+from tests.support.api import BASE_URL, make_settings, problem_of
+from tests.support.servers import free_port
 
 
 async def test_with_no_configuration_it_runs_embedded_and_says_so(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.api.conftest import Api, problem_of
+from tests.support.api import Api, problem_of
 
 
 async def test_a_receipt_returns_the_new_buckets(api: Api) -> None:

@@ -18,10 +18,9 @@ from earmark.durable.rebuild import rebuild, replay_check, start_engine, verify
 from earmark.durable.service import DurableService
 from earmark.store.ledger import Event, Ledger, ReservationRecord, migrate, open_ledger
 from earmark.store.sqlite import SqliteLedger
-from tests.conftest import fresh_prefix
-from tests.durable import caught_up, eventually, raw_levels, recorded_levels
+from tests.support.backends import fresh_prefix
+from tests.support.durable import caught_up, eventually, raw_levels, recorded_levels
 
-pytest_plugins = ["tests.durable_fixtures"]
 RID = "rsv_" + "0" * 24 + "_0-1"
 
 

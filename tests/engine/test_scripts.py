@@ -17,10 +17,10 @@ from earmark import CommitInProgress, Engine, EngineConfig
 from earmark.engine.bootstrap import bootstrap
 from earmark.engine.scripts import INCLUDE, load_scripts, lua_dir, script_names
 from earmark.engine.steps import Call, Op
-from tests.conftest import Backend, fresh_prefix
-from tests.servers import RedisServer
+from tests.support.backends import Backend, fresh_prefix
+from tests.support.servers import RedisServer
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT_NAMES = script_names(lua_dir())
 # The stock lifecycle scripts (docs/lifecycle.md), slot-checked by tests/test_lifecycle.py.
 LIFECYCLE_SCRIPT_NAMES = (

@@ -10,8 +10,8 @@ from collections import Counter
 import pytest
 
 from earmark import AsyncEngine, Engine, EngineConfig, InsufficientStock
-from tests.conftest import fresh_prefix
-from tests.servers import RedisCluster, RedisServer
+from tests.support.backends import fresh_prefix
+from tests.support.servers import RedisCluster, RedisServer
 
 pytestmark = pytest.mark.redis_server
 

@@ -1,7 +1,7 @@
 """Fixtures for the durable-record suites (flusher, ledger, rebuild); test modules load
-them with ``pytest_plugins = ["tests.durable_fixtures"]``.
+(loaded for every test by the root conftest).
 
-A session-scoped throwaway PostgreSQL (tests/servers.py) with a fresh database per test;
+A session-scoped throwaway PostgreSQL (tests/support/servers.py) with a fresh database per test;
 SQLite files under tmp_path; asyncio engines on the session redis-server of conftest.py.
 """
 
@@ -15,9 +15,9 @@ import pytest
 
 from earmark import AsyncEngine, EngineConfig
 from earmark.store.ledger import Ledger
-from tests.conftest import fresh_prefix
-from tests.durable import migrated
-from tests.servers import PostgresServer, RedisServer, ServerUnavailable, unavailable
+from tests.support.backends import fresh_prefix
+from tests.support.durable import migrated
+from tests.support.servers import PostgresServer, RedisServer, ServerUnavailable, unavailable
 
 
 @pytest.fixture(scope="session")

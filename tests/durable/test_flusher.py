@@ -22,7 +22,7 @@ from earmark.durable.flusher import GROUP_DEFAULT, Flusher
 from earmark.durable.rebuild import replay_check, verify
 from earmark.errors import LedgerMismatch, LedgerUnavailable
 from earmark.store.ledger import Event, Ledger, open_ledger
-from tests.durable import (
+from tests.support.durable import (
     caught_up,
     events_written,
     eventually,
@@ -32,12 +32,10 @@ from tests.durable import (
     stop_flusher,
     stream_total,
 )
-from tests.servers import PostgresServer, RedisServer
+from tests.support.servers import PostgresServer, RedisServer
 
-pytest_plugins = ["tests.durable_fixtures"]
-pytest_plugins = ["tests.durable_fixtures"]
 pytestmark = [pytest.mark.redis_server, pytest.mark.postgres]
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SKUS = ["TEE-S", "TEE-M", "TEE-L", "CAP", "MUG", "SOCK"]
 
 
@@ -189,7 +187,7 @@ async def test_migrations_apply_once(pg_url: str) -> None:
 def spawn_flusher(
     redis_url: str, engine: AsyncEngine, ledger_url: str, consumer: str, delay_ms: int
 ) -> subprocess.Popen[str]:
-    cmd = [sys.executable, "-m", "tests.flusher_proc", redis_url, engine.keys.prefix]
+    cmd = [sys.executable, "-m", "tests.support.flusher_proc", redis_url, engine.keys.prefix]
     cmd += [str(engine.partitions), ledger_url, consumer, "--batch", "3"]
     cmd += ["--delay-ms", str(delay_ms)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

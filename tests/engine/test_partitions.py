@@ -21,7 +21,7 @@ from earmark import (
 from earmark.engine.ops.parts import Part
 from earmark.engine.replies import script_reply
 from earmark.keys import partition_of
-from tests.conftest import Backend
+from tests.support.backends import Backend
 
 PARTITIONS = 4
 

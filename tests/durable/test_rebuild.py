@@ -14,8 +14,8 @@ from earmark.durable.flusher import Flusher
 from earmark.durable.rebuild import rebuild, replay_check, start_engine, verify
 from earmark.errors import RebuildRefused
 from earmark.store.ledger import Ledger, open_ledger
-from tests.conftest import fresh_prefix
-from tests.durable import (
+from tests.support.backends import fresh_prefix
+from tests.support.durable import (
     caught_up,
     eventually,
     raw_levels,
@@ -24,9 +24,8 @@ from tests.durable import (
     run_flusher,
     stop_flusher,
 )
-from tests.servers import RedisCluster, RedisServer, ServerUnavailable, unavailable
+from tests.support.servers import RedisCluster, RedisServer, ServerUnavailable, unavailable
 
-pytest_plugins = ["tests.durable_fixtures"]
 pytestmark = [pytest.mark.redis_server, pytest.mark.postgres]
 
 

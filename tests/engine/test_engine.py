@@ -21,7 +21,7 @@ from earmark import (
     SkuNotFound,
     WouldOversell,
 )
-from tests.conftest import Backend, stream_lengths
+from tests.support.backends import Backend, stream_lengths
 
 Clock = Callable[[float], None]
 

@@ -9,8 +9,8 @@ import fakeredis
 import pytest
 
 from earmark import AsyncEngine, EngineConfig, InsufficientStock, ReservationReleased
-from tests.conftest import fresh_prefix
-from tests.servers import RedisServer
+from tests.support.backends import fresh_prefix
+from tests.support.servers import RedisServer
 
 
 async def test_the_async_engine_covers_every_operation() -> None:

@@ -19,10 +19,9 @@ from earmark import Engine, EngineConfig
 from earmark import console as cli
 from earmark.keys import Keys, partition_of
 from earmark.settings import get_settings
-from tests.conftest import fresh_prefix
-from tests.servers import RedisServer, ServerUnavailable, _run_async, unavailable
+from tests.support.backends import fresh_prefix
+from tests.support.servers import RedisServer, ServerUnavailable, _run_async, unavailable
 
-pytest_plugins = ["tests.durable_fixtures"]
 pytestmark = [pytest.mark.redis_server, pytest.mark.postgres]
 
 PARTITIONS = 2

@@ -1,4 +1,4 @@
-"""Self-tests for the throwaway-server helpers in tests/servers.py."""
+"""Self-tests for the throwaway-server helpers in tests/support/servers.py."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import redis
 import redis.cluster
 
-from tests.servers import (
+from tests.support.servers import (
     PostgresServer,
     RedisCluster,
     RedisServer,

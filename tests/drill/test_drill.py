@@ -32,7 +32,7 @@ from loadtests.drill.verdict import (
 from earmark import models
 from earmark.store import ledger
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PLAN = Plan(skus=("A", "B"), location="default", ttl_seconds=5, sweep_interval_seconds=1)
 STOCK = 10
 

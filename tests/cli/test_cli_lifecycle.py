@@ -15,8 +15,8 @@ from earmark import Engine, EngineConfig
 from earmark import console as cli
 from earmark.keys import Keys
 from earmark.settings import get_settings
-from tests.conftest import fresh_prefix
-from tests.servers import RedisServer
+from tests.support.backends import fresh_prefix
+from tests.support.servers import RedisServer
 
 STOCK = ["show", "receive", "adjust", "damage", "write-off", "count", "transfer",
          "receive-transfer", "show-transfer", "receive-return", "dispose-returned"]  # fmt: skip

@@ -27,11 +27,9 @@ from earmark import (
 from earmark.durable.flusher import Flusher
 from earmark.durable.rebuild import replay_check
 from earmark.store.ledger import Ledger
-from tests.conftest import fresh_prefix
-from tests.durable import migrated, raw_levels, recorded_levels
-from tests.servers import RedisServer
-
-pytest_plugins = ["tests.durable_fixtures"]
+from tests.support.backends import fresh_prefix
+from tests.support.durable import migrated, raw_levels, recorded_levels
+from tests.support.servers import RedisServer
 
 SKUS = ["A", "D", "TEE"]  # partitions 1, 0, 1 of 2: carts span partitions
 LOCATIONS = ["default", "x"]

@@ -20,7 +20,7 @@ from earmark import AsyncEngine, EngineConfig, apikeys
 from earmark.api.app import create_app
 from earmark.durable.service import DurableService
 from earmark.settings import Settings
-from tests.conftest import fresh_prefix
+from tests.support.backends import fresh_prefix
 
 BASE_URL = "http://testserver"
 SCOPE_SETS = {

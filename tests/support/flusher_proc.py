@@ -1,6 +1,6 @@
 """A flusher in its own process, for the tests that kill one with SIGKILL.
 
-    python -m tests.flusher_proc REDIS_URL PREFIX PARTITIONS LEDGER_URL CONSUMER \\
+    python -m tests.support.flusher_proc REDIS_URL PREFIX PARTITIONS LEDGER_URL CONSUMER \\
         [--batch N] [--delay-ms MS]
 
 ``--delay-ms`` slows the ledger down on both sides of each transaction, so that a kill

@@ -46,12 +46,10 @@ from earmark.errors import (
 from earmark.keys import partition_of
 from earmark.models import StockLevel
 from earmark.store.ledger import Ledger
-from tests.conftest import Backend, stream_lengths
-from tests.test_scripts import LIFECYCLE_SCRIPT_NAMES
+from tests.engine.test_scripts import LIFECYCLE_SCRIPT_NAMES
+from tests.support.backends import Backend, stream_lengths
 
-pytest_plugins = ["tests.durable_fixtures"]
-
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BUCKETS = (
     "on_hand",
     "reserved",

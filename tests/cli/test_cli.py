@@ -14,8 +14,8 @@ from earmark import console as cli
 from earmark.apikeys import token_sha256
 from earmark.keys import Keys
 from earmark.settings import get_settings
-from tests.conftest import fresh_prefix
-from tests.servers import RedisServer
+from tests.support.backends import fresh_prefix
+from tests.support.servers import RedisServer
 
 COMMANDS = [[], ["serve"], ["sweep"], ["status"], ["keys"], ["keys", "create"], ["keys", "list"],
             ["keys", "revoke"], ["migrate"], ["flush"], ["rebuild"], ["verify"]]  # fmt: skip
