@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -11,7 +12,10 @@ import pytest
 import redis
 
 from earmark import console as cli
+from earmark.api.command import add_serve
 from earmark.apikeys import token_sha256
+from earmark.cli.main import COMMANDS as GROUPS
+from earmark.cli.main import build_parser
 from earmark.keys import Keys
 from earmark.settings import get_settings
 from tests.support.backends import fresh_prefix
@@ -28,7 +32,26 @@ def test_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert exited.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: earmark")
-    assert len(out.splitlines()) > 3
+    parser = subcommand_parser(command)
+    assert parser.description or parser.format_usage() in out  # it says what it does
+    if parser.description:
+        assert " ".join(parser.description.split()[:6]) in " ".join(out.split())
+    for action in parser._actions:  # every option and argument is documented
+        if action.help == argparse.SUPPRESS:
+            continue
+        names = action.option_strings or [action.metavar or action.dest]
+        assert any(str(name) in out for name in names), (command, names)
+        if action.help and action.dest != "help":
+            assert " ".join(str(action.help).split()[:4]) in " ".join(out.split()), names
+
+
+def subcommand_parser(command: list[str]) -> argparse.ArgumentParser:
+    """The parser ``earmark <command>`` uses, found by walking the subparsers."""
+    parser = build_parser([add_serve, *GROUPS])
+    for word in command:
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = sub.choices[word]
+    return parser
 
 
 def test_help_runs_as_a_program() -> None:

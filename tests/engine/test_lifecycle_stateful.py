@@ -11,13 +11,10 @@ return counts as a receipt); and the events explain the stock as the flusher app
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
-import fakeredis
 import orjson
-import time_machine
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -27,11 +24,10 @@ from hypothesis.stateful import (
     invariant,
     precondition,
     rule,
+    run_state_machine_as_test,
 )
 
 from earmark import (
-    Engine,
-    EngineConfig,
     InsufficientOnHand,
     InsufficientStock,
     ReservationExpired,
@@ -45,11 +41,12 @@ from earmark.errors import (
     ReturnExceedsShipped,
     TransferAlreadyReceived,
 )
+from tests.support.model import Hold, Order, StockModel, Where, machine_engine
+from tests.support.servers import RedisServer
 
 SKUS = ["A", "B", "C"]  # crc32 spreads them over both partitions
 LOCATIONS = ["default", "north"]
 PLACES = [(sku, loc) for sku in SKUS for loc in LOCATIONS]
-BUCKETS = ("on_hand", "committed", "in_transit", "returned", "damaged", "written_off", "inbound")
 PHYSICAL = ("on_hand", "in_transit", "returned", "damaged")
 # Steps that may move on_hand + in_transit + returned + damaged across the network.
 MOVES_THE_NETWORK_SUM = {
@@ -60,63 +57,7 @@ MOVES_THE_NETWORK_SUM = {
     "transfer_discrepancy",
     "counted",
 }
-START = datetime(2026, 1, 1, tzinfo=UTC)
-Where = tuple[str, str]
 places = st.sampled_from(PLACES)
-
-
-@dataclass
-class Hold:
-    lines: dict[Where, int]
-    expires_at_ms: int
-    status: str = "held"
-    returned: dict[Where, int] = field(default_factory=dict)
-
-
-@dataclass
-class Order:
-    lines: dict[Where, list[int]]  # where -> [expected, received]
-    status: str = "open"
-
-
-@dataclass
-class Model:
-    """Each unit's state, as a spreadsheet would keep it."""
-
-    now_ms: int
-    stock: dict[Where, dict[str, int]] = field(
-        default_factory=lambda: {w: dict.fromkeys(BUCKETS, 0) for w in PLACES}
-    )
-    holds: dict[str, Hold] = field(default_factory=dict)
-    shipped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SKUS, 0))
-    came_in: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SKUS, 0))
-    transfers: dict[str, tuple[str, str, str, int, int | None]] = field(default_factory=dict)
-    orders: dict[str, Order] = field(default_factory=dict)
-    exposed: bool = False
-
-    def status(self, rid: str) -> str:
-        hold = self.holds[rid]
-        if hold.status == "held" and self.now_ms >= hold.expires_at_ms:
-            return "expired"
-        return hold.status
-
-    def reserved(self, where: Where) -> int:
-        return sum(
-            h.lines.get(where, 0) for rid, h in self.holds.items() if self.status(rid) == "held"
-        )
-
-    def available(self, where: Where) -> int:
-        s = self.stock[where]
-        return s["on_hand"] - self.reserved(where) - s["committed"]
-
-    def move(self, where: Where, **deltas: int) -> None:
-        for bucket, units in deltas.items():
-            self.stock[where][bucket] += units
-
-    def take_on_hand(self, where: Where, qty: int, to: str) -> None:
-        """A damage or write-off from on_hand the engine accepted."""
-        self.exposed |= self.available(where) - qty < 0
-        self.move(where, on_hand=-qty, **{to: qty})
 
 
 def expect(refusal: type[Exception] | None, call: Any) -> Any:
@@ -137,20 +78,17 @@ class LifecycleMachine(RuleBasedStateMachine):
     orders = Bundle("orders")
     reads = Bundle("reads")
 
-    def __init__(self) -> None:
+    def __init__(self, redis_url: str | None = None) -> None:
         super().__init__()
-        self.travel = time_machine.travel(START, tick=False)
-        self.clock = self.travel.start()
-        config = EngineConfig(prefix="lc", partitions=2)
-        self.engine = Engine.embedded(config, server=fakeredis.FakeServer()).start()
-        self.model = Model(now_ms=int(START.timestamp() * 1000))
+        self.engine, self.clock = machine_engine("lc", redis_url)
+        self.model = StockModel(now_ms=self.clock.now_ms, places=list(PLACES))
         self.keys = 0
         self.kind = "start"
         self.network_sum = 0
 
     def teardown(self) -> None:
         self.engine.close()
-        self.travel.stop()
+        self.clock.stop()
 
     def key(self) -> str:
         self.keys += 1
@@ -205,6 +143,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         short = {w for w, qty in cart.items() if m.available(w) < qty}
         lines = [(sku, qty, loc) for (sku, loc), qty in cart.items()]
         try:
+            ttl += self.clock.ttl_extra_seconds
             held = self.engine.reserve(lines, idempotency_key=self.key(), ttl_seconds=ttl)
         except InsufficientStock as refused:
             assert {(s.sku, s.location) for s in refused.shortfalls} == short
@@ -277,10 +216,11 @@ class LifecycleMachine(RuleBasedStateMachine):
                 return  # only after an exposure; parts would ship one by one
         self.act(rid, "ship")
 
+    @precondition(lambda self: self.clock.moves)
     @rule(ms=st.integers(1, 6000))
     def advance(self, ms: int) -> None:
         self.kind = "time"
-        self.clock.shift(ms / 1000)
+        self.clock.shift(ms)
         self.model.now_ms += ms
 
     @rule()
@@ -619,6 +559,12 @@ class LifecycleMachine(RuleBasedStateMachine):
             assert self.engine.get_reservation(rid).status == self.model.status(rid)
 
 
+REAL_SERVER_SETTINGS = settings(
+    max_examples=8,
+    stateful_step_count=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 LifecycleMachine.TestCase.settings = settings(
     max_examples=50,
     stateful_step_count=40,
@@ -626,3 +572,13 @@ LifecycleMachine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 TestLifecycleMachine = LifecycleMachine.TestCase
+
+
+@pytest.mark.redis_server
+def test_the_lifecycle_machine_holds_on_a_real_redis(redis_server: RedisServer) -> None:
+    """The same machine on a real redis-server (its clock cannot be moved: no hold expires
+    here; expiry on a real server is covered by the behaviour suite)."""
+    run_state_machine_as_test(
+        lambda: LifecycleMachine(redis_server.url),
+        settings=settings(REAL_SERVER_SETTINGS),
+    )

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import zipfile
 from collections.abc import Generator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -65,9 +66,41 @@ def test_no_stream_is_trimmed_on_write() -> None:
         assert not re.search(r"MAXLEN|MINID|XTRIM", script.source)
 
 
-def test_no_script_takes_a_client_clock() -> None:
-    for script in load_scripts().values():
-        assert "now_ms()" in script.source or script.name == "claim_idempotency"
+def test_time_in_lua_comes_only_from_redis_time() -> None:
+    """The one place a script reads a clock is now_ms() (Redis TIME); no script reads
+    TIME itself or takes a time argument (ARGV documented as a time, not a duration)."""
+    common = (ROOT / "lua" / "includes" / "common.lua").read_text()
+    assert "rcall('TIME')" in common
+    for path in (ROOT / "lua").rglob("*.lua"):
+        source = path.read_text()
+        if path.name != "common.lua":
+            assert "'TIME'" not in source, path.name
+        header = source.split("]]", 1)[0] if source.startswith("--[[") else ""
+        for argv in re.findall(r"\[\d+\][^\n]*", header):
+            assert not re.search(r"\b(now|timestamp|clock)\b", argv), (path.name, argv)
+
+
+@pytest.mark.redis_server
+def test_a_client_clock_far_off_changes_no_recorded_time(redis_server: RedisServer) -> None:
+    """With Python's clock moved 25 years back, every time the engine records (hold
+    expiry, creation, commit, the events' 'at') is still the Redis server's time: no
+    client clock reaches a script."""
+    import time_machine
+
+    with Engine.from_url(redis_server.url, EngineConfig(prefix=fresh_prefix())) as engine:
+        server_ms = int(engine.client.time()[0]) * 1000
+        with time_machine.travel(datetime(2001, 1, 1, tzinfo=UTC), tick=True):
+            engine.receive("A", 5)
+            held = engine.reserve([("A", 2)], idempotency_key="k", ttl_seconds=60)
+            engine.extend(held.id, 120)
+            done = engine.commit(held.id)
+        assert held.created_at is not None and held.expires_at is not None
+        assert abs(held.created_at.timestamp() * 1000 - server_ms) < 60_000
+        assert abs((held.expires_at - held.created_at).total_seconds() - 60) < 1
+        assert done.committed_at is not None
+        assert abs(done.committed_at.timestamp() * 1000 - server_ms) < 60_000
+        events = engine.client.xrange(engine.keys.events(0))
+        assert events and all(abs(int(f["at"]) - server_ms) < 60_000 for _, f in events)
 
 
 @pytest.mark.redis_server
