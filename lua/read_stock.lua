@@ -14,6 +14,9 @@
 --- @include "common"
 
 local limit = bounded(ARGV[1], 'expired holds read per line', 0, EXPIRED_READ_PER_LINE_MAX)
+if #KEYS % 3 ~= 0 then
+  error('earmark: read_stock takes 3 KEYS per line, got ' .. #KEYS)
+end
 local n = #KEYS / 3
 bounded(n, 'lines', 1, SKUS_PER_READ_MAX)
 local now = now_ms()

@@ -277,3 +277,29 @@ def test_a_broken_script_fails_at_start(
             engine.start()
     finally:
         engine.close()
+
+
+@pytest.mark.parametrize(
+    ("script", "args"),
+    [
+        ("reserve", ["f" * 32, "a", "k", 1000, "rsv_x_0", 1000, "", 1, 1000, 1, "A", "d", 1]),
+        ("commit_reservation", ["", "a", "", 1000, "rsv_x_0", 1, "A", "d", "direct", ""]),
+        ("receive_stock", ["", "a", "", 1000, "A", "d", 1, 5, ""]),
+        ("read_stock", [10]),
+        ("reserve", ["f" * 32, "a", "k", 1000, "rsv_x_0", 1000, "", 1, 1000, 51]),
+    ],
+    ids=["reserve", "commit", "receive", "read", "reserve-51-lines"],
+)
+def test_a_call_with_the_wrong_keys_or_counts_fails_before_writing(
+    backend: Backend, script: str, args: list[Any]
+) -> None:
+    """Scripts check #KEYS and bound every count they loop over, in Lua too: a broken
+    caller gets an error, not a half-applied write."""
+    import redis
+
+    engine = backend.engine()
+    before = engine.client.xlen(engine.keys.events(0))
+    keys = [engine.keys.meta(0), engine.keys.events(0)]  # far too few for any layout
+    with pytest.raises(redis.exceptions.ResponseError, match="earmark: "):
+        engine._scripts[script](keys=keys, args=args)
+    assert engine.client.xlen(engine.keys.events(0)) == before

@@ -115,7 +115,7 @@ class OpsBase:
         *opts: Any,
         qty_checked: bool = False,
     ) -> Op[Json]:
-        """A lifecycle script on the stock layout: validation of the (sku, location) and of
+        """A script on the stock layout (lifecycle writes): validation of the (sku, location) and of
         the first option (a qty, unless ``qty_checked``), idempotency, one call."""
         sku, location = validation.sku(sku), validation.location(location)
         if not qty_checked:
