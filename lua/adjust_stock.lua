@@ -13,7 +13,7 @@
     {error = 'would_oversell', available, requested}: a decrease larger than available, not forced
     {error = 'insufficient_on_hand', on_hand, requested}: a decrease larger than on_hand
       (refused even when forced: on_hand counts physical units and is never negative)
-    {error = 'store_not_ready' | 'idempotency_conflict'}
+    {error = 'store_not_ready' | 'durability_backlog' | 'idempotency_conflict'}
   Events: 'expired' per reclaimed hold (expired holds never make a decrease look
     unsafe); 'adjusted' (on_hand +delta, reason; forced = 1 and exposure = units promised
     but no longer on hand, when forced).
@@ -31,7 +31,7 @@ local place = stock_place(KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], 
 check_keys(#KEYS, STOCK_KEYS)
 
 local ctx, reply = open_write(meta_key, events_key, idem_key, fingerprint, actor, idem,
-                              idem_retention_ms)
+                              idem_retention_ms, true)
 if not ctx then
   return reply
 end

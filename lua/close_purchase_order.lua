@@ -13,7 +13,7 @@
   Returns {json, replayed}; json is
     {ok, purchase_order}: status 'closed' / 'cancelled' (also when it already was)
     {error = 'purchase_order_closed', status}: already finished the other way
-    {error = 'purchase_order_not_found' | 'lines_mismatch' | 'store_not_ready' |
+    {error = 'purchase_order_not_found' | 'lines_mismatch' | 'store_not_ready' | 'durability_backlog' |
       'idempotency_conflict'}
   Events, per line with units still outstanding (purchase_order, reason):
     'po_closed' or 'po_cancelled' (inbound -outstanding);
@@ -34,7 +34,7 @@ check_keys(#KEYS, PO_KEYS + KEYS_PER_PO_LINE * n)
 local target = mode == 'cancel' and 'cancelled' or 'closed'
 
 local ctx, reply = open_write(meta_key, events_key, idem_key, fingerprint, actor, idem,
-                              idem_retention_ms)
+                              idem_retention_ms, true)
 if not ctx then
   return reply
 end

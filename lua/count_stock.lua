@@ -16,7 +16,7 @@
       on_hand log remembers (oldest) or newer than the stock (current); nothing written
     {error = 'insufficient_on_hand', on_hand, requested}: the delta would take on_hand
       below zero (the count contradicts what happened since the read; recount)
-    {error = 'store_not_ready' | 'idempotency_conflict'}
+    {error = 'store_not_ready' | 'durability_backlog' | 'idempotency_conflict'}
   Events: 'expired' per reclaimed hold; 'counted' (on_hand +delta, possibly 0; reason,
     counted, expected, counted_version); 'oversell_exposure' (no deltas; cause 'counted')
     when the count leaves fewer units on hand than are promised. A count is physical
@@ -36,7 +36,7 @@ local place = stock_place(KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], 
 check_keys(#KEYS, STOCK_KEYS)
 
 local ctx, reply = open_write(meta_key, events_key, idem_key, fingerprint, actor, idem,
-                              idem_retention_ms)
+                              idem_retention_ms, true)
 if not ctx then
   return reply
 end

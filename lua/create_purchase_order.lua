@@ -11,7 +11,7 @@
   Returns {json, replayed}; json is
     {ok, purchase_order = {id, status = 'open', supplier, expected_date, reference,
       created_at, lines = [{sku, location, expected, received = 0}]}}
-    {error = 'idempotency_conflict' (also for an order id that exists) | 'store_not_ready'}
+    {error = 'idempotency_conflict' (also for an order id that exists) | 'store_not_ready' | 'durability_backlog'}
   Events: 'po_expected' per line (inbound +qty; purchase_order, supplier, expected_date,
     reference, reason).
   Invariants: inbound grows by exactly what the part's lines expect; the part and its
@@ -31,7 +31,7 @@ local n = bounded(ARGV[10], 'line count', 1, LINES_MAX)
 check_keys(#KEYS, PO_KEYS + KEYS_PER_PO_LINE * n)
 
 local ctx, reply = open_write(meta_key, events_key, idem_key, fingerprint, actor, idem,
-                              idem_retention_ms)
+                              idem_retention_ms, true)
 if not ctx then
   return reply
 end

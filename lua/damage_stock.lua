@@ -12,7 +12,7 @@
     {ok, levels, exposure}: exposure = units promised beyond on hand that this added
     {error = 'would_oversell', available, requested}: more than available, not forced
     {error = 'insufficient_on_hand', on_hand, requested}: more than on hand (even forced)
-    {error = 'store_not_ready' | 'idempotency_conflict'}
+    {error = 'store_not_ready' | 'durability_backlog' | 'idempotency_conflict'}
   Events: 'expired' per reclaimed hold; 'damaged' (on_hand -qty, damaged +qty, reason);
     'oversell_exposure' (no deltas; qty = exposure, cause 'damaged') when forced past
     available.
@@ -31,7 +31,7 @@ local place = stock_place(KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], 
 check_keys(#KEYS, STOCK_KEYS)
 
 local ctx, reply = open_write(meta_key, events_key, idem_key, fingerprint, actor, idem,
-                              idem_retention_ms)
+                              idem_retention_ms, true)
 if not ctx then
   return reply
 end

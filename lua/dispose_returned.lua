@@ -12,7 +12,7 @@
     {ok, levels}
     {error = 'insufficient_units', bucket = 'returned', available, requested}: fewer units
       are in returned than qty
-    {error = 'store_not_ready' | 'idempotency_conflict'}
+    {error = 'store_not_ready' | 'durability_backlog' | 'idempotency_conflict'}
   Events: 'expired' per reclaimed hold; one of
     'return_restocked'   (returned -qty, on_hand +qty: available again at once)
     'return_damaged'     (returned -qty, damaged +qty)
@@ -31,7 +31,7 @@ local place = stock_place(KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], 
 check_keys(#KEYS, STOCK_KEYS)
 
 local ctx, reply = open_write(meta_key, events_key, idem_key, fingerprint, actor, idem,
-                              idem_retention_ms)
+                              idem_retention_ms, true)
 if not ctx then
   return reply
 end

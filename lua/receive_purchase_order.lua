@@ -13,7 +13,7 @@
     {error = 'purchase_order_not_found'}
     {error = 'purchase_order_closed', status}: closed or cancelled; nothing received
     {error = 'no_line', sku, location}: the part has no such line; nothing received
-    {error = 'store_not_ready' | 'idempotency_conflict'}
+    {error = 'store_not_ready' | 'durability_backlog' | 'idempotency_conflict'}
   Events, per received line (purchase_order, reason):
     'po_received' (inbound -n, on_hand +n; n = min(qty, outstanding), if n > 0)
     'supplier_discrepancy' over (on_hand +extra) for units beyond what was outstanding.
@@ -33,7 +33,7 @@ local n = bounded(ARGV[7], 'line count', 1, LINES_MAX)
 check_keys(#KEYS, PO_KEYS + KEYS_PER_PO_LINE * n)
 
 local ctx, reply = open_write(meta_key, events_key, idem_key, fingerprint, actor, idem,
-                              idem_retention_ms)
+                              idem_retention_ms, true)
 if not ctx then
   return reply
 end

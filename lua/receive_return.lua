@@ -16,7 +16,7 @@
       the part has not shipped
     {error = 'no_line', sku, location}: the part has no such line
     {error = 'return_exceeds_shipped', shipped, returned, requested}
-    {error = 'store_not_ready' | 'idempotency_conflict'}
+    {error = 'store_not_ready' | 'durability_backlog' | 'idempotency_conflict'}
   Events: 'expired' per reclaimed hold; 'returned' (returned +qty; reservation, reason).
   Invariants: a line never takes back more than it shipped (the part keeps
     'returned:<sku>:<location>' in the same script as the bucket change).
@@ -33,7 +33,7 @@ local place = stock_place(KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], 
 check_keys(#KEYS, STOCK_KEYS + 1)
 
 local ctx, reply = open_write(meta_key, events_key, idem_key, fingerprint, actor, idem,
-                              idem_retention_ms)
+                              idem_retention_ms, true)
 if not ctx then
   return reply
 end

@@ -8,7 +8,7 @@
     retention (ms), [5] sku, [6] location, [7] expired holds reclaimed first (at most),
     [8] qty (units, > 0), [9] reference ('' none)
   Returns {json, replayed}; json is {ok, levels} with every bucket after the receipt, or
-    {error = 'store_not_ready' | 'idempotency_conflict'}
+    {error = 'store_not_ready' | 'durability_backlog' | 'idempotency_conflict'}
   Events: 'expired' per reclaimed hold; 'received' (on_hand +qty, reason = reference).
   Invariants: on_hand only grows; available grows by exactly qty.
 ]]
@@ -23,7 +23,7 @@ local place = stock_place(KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], 
 check_keys(#KEYS, STOCK_KEYS)
 
 local ctx, reply = open_write(meta_key, events_key, idem_key, fingerprint, actor, idem,
-                              idem_retention_ms)
+                              idem_retention_ms, true)
 if not ctx then
   return reply
 end

@@ -13,7 +13,7 @@
     {error = 'transfer_already_received', transfer}: already received with another qty
     {error = 'transfer_not_found'} | {error = 'lines_mismatch'}: sku / to differ from
       the record (a stale caller)
-    {error = 'store_not_ready' | 'idempotency_conflict'}
+    {error = 'store_not_ready' | 'durability_backlog' | 'idempotency_conflict'}
   Events, all at the destination with transfer, from, reason:
     'transfer_received' (in_transit -n, on_hand +n; n = min(received, shipped), if n > 0)
     'transfer_discrepancy' short (in_transit -missing, written_off +missing) when fewer
@@ -34,7 +34,7 @@ local retention_ms = tonumber(ARGV[10])
 check_keys(#KEYS, 8)
 
 local ctx, reply = open_write(meta_key, events_key, idem_key, fingerprint, actor, idem,
-                              idem_retention_ms)
+                              idem_retention_ms, true)
 if not ctx then
   return reply
 end

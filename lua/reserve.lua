@@ -19,7 +19,7 @@
     {ok, reservation = {id, status = 'held', expires_at, created_at, channel, lines}}
     {error = 'insufficient_stock', lines = [{sku, location, requested, available}]}
     {error = 'idempotency_conflict'} (also for a part id that exists already)
-    {error = 'store_not_ready'}
+    {error = 'store_not_ready' | 'durability_backlog'}
   Events: 'expired' per reclaimed hold; 'reserved' per line (with expires_at, channel).
   Invariants: nothing is held unless every line has enough available; reserved
     never exceeds on_hand - committed; an expired hold never blocks a new one
@@ -40,7 +40,7 @@ local n = bounded(ARGV[10], 'line count', 1, LINES_MAX)
 check_keys(#KEYS, PART_KEYS + KEYS_PER_LINE * n)
 
 local ctx, reply = open_write(meta_key, events_key, idem_key, fingerprint, actor, idem,
-                              idem_retention_ms)
+                              idem_retention_ms, true)
 if not ctx then
   return reply
 end

@@ -15,7 +15,7 @@
     {error = 'insufficient_stock', lines = [{sku, location, requested, available}]}: fewer
       units are available at from than qty (expired holds no longer count)
     {error = 'idempotency_conflict'}: also when a transfer with this id exists
-    {error = 'store_not_ready'}
+    {error = 'store_not_ready' | 'durability_backlog'}
   Events: 'expired' per reclaimed hold; 'transfer_out' at from (on_hand -qty) and
     'transfer_in' at to (in_transit +qty), both with transfer, from, to, reference, reason.
   Invariants: available at from never goes below zero; the units move from on_hand at
@@ -33,7 +33,7 @@ local place = stock_place(KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], 
 check_keys(#KEYS, STOCK_KEYS + 3)
 
 local ctx, reply = open_write(meta_key, events_key, idem_key, fingerprint, actor, idem,
-                              idem_retention_ms)
+                              idem_retention_ms, true)
 if not ctx then
   return reply
 end

@@ -15,7 +15,7 @@
     {error = 'insufficient_on_hand', on_hand, requested}: from on_hand, more than on hand
     {error = 'insufficient_units', bucket = 'damaged', available, requested}: from damaged,
       more than are damaged
-    {error = 'store_not_ready' | 'idempotency_conflict'}
+    {error = 'store_not_ready' | 'durability_backlog' | 'idempotency_conflict'}
   Events: 'expired' per reclaimed hold; 'written_off' (source -qty, written_off +qty;
     reason, source); 'oversell_exposure' (no deltas) when forced past available.
   Invariants: no bucket goes negative; source + written_off is unchanged; available goes
@@ -33,7 +33,7 @@ local place = stock_place(KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], 
 check_keys(#KEYS, STOCK_KEYS)
 
 local ctx, reply = open_write(meta_key, events_key, idem_key, fingerprint, actor, idem,
-                              idem_retention_ms)
+                              idem_retention_ms, true)
 if not ctx then
   return reply
 end

@@ -91,7 +91,7 @@ end
 local function open_part(meta_key, events_key, idem_key, fingerprint, actor, idem,
                          idem_retention_ms, part_key, lines)
   local ctx, reply = open_write(meta_key, events_key, idem_key, fingerprint, actor, idem,
-                                idem_retention_ms)
+                                idem_retention_ms, false)
   if not ctx then
     return nil, reply
   end

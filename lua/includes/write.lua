@@ -9,10 +9,37 @@
 
 local FINGERPRINT_LENGTH = 32
 
--- True when the partition carries its generation marker and is not fenced.
-local function store_ready(meta_key)
+-- Why the partition cannot be trusted, or nil when it can: it must carry its generation
+-- marker and not be fenced (a fence names the reason, e.g. lost writes after a failover).
+-- Reads check this too (see read_stock, read_reservation).
+local function store_refusal(meta_key)
   local meta = rcall('HMGET', meta_key, 'generation', 'fenced')
-  return meta[1] ~= false and meta[1] ~= nil and not meta[2]
+  if not meta[1] then
+    return 'no generation marker: its data was lost or never set up'
+  end
+  if meta[2] then
+    return 'fenced: ' .. meta[2]
+  end
+  return nil
+end
+
+local function not_ready(reason)
+  return {cjson.encode({error = 'store_not_ready', reason = reason}), 0}
+end
+
+-- nil while the partition's stream holds fewer events than the meta's backlog_max (0 or
+-- unset: no bound), else the refusal: the durable record is down or far behind, and
+-- new demand must not fill Redis's memory meanwhile.
+local function backlog_refusal(meta_key, events_key)
+  local limit = tonumber(rcall('HGET', meta_key, 'backlog_max') or '0')
+  if limit <= 0 then
+    return nil
+  end
+  local waiting = rcall('XLEN', events_key)
+  if waiting < limit then
+    return nil
+  end
+  return {cjson.encode({error = 'durability_backlog', waiting = waiting, limit = limit}), 0}
 end
 
 -- Idempotency: nil when the key is new (or no key was given), otherwise the script's
@@ -33,18 +60,26 @@ local function idem_check(idem_key, idem, fingerprint)
 end
 
 -- The context of a write, or nil and the reply to return at once (not ready, replay,
--- conflict).
+-- conflict, backlog). `bounded`: the write adds demand and is refused past the durability
+-- backlog; writes that finish existing holds (commit, release, ship...) pass false.
 local function open_write(meta_key, events_key, idem_key, fingerprint, actor, idem,
-                          idem_retention_ms)
+                          idem_retention_ms, bounded)
   if idem ~= '' and #fingerprint ~= FINGERPRINT_LENGTH then
     error('earmark: a fingerprint has ' .. FINGERPRINT_LENGTH .. ' characters')
   end
-  if not store_ready(meta_key) then
-    return nil, reply_error('store_not_ready')
+  local refusal = store_refusal(meta_key)
+  if refusal then
+    return nil, not_ready(refusal)
   end
   local replay = idem_check(idem_key, idem, fingerprint)
   if replay then
     return nil, replay
+  end
+  if bounded then
+    local full = backlog_refusal(meta_key, events_key)
+    if full then
+      return nil, full
+    end
   end
   return {events = events_key, actor = actor, idem = idem, channel = '', now = now_ms(),
           idem_key = idem_key, fingerprint = fingerprint,

@@ -31,6 +31,8 @@ class EarmarkError(Exception):
     reply_details: ClassVar[tuple[str, ...]] = ()
     # The name under which the call's subject (an id) is kept in ``details``, if any.
     subject_detail: ClassVar[str | None] = None
+    # Seconds a client should wait before retrying (HTTP ``Retry-After``); None: do not.
+    retry_after_seconds: ClassVar[int | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -185,19 +187,76 @@ class IdempotencyConflict(EarmarkError):
 
 
 class StoreNotReady(EarmarkError):
-    """Redis lacks the generation marker: it was lost or never set up. Writes are refused."""
+    """Redis cannot be trusted to answer: it lacks the generation marker (lost, or never
+    set up) or it is fenced (it lacks writes the durable record holds, e.g. after a
+    failover to a replica that was behind). Reads and writes are refused until stock is
+    rebuilt from the durable record (``earmark rebuild``)."""
 
     code = "store_not_ready"
     http_status = 503
     title = "The store is not ready"
+    retry_after_seconds = 5
 
 
 class StoreUnavailable(EarmarkError):
-    """Redis did not answer (unreachable, timed out); retrying later is safe."""
+    """Redis did not answer or refused to serve for now (unreachable, timed out, failing
+    over); retrying later with the same idempotency key is safe."""
 
     code = "store_unavailable"
     http_status = 503
-    title = "Redis is unreachable"
+    title = "Redis is unavailable"
+    retry_after_seconds = 1
+
+
+class StoreFull(StoreUnavailable):
+    """Redis reached its maxmemory and refuses writes (OOM)."""
+
+    code = "store_full"
+    title = "Redis is out of memory"
+    retry_after_seconds = 5
+
+
+class StoreReadOnly(StoreUnavailable):
+    """The Redis answering is a replica (READONLY), e.g. a primary demoted by a failover;
+    the client reconnects to the new primary."""
+
+    code = "store_read_only"
+    title = "Redis is read-only (a replica)"
+
+
+class StoreBusy(StoreUnavailable):
+    """Redis is busy running a script (BUSY)."""
+
+    code = "store_busy"
+    title = "Redis is busy"
+
+
+class StoreLoading(StoreUnavailable):
+    """Redis is loading its dataset into memory (LOADING)."""
+
+    code = "store_loading"
+    title = "Redis is loading its data"
+    retry_after_seconds = 2
+
+
+class ReplicationTimeout(StoreUnavailable):
+    """The write was applied on the primary but fewer replicas than
+    ``EARMARK_MIN_REPLICAS_ACK`` confirmed it in time: it is not acknowledged. A retry with
+    the same idempotency key returns the original result once the replicas have it."""
+
+    code = "replication_timeout"
+    title = "The replicas did not confirm the write in time"
+
+
+class DurabilityBacklog(EarmarkError):
+    """More events wait for the durable record than ``EARMARK_DURABILITY_BACKLOG_MAX``
+    (the record is down or far behind): new demand is refused rather than letting Redis
+    run out of memory. Commits, releases and shipments of existing holds still go on."""
+
+    code = "durability_backlog"
+    http_status = 503
+    title = "Too many events wait for the durable record"
+    retry_after_seconds = 5
 
 
 class InsufficientUnits(EarmarkError):
@@ -299,6 +358,17 @@ class LedgerUnavailable(LedgerError):
     title = "The durable record is unavailable"
 
 
+class LedgerConflict(LedgerError):
+    """An event arrived with the id of a recorded event but other content: Redis reuses
+    ids the record already holds (a failover to a replica that was behind, or a clock
+    going backwards). The flusher stops rather than drop either event; see
+    docs/durability.md (Topologies) for the runbook."""
+
+    code = "ledger_conflict"
+    http_status = 500
+    title = "An event collides with a recorded one"
+
+
 class LedgerMismatch(LedgerError):
     """The durable record belongs to another store (key prefix or partition count)."""
 
@@ -334,12 +404,17 @@ class Outcome:
 
 
 NOT_READY_MESSAGE = (
-    "Redis has no generation marker for this partition: its data was lost or never set "
-    "up; writes are refused until stock is rebuilt (earmark rebuild)"
+    "Redis cannot be trusted for this partition ({reason}): reads and writes are refused "
+    "until stock is rebuilt from the durable record (earmark rebuild)"
 )
 
 OUTCOMES: dict[str, Outcome] = {
     "store_not_ready": Outcome(StoreNotReady, NOT_READY_MESSAGE),
+    "durability_backlog": Outcome(
+        DurabilityBacklog,
+        "{waiting} events wait for the durable record (at most {limit} per partition): "
+        "new demand is refused until the flusher catches up",
+    ),
     "idempotency_conflict": Outcome(
         IdempotencyConflict, "this idempotency key was already used for another request"
     ),

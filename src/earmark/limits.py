@@ -70,3 +70,13 @@ CONNECTIONS_MAX = 100
 CONNECTION_WAIT_S = 10.0
 # Script calls the asyncio engine coalesces into one pipeline, at most.
 COALESCED_CALLS_MAX = 256
+
+# Replicated writes (EngineConfig.min_replicas_ack): replicas a write may wait for, and
+# how long one WAIT waits for them.
+REPLICAS_ACK_MAX = 16
+REPLICA_ACK_TIMEOUT_MS_DEFAULT = 200
+REPLICA_ACK_TIMEOUT_MS_MAX = 10_000
+# Events waiting for the durable record past which new demand is refused; what serve
+# uses by default (about 210 MB of Redis memory at ~210 bytes an event), and the most.
+DURABILITY_BACKLOG_MAX_DEFAULT = 1_000_000
+DURABILITY_BACKLOG_MAX_LIMIT = 100_000_000

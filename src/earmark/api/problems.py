@@ -20,7 +20,8 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from earmark.errors import ERRORS, EarmarkError, InternalError, InvalidRequest, StoreUnavailable
+from earmark.engine.refusals import store_error
+from earmark.errors import ERRORS, EarmarkError, InternalError, InvalidRequest
 
 log = logging.getLogger("earmark.api")
 
@@ -122,12 +123,16 @@ def problem(
 
 def error_response(error: EarmarkError, instance: str | None = None) -> Response:
     """The one mapping from our exceptions to HTTP: status by ``code``, details as members."""
-    headers = {"WWW-Authenticate": "Bearer"} if isinstance(error, Unauthorized) else None
+    headers: dict[str, str] = {}
+    if isinstance(error, Unauthorized):
+        headers["WWW-Authenticate"] = "Bearer"
+    if error.retry_after_seconds is not None:
+        headers["Retry-After"] = str(error.retry_after_seconds)
     details = dict(error.details)
     if "status" in details:  # the record's status; ``status`` is the HTTP status here
         member = STATUS_MEMBERS.get(error.code, "reservation_status")
         details[member] = details.pop("status")
-    return problem(error.code, error.message, instance=instance, headers=headers, **details)
+    return problem(error.code, error.message, instance=instance, headers=headers or None, **details)
 
 
 def _validation_problem(request: Request, exc: RequestValidationError) -> Response:
@@ -185,9 +190,12 @@ def install(app: FastAPI) -> None:
         return _http_problem(request, exc)
 
     async def on_redis(request: Request, exc: Exception) -> Response:
-        log.error("%s %s: Redis unreachable: %s", request.method, request.url.path, exc)
-        detail = "the store (Redis) did not answer; retry later"
-        return problem(StoreUnavailable.code, detail, instance=request.url.path)
+        """A Redis failure outside an engine operation (which maps its own)."""
+        mapped = store_error(exc)
+        if mapped is None:
+            return await on_crash(request, exc)
+        log.warning("%s %s: %s", request.method, request.url.path, mapped)
+        return error_response(mapped, request.url.path)
 
     async def on_crash(request: Request, exc: Exception) -> Response:
         log.exception("%s %s failed", request.method, request.url.path, exc_info=exc)
@@ -197,6 +205,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(EarmarkError, on_earmark_error)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
-    app.add_exception_handler(redis.exceptions.ConnectionError, on_redis)
-    app.add_exception_handler(redis.exceptions.TimeoutError, on_redis)
+    app.add_exception_handler(redis.exceptions.RedisError, on_redis)
     app.add_exception_handler(Exception, on_crash)

@@ -9,15 +9,18 @@ from typing import Any, Self, TypeVar
 
 import redis.asyncio
 import redis.asyncio.cluster
+import redis.exceptions
 from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 from earmark import limits
 from earmark.engine.bootstrap import StoreState, bootstrap
-from earmark.engine.coalesce import CallCoalescer
+from earmark.engine.coalesce import CallCoalescer, Replication
 from earmark.engine.config import EngineConfig
 from earmark.engine.operation import AsyncDriver
 from earmark.engine.ops import Operations
-from earmark.engine.scripts import load_scripts
+from earmark.engine.refusals import store_error
+from earmark.engine.scripts import load_scripts, writes
 from earmark.engine.steps import Batch, Call, Op
 from earmark.keys import Keys
 
@@ -43,10 +46,18 @@ class AsyncEngine(AsyncDriver, Operations):
         self.config = config or EngineConfig()
         self.keys = Keys(self.config.prefix)
         self._scripts: dict[str, AsyncScript] = {}
+        self._node_clients: dict[str, Any] = {}  # replicated writes on a cluster
         self.state: StoreState | None = None
         self.cluster = cluster
         # Concurrent calls share pipelines on one Redis (a cluster routes each call itself).
-        self._coalescer = CallCoalescer(client) if coalesce and not cluster else None
+        self.replication = (
+            Replication(self.config.min_replicas_ack, self.config.replica_ack_timeout_ms)
+            if self.config.min_replicas_ack
+            else None
+        )
+        self._coalescer = (
+            CallCoalescer(client, self.replication) if coalesce and not cluster else None
+        )
         # Without coalescing every operation holds a connection. A cluster client fails
         # past its per-node limit, and redis-py's blocking pool lets newcomers overtake
         # waiters (some starve for its whole timeout): bound the operations in flight
@@ -102,6 +113,8 @@ class AsyncEngine(AsyncDriver, Operations):
 
     async def close(self) -> None:
         """Closes the connections."""
+        for client in self._node_clients.values():
+            await client.aclose()
         await self.client.aclose()
 
     async def __aenter__(self) -> Self:
@@ -118,7 +131,10 @@ class AsyncEngine(AsyncDriver, Operations):
     async def run(self, op: Op[T]) -> T:
         """Drives one operation: executes each step it yields and sends back the reply."""
         async with self._slots:
-            return await self._drive(op)
+            try:
+                return await self._drive(op)
+            except redis.exceptions.RedisError as error:
+                raise (store_error(error) or error) from error
 
     async def _drive(self, op: Op[T]) -> T:
         try:
@@ -142,8 +158,44 @@ class AsyncEngine(AsyncDriver, Operations):
     async def _call(self, call: Call) -> Any:
         script = self._scripts[call.script]
         if self._coalescer is not None:
-            return await self._coalescer.call(script, call.keys, call.args)
+            return await self._coalescer.call(
+                script, call.keys, call.args, writes=writes(call.script)
+            )
+        if self.replication is not None and writes(call.script):
+            return await self._call_replicated(self.replication, script, call)
         return await script(keys=call.keys, args=call.args)
+
+    async def _call_replicated(
+        self, replication: Replication, script: AsyncScript, call: Call
+    ) -> Any:
+        """The script and one WAIT in one pipeline: WAIT counts the replicas that have the
+        writes of *its own connection*, so both must share one. On a cluster the pipeline
+        goes to the master owning the call's slot (a plain client per node)."""
+        client = self._node_client(call.keys[0]) if self.cluster else self.client
+        for _ in range(2):  # a second round after loading a script the server forgot
+            pipe = client.pipeline(transaction=False)
+            pipe.evalsha(script.sha, len(call.keys), *call.keys, *call.args)
+            pipe.execute_command("WAIT", replication.replicas, replication.timeout_ms)
+            reply, acknowledged = await pipe.execute(raise_on_error=False)
+            if isinstance(reply, NoScriptError):
+                await client.script_load(script.script)
+                continue
+            for answer in (reply, acknowledged):
+                if isinstance(answer, Exception):
+                    raise answer
+            refusal = replication.refusal(int(acknowledged))
+            if refusal is not None:
+                raise refusal
+            return reply
+        raise NoScriptError(f"script {call.script} could not be loaded")
+
+    def _node_client(self, key: str) -> Any:
+        node = self.client.get_node_from_key(key)
+        found = self._node_clients.get(node.name)
+        if found is None:
+            found = redis.asyncio.Redis(host=node.host, port=node.port, decode_responses=True)
+            self._node_clients[node.name] = found
+        return found
 
     async def _batch(self, batch: Batch) -> list[Any]:
         """One pipeline through the coalescer (it handles NOSCRIPT); one by one on a

@@ -44,9 +44,10 @@ def bootstrap(keys: Keys, config: EngineConfig, *, initialize: bool) -> Op[Store
         )
     generation = secrets.token_hex(8)
     generations = []
+    backlog = config.backlog_per_partition(partitions)
     for p in range(partitions):
         raw = yield Call(
-            "init_partition", [keys.meta(p)], [generation, partitions, int(initialize)]
+            "init_partition", [keys.meta(p)], [generation, partitions, int(initialize), backlog]
         )
         generations.append(text(raw[0]))
     return StoreState(partitions, tuple(generations))

@@ -21,6 +21,19 @@ class EngineConfig:
     reclaim_per_line_max: int = limits.RECLAIM_PER_LINE_MAX
     pin_ms: int = limits.PIN_MS
     sweep_batch_max: int = limits.SWEEP_BATCH_MAX
+    # Writes wait for this many replicas (Redis WAIT) before they are acknowledged;
+    # 0: acknowledge what the primary applied (see docs/durability.md, Topologies).
+    min_replicas_ack: int = 0
+    replica_ack_timeout_ms: int = limits.REPLICA_ACK_TIMEOUT_MS_DEFAULT
+    # Events waiting for the durable record (all partitions) past which new demand is
+    # refused (DurabilityBacklog); 0: no bound (a library engine with no flusher).
+    durability_backlog_max: int = 0
+
+    def backlog_per_partition(self, partitions: int) -> int:
+        """The bound each partition's stream keeps (0: none)."""
+        if self.durability_backlog_max == 0:
+            return 0
+        return max(1, -(-self.durability_backlog_max // partitions))
 
     def __post_init__(self) -> None:
         if self.partitions is not None and not 1 <= self.partitions <= limits.PARTITIONS_MAX:
@@ -37,5 +50,16 @@ class EngineConfig:
             or not 1 <= self.sweep_batch_max <= 10_000
         ):
             raise ValueError("reclaim_per_line_max and sweep_batch_max are out of bounds")
+        if not 0 <= self.min_replicas_ack <= limits.REPLICAS_ACK_MAX:
+            raise ValueError(f"min_replicas_ack must be between 0 and {limits.REPLICAS_ACK_MAX}")
+        if not 1 <= self.replica_ack_timeout_ms <= limits.REPLICA_ACK_TIMEOUT_MS_MAX:
+            raise ValueError(
+                f"replica_ack_timeout_ms must be between 1 and {limits.REPLICA_ACK_TIMEOUT_MS_MAX}"
+            )
+        if not 0 <= self.durability_backlog_max <= limits.DURABILITY_BACKLOG_MAX_LIMIT:
+            raise ValueError(
+                "durability_backlog_max must be between 0 and "
+                f"{limits.DURABILITY_BACKLOG_MAX_LIMIT}"
+            )
         if not self.prefix or "{" in self.prefix or "}" in self.prefix:
             raise ValueError("prefix must be non-empty and may not contain braces")

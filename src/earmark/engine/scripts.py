@@ -46,6 +46,12 @@ class LuaScript:
     source: str
 
 
+def writes(name: str) -> bool:
+    """Whether a script may write: every one but the ``read_*`` scripts (a naming rule the
+    script tests check against each header's "read only")."""
+    return not name.startswith("read_")
+
+
 def script_names(root: Traversable) -> list[str]:
     """Every script of ``root``: each ``*.lua`` file beside ``includes/``, by name."""
     return sorted(

@@ -9,15 +9,18 @@ from typing import Any, Self, TypeVar
 
 import redis
 import redis.cluster
+import redis.exceptions
 from redis.commands.core import Script
 from redis.exceptions import NoScriptError
 
 from earmark import limits
 from earmark.engine.bootstrap import StoreState, bootstrap
+from earmark.engine.coalesce import Replication
 from earmark.engine.config import EngineConfig
 from earmark.engine.operation import SyncDriver
 from earmark.engine.ops import Operations
-from earmark.engine.scripts import load_scripts
+from earmark.engine.refusals import store_error
+from earmark.engine.scripts import load_scripts, writes
 from earmark.engine.steps import Batch, Call, Op
 from earmark.keys import Keys
 
@@ -40,6 +43,11 @@ class Engine(SyncDriver, Operations):
         self.config = config or EngineConfig()
         self.keys = Keys(self.config.prefix)
         self._scripts: dict[str, Script] = {}
+        self.replication = (
+            Replication(self.config.min_replicas_ack, self.config.replica_ack_timeout_ms)
+            if self.config.min_replicas_ack
+            else None
+        )
         self.state: StoreState | None = None
         self.cluster = cluster
         # A cluster client fails (rather than waits) past its per-node connection limit;
@@ -121,14 +129,17 @@ class Engine(SyncDriver, Operations):
     def run(self, op: Op[T]) -> T:
         """Drives one operation: executes each step it yields and sends back the reply."""
         with self._slots:
-            return self._drive(op)
+            try:
+                return self._drive(op)
+            except redis.exceptions.RedisError as error:
+                raise (store_error(error) or error) from error
 
     def _drive(self, op: Op[T]) -> T:
         try:
             step = next(op)
             while True:
                 if isinstance(step, Call):
-                    reply = self._scripts[step.script](keys=step.keys, args=step.args)
+                    reply = self._call(step)
                 elif isinstance(step, Batch):
                     reply = self._batch(step)
                 else:
@@ -142,21 +153,66 @@ class Engine(SyncDriver, Operations):
         finally:
             op.close()
 
+    def _call(self, call: Call) -> Any:
+        script = self._scripts[call.script]
+        if self.replication is not None and writes(call.script):
+            return self._call_replicated(self.replication, script, call)
+        return script(keys=call.keys, args=call.args)
+
+    def _call_replicated(self, replication: Replication, script: Script, call: Call) -> Any:
+        """The script and one WAIT on one connection (WAIT counts the replicas that have
+        its own connection's writes); on a cluster, on the master owning the slot."""
+        client = (
+            self.client.get_node_from_key(call.keys[0]).redis_connection
+            if self.cluster
+            else self.client
+        )
+        for _ in range(2):  # a second round after loading a script the server forgot
+            pipe = client.pipeline(transaction=False)
+            pipe.evalsha(script.sha, len(call.keys), *call.keys, *call.args)
+            pipe.execute_command("WAIT", replication.replicas, replication.timeout_ms)
+            reply, acknowledged = pipe.execute(raise_on_error=False)
+            if isinstance(reply, NoScriptError):
+                client.script_load(script.script)
+                continue
+            for answer in (reply, acknowledged):
+                if isinstance(answer, Exception):
+                    raise answer
+            refusal = replication.refusal(int(acknowledged))
+            if refusal is not None:
+                raise refusal
+            return reply
+        raise NoScriptError(f"script {call.script} could not be loaded")
+
     def _batch(self, batch: Batch) -> list[Any]:
         """Script calls pipelined on one Redis; one by one on a cluster, where the calls of
         a batch may live on different nodes. A call the server answers NOSCRIPT is loaded
         and retried on its own (redis-py's script pipelining would ask SCRIPT EXISTS first
-        on every batch: a round trip more)."""
+        on every batch: a round trip more). With replicated writes one WAIT ends the
+        pipeline."""
         if self.cluster:
-            return [self._scripts[c.script](keys=c.keys, args=c.args) for c in batch.calls]
+            return [self._call(c) for c in batch.calls]
         pipe = self.client.pipeline(transaction=False)
         for c in batch.calls:
             pipe.evalsha(self._scripts[c.script].sha, len(c.keys), *c.keys, *c.args)
-        replies = []
-        for c, reply in zip(batch.calls, pipe.execute(raise_on_error=False), strict=True):
+        replication = self.replication
+        waits = replication is not None and any(writes(c.script) for c in batch.calls)
+        if waits and replication is not None:
+            pipe.execute_command("WAIT", replication.replicas, replication.timeout_ms)
+        replies = pipe.execute(raise_on_error=False)
+        refusal = None
+        if waits and replication is not None:
+            acknowledged = replies.pop()
+            if isinstance(acknowledged, Exception):
+                raise acknowledged
+            refusal = replication.refusal(int(acknowledged))
+        results = []
+        for c, reply in zip(batch.calls, replies, strict=True):
             if isinstance(reply, NoScriptError):
-                reply = self._scripts[c.script](keys=c.keys, args=c.args)
+                reply = self._call(c)
             elif isinstance(reply, Exception):
                 raise reply
-            replies.append(reply)
-        return replies
+            elif refusal is not None and writes(c.script):
+                raise refusal
+            results.append(reply)
+        return results

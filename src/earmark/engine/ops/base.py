@@ -12,6 +12,8 @@ from __future__ import annotations
 import zlib
 from typing import Any
 
+import orjson
+
 from earmark import limits, validation
 from earmark.engine.bootstrap import StoreState
 from earmark.engine.config import EngineConfig
@@ -80,6 +82,31 @@ class OpsBase:
         if text(raw[0]) == "conflict":
             raise IdempotencyConflict("this idempotency key was already used for another request")
         return text(raw[1])
+
+    def _trusted(self, p: int) -> tuple[str | int, ...]:
+        """A command to send first in a pipeline of plain reads of partition ``p``: its
+        reply goes to ``_check_trusted``, so an emptied or fenced Redis answers 503, not
+        'not found'."""
+        return ("HMGET", self.keys.meta(p), "generation", "fenced")
+
+    @staticmethod
+    def _check_trusted(reply: Any) -> None:
+        generation, fenced = reply
+        if not generation:
+            reason = "no generation marker: its data was lost or never set up"
+            raise_for_error({"error": "store_not_ready", "reason": reason})
+        if fenced:
+            raise_for_error({"error": "store_not_ready", "reason": f"fenced: {text(fenced)}"})
+
+    def _read_part(self, p: int, reservation_id: str) -> Op[tuple[Json | None, int]]:
+        """This partition's part of a reservation (None when there is none) and the
+        server's clock; ``StoreNotReady`` when the partition cannot be trusted."""
+        keys = [self.keys.meta(p), self.keys.reservation(p, reservation_id)]
+        raw = yield Call("read_reservation", keys, [])
+        record = orjson.loads(raw[0])
+        if isinstance(record, dict) and "error" in record:
+            raise_for_error(record)
+        return record, int(raw[1])
 
     def _stock_call(
         self, script: str, sku: str, location: str, fp: str, actor: str, idem: str, *opts: Any

@@ -8,8 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from earmark import validation
 from earmark.engine.ops.base import OpsBase
 from earmark.engine.replies import Json, script_reply
@@ -71,11 +69,10 @@ class ReservationParts(OpsBase):
     def _read_parts(self, reservation_id: str) -> Op[list[Part]]:
         parts = []
         for p in self.parts_of(reservation_id):
-            raw = yield Call("read_reservation", [self.keys.reservation(p, reservation_id)], [])
-            record = orjson.loads(raw[0])
+            record, now_ms = yield from self._read_part(p, reservation_id)
             if record is None:
                 raise ReservationNotFound(f"no reservation {reservation_id}", id=reservation_id)
-            parts.append(Part(p, record, int(raw[1])))
+            parts.append(Part(p, record, now_ms))
         return parts
 
     def _read_parts_or_none(self, rid: str) -> Op[list[Part] | None]:

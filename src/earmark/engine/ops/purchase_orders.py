@@ -181,7 +181,10 @@ class PurchaseOrderOps(OpsBase):
         """Every part as a script's view; ``PurchaseOrderNotFound`` when one is missing."""
         records: dict[int, Json] = {}
         for p in parts:
-            (raw,) = yield Pipeline([("HGETALL", self.keys.purchase_order(p, po_id))])
+            trusted, raw = yield Pipeline(
+                [self._trusted(p), ("HGETALL", self.keys.purchase_order(p, po_id))]
+            )
+            self._check_trusted(trusted)
             if not raw:
                 raise PurchaseOrderNotFound(f"no purchase order {po_id}", id=po_id)
             record: Json = {text(k): text(v) for k, v in raw.items()}

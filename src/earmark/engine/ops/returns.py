@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import orjson
-
 from earmark import limits, validation
 from earmark.engine.operation import operation
 from earmark.engine.ops.base import DEFAULT_ACTOR
@@ -46,8 +44,7 @@ class ReturnOps(ReservationParts):
         p = self.partition_of(sku)
         if p not in parts:
             raise InvalidRequest(f"reservation {rid} has no line for {sku}", field="sku")
-        raw = yield Call("read_reservation", [self.keys.reservation(p, rid)], [])
-        record = orjson.loads(raw[0])
+        record, _ = yield from self._read_part(p, rid)
         if record is None:
             raise ReservationNotFound(f"no reservation {rid}", id=rid)
         where = self._return_line(rid, record, sku, where)

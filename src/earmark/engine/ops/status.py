@@ -58,6 +58,41 @@ class StatusOps(OpsBase):
         return [text(reply) if reply else "" for reply in replies]
 
     @operation
+    def fences(self) -> Op[list[str]]:
+        """Each partition's fence ('' where it is not fenced), one round trip."""
+        commands = [("HGET", self.keys.meta(p), "fenced") for p in range(self.partitions)]
+        replies = yield Pipeline(list(commands))
+        return [text(reply) if reply else "" for reply in replies]
+
+    @operation
+    def fence(self, reason: str) -> Op[int]:
+        """Fences every partition that has a marker: reads and writes answer
+        ``StoreNotReady`` (naming ``reason``) on every server until a rebuild. For a Redis
+        found lacking writes the durable record holds. Returns the partitions fenced now."""
+        reason = reason.strip() or "fenced by an operator"
+        commands: list[tuple[str | int, ...]] = []
+        for p in range(self.partitions):
+            commands.append(("HSETNX", self.keys.meta(p), "fenced", reason))
+        replies = yield Pipeline(commands)
+        return sum(int(reply) for reply in replies)
+
+    @operation
+    def stream_heads(self) -> Op[list[str]]:
+        """The id Redis last generated in each partition's event stream ('0-0' where the
+        stream does not exist): the newest event Redis ever wrote there. A durable record
+        holding a newer event proves this Redis lost writes."""
+        heads = []
+        for p in range(self.partitions):
+            key = self.keys.events(p)
+            (exists,) = yield Pipeline([("EXISTS", key)])
+            if not int(exists):
+                heads.append("0-0")
+                continue
+            (info,) = yield Pipeline([("XINFO STREAM", key)])
+            heads.append(text(info["last-generated-id"]))
+        return heads
+
+    @operation
     def indexed_stock(self, limit: int) -> Op[list[tuple[str, str]]]:
         """Up to ``limit`` (sku, location) pairs from the partitions' stock index, sorted."""
         found: list[tuple[str, str]] = []

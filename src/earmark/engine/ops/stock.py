@@ -125,7 +125,10 @@ class StockOps(OpsBase):
     def _locations(self, sku: str) -> Op[list[StockLevel]]:
         sku = validation.sku(sku)
         p = self.partition_of(sku)
-        (members,) = yield Pipeline([("SMEMBERS", self.keys.locations(p, sku))])
+        trusted, members = yield Pipeline(
+            [self._trusted(p), ("SMEMBERS", self.keys.locations(p, sku))]
+        )
+        self._check_trusted(trusted)
         wanted = [(sku, text(m)) for m in sorted(members, key=text)]
         levels: list[StockLevel] = []
         for start in range(0, len(wanted), limits.SKUS_PER_READ_MAX):
@@ -142,12 +145,16 @@ class StockOps(OpsBase):
             by_part.setdefault(self.partition_of(sku), []).append(index)
         calls = []
         for p, indexes in by_part.items():
-            keys = [k for i in indexes for k in self.keys.line_keys(p, *wanted[i])]
+            keys = [self.keys.meta(p)]
+            keys += [k for i in indexes for k in self.keys.line_keys(p, *wanted[i])]
             calls.append(Call("read_stock", keys, [limits.EXPIRED_READ_PER_LINE_MAX]))
         replies = (yield Batch(calls)) if calls else []
         found: list[StockLevel | None] = [None] * len(wanted)
         for indexes, reply in zip(by_part.values(), replies, strict=True):
-            for i, levels in zip(indexes, orjson.loads(reply), strict=True):
+            answered = orjson.loads(reply)
+            if isinstance(answered, dict):  # a refusal: the partition cannot be trusted
+                raise_for_error(answered)
+            for i, levels in zip(indexes, answered, strict=True):
                 if levels is not None:
                     levels.pop("expired_unreclaimed")
                     sku, location = wanted[i]

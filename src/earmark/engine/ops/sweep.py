@@ -4,12 +4,10 @@ loop). Holds never need it to be correct; see docs/keys.md."""
 
 from __future__ import annotations
 
-import orjson
-
 from earmark.engine.operation import operation
 from earmark.engine.ops.parts import Part, ReservationParts
 from earmark.engine.replies import raise_for_error, script_reply, text
-from earmark.engine.steps import Call, Op, Pipeline
+from earmark.engine.steps import Op, Pipeline
 from earmark.models import SweepReport
 
 
@@ -29,12 +27,11 @@ class SweepOps(ReservationParts):
         replies = yield Pipeline([("ZRANGE", self.keys.expiries(p), 0, batch - 1)])
         expired = 0
         for rid in map(text, replies[0]):
-            raw = yield Call("read_reservation", [self.keys.reservation(p, rid)], [])
-            record = orjson.loads(raw[0])
+            record, now_ms = yield from self._read_part(p, rid)
             if record is None:
                 yield Pipeline([("ZREM", self.keys.expiries(p), rid)])
                 continue
-            part = Part(p, record, int(raw[1]))
+            part = Part(p, record, now_ms)
             if record["status"] == "held" and part.now_ms < int(record["expires_at"]):
                 break  # sorted by expiry: the rest are live too
             call = self._part_call("release_reservation", rid, part, "expire", "ttl", "")

@@ -112,7 +112,10 @@ class TransferOps(OpsBase):
         return p
 
     def _read_transfer(self, transfer_id: str, p: int) -> Op[Json]:
-        (raw,) = yield Pipeline([("HGETALL", self.keys.transfer(p, transfer_id))])
+        trusted, raw = yield Pipeline(
+            [self._trusted(p), ("HGETALL", self.keys.transfer(p, transfer_id))]
+        )
+        self._check_trusted(trusted)
         if not raw:
             raise TransferNotFound(f"no transfer {transfer_id}", id=transfer_id)
         return {**{text(k): text(v) for k, v in raw.items()}, "id": transfer_id}
