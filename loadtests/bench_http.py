@@ -17,6 +17,7 @@ Prints each round and the medians (requests/s, p50, p99) and the throughput rati
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import shutil
@@ -35,6 +36,7 @@ import redis
 from tests.support.servers import RedisServer, free_port
 
 from earmark import Engine, EngineConfig
+from earmark.durable import service as durable
 
 HOST = "127.0.0.1"
 SKU = "BENCH"
@@ -132,12 +134,14 @@ def started(process: Process, ready_path: str) -> Iterator[Process]:
         process.stop()
 
 
-def prepare_store(url: str, prefix: str) -> str:
-    """Stock for earmark and for the minimal endpoint, and an API key; returns its token."""
+def prepare_store(url: str, prefix: str, database_url: str) -> str:
+    """Stock for earmark and for the minimal endpoint, and an API key in the durable
+    record; returns its token."""
     with Engine.from_url(url, EngineConfig(prefix=prefix)) as engine:
         for i in range(RECEIPTS):
             engine.receive(SKU, RECEIPT_QTY, idempotency_key=f"bench-receipt-{i}")
-        token, _ = engine.create_api_key("bench", frozenset({"read", "reserve"}))
+    scopes = frozenset({"read", "reserve"})
+    token, _ = asyncio.run(durable.create_api_key(database_url, "bench", scopes))
     client = redis.Redis.from_url(url)
     try:
         client.set("minimal:stock", RECEIPT_QTY * RECEIPTS)
@@ -167,16 +171,20 @@ def run_wrk(url: str, script: str, args: argparse.Namespace, tag: str, token: st
 
 
 def servers(
-    stack: ExitStack, redis_url: str, prefix: str, workers: int, flusher_in_process: bool
+    stack: ExitStack,
+    redis_url: str,
+    prefix: str,
+    database_url: str,
+    workers: int,
+    flusher_in_process: bool,
 ) -> dict[str, Process]:
-    record = stack.enter_context(tempfile.TemporaryDirectory(prefix="earmark-bench-"))
     earmark_env = {
         "EARMARK_REDIS_URL": redis_url,
         "EARMARK_PREFIX": prefix,
         "EARMARK_LOG_LEVEL": "warning",
         "EARMARK_WORKERS": str(workers),
         # The durable record in a throwaway file, never the repository's working directory.
-        "EARMARK_DATABASE_URL": f"sqlite:///{record}/earmark.db",
+        "EARMARK_DATABASE_URL": database_url,
         # In production the flusher usually runs as its own process (`earmark flush`);
         # --flusher-in-process measures serve with it sharing the server's core.
         "EARMARK_FLUSHER_IN_PROCESS": "true" if flusher_in_process else "false",
@@ -236,10 +244,14 @@ def main(argv: list[str] | None = None) -> int:
     prefix = f"bench{os.getpid()}"
     with ExitStack() as stack, tempfile.TemporaryDirectory() as tmp:
         redis_server = stack.enter_context(RedisServer())
-        token = prepare_store(redis_server.url, prefix)
+        record = stack.enter_context(tempfile.TemporaryDirectory(prefix="earmark-bench-"))
+        database_url = f"sqlite:///{record}/earmark.db"
+        token = prepare_store(redis_server.url, prefix, database_url)
         script = str(Path(tmp) / "reserve.lua")
         Path(script).write_text(WRK_SCRIPT)
-        procs = servers(stack, redis_server.url, prefix, args.workers, args.flusher_in_process)
+        procs = servers(
+            stack, redis_server.url, prefix, database_url, args.workers, args.flusher_in_process
+        )
         tokens = {"earmark": token, "minimal": ""}
         for target, proc in procs.items():  # warm-up: imports, pools, JIT-free caches
             warm = argparse.Namespace(**{**vars(args), "seconds": 2})

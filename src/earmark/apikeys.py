@@ -1,15 +1,18 @@
 """API keys: named bearer tokens with scopes. Only a token's SHA-256 is ever stored;
-the token itself is shown once, when it is created. Where keys are kept is the engine's
-business (``Engine.create_api_key`` and its siblings); this module holds what every part
-agrees on: scopes, principals, hashing."""
+the token itself is shown once, when it is created. Keys are kept in the durable record
+(``Ledger.create_api_key`` and its siblings), so they survive a Redis loss and the
+embedded store reads them too; this module holds what every part agrees on: scopes,
+principals, hashing, and making a new key."""
 
 from __future__ import annotations
 
 import hashlib
+import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
+from earmark import validation
 from earmark.errors import InvalidRequest
 
 SCOPES = ("read", "reserve", "stock")
@@ -58,3 +61,12 @@ def parse_scopes(raw: str | Iterable[str]) -> frozenset[str]:
 def by_sha256(api_keys: Iterable[ApiKey]) -> dict[str, Principal]:
     """The lookup table a server keeps in memory: token hash -> principal."""
     return {key.sha256: Principal(key.name, key.scopes) for key in api_keys}
+
+
+def new_key(name: str, scopes: frozenset[str]) -> tuple[str, ApiKey]:
+    """A new key and its token (shown once, never stored)."""
+    name = validation.name(name, "name", NAME_LENGTH_MAX)
+    if not scopes or not scopes <= set(SCOPES):
+        raise InvalidRequest(f"scopes must be a non-empty subset of {', '.join(SCOPES)}")
+    token = TOKEN_PREFIX + secrets.token_urlsafe(TOKEN_BYTES)
+    return token, ApiKey(name, frozenset(scopes), datetime.now(UTC), token_sha256(token))

@@ -169,6 +169,9 @@ class NoRecord:
     async def ledger_for_reads(self) -> None:
         return None
 
+    async def api_keys(self) -> list[Any]:
+        return []
+
 
 async def read_ledger(durable: Any) -> httpx.Response:
     config = EngineConfig(prefix=fresh_prefix())

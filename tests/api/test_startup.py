@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import fakeredis
 import httpx
@@ -77,6 +78,9 @@ class Recorder:
 
     async def ledger_for_reads(self) -> None:
         return None
+
+    async def api_keys(self) -> list[Any]:
+        return []
 
 
 async def test_durable_record_hooks_run_in_order() -> None:

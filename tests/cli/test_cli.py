@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,9 +17,11 @@ from earmark.api.command import add_serve
 from earmark.apikeys import token_sha256
 from earmark.cli.main import COMMANDS as GROUPS
 from earmark.cli.main import build_parser
+from earmark.durable import service as durable
 from earmark.keys import Keys
 from earmark.settings import get_settings
 from tests.support.backends import fresh_prefix
+from tests.support.durable import MIGRATIONS_APPLIED
 from tests.support.servers import RedisServer
 
 COMMANDS = [[], ["serve"], ["sweep"], ["status"], ["keys"], ["keys", "create"], ["keys", "list"],
@@ -89,10 +92,10 @@ def test_keys_round_trip(
     assert "shown once" in captured.err
     client = redis.Redis.from_url(redis_server.url, decode_responses=True)
     try:
-        stored = client.hgetall(env.api_keys())
-        assert list(stored) == ["shop"]
-        assert token not in stored["shop"]
-        assert token_sha256(token) in stored["shop"]
+        stored = asyncio.run(durable.api_keys_at(get_settings().database_url))
+        assert [k.name for k in stored] == ["shop"]  # in the durable record, not in Redis
+        assert stored[0].sha256 == token_sha256(token)
+        assert not client.exists(env.api_keys())
         assert cli.main(["keys", "create", "shop", "--scopes", "read"]) == 2
         assert "already exists" in capsys.readouterr().err
         assert cli.main(["keys", "create", "bad", "--scopes", "read,admin"]) == 2
@@ -102,7 +105,7 @@ def test_keys_round_trip(
         assert "shop" in listing and "read,reserve" in listing and token not in listing
         assert cli.main(["keys", "revoke", "shop"]) == 0
         assert cli.main(["keys", "revoke", "shop"]) == 1
-        assert client.hlen(env.api_keys()) == 0
+        assert asyncio.run(durable.api_keys_at(get_settings().database_url)) == []
     finally:
         client.close()
 
@@ -128,8 +131,7 @@ def test_status_and_sweep(env: Keys, capsys: pytest.CaptureFixture[str]) -> None
     assert "expired 0 holds" in capsys.readouterr().out
 
 
-NEED_REDIS = [["status"], ["sweep"], ["keys", "list"], ["flush", "--once"], ["rebuild"],
-              ["verify"]]  # fmt: skip
+NEED_REDIS = [["status"], ["sweep"], ["flush", "--once"], ["rebuild"], ["verify"]]
 
 
 def test_commands_that_need_redis_say_so(
@@ -144,10 +146,14 @@ def test_commands_that_need_redis_say_so(
             assert "EARMARK_REDIS_URL" in capsys.readouterr().err
         # These need only the database.
         assert cli.main(["migrate"]) == 0
-        assert "applied migrations 1 to SQLite file" in capsys.readouterr().out
+        assert f"applied migrations {MIGRATIONS_APPLIED} to SQLite file" in capsys.readouterr().out
         assert cli.main(["migrate"]) == 0
         assert "is up to date" in capsys.readouterr().out
         assert cli.main(["verify", "--replay"]) == 0
         assert "replayed 0 events" in capsys.readouterr().out
+        # API keys live in the durable record: an embedded server's keys too.
+        assert cli.main(["keys", "create", "shop", "--scopes", "read"]) == 0
+        assert cli.main(["keys", "list"]) == 0
+        assert "shop" in capsys.readouterr().out
     finally:
         get_settings.cache_clear()

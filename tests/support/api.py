@@ -48,6 +48,7 @@ class Api:
 
     app: FastAPI
     engine: AsyncEngine
+    durable: DurableService
     clients: dict[str, httpx.AsyncClient] = field(default_factory=dict)
     tokens: dict[str, str] = field(default_factory=dict)
 
@@ -56,6 +57,15 @@ class Api:
             return self.clients[name]
         except KeyError:
             raise AttributeError(name) from None
+
+    async def create_key(self, name: str, scopes: frozenset[str]) -> str:
+        """A new API key in the app's durable record; returns its token."""
+        token, key = apikeys.new_key(name, scopes)
+        assert await (await self.durable.ledger_for_reads()).create_api_key(key)
+        return token
+
+    async def revoke_key(self, name: str) -> bool:
+        return await (await self.durable.ledger_for_reads()).revoke_api_key(name)
 
     async def levels(self, sku: str, location: str = "default") -> tuple[int, int, int, int]:
         (s,) = await self.engine.availability([(sku, location)])
@@ -80,16 +90,18 @@ async def open_api(
         EngineConfig(prefix=fresh_prefix()), server=fakeredis.FakeServer()
     )
     await engine.start()
+    # The real durable record (its lag feeds /readyz, it keeps the API keys), without the
+    # flusher task: the HTTP suites read the event streams, which a flusher would trim.
+    durable = DurableService(settings.database_url, flusher_in_process=False)
     tokens: dict[str, str] = {}
     if keys:
+        ledger = await durable.ledger_for_reads()
         for name, scopes in SCOPE_SETS.items():
-            scoped = apikeys.parse_scopes(scopes)
-            tokens[name], _ = await engine.create_api_key(name, scoped)
-    # The real durable record (its lag feeds /readyz), without the flusher task: the HTTP
-    # suites read the event streams, which a flusher would trim.
-    durable = DurableService(settings.database_url, flusher_in_process=False)
+            token, key = apikeys.new_key(name, apikeys.parse_scopes(scopes))
+            assert await ledger.create_api_key(key)
+            tokens[name] = token
     app = create_app(settings, engine, durable=durable)
-    api = Api(app, engine, tokens=tokens)
+    api = Api(app, engine, durable, tokens=tokens)
     transport = httpx.ASGITransport(app=app)
     try:
         async with app.router.lifespan_context(app):

@@ -12,7 +12,7 @@ from earmark import AsyncEngine
 from earmark.durable.flusher import Flusher
 from earmark.engine.ops.status import stream_lag
 from earmark.engine.steps import run_commands
-from earmark.store.ledger import BUCKETS, Ledger, open_ledger
+from earmark.store.ledger import BUCKETS, Ledger, migrations, open_ledger
 
 POLL_INTERVAL_SECONDS = 0.02
 
@@ -89,3 +89,8 @@ async def recorded_status(ledger: Ledger, reservation_id: str) -> str:
     record = await ledger.reservation(reservation_id)
     assert record is not None, f"{reservation_id} is not in the record"
     return record.status
+
+
+# Every migration a new record gets, and how `earmark migrate` lists them.
+ALL_MIGRATIONS = [m.version for m in migrations("sqlite")]
+MIGRATIONS_APPLIED = ", ".join(map(str, ALL_MIGRATIONS))

@@ -32,6 +32,7 @@ from earmark.api.auth import Authenticator
 from earmark.api.hooks import DurableRecord, durable_record_for
 from earmark.api.metrics import LatencyMiddleware, Metrics
 from earmark.api.routes import ROUTERS
+from earmark.apikeys import ApiKey
 from earmark.engine.async_engine import AsyncEngine
 from earmark.engine.sweeper import log_if_crashed, run_sweeper
 from earmark.errors import StartupRefused
@@ -102,14 +103,20 @@ def refuse_open_bind(settings: Settings) -> None:
         )
 
 
-async def start_auth(engine: AsyncEngine, settings: Settings) -> Authenticator:
-    keys = await engine.api_key_count()
-    if keys == 0:
+async def no_keys() -> list[ApiKey]:
+    """The key source of a service without a durable record (tests, a bare engine)."""
+    return []
+
+
+async def start_auth(durable: DurableRecord | None, settings: Settings) -> Authenticator:
+    source = no_keys if durable is None else durable.api_keys
+    authenticator = Authenticator(
+        source, settings.api_key_cache_seconds, open_when_empty=is_loopback(settings.host)
+    )
+    if not await authenticator.refresh():
         refuse_open_bind(settings)
         log.warning(auth_off_message(settings))
-    return Authenticator(
-        engine, settings.api_key_cache_seconds, open_when_empty=is_loopback(settings.host)
-    )
+    return authenticator
 
 
 async def start_sweeper(stack: AsyncExitStack, engine: AsyncEngine, app: FastAPI) -> None:
@@ -141,7 +148,7 @@ def lifespan_for(engine: AsyncEngine | None, durable: DurableRecord | None) -> A
                 initialize = True if durable is None else await durable.prepare(running)
                 await running.start(initialize=initialize)
             app.state.engine = running
-            app.state.authenticator = await start_auth(running, settings)
+            app.state.authenticator = await start_auth(durable, settings)
             if settings.embedded and engine is None:
                 log.warning(EMBEDDED_BANNER.format(database=settings.database_description()))
             if durable is not None:

@@ -1,19 +1,26 @@
-"""Bearer-token authentication against the API keys in Redis, cached per process.
+"""Bearer-token authentication against the API keys of the durable record, cached per
+process.
 
-Each process keeps the table ``sha256(token) -> principal`` and reloads it (one HGETALL)
-when it is older than ``api_key_cache_seconds``, so a request costs no Redis round trip
-for auth and a revoked key stops working within that many seconds.
+Each process keeps the table ``sha256(token) -> principal`` and reloads it when it is
+older than ``api_key_cache_seconds``, so a request costs no round trip for auth and a
+revoked key stops working within that many seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
+from collections.abc import Awaitable, Callable
 
 from earmark import apikeys
 from earmark.api.problems import Forbidden, Unauthorized
-from earmark.apikeys import ANONYMOUS_PRINCIPAL, Principal
-from earmark.engine.async_engine import AsyncEngine
+from earmark.apikeys import ANONYMOUS_PRINCIPAL, ApiKey, Principal
+from earmark.errors import LedgerUnavailable
+
+KeySource = Callable[[], Awaitable[list[ApiKey]]]
+
+log = logging.getLogger("earmark.api")
 
 
 class Authenticator:
@@ -24,8 +31,8 @@ class Authenticator:
     tokens are required.
     """
 
-    def __init__(self, engine: AsyncEngine, cache_seconds: float, *, open_when_empty: bool):
-        self.engine = engine
+    def __init__(self, keys: KeySource, cache_seconds: float, *, open_when_empty: bool):
+        self.keys = keys
         self.cache_seconds = cache_seconds
         self.open_when_empty = open_when_empty
         self._table: dict[str, Principal] = {}
@@ -33,11 +40,18 @@ class Authenticator:
         self._lock = asyncio.Lock()
 
     async def refresh(self) -> dict[str, Principal]:
-        """Reloads the keys now (one HGETALL); concurrent callers share one reload."""
+        """Reloads the keys from the durable record now; concurrent callers share one
+        reload. A record that cannot be reached keeps the table already loaded (a server
+        that never loaded one refuses every token: it fails closed)."""
         started = time.monotonic()
         async with self._lock:
             if self._loaded_at < started:
-                keys = await self.engine.api_keys()
+                try:
+                    keys = await self.keys()
+                except LedgerUnavailable as error:
+                    log.warning("API keys not reloaded, the durable record is down: %s", error)
+                    self._loaded_at = time.monotonic()  # retry after the cache period
+                    return self._table
                 self._table = apikeys.by_sha256(keys)
                 self._loaded_at = time.monotonic()
         return self._table

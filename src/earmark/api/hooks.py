@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from earmark.apikeys import ApiKey
 from earmark.durable.service import DurableService
 from earmark.engine.async_engine import AsyncEngine
 from earmark.settings import Settings
@@ -48,6 +49,10 @@ class DurableRecord(Protocol):
     def lag_source(self) -> LagSource | None:
         """Readiness fails while this lag exceeds ``flusher_lag_seconds_max``; it also
         sets the ``earmark_flusher_lag_seconds`` gauge. None: no lag check."""
+        ...
+
+    async def api_keys(self) -> list[ApiKey]:
+        """Every API key of the record (``LedgerUnavailable`` while it is down)."""
         ...
 
     async def ledger_for_reads(self) -> Ledger | None:

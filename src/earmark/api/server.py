@@ -9,19 +9,18 @@ here; several workers each build their own from the environment
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import logging
 import os
 from typing import Any
 
-import redis
-import redis.cluster
 import uvicorn
 import uvicorn.config
 
 from earmark.api.app import create_app, refuse_open_bind
+from earmark.durable import service as durable
 from earmark.errors import StartupRefused
-from earmark.keys import Keys
 from earmark.settings import Settings, is_loopback
 
 log = logging.getLogger("earmark")
@@ -35,18 +34,8 @@ def log_config(level: str) -> dict[str, Any]:
 
 
 def stored_key_count(settings: Settings) -> int:
-    """API keys in Redis (0 for the embedded store, which starts empty)."""
-    if settings.redis_url is None:
-        return 0
-    client: Any
-    if settings.redis_cluster:
-        client = redis.cluster.RedisCluster.from_url(settings.redis_url, decode_responses=True)
-    else:
-        client = redis.Redis.from_url(settings.redis_url, decode_responses=True)
-    try:
-        return int(client.hlen(Keys(settings.prefix).api_keys()))
-    finally:
-        client.close()
+    """API keys in the durable record."""
+    return len(asyncio.run(durable.api_keys_at(settings.database_url)))
 
 
 def check_serve(settings: Settings) -> None:

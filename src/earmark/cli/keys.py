@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 
 from earmark import apikeys
 from earmark.cli.common import (
     Subparsers,
-    sync_engine,
     table,
 )
+from earmark.durable import service as durable
 from earmark.settings import Settings
 
 
@@ -19,7 +20,9 @@ def add_keys(subparsers: Subparsers) -> None:
         "keys",
         help="create, list or revoke API keys",
         description="Manage the API keys the HTTP API accepts as 'Authorization: Bearer'. "
-        "Only a SHA-256 hash of each token is stored.",
+        "They are kept in the durable record (EARMARK_DATABASE_URL): they survive a Redis "
+        "loss, and an embedded server reads them too. Only a SHA-256 hash of each token is "
+        "stored.",
     )
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     create = actions.add_parser(
@@ -51,8 +54,7 @@ def add_keys(subparsers: Subparsers) -> None:
 
 def run_keys_create(args: argparse.Namespace, settings: Settings) -> int:
     scopes = apikeys.parse_scopes(args.scopes)
-    with sync_engine(settings, "keys create") as engine:
-        token, key = engine.create_api_key(args.name, scopes)
+    token, key = asyncio.run(durable.create_api_key(settings.database_url, args.name, scopes))
     print(token)
     print(
         f"created API key {key.name!r} with scopes {','.join(sorted(key.scopes))}. "
@@ -63,8 +65,7 @@ def run_keys_create(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_keys_list(args: argparse.Namespace, settings: Settings) -> int:
-    with sync_engine(settings, "keys list") as engine:
-        keys = engine.api_keys()
+    keys = asyncio.run(durable.api_keys_at(settings.database_url))
     if not keys:
         print("no API keys: `earmark serve` runs with auth off, and only on a loopback address")
         return 0
@@ -77,8 +78,7 @@ def run_keys_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
-    with sync_engine(settings, "keys revoke") as engine:
-        removed = engine.revoke_api_key(args.name)
+    removed = asyncio.run(durable.revoke_api_key(settings.database_url, args.name))
     if not removed:
         print(f"no API key named {args.name!r}", file=sys.stderr)
         return 1

@@ -15,6 +15,8 @@ import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from earmark import apikeys, validation
+from earmark.apikeys import ApiKey
 from earmark.durable.flusher import (
     BACKOFF_MS_MAX,
     BACKOFF_MS_MIN,
@@ -29,7 +31,7 @@ from earmark.durable.rebuild import (
     replay_check,
     verify,
 )
-from earmark.errors import EarmarkError, LedgerUnavailable
+from earmark.errors import EarmarkError, InvalidRequest, LedgerUnavailable
 from earmark.store.ledger import Ledger, Page, PageQuery, open_ledger
 
 log = logging.getLogger("earmark.durable.service")
@@ -113,6 +115,8 @@ class DurableService:
 
     async def start(self, engine: Any) -> None:
         self._engine = engine
+        if self._migrated:
+            await self._adopt_legacy_keys(engine)
         if not self.flusher_in_process:
             return
         self.flusher = Flusher.for_engine(
@@ -159,6 +163,21 @@ class DurableService:
             log.warning("shutdown left events for the next flusher: %r", error)
         else:
             log.info("shutdown flushed the %d events still waiting", handled)
+
+    async def api_keys(self) -> list[ApiKey]:
+        """The API keys of the record (the service authenticates against these)."""
+        return await (await self.ledger_for_reads()).api_keys()
+
+    async def _adopt_legacy_keys(self, engine: Any) -> None:
+        """Keys an earlier version kept in Redis move into the record, once."""
+        legacy = await engine.legacy_api_keys()
+        if not legacy:
+            return
+        ledger = await self.ledger_for_reads()
+        for key in legacy:
+            await ledger.create_api_key(key)  # a name the record has already stays as it is
+        await engine.forget_legacy_api_keys()
+        log.warning("moved %d API keys from Redis into the durable record", len(legacy))
 
     async def ledger_for_reads(self) -> Ledger:
         """The record's open ledger, for reads such as ``GET /v1/ledger``, with its schema
@@ -248,3 +267,29 @@ async def replay_check_at(database_url: str) -> ReplayReport:
     """``earmark verify --replay``: exit non-zero unless ``report.ok``."""
     report: ReplayReport = await _with_ledger(database_url, replay_check)
     return report
+
+
+async def create_api_key(
+    database_url: str, name: str, scopes: frozenset[str]
+) -> tuple[str, ApiKey]:
+    """``earmark keys create``: a new key in the record; returns (token, key)."""
+    token, key = apikeys.new_key(name, scopes)
+
+    async def work(ledger: Ledger) -> bool:
+        return await ledger.create_api_key(key)
+
+    if not await _with_ledger(database_url, work):
+        raise InvalidRequest(f"an API key named {key.name!r} already exists; revoke it first")
+    return token, key
+
+
+async def api_keys_at(database_url: str) -> list[ApiKey]:
+    """``earmark keys list``."""
+    found: list[ApiKey] = await _with_ledger(database_url, lambda ledger: ledger.api_keys())
+    return found
+
+
+async def revoke_api_key(database_url: str, name: str) -> bool:
+    """``earmark keys revoke``: False when there was no key of that name."""
+    name = validation.name(name, "name", apikeys.NAME_LENGTH_MAX)
+    return bool(await _with_ledger(database_url, lambda ledger: ledger.revoke_api_key(name)))

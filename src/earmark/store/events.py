@@ -5,14 +5,14 @@ unique key (partition, stream id), and ``LedgerEntry``, its public view (``GET
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from pydantic import BaseModel, Field
 
-from earmark.errors import LedgerError
+from earmark.errors import LedgerConflict, LedgerError
 from earmark.models import StockLevel
 
 # Every stock bucket an event's ``deltas`` may name (``version`` is bookkeeping, not a bucket).
@@ -32,6 +32,22 @@ COLUMN_FIELDS = frozenset(
     | {"reservation", "reason"}
 )
 EventKey = tuple[int, int, int]  # (partition, stream ms, stream seq): the unique event id
+
+
+def check_no_collision(sent: Sequence[Event], recorded: Mapping[EventKey, Event]) -> None:
+    """Raises ``LedgerConflict`` unless every event whose key is already recorded is that
+    same event (a redelivery, which is harmless)."""
+    for event in sent:
+        stored = recorded.get(event.key)
+        if stored is not None and not event.same_content(stored):
+            raise LedgerConflict(
+                f"event {event.event_id} ({event.type} {event.sku}@{event.location}) collides "
+                f"with the recorded {stored.type} {stored.sku}@{stored.location}: Redis "
+                "reuses event ids the record holds (a failover to a replica that was "
+                "behind?). The flusher stops rather than drop either; see docs/durability.md "
+                "(Topologies) for the runbook.",
+                event_id=event.event_id,
+            )
 
 
 def level_of(row: Any) -> StockLevel:
@@ -111,6 +127,37 @@ class Event:
             reason=_optional(fields.get("reason")),
             idempotency_key=_optional(fields.get("idempotency_key")),
             flags={k: v for k, v in fields.items() if k not in COLUMN_FIELDS},
+        )
+
+    def same_content(self, other: Event) -> bool:
+        """Whether ``other`` (the recorded event with this key) is this event again: a
+        redelivery. Anything else is a collision (``LedgerConflict``)."""
+        return (
+            self.type,
+            self.sku,
+            self.location,
+            self.qty,
+            dict(self.deltas),
+            self.occurred_at_ms,
+            self.actor,
+            self.channel,
+            self.reservation_id,
+            self.reason,
+            self.idempotency_key,
+            dict(self.flags),
+        ) == (
+            other.type,
+            other.sku,
+            other.location,
+            other.qty,
+            dict(other.deltas),
+            other.occurred_at_ms,
+            other.actor,
+            other.channel,
+            other.reservation_id,
+            other.reason,
+            other.idempotency_key,
+            dict(other.flags),
         )
 
     def deltas_json(self) -> str:

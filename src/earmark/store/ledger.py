@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Literal, Protocol
 
+from earmark.apikeys import ApiKey
 from earmark.errors import LedgerError
 from earmark.models import StockLevel
 from earmark.store.events import (
@@ -96,6 +97,24 @@ class Ledger(Protocol):
     async def snapshot(self, partitions: int) -> Snapshot:
         """Stock, committed reservations and the newest stream id of each of the
         ``partitions`` in one consistent view, after every flush in progress committed."""
+        ...
+
+    async def newest_event_ids(self, partitions: int) -> dict[int, tuple[int, int]]:
+        """The newest recorded event id (stream ms, seq) per partition; a partition with
+        none recorded is absent. A Redis whose stream never generated the newest id of its
+        partition lacks writes the record holds (``durable.fence``)."""
+        ...
+
+    async def create_api_key(self, key: ApiKey) -> bool:
+        """Stores a new key; False when one of that name exists already."""
+        ...
+
+    async def api_keys(self) -> list[ApiKey]:
+        """Every key, by name."""
+        ...
+
+    async def revoke_api_key(self, name: str) -> bool:
+        """Removes the key; False when there was none of that name."""
         ...
 
     async def mark_holds_lost(self, at_ms: int) -> int:

@@ -19,8 +19,10 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 import orjson
 
+from earmark.apikeys import ApiKey
 from earmark.errors import LedgerMismatch, LedgerUnavailable
 from earmark.models import StockLevel
+from earmark.store.events import check_no_collision
 from earmark.store.ledger import (
     BUCKETS,
     Dialect,
@@ -106,6 +108,12 @@ FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::jsonb[], $5::int[], $6::tex
   AS u(id, status, lines, parts, open_parts, channel, created_at, expires_at,
        committed_at, released_at, expired_at, shipped_at)
 WHERE r.id = u.id
+"""
+# Recorded events by key (to tell a redelivery from a collision).
+RECORDED_EVENTS = f"""
+SELECT {LEDGER_COLUMNS} FROM ledger
+WHERE (partition, stream_ms, stream_seq) IN
+      (SELECT * FROM unnest($1::int[], $2::bigint[], $3::bigint[]))
 """
 # The newest event id per partition, one index probe each (no scan of the ledger).
 LAST_STREAM_IDS = """
@@ -260,6 +268,15 @@ class PostgresLedger:
             inserted = await conn.fetch(INSERT_EVENTS, *self._event_columns(events))
             keys = {(r["partition"], r["stream_ms"], r["stream_seq"]) for r in inserted}
             new = [e for e in events if e.key in keys]
+            seen = [e for e in events if e.key not in keys]
+            if seen:
+                rows = await conn.fetch(
+                    RECORDED_EVENTS,
+                    [e.partition for e in seen],
+                    [e.stream_ms for e in seen],
+                    [e.stream_seq for e in seen],
+                )
+                check_no_collision(seen, {(e := event_of(r)).key: e for r in rows})
             await self._add_stock(conn, new)
             await self._fold_reservations(conn, new)
         return len(new)
@@ -387,6 +404,35 @@ class PostgresLedger:
             meta = {r["key"]: r["value"] for r in await conn.fetch("SELECT * FROM store_meta")}
         last_ids = {r["partition"]: (r["stream_ms"], r["stream_seq"]) for r in last}
         return Snapshot(stock, committed, last_ids, meta)
+
+    async def create_api_key(self, key: ApiKey) -> bool:
+        async with self._connection() as conn:
+            status = await conn.execute(
+                "INSERT INTO api_keys (name, sha256, scopes, created_at)"
+                " VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING",
+                key.name,
+                key.sha256,
+                sorted(key.scopes),
+                key.created_at,
+            )
+        return bool(status.endswith(" 1"))
+
+    async def api_keys(self) -> list[ApiKey]:
+        async with self._connection() as conn:
+            rows = await conn.fetch("SELECT * FROM api_keys ORDER BY name")
+        return [
+            ApiKey(r["name"], frozenset(r["scopes"]), r["created_at"], r["sha256"]) for r in rows
+        ]
+
+    async def revoke_api_key(self, name: str) -> bool:
+        async with self._connection() as conn:
+            status = await conn.execute("DELETE FROM api_keys WHERE name = $1", name)
+        return bool(status.endswith(" 1"))
+
+    async def newest_event_ids(self, partitions: int) -> dict[int, tuple[int, int]]:
+        async with self._connection() as conn:
+            rows = await conn.fetch(LAST_STREAM_IDS, partitions)
+        return {r["partition"]: (r["stream_ms"], r["stream_seq"]) for r in rows}
 
     async def mark_holds_lost(self, at_ms: int) -> int:
         async with self._connection() as conn, conn.transaction():

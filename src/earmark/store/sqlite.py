@@ -19,8 +19,10 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import orjson
 
+from earmark.apikeys import ApiKey
 from earmark.errors import LedgerMismatch, LedgerUnavailable
 from earmark.models import StockLevel
+from earmark.store.events import check_no_collision
 from earmark.store.ledger import (
     BUCKETS,
     Dialect,
@@ -38,6 +40,7 @@ from earmark.store.ledger import (
     page_of,
     reservation_ids,
 )
+from earmark.store.pages import ms_since, time_of_ms
 
 log = logging.getLogger("earmark.store.ledger")
 P = ParamSpec("P")
@@ -276,7 +279,11 @@ class SqliteLedger:
             return 0
         at = now_ms()
         with self._transaction() as db:
-            new = [e for e in sorted(events, key=lambda e: e.key) if self._insert(db, e, at)]
+            ordered = sorted(events, key=lambda e: e.key)
+            new = [e for e in ordered if self._insert(db, e, at)]
+            keys = {e.key for e in new}
+            seen = [e for e in ordered if e.key not in keys]
+            check_no_collision(seen, {e.key: e for e in self._recorded(db, seen)})
             db.executemany(
                 UPSERT_STOCK,
                 [
@@ -310,6 +317,19 @@ class SqliteLedger:
             at,
         )
         return db.execute(INSERT_EVENT, row).rowcount == 1
+
+    @staticmethod
+    def _recorded(db: sqlite3.Connection, events: Sequence[Event]) -> list[Event]:
+        found = []
+        for e in events:
+            row = db.execute(
+                f"SELECT {LEDGER_COLUMNS} FROM ledger"
+                " WHERE partition = ? AND stream_ms = ? AND stream_seq = ?",
+                e.key,
+            ).fetchone()
+            if row is not None:
+                found.append(event_of(row))
+        return found
 
     @staticmethod
     def _reservations(db: sqlite3.Connection, ids: Sequence[str]) -> list[ReservationRecord]:
@@ -380,6 +400,46 @@ class SqliteLedger:
                     last_ids[p] = (int(row[0]), int(row[1]))
             meta = {row[0]: row[1] for row in db.execute("SELECT key, value FROM store_meta")}
         return Snapshot(stock, committed, last_ids, meta)
+
+    @_blocking
+    def create_api_key(self, key: ApiKey) -> bool:
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO api_keys (name, sha256, scopes, created_at)"
+                " VALUES (?, ?, ?, ?)",
+                (key.name, key.sha256, ",".join(sorted(key.scopes)), ms_since(key.created_at)),
+            )
+        return cursor.rowcount == 1
+
+    @_blocking
+    def api_keys(self) -> list[ApiKey]:
+        rows = self._conn().execute(
+            "SELECT name, sha256, scopes, created_at FROM api_keys ORDER BY name"
+        )
+        return [ApiKey(r[0], frozenset(r[2].split(",")), time_of_ms(int(r[3])), r[1]) for r in rows]
+
+    @_blocking
+    def revoke_api_key(self, name: str) -> bool:
+        with self._transaction() as db:
+            cursor = db.execute("DELETE FROM api_keys WHERE name = ?", (name,))
+        return cursor.rowcount == 1
+
+    @_blocking
+    def newest_event_ids(self, partitions: int) -> dict[int, tuple[int, int]]:
+        found = {}
+        for p in range(partitions):
+            row = (
+                self._conn()
+                .execute(
+                    "SELECT stream_ms, stream_seq FROM ledger WHERE partition = ?"
+                    " ORDER BY stream_ms DESC, stream_seq DESC LIMIT 1",
+                    (p,),
+                )
+                .fetchone()
+            )
+            if row is not None:
+                found[p] = (int(row[0]), int(row[1]))
+        return found
 
     @_blocking
     def mark_holds_lost(self, at_ms: int) -> int:
