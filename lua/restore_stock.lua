@@ -28,11 +28,15 @@
     then per committed part, 6 values: reservation id, created_at (ms), expires_at (ms),
         committed_at (ms), channel, lines (JSON array of {sku, location, qty})
   Returns a JSON object:
-    {ok, restored = n, parts = m, stale = k, lost = units given back, generation = marker or ''}
+    {ok, restored = n, parts = m, stale = k, lost = units given back,
+     exposed = units committed beyond on hand (flagged), generation = marker or ''}
     {error = 'ready'}: the partition has a marker (rebuild fences it first only when forced)
     {error = 'stream_not_drained'}: the stream holds entries older than the record's newest
   Events: 'holds_lost' per stock record whose recorded reserved is not 0 (reserved -units,
-    reason 'rebuild'): holds live at the loss are gone, and the record must learn it.
+    reason 'rebuild'): holds live at the loss are gone, and the record must learn it;
+    'oversell_exposure' (no deltas, cause 'rebuild') where the record has more committed
+    than on hand: every recorded sale stays counted and available stays below zero (new
+    reservations refused) until receipts cover it.
   Invariants: reserved is 0 after a restore and no hold structure survives; every other
     bucket equals the record; stream ids only grow across a loss; the marker is written
     last, so a half-restored partition is never sold from.
@@ -88,7 +92,7 @@ end
 rcall('DEL', expiries_key, pins_key)
 
 local ctx = {events = events_key, actor = REBUILD_ACTOR, idem = '', channel = '', now = now_ms()}
-local lost = 0
+local lost, exposed = 0, 0
 for i = 1, n do
   local a = FIRST_ARG + (i - 1) * RECORD_ARGS
   local k0 = FIRST_KEY + (i - 1) * RECORD_KEYS
@@ -108,6 +112,14 @@ for i = 1, n do
   if held ~= 0 then
     emit(ctx, 'holds_lost', sku, loc, held, {reserved = -held}, {'reason', 'rebuild'})
     lost = lost + held
+  end
+  -- More units committed than on hand (sales a failed-over Redis made again before it
+  -- was fenced): every recorded sale stays counted, the shortfall is flagged.
+  local short = tonumber(ARGV[a + 4]) - tonumber(ARGV[a + 2])
+  if short > 0 then
+    emit(ctx, 'oversell_exposure', sku, loc, short, {},
+         {'cause', 'rebuild', 'reason', 'committed exceeds on hand in the record'})
+    exposed = exposed + short
   end
 end
 
@@ -137,4 +149,4 @@ if stamp then
         'created_at', ctx.now, 'rebuilt_at', ctx.now)
 end
 return cjson.encode({ok = true, restored = n, parts = m, stale = k, lost = lost,
-                     generation = stamp and generation or ''})
+                     exposed = exposed, generation = stamp and generation or ''})

@@ -17,7 +17,15 @@ async def test_readyz_checks_redis_and_generation_markers(api: Api) -> None:
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ready"
-    assert set(body["checks"]) == {"redis", "generations", "flusher_lag"}
+    assert set(body["checks"]) == {
+        "redis",
+        "generations",
+        "fence",
+        "database",
+        "backlog",
+        "flusher_lag",
+    }
+    assert body["checks"]["database"] == {"ok": True, "detail": "", "required": False}
     assert body["checks"]["flusher_lag"]["ok"] is True
 
 
@@ -43,7 +51,8 @@ async def test_readyz_fails_while_events_wait_longer_than_the_lag_bound() -> Non
 async def test_readyz_fails_when_a_generation_marker_is_missing(api: Api) -> None:
     await api.engine.client.hdel(api.engine.keys.meta(0), "generation")  # Redis lost it
     body = problem_of(await api.anon.get("/readyz"), 503, "not_ready")
-    assert body["checks"]["generations"] == {"ok": False, "detail": "missing in partitions 0"}
+    generations = body["checks"]["generations"]
+    assert generations == {"ok": False, "detail": "missing in partitions 0", "required": True}
     assert body["detail"] == "failing checks: generations"
 
 

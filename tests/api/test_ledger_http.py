@@ -172,6 +172,9 @@ class NoRecord:
     async def api_keys(self) -> list[Any]:
         return []
 
+    async def database_check(self) -> None:
+        return None
+
 
 async def read_ledger(durable: Any) -> httpx.Response:
     config = EngineConfig(prefix=fresh_prefix())

@@ -82,6 +82,9 @@ class Recorder:
     async def api_keys(self) -> list[Any]:
         return []
 
+    async def database_check(self) -> None:
+        return None
+
 
 async def test_durable_record_hooks_run_in_order() -> None:
     durable = Recorder()

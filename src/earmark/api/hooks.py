@@ -51,6 +51,10 @@ class DurableRecord(Protocol):
         sets the ``earmark_flusher_lag_seconds`` gauge. None: no lag check."""
         ...
 
+    async def database_check(self) -> tuple[bool, str] | None:
+        """Whether the record answers now, and a detail for /readyz; None: no record."""
+        ...
+
     async def api_keys(self) -> list[ApiKey]:
         """Every API key of the record (``LedgerUnavailable`` while it is down)."""
         ...

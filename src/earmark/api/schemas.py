@@ -139,6 +139,9 @@ class Health(BaseModel):
 class Check(BaseModel):
     ok: bool
     detail: str = ""
+    required: bool = Field(
+        True, description="false: reported only; readiness does not depend on it"
+    )
 
 
 class Readiness(BaseModel):

@@ -28,6 +28,7 @@ import redis.asyncio
 import redis.asyncio.cluster
 import redis.cluster
 
+from earmark.durable.fence import LOST_WRITES_CHECK_SECONDS, LostWrites, check_lost_writes
 from earmark.engine.ops.status import Lag, older, stream_lag
 from earmark.engine.steps import run_commands
 from earmark.errors import LedgerUnavailable
@@ -46,8 +47,10 @@ BLOCK_MS_DEFAULT = 100
 BLOCK_MS_LIMIT = 10_000
 # A pending entry idle this long belongs to a flusher presumed dead: another claims it.
 # Longer than any healthy batch takes, so a slow but live flusher is rarely duplicated
-# (and if it is, the unique event id keeps the record exact).
-CLAIM_IDLE_MS_DEFAULT = 30_000
+# (and if it is, the unique event id keeps the record exact), and far shorter than the
+# readiness bound on lag (EARMARK_FLUSHER_LAG_SECONDS_MAX, 30 s): one crashed server
+# never makes the others unready.
+CLAIM_IDLE_MS_DEFAULT = 5_000
 CLAIM_IDLE_MS_MIN = 10
 # A consumer with nothing pending, idle this many claim windows, is forgotten (flushers
 # name themselves per process, so restarts would otherwise pile up names in the group).
@@ -128,6 +131,7 @@ class Flusher:
         batch_size_max: int = BATCH_SIZE_MAX_DEFAULT,
         block_ms: int = BLOCK_MS_DEFAULT,
         claim_idle_ms: int = CLAIM_IDLE_MS_DEFAULT,
+        lost_writes_check_seconds: float = LOST_WRITES_CHECK_SECONDS,
         owns_client: bool = False,
     ) -> None:
         if not 1 <= batch_size_max <= BATCH_SIZE_LIMIT:
@@ -143,6 +147,9 @@ class Flusher:
         self.batch_size_max = batch_size_max
         self.block_ms = block_ms
         self.claim_idle_ms = claim_idle_ms
+        self.lost_writes_check_seconds = lost_writes_check_seconds
+        self._lost_writes_at = 0.0  # monotonic time of the next check
+        self.lost_writes: LostWrites | None = None  # what the last check found
         self.stats = FlusherStats()
         self._owns_client = owns_client
         self._started = False
@@ -203,8 +210,24 @@ class Flusher:
                 backoff_ms = min(backoff_ms * 2, BACKOFF_MS_MAX)
                 continue
             backoff_ms = BACKOFF_MS_MIN
+            await self._check_lost_writes()
             if handled == 0:
                 await self._wait(stop, self.block_ms)
+
+    async def _check_lost_writes(self) -> None:
+        """Every ``lost_writes_check_seconds``: is the record ahead of Redis (a failover
+        lost writes)? Then Redis is fenced (``durable.fence``). The check needs both
+        sides; while either is down it waits for the next round."""
+        now = time.monotonic()
+        if now < self._lost_writes_at:
+            return
+        self._lost_writes_at = now + self.lost_writes_check_seconds
+        try:
+            self.lost_writes = await check_lost_writes(
+                self.client, self.keys, self.partitions, self.ledger
+            )
+        except (LedgerUnavailable, *REDIS_TRANSIENT) as error:
+            log.warning("lost-write check skipped: %r", error)
 
     @staticmethod
     async def _wait(stop: asyncio.Event, ms: float) -> None:

@@ -108,6 +108,7 @@ class RebuildReport:
     stale_parts: int  # held parts found in a live Redis (forced rebuild) and expired
     units_released: int  # units the record counted as held at the loss, given back
     reservations_expired: int  # reservations with a part held at the loss
+    units_exposed: int  # units committed beyond on hand in the record, flagged
     events_drained: int  # events moved from Redis into the record before restoring
 
 
@@ -116,7 +117,13 @@ def _markers(keys: Keys, partitions: int) -> Op[list[str]]:
     return [text(r) if r is not None else "" for r in replies]
 
 
+def _fences(keys: Keys, partitions: int) -> Op[list[str]]:
+    replies = yield Pipeline([("HGET", keys.meta(p), "fenced") for p in range(partitions)])
+    return [text(r) if r is not None else "" for r in replies]
+
+
 def _fence(keys: Keys, partitions: int) -> Op[None]:
+    """Removes every marker (and fence): writes and reads refused until restored."""
     yield Pipeline([("DEL", keys.meta(p)) for p in range(partitions)])
 
 
@@ -237,15 +244,20 @@ async def rebuild(
     meta = await ledger.store_meta()
     partitions = int(meta.get("partitions") or engine.partitions)
     markers = await drive(engine, _markers(engine.keys, partitions))
-    if any(markers) and not force:
-        live = [p for p, marker in enumerate(markers) if marker]
+    fences = await drive(engine, _fences(engine.keys, partitions))
+    live = [p for p, marker in enumerate(markers) if marker and not fences[p]]
+    if live and not force:
         raise RebuildRefused(
-            f"Redis still has generation markers on partitions {live}: it was not lost. "
-            "Pass force=True to overwrite it from the durable record.",
+            f"Redis still has generation markers on partitions {live} and no fence: it was "
+            "not lost. Pass force=True to overwrite it from the durable record.",
             partitions=live,
         )
-    if any(markers):
-        log.warning("forced rebuild: fencing %d partitions of a live Redis", partitions)
+    if any(markers) or any(fences):
+        fenced = [p for p, reason in enumerate(fences) if reason]
+        if fenced:
+            log.warning("rebuilding a fenced Redis (%s)", fences[fenced[0]])
+        else:
+            log.warning("forced rebuild: fencing %d partitions of a live Redis", partitions)
         await drive(engine, _fence(engine.keys, partitions))
     flusher = Flusher.for_engine(engine, ledger, consumer=REBUILD_CONSUMER, partitions=partitions)
     try:
@@ -267,7 +279,7 @@ async def _restore(engine: Any, ledger: Ledger, partitions: int) -> RebuildRepor
     by_partition: dict[int, list[StockLevel]] = {p: [] for p in range(partitions)}
     for level in sorted(snapshot.stock, key=lambda x: (x.sku, x.location)):
         by_partition[partition_of(level.sku, partitions)].append(level)
-    totals = {"parts": 0, "stale": 0, "lost": 0}
+    totals = {"parts": 0, "stale": 0, "lost": 0, "exposed": 0}
     for p in range(partitions):
         ms, seq = snapshot.last_stream_ids.get(p, (0, 0))
         restore = _Restore(
@@ -295,6 +307,7 @@ async def _restore(engine: Any, ledger: Ledger, partitions: int) -> RebuildRepor
         stale_parts=totals["stale"],
         units_released=totals["lost"],
         reservations_expired=expired,
+        units_exposed=totals["exposed"],
         events_drained=0,
     )
 

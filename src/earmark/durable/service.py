@@ -17,6 +17,7 @@ from typing import Any
 
 from earmark import apikeys, validation
 from earmark.apikeys import ApiKey
+from earmark.durable.fence import check_lost_writes
 from earmark.durable.flusher import (
     BACKOFF_MS_MAX,
     BACKOFF_MS_MIN,
@@ -39,6 +40,8 @@ log = logging.getLogger("earmark.durable.service")
 # How long shutdown keeps flushing what is still waiting before it gives up (the next
 # flusher to run picks the rest up: nothing is lost, only later).
 STOP_DRAIN_TIMEOUT_SECONDS = 5.0
+# How long /readyz waits for the durable record to answer before calling it down.
+DATABASE_CHECK_SECONDS = 1.0
 
 
 def _log_if_crashed(task: asyncio.Task[None]) -> None:
@@ -117,6 +120,7 @@ class DurableService:
         self._engine = engine
         if self._migrated:
             await self._adopt_legacy_keys(engine)
+            await self._check_lost_writes(engine)
         if not self.flusher_in_process:
             return
         self.flusher = Flusher.for_engine(
@@ -164,9 +168,34 @@ class DurableService:
         else:
             log.info("shutdown flushed the %d events still waiting", handled)
 
+    async def database_check(self) -> tuple[bool, str]:
+        """Whether the record answers (one small query, at most DATABASE_CHECK_SECONDS)."""
+        try:
+            await asyncio.wait_for(self.ledger.store_meta(), DATABASE_CHECK_SECONDS)
+        except (LedgerUnavailable, TimeoutError) as error:
+            return False, f"unreachable: {error or type(error).__name__}"
+        return True, ""
+
     async def api_keys(self) -> list[ApiKey]:
         """The API keys of the record (the service authenticates against these)."""
         return await (await self.ledger_for_reads()).api_keys()
+
+    async def _check_lost_writes(self, engine: Any) -> None:
+        """Before serving: a Redis behind the record (a failover lost writes) is fenced
+        now, not sold from until the flusher's first check."""
+        try:
+            found = await check_lost_writes(
+                engine.client, engine.keys, engine.partitions, self.ledger
+            )
+        except LedgerUnavailable as error:
+            log.warning("lost-write check skipped at start, the record is down: %s", error)
+            return
+        if found.found:
+            log.error(
+                "Redis lacks writes the durable record holds: fenced until `earmark "
+                "rebuild` (docs/durability.md, Topologies): %s",
+                found.reason(),
+            )
 
     async def _adopt_legacy_keys(self, engine: Any) -> None:
         """Keys an earlier version kept in Redis move into the record, once."""
@@ -208,6 +237,7 @@ def describe_rebuild(report: RebuildReport) -> str:
         f"reservation parts in {report.partitions} partitions (generation "
         f"{report.generation}); {report.units_released} held units released and "
         f"{report.reservations_expired} held reservations expired (holds do not survive); "
+        f"{report.units_exposed} units committed beyond on hand flagged as exposure; "
         f"{report.events_drained} events drained first"
     )
 

@@ -29,7 +29,26 @@ async def check_store(engine: AsyncEngine) -> dict[str, Check]:
     markers = await engine.generation_markers()
     missing = [str(p) for p, marker in enumerate(markers) if not marker]
     detail = f"missing in partitions {', '.join(missing)}" if missing else ""
-    return {"redis": Check(ok=True), "generations": Check(ok=not missing, detail=detail)}
+    fences = await engine.fences()
+    fenced = sorted({reason for reason in fences if reason})
+    return {
+        "redis": Check(ok=True),
+        "generations": Check(ok=not missing, detail=detail),
+        "fence": Check(ok=not fenced, detail="; ".join(fenced)),
+    }
+
+
+async def check_backlog(engine: AsyncEngine) -> Check:
+    """Events waiting for the durable record, against the bound past which new demand is
+    refused (durability_backlog). Under it the service stays ready, record up or down."""
+    lag = await engine.durable_lag()
+    bound = engine.config.backlog_per_partition(engine.partitions)
+    full = [str(x.partition) for x in lag.partitions if bound and x.events >= bound]
+    limit = f"at most {bound} per partition" if bound else "no bound"
+    detail = f"{lag.events} events waiting ({limit})"
+    if full:
+        detail += f"; full in partitions {', '.join(full)}"
+    return Check(ok=not full, detail=detail)
 
 
 async def read_lag(source: LagSource | None, metrics: Metrics) -> float | None:
@@ -55,8 +74,20 @@ async def healthz() -> Response:
 async def readyz(
     request: Request, engine: Engine, metrics: AppMetrics, settings: AppSettings
 ) -> Response:
-    """503 `not_ready` (problem+json, with `checks`) when a check fails."""
+    """503 `not_ready` (problem+json, with `checks`) when a required check fails. The
+    `database` check is reported but not required: while the durable record is down,
+    events wait in Redis and the service stays ready until the `backlog` bound; the
+    flusher's lag counts only while the record is reachable (then a lag means the
+    flusher itself is stuck)."""
     checks = await check_store(engine)
+    refused = None if checks["redis"].ok else not_ready(request, checks)
+    if refused is not None:
+        return refused
+    durable = request.app.state.durable
+    database = None if durable is None else await durable.database_check()
+    if database is not None:
+        checks["database"] = Check(ok=database[0], detail=database[1], required=False)
+        checks["backlog"] = await check_backlog(engine)
     try:
         lag = await read_lag(request.app.state.lag_source, metrics)
     except Exception as error:  # a broken lag source makes us unready, whatever it raised
@@ -65,13 +96,22 @@ async def readyz(
     else:
         if lag is not None:
             bound = settings.flusher_lag_seconds_max
-            checks["flusher_lag"] = Check(ok=lag <= bound, detail=f"{lag:.3f}s (max {bound:g}s)")
-    failed = sorted(name for name, check in checks.items() if not check.ok)
-    if failed:
-        payload = {name: check.model_dump() for name, check in checks.items()}
-        detail = f"failing checks: {', '.join(failed)}"
-        return problem("not_ready", detail, instance=request.url.path, checks=payload)
-    return model_response(Readiness(status="ready", checks=checks))
+            detail = f"{lag:.3f}s (max {bound:g}s)"
+            record_down = database is not None and not database[0]
+            if record_down:
+                detail += "; the record is down: events wait in Redis (see backlog)"
+            checks["flusher_lag"] = Check(ok=lag <= bound or record_down, detail=detail)
+    return not_ready(request, checks) or model_response(Readiness(status="ready", checks=checks))
+
+
+def not_ready(request: Request, checks: dict[str, Check]) -> Response | None:
+    """The 503 problem when a required check failed, else None."""
+    failed = sorted(name for name, check in checks.items() if check.required and not check.ok)
+    if not failed:
+        return None
+    payload = {name: check.model_dump() for name, check in checks.items()}
+    detail = f"failing checks: {', '.join(failed)}"
+    return problem("not_ready", detail, instance=request.url.path, checks=payload)
 
 
 @router.get(

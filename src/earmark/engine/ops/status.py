@@ -66,31 +66,17 @@ class StatusOps(OpsBase):
 
     @operation
     def fence(self, reason: str) -> Op[int]:
-        """Fences every partition that has a marker: reads and writes answer
-        ``StoreNotReady`` (naming ``reason``) on every server until a rebuild. For a Redis
-        found lacking writes the durable record holds. Returns the partitions fenced now."""
-        reason = reason.strip() or "fenced by an operator"
-        commands: list[tuple[str | int, ...]] = []
-        for p in range(self.partitions):
-            commands.append(("HSETNX", self.keys.meta(p), "fenced", reason))
-        replies = yield Pipeline(commands)
-        return sum(int(reply) for reply in replies)
+        """Fences every partition: reads and writes answer ``StoreNotReady`` (naming
+        ``reason``) on every server until a rebuild. For a Redis found lacking writes the
+        durable record holds. Returns the partitions fenced now (not already fenced)."""
+        return fence_partitions(self.keys, self.partitions, reason)
 
     @operation
     def stream_heads(self) -> Op[list[str]]:
         """The id Redis last generated in each partition's event stream ('0-0' where the
         stream does not exist): the newest event Redis ever wrote there. A durable record
         holding a newer event proves this Redis lost writes."""
-        heads = []
-        for p in range(self.partitions):
-            key = self.keys.events(p)
-            (exists,) = yield Pipeline([("EXISTS", key)])
-            if not int(exists):
-                heads.append("0-0")
-                continue
-            (info,) = yield Pipeline([("XINFO STREAM", key)])
-            heads.append(text(info["last-generated-id"]))
-        return heads
+        return stream_heads(self.keys, self.partitions)
 
     @operation
     def indexed_stock(self, limit: int) -> Op[list[tuple[str, str]]]:
@@ -125,6 +111,30 @@ class StatusOps(OpsBase):
         """Events not yet in the durable record, and the age of the oldest, per partition
         (what ``earmark status`` and ``/readyz`` report)."""
         return stream_lag(self.keys, self.partitions, group)
+
+
+def fence_partitions(keys: Keys, partitions: int, reason: str) -> Op[int]:
+    """``fence`` in plain commands (the first fence's reason stays)."""
+    reason = reason.strip() or "fenced by an operator"
+    commands: list[tuple[str | int, ...]] = []
+    for p in range(partitions):
+        commands.append(("HSETNX", keys.meta(p), "fenced", reason))
+    replies = yield Pipeline(commands)
+    return sum(int(reply) for reply in replies)
+
+
+def stream_heads(keys: Keys, partitions: int) -> Op[list[str]]:
+    """``stream_heads`` in plain commands."""
+    heads = []
+    for p in range(partitions):
+        key = keys.events(p)
+        (exists,) = yield Pipeline([("EXISTS", key)])
+        if not int(exists):
+            heads.append("0-0")
+            continue
+        (info,) = yield Pipeline([("XINFO STREAM", key)])
+        heads.append(text(info["last-generated-id"]))
+    return heads
 
 
 def stream_lag(keys: Keys, partitions: int, group: str = FLUSHER_GROUP) -> Op[Lag]:
