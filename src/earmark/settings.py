@@ -25,7 +25,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="EARMARK_", extra="ignore", frozen=True)
 
     redis_url: str | None = Field(
-        None, description="redis:// URL; unset runs the embedded in-process fakeredis"
+        None,
+        description="redis://host:6379/0, or redis+sentinel://host:26379,host:26379/service "
+        "(the primary Sentinel names, followed across failovers); unset runs the embedded "
+        "in-process fakeredis",
     )
     redis_cluster: bool = Field(False, description="redis_url names a Redis Cluster node")
     database_url: str = Field(
@@ -49,6 +52,26 @@ class Settings(BaseSettings):
     flusher_lag_seconds_max: float = Field(
         30.0, gt=0, description="readiness fails while the flusher lags more than this"
     )
+    min_replicas_ack: int = Field(
+        0,
+        ge=0,
+        le=limits.REPLICAS_ACK_MAX,
+        description="writes wait for this many replicas (Redis WAIT) before they are "
+        "acknowledged; 0: the primary's word",
+    )
+    replica_ack_timeout_ms: int = Field(
+        limits.REPLICA_ACK_TIMEOUT_MS_DEFAULT,
+        ge=1,
+        le=limits.REPLICA_ACK_TIMEOUT_MS_MAX,
+        description="how long a write waits for its replicas, then 503 replication_timeout",
+    )
+    durability_backlog_max: int = Field(
+        limits.DURABILITY_BACKLOG_MAX_DEFAULT,
+        ge=0,
+        le=limits.DURABILITY_BACKLOG_MAX_LIMIT,
+        description="events waiting for the durable record past which new demand is refused "
+        "(503 durability_backlog); 0: no bound",
+    )
     host: str = Field("127.0.0.1", description="serve binds here")
     port: int = Field(8000, ge=0, le=65535)
     workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes")
@@ -69,6 +92,9 @@ class Settings(BaseSettings):
             default_ttl_ms=round(self.default_ttl_seconds * 1000),
             max_ttl_ms=round(self.max_ttl_seconds * 1000),
             idempotency_retention_ms=round(self.idempotency_retention_seconds * 1000),
+            min_replicas_ack=self.min_replicas_ack,
+            replica_ack_timeout_ms=self.replica_ack_timeout_ms,
+            durability_backlog_max=self.durability_backlog_max,
         )
 
     def redis_description(self) -> str:

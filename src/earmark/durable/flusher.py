@@ -29,6 +29,7 @@ import redis.asyncio.cluster
 import redis.cluster
 
 from earmark.durable.fence import LOST_WRITES_CHECK_SECONDS, LostWrites, check_lost_writes
+from earmark.engine import connect
 from earmark.engine.ops.status import Lag, older, stream_lag
 from earmark.engine.steps import run_commands
 from earmark.errors import LedgerUnavailable
@@ -55,6 +56,8 @@ CLAIM_IDLE_MS_MIN = 10
 # A consumer with nothing pending, idle this many claim windows, is forgotten (flushers
 # name themselves per process, so restarts would otherwise pile up names in the group).
 CONSUMER_IDLE_CLAIM_WINDOWS_MAX = 20
+# Connections of a client the flusher builds for itself (one batch at a time needs few).
+FLUSHER_CONNECTIONS_MAX = 4
 BACKOFF_MS_MIN = 100
 BACKOFF_MS_MAX = 10_000
 DRAIN_TIMEOUT_SECONDS_DEFAULT = 60.0
@@ -176,6 +179,11 @@ class Flusher:
         while a fenced engine may not)."""
         if isinstance(engine.client, redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster):
             client, owns = engine.client, False
+        elif getattr(engine, "url", None):  # a Sentinel URL, say: build it the same way
+            client = connect.asyncio_client(
+                engine.url, cluster=engine.cluster, max_connections=FLUSHER_CONNECTIONS_MAX
+            )
+            owns = True
         else:
             client, owns = async_client_of(engine.client), True
         return cls(

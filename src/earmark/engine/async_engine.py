@@ -14,6 +14,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
 from earmark import limits
+from earmark.engine import connect
 from earmark.engine.bootstrap import StoreState, bootstrap
 from earmark.engine.coalesce import CallCoalescer, Replication
 from earmark.engine.config import EngineConfig
@@ -47,6 +48,7 @@ class AsyncEngine(AsyncDriver, Operations):
         self.keys = Keys(self.config.prefix)
         self._scripts: dict[str, AsyncScript] = {}
         self._node_clients: dict[str, Any] = {}  # replicated writes on a cluster
+        self.url: str | None = None  # set by from_url (other clients are built from it)
         self.state: StoreState | None = None
         self.cluster = cluster
         # Concurrent calls share pipelines on one Redis (a cluster routes each call itself).
@@ -78,21 +80,14 @@ class AsyncEngine(AsyncDriver, Operations):
         max_connections: int = limits.CONNECTIONS_MAX,
         coalesce: bool = True,
     ) -> Self:
-        if cluster:
-            client: Any = redis.asyncio.cluster.RedisCluster.from_url(
-                url, decode_responses=True, max_connections=max_connections
-            )
-        else:
-            pool = redis.asyncio.BlockingConnectionPool.from_url(
-                url,
-                decode_responses=True,
-                max_connections=max_connections,
-                timeout=limits.CONNECTION_WAIT_S,
-            )
-            client = redis.asyncio.Redis.from_pool(pool)
-        return cls(
+        """A Redis at ``url`` (``redis://``, ``redis+sentinel://``, or a cluster node with
+        ``cluster=True``; see ``Engine.from_url``)."""
+        client = connect.asyncio_client(url, cluster=cluster, max_connections=max_connections)
+        engine = cls(
             client, config, cluster=cluster, coalesce=coalesce, max_connections=max_connections
         )
+        engine.url = url
+        return engine
 
     @classmethod
     def embedded(cls, config: EngineConfig | None = None, server: Any = None) -> Self:

@@ -14,6 +14,7 @@ from redis.commands.core import Script
 from redis.exceptions import NoScriptError
 
 from earmark import limits
+from earmark.engine import connect
 from earmark.engine.bootstrap import StoreState, bootstrap
 from earmark.engine.coalesce import Replication
 from earmark.engine.config import EngineConfig
@@ -37,7 +38,12 @@ class Engine(SyncDriver, Operations):
     """
 
     def __init__(
-        self, client: Any, config: EngineConfig | None = None, *, cluster: bool = False
+        self,
+        client: Any,
+        config: EngineConfig | None = None,
+        *,
+        cluster: bool = False,
+        bounded: bool | None = None,
     ) -> None:
         self.client = client
         self.config = config or EngineConfig()
@@ -50,11 +56,12 @@ class Engine(SyncDriver, Operations):
         )
         self.state: StoreState | None = None
         self.cluster = cluster
-        # A cluster client fails (rather than waits) past its per-node connection limit;
-        # bound the operations in flight instead, so callers queue.
+        self.url: str | None = None  # set by from_url (other clients are built from it)
+        # A cluster or Sentinel client fails (rather than waits) past its connection
+        # limit; bound the operations in flight instead, so callers queue.
         self._slots: Any = (
             threading.BoundedSemaphore(limits.CONNECTIONS_MAX)
-            if cluster
+            if (cluster if bounded is None else bounded)
             else contextlib.nullcontext()
         )
 
@@ -67,23 +74,18 @@ class Engine(SyncDriver, Operations):
         cluster: bool = False,
         max_connections: int = limits.CONNECTIONS_MAX,
     ) -> Self:
-        """A Redis (or, with ``cluster=True``, a Redis Cluster) at ``url``.
+        """A Redis at ``url``: ``redis://``, ``redis+sentinel://host:port,.../service``
+        (the primary Sentinel names, followed across failovers) or, with
+        ``cluster=True``, a Redis Cluster node (see ``earmark.engine.connect``).
 
         Callers beyond ``max_connections`` wait for a free connection (at most
         ``limits.CONNECTION_WAIT_S``) instead of failing."""
-        if cluster:
-            client: Any = redis.cluster.RedisCluster.from_url(
-                url, decode_responses=True, max_connections=max_connections
-            )
-        else:
-            pool = redis.BlockingConnectionPool.from_url(
-                url,
-                decode_responses=True,
-                max_connections=max_connections,
-                timeout=limits.CONNECTION_WAIT_S,
-            )
-            client = redis.Redis.from_pool(pool)
-        return cls(client, config, cluster=cluster)
+        client = connect.blocking_client(url, cluster=cluster, max_connections=max_connections)
+        engine = cls(
+            client, config, cluster=cluster, bounded=connect.needs_slots(url, cluster=cluster)
+        )
+        engine.url = url
+        return engine
 
     @classmethod
     def embedded(cls, config: EngineConfig | None = None, server: Any = None) -> Self:

@@ -1,0 +1,140 @@
+"""Redis clients for the URLs earmark accepts.
+
+- ``redis://host:port/db`` (``rediss://`` with TLS): one Redis, through a blocking pool
+  (callers beyond ``max_connections`` wait for a free connection).
+- ``redis+sentinel://[user:password@]host:port,host:port/service_name[/db]``
+  (``rediss+sentinel://`` with TLS): the primary Sentinel names for ``service_name``.
+  redis-py's Sentinel pool asks the sentinels for the primary on every new connection and
+  drops connections to a demoted one (READONLY), so a failover is followed without a
+  restart; calls made during the switch fail with ``StoreUnavailable`` and are retried by
+  the caller with the same idempotency key.
+- With ``cluster=True`` the URL names one node of a Redis Cluster.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import redis
+import redis.asyncio
+import redis.asyncio.cluster
+import redis.asyncio.sentinel
+import redis.cluster
+import redis.sentinel
+
+from earmark import limits
+
+SENTINEL_SCHEMES = {"redis+sentinel": False, "rediss+sentinel": True}  # scheme -> TLS
+SENTINEL_PORT_DEFAULT = 26379
+SENTINELS_MAX = 16
+
+
+@dataclass(frozen=True, slots=True)
+class SentinelUrl:
+    sentinels: tuple[tuple[str, int], ...]
+    service: str
+    db: int
+    username: str | None
+    password: str | None
+    ssl: bool
+
+    def master_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"db": self.db, "decode_responses": True}
+        if self.username:
+            kwargs["username"] = self.username
+        if self.password:
+            kwargs["password"] = self.password
+        if self.ssl:
+            kwargs["ssl"] = True
+        return kwargs
+
+
+def sentinel_url(url: str) -> SentinelUrl | None:
+    """The parts of a ``redis+sentinel://`` URL; None for any other scheme. A malformed
+    one raises ``ValueError`` naming what is wrong."""
+    scheme, _, rest = url.partition("://")
+    if scheme not in SENTINEL_SCHEMES:
+        return None
+    split = urlsplit(f"sentinel://{rest}")
+    credentials, _, hosts = split.netloc.rpartition("@")
+    username, _, password = credentials.partition(":")
+    sentinels = []
+    for item in hosts.split(","):
+        host, _, port = item.strip().rpartition(":") if ":" in item else (item.strip(), "", "")
+        if not host:
+            raise ValueError(f"{url!r}: a sentinel address is empty")
+        if port and not port.isdigit():
+            raise ValueError(f"{url!r}: {item!r} has no valid port")
+        sentinels.append((host, int(port) if port else SENTINEL_PORT_DEFAULT))
+    if not 1 <= len(sentinels) <= SENTINELS_MAX:
+        raise ValueError(f"{url!r}: name 1 to {SENTINELS_MAX} sentinels")
+    path = [part for part in split.path.split("/") if part]
+    if not path or len(path) > 2:
+        raise ValueError(f"{url!r}: the path must be /service_name or /service_name/db")
+    db = path[1] if len(path) == 2 else "0"
+    if not db.isdigit():
+        raise ValueError(f"{url!r}: the database must be a number, not {db!r}")
+    return SentinelUrl(
+        sentinels=tuple(sentinels),
+        service=unquote(path[0]),
+        db=int(db),
+        username=unquote(username) or None,
+        password=unquote(password) or None,
+        ssl=SENTINEL_SCHEMES[scheme],
+    )
+
+
+def blocking_client(url: str, *, cluster: bool, max_connections: int) -> Any:
+    """A redis-py client for ``url`` (see the module's docstring)."""
+    if cluster:
+        return redis.cluster.RedisCluster.from_url(
+            url, decode_responses=True, max_connections=max_connections
+        )
+    found = sentinel_url(url)
+    if found is not None:
+        sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+            list(found.sentinels),
+            socket_timeout=limits.CONNECTION_WAIT_S,
+        )
+        return sentinel.master_for(  # type: ignore[no-untyped-call]
+            found.service, max_connections=max_connections, **found.master_kwargs()
+        )
+    pool = redis.BlockingConnectionPool.from_url(
+        url,
+        decode_responses=True,
+        max_connections=max_connections,
+        timeout=limits.CONNECTION_WAIT_S,
+    )
+    return redis.Redis.from_pool(pool)
+
+
+def asyncio_client(url: str, *, cluster: bool, max_connections: int) -> Any:
+    """A redis.asyncio client for ``url`` (see the module's docstring)."""
+    if cluster:
+        return redis.asyncio.cluster.RedisCluster.from_url(
+            url, decode_responses=True, max_connections=max_connections
+        )
+    found = sentinel_url(url)
+    if found is not None:
+        sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+            list(found.sentinels),
+            socket_timeout=limits.CONNECTION_WAIT_S,
+        )
+        return sentinel.master_for(
+            found.service, max_connections=max_connections, **found.master_kwargs()
+        )
+    pool = redis.asyncio.BlockingConnectionPool.from_url(
+        url,
+        decode_responses=True,
+        max_connections=max_connections,
+        timeout=limits.CONNECTION_WAIT_S,
+    )
+    return redis.asyncio.Redis.from_pool(pool)
+
+
+def needs_slots(url: str, *, cluster: bool) -> bool:
+    """Whether the client fails (rather than waits) past its connection limit, so the
+    engine must bound the operations in flight itself (a cluster, a Sentinel pool)."""
+    return cluster or sentinel_url(url) is not None
