@@ -82,12 +82,22 @@ local function last_generated_id()
   error('earmark: XINFO STREAM has no last-generated-id for ' .. events_key)
 end
 
--- Stream ids only grow: move an empty stream's last id up to the record's newest.
+-- Stream ids only grow: move an empty stream's last id up to the record's newest, so a
+-- new event can never take the id of a recorded one. An existing stream (a failed-over
+-- Redis keeps its consumer group) moves by XSETID, which adds no entry the group would
+-- count as unread; a missing one is created by an entry trimmed at once.
 if newest ~= '0-0' and id_before(last_generated_id(), newest) then
-  if rcall('EXISTS', events_key) == 1 and rcall('XLEN', events_key) > 0 then
-    return cjson.encode({error = 'stream_not_drained'})
+  if rcall('EXISTS', events_key) == 1 then
+    if rcall('XLEN', events_key) > 0 then
+      return cjson.encode({error = 'stream_not_drained'})
+    end
+    local moved = redis.pcall('XSETID', events_key, newest)
+    if type(moved) == 'table' and moved.err then  -- a server without XSETID (fakeredis)
+      rcall('XADD', events_key, 'MAXLEN', '0', newest, 'restore', '1')
+    end
+  else
+    rcall('XADD', events_key, 'MAXLEN', '0', newest, 'restore', '1')
   end
-  rcall('XADD', events_key, 'MAXLEN', '0', newest, 'restore', '1')
 end
 rcall('DEL', expiries_key, pins_key)
 

@@ -9,16 +9,32 @@
 
 local FINGERPRINT_LENGTH = 32
 
+-- The server's replication id (INFO replication): it changes when a replica is promoted
+-- or a Redis restarts without its replication state.
+-- '' where the server cannot tell (an in-process fakeredis has no INFO).
+local function server_replid()
+  local info = redis.pcall('INFO', 'replication')
+  if type(info) ~= 'string' then
+    return ''
+  end
+  return string.match(info, 'master_replid:(%w+)') or ''
+end
+
 -- Why the partition cannot be trusted, or nil when it can: it must carry its generation
--- marker and not be fenced (a fence names the reason, e.g. lost writes after a failover).
--- Reads check this too (see read_stock, read_reservation).
+-- marker, not be fenced (a fence names the reason, e.g. lost writes after a failover),
+-- and, where the durable record vouched for a primary (meta 'replid'), still be that
+-- primary: a promoted replica answers 'unverified' until the record vouches for it
+-- (earmark.durable.service), so no write lands on it unchecked. Reads check this too.
 local function store_refusal(meta_key)
-  local meta = rcall('HMGET', meta_key, 'generation', 'fenced')
+  local meta = rcall('HMGET', meta_key, 'generation', 'fenced', 'replid')
   if not meta[1] then
     return 'no generation marker: its data was lost or never set up'
   end
   if meta[2] then
     return 'fenced: ' .. meta[2]
+  end
+  if meta[3] and meta[3] ~= '' and meta[3] ~= server_replid() then
+    return 'unverified: this primary has not been checked against the durable record yet'
   end
   return nil
 end

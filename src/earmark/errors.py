@@ -196,6 +196,13 @@ class StoreNotReady(EarmarkError):
     http_status = 503
     title = "The store is not ready"
     retry_after_seconds = 5
+    reply_details = ("reason",)
+
+    @property
+    def unverified(self) -> bool:
+        """Refused only because this primary was not yet checked against the durable
+        record (a failover or restart): the engine's verifier may clear it at once."""
+        return str(self.details.get("reason", "")).startswith("unverified")
 
 
 class StoreUnavailable(EarmarkError):

@@ -22,6 +22,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any, NoReturn, Self
@@ -500,3 +501,159 @@ class PostgresServer(_Managed):
             if self.base is not None:
                 shutil.rmtree(self.base, ignore_errors=True)
             _LIVE.pop(id(self), None)
+
+
+class TcpProxy:
+    """A loopback TCP forwarder the test can freeze: while frozen it stops moving bytes
+    (both ways), as a replication link does when the network between a primary and its
+    replica stalls; the connections stay open. Threads, one pair per connection."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind((HOST, 0))
+        self._listener.listen(16)
+        self.port = int(self._listener.getsockname()[1])
+        self._flowing = threading.Event()
+        self._flowing.set()
+        self._closed = threading.Event()
+        self._sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def freeze(self) -> None:
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
+
+    def _accept(self) -> None:
+        while not self._closed.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection((HOST, self.target_port), timeout=5)
+            except OSError:
+                client.close()
+                continue
+            self._sockets += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while not self._closed.is_set():
+                self._flowing.wait()
+                data = source.recv(65536)
+                if not data:
+                    break
+                self._flowing.wait()  # frozen mid-chunk: hold it until resumed
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self._closed.set()
+        self._flowing.set()
+        with contextlib.suppress(OSError):
+            self._listener.close()
+        for s in self._sockets:
+            with contextlib.suppress(OSError):
+                s.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def replica_in_sync(replica: RedisServer, timeout: float = 15.0) -> None:
+    """Waits until ``replica`` has finished its sync with its primary."""
+
+    def synced() -> bool:
+        client = _probe_client(replica.port)
+        try:
+            info = client.info("replication")
+            return bool(
+                info.get("master_link_status") == "up" and not info.get("master_sync_in_progress")
+            )
+        except (redis.RedisError, OSError):
+            return False
+        finally:
+            client.close()
+
+    if not _wait_for(synced, timeout):
+        raise ServerUnavailable(
+            f"replica on {replica.port} did not sync:\n{_tail(replica.logfile)}"
+        )
+
+
+class RedisSentinel(_Managed):
+    """One redis-sentinel (redis-server --sentinel) watching ``service`` on a primary."""
+
+    def __init__(self, primary_port: int, service: str, *, quorum: int = 2) -> None:
+        self.port = free_port()
+        self.service, self.primary_port, self.quorum = service, primary_port, quorum
+        self.dir = tempfile.mkdtemp(prefix="earmark-sentinel-")
+        self.logfile = os.path.join(self.dir, "sentinel.log")
+        self._proc: subprocess.Popen[bytes] | None = None
+        super().__init__()
+
+    def start(self, timeout: float = 10.0) -> Self:
+        config = os.path.join(self.dir, "sentinel.conf")
+        with open(config, "w") as f:
+            f.write(
+                f"port {self.port}\nbind {HOST}\ndaemonize no\ndir {self.dir}\n"
+                f"logfile {self.logfile}\n"
+                f"sentinel monitor {self.service} {HOST} {self.primary_port} {self.quorum}\n"
+                f"sentinel down-after-milliseconds {self.service} 1000\n"
+                f"sentinel failover-timeout {self.service} 5000\n"
+                f"sentinel parallel-syncs {self.service} 1\n"
+            )
+        binary = require("redis-server")
+        self._proc = subprocess.Popen(
+            [binary, config, "--sentinel"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=self.dir,
+        )
+
+        def up() -> bool:
+            client = _probe_client(self.port)
+            try:
+                return bool(client.ping())
+            except (redis.RedisError, OSError):
+                return False
+            finally:
+                client.close()
+
+        if not _wait_for(up, timeout):
+            self.close()
+            raise ServerUnavailable(f"redis-sentinel did not start:\n{_tail(self.logfile)}")
+        return self
+
+    def primary(self) -> tuple[str, int] | None:
+        client = _probe_client(self.port)
+        try:
+            found = client.execute_command("SENTINEL", "get-master-addr-by-name", self.service)
+        except (redis.RedisError, OSError):
+            return None
+        finally:
+            client.close()
+        return (str(found[0]), int(found[1])) if found else None
+
+    def close(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+        _LIVE.pop(id(self), None)

@@ -209,16 +209,19 @@ class Flusher:
         is a bug or a poison event and ends the loop by raising."""
         backoff_ms = BACKOFF_MS_MIN
         while not stop.is_set():
+            await self._check_lost_writes()  # also while flushing fails: Redis may have changed
             try:
                 handled = await self.flush_once()
             except (LedgerUnavailable, *REDIS_TRANSIENT) as error:
                 self.stats.failures += 1
                 log.warning("flush failed, retrying in %d ms: %r", backoff_ms, error)
-                await self._wait(stop, backoff_ms * random.uniform(0.5, 1.0))
+                pause_ms = backoff_ms * random.uniform(0.5, 1.0)
+                if not isinstance(error, LedgerUnavailable):  # Redis failing: it may fail
+                    pause_ms = min(pause_ms, self.lost_writes_check_seconds * 1000)  # over
+                await self._wait(stop, pause_ms)
                 backoff_ms = min(backoff_ms * 2, BACKOFF_MS_MAX)
                 continue
             backoff_ms = BACKOFF_MS_MIN
-            await self._check_lost_writes()
             if handled == 0:
                 await self._wait(stop, self.block_ms)
 

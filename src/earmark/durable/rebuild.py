@@ -264,11 +264,19 @@ async def rebuild(
         drained = await flusher.drain(drain_timeout_seconds)
         report = await _restore(engine, ledger, partitions)
         await _start(engine, initialize=False)
+        await _vouch(engine)  # the restored primary is what the record says: trusted
         await _drain_after(flusher, drain_timeout_seconds)
     finally:
         await flusher.close()
     log.info("rebuilt %d partitions (generation %s)", partitions, report.generation)
     return dataclasses.replace(report, events_drained=drained)
+
+
+async def _vouch(engine: Any) -> None:
+    if inspect.iscoroutinefunction(engine.vouch):
+        await engine.vouch()
+    else:
+        await asyncio.to_thread(engine.vouch)
 
 
 async def _restore(engine: Any, ledger: Ledger, partitions: int) -> RebuildReport:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -32,7 +33,13 @@ from earmark.durable.rebuild import (
     replay_check,
     verify,
 )
-from earmark.errors import EarmarkError, InvalidRequest, LedgerUnavailable
+from earmark.errors import (
+    EarmarkError,
+    InvalidRequest,
+    LedgerUnavailable,
+    StoreNotReady,
+    StoreUnavailable,
+)
 from earmark.store.ledger import Ledger, Page, PageQuery, open_ledger
 
 log = logging.getLogger("earmark.durable.service")
@@ -121,6 +128,8 @@ class DurableService:
         if self._migrated:
             await self._adopt_legacy_keys(engine)
             await self._check_lost_writes(engine)
+        if not self.rebuild_on_start:  # a real Redis: it may fail over under us
+            engine.verifier = functools.partial(self._verify_store, engine)
         if not self.flusher_in_process:
             return
         self.flusher = Flusher.for_engine(
@@ -196,6 +205,28 @@ class DurableService:
                 "rebuild` (docs/durability.md, Topologies): %s",
                 found.reason(),
             )
+        elif not self.rebuild_on_start:  # a real Redis, which can fail over: vouch for it
+            await engine.vouch()
+
+    async def _verify_store(self, engine: Any) -> None:
+        """The engine's verifier, when scripts refuse a primary as 'unverified' (its
+        replication id is not the one vouched for: a failover, or a restart): the
+        primary is vouched for once the record shows it lost no write, fenced otherwise.
+        While the record is down a new primary cannot be checked: StoreUnavailable until
+        it answers (the store fails closed)."""
+        try:
+            found = await check_lost_writes(
+                engine.client, engine.keys, engine.partitions, self.ledger
+            )
+        except LedgerUnavailable as error:
+            raise StoreUnavailable(
+                "the Redis primary changed while the durable record is down: it cannot be "
+                f"checked for lost writes yet ({error})"
+            ) from error
+        if found.found:
+            raise StoreNotReady(f"Redis is fenced: {found.reason()}", reason=found.reason())
+        await engine.vouch()
+        log.warning("the durable record vouched for a new Redis primary: no write lost")
 
     async def _adopt_legacy_keys(self, engine: Any) -> None:
         """Keys an earlier version kept in Redis move into the record, once."""

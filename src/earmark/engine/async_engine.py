@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -23,6 +24,7 @@ from earmark.engine.ops import Operations
 from earmark.engine.refusals import store_error
 from earmark.engine.scripts import load_scripts, writes
 from earmark.engine.steps import Batch, Call, Op
+from earmark.errors import EarmarkError, StoreNotReady
 from earmark.keys import Keys
 
 T = TypeVar("T")
@@ -49,6 +51,11 @@ class AsyncEngine(AsyncDriver, Operations):
         self._scripts: dict[str, AsyncScript] = {}
         self._node_clients: dict[str, Any] = {}  # replicated writes on a cluster
         self.url: str | None = None  # set by from_url (other clients are built from it)
+        # Checks the Redis primary against the durable record and vouches for it
+        # (earmark.durable.service sets it): run when scripts refuse a primary as
+        # 'unverified', as a promoted replica is after a failover.
+        self.verifier: Callable[[], Awaitable[None]] | None = None
+        self._verifying = asyncio.Lock()
         self.state: StoreState | None = None
         self.cluster = cluster
         # Concurrent calls share pipelines on one Redis (a cluster routes each call itself).
@@ -131,6 +138,23 @@ class AsyncEngine(AsyncDriver, Operations):
             except redis.exceptions.RedisError as error:
                 raise (store_error(error) or error) from error
 
+    async def recover(self, error: EarmarkError) -> bool:
+        """A primary not yet checked against the durable record (after a failover its
+        replication id changed, and every script refuses it as 'unverified'): the
+        ``verifier`` set by the durable record checks it, once for all callers, and the
+        operation runs again. A Redis that lost writes stays refused (fenced)."""
+        if not (isinstance(error, StoreNotReady) and error.unverified):
+            return False
+        verifier = self.verifier
+        if verifier is None:
+            return False
+        async with self._verifying:
+            try:
+                await verifier()
+            except redis.exceptions.RedisError as failure:
+                raise (store_error(failure) or failure) from failure
+        return True
+
     async def _drive(self, op: Op[T]) -> T:
         try:
             step = next(op)
@@ -154,9 +178,9 @@ class AsyncEngine(AsyncDriver, Operations):
         script = self._scripts[call.script]
         if self._coalescer is not None:
             return await self._coalescer.call(
-                script, call.keys, call.args, writes=writes(call.script)
+                script, call.keys, call.args, writes=call.replicated and writes(call.script)
             )
-        if self.replication is not None and writes(call.script):
+        if self.replication is not None and call.replicated and writes(call.script):
             return await self._call_replicated(self.replication, script, call)
         return await script(keys=call.keys, args=call.args)
 

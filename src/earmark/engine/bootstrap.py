@@ -46,9 +46,8 @@ def bootstrap(keys: Keys, config: EngineConfig, *, initialize: bool) -> Op[Store
     generations = []
     backlog = config.backlog_per_partition(partitions)
     for p in range(partitions):
-        raw = yield Call(
-            "init_partition", [keys.meta(p)], [generation, partitions, int(initialize), backlog]
-        )
+        args: list[str | int] = [generation, partitions, int(initialize), backlog]
+        raw = yield Call("init_partition", [keys.meta(p)], args, replicated=False)
         generations.append(text(raw[0]))
     return StoreState(partitions, tuple(generations))
 

@@ -21,6 +21,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 from earmark.engine.steps import Op
+from earmark.errors import EarmarkError
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -32,10 +33,20 @@ class AsyncDriver:
     async def run(self, op: Op[T]) -> T:
         raise NotImplementedError
 
+    async def recover(self, error: EarmarkError) -> bool:
+        """Whether ``error`` was cleared (e.g. the store was verified) and the operation
+        may run once more from the start."""
+        return False
+
     def bind_operation(
         self, fn: Callable[Concatenate[Any, P], Op[T]]
     ) -> Callable[P, Coroutine[Any, Any, T]]:
         async def call(*args: P.args, **kwargs: P.kwargs) -> T:
+            try:
+                return await self.run(fn(self, *args, **kwargs))
+            except EarmarkError as error:
+                if not await self.recover(error):
+                    raise
             return await self.run(fn(self, *args, **kwargs))
 
         return _dressed(call, fn)

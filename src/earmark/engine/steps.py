@@ -22,6 +22,9 @@ class Call:
     script: str
     keys: list[str]
     args: list[str | int]
+    # With EngineConfig.min_replicas_ack, whether the reply waits for the replicas (a
+    # write of stock or reservations does; the start-up stamp of a partition need not).
+    replicated: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -157,7 +157,7 @@ class Engine(SyncDriver, Operations):
 
     def _call(self, call: Call) -> Any:
         script = self._scripts[call.script]
-        if self.replication is not None and writes(call.script):
+        if self.replication is not None and call.replicated and writes(call.script):
             return self._call_replicated(self.replication, script, call)
         return script(keys=call.keys, args=call.args)
 
@@ -198,7 +198,9 @@ class Engine(SyncDriver, Operations):
         for c in batch.calls:
             pipe.evalsha(self._scripts[c.script].sha, len(c.keys), *c.keys, *c.args)
         replication = self.replication
-        waits = replication is not None and any(writes(c.script) for c in batch.calls)
+        waits = replication is not None and any(
+            c.replicated and writes(c.script) for c in batch.calls
+        )
         if waits and replication is not None:
             pipe.execute_command("WAIT", replication.replicas, replication.timeout_ms)
         replies = pipe.execute(raise_on_error=False)
@@ -214,7 +216,7 @@ class Engine(SyncDriver, Operations):
                 reply = self._call(c)
             elif isinstance(reply, Exception):
                 raise reply
-            elif refusal is not None and writes(c.script):
+            elif refusal is not None and c.replicated and writes(c.script):
                 raise refusal
             results.append(reply)
         return results

@@ -12,7 +12,7 @@ from typing import Any
 from earmark.engine.operation import operation
 from earmark.engine.ops.base import OpsBase
 from earmark.engine.replies import text
-from earmark.engine.steps import Op, Pipeline
+from earmark.engine.steps import Call, Op, Pipeline
 from earmark.keys import FLUSHER_GROUP, Keys
 
 # Entries counted per stream when Redis cannot say how many the group has not read.
@@ -72,6 +72,17 @@ class StatusOps(OpsBase):
         return fence_partitions(self.keys, self.partitions, reason)
 
     @operation
+    def vouch(self) -> Op[list[str]]:
+        """Marks the primary serving each partition as checked against the durable record
+        (``lua/vouch_partition.lua``): until its replication id changes (a failover),
+        scripts serve it. Returns the replication id per partition ('' where unmarked)."""
+        ids = []
+        for p in range(self.partitions):
+            reply = yield Call("vouch_partition", [self.keys.meta(p)], [], replicated=False)
+            ids.append(text(reply))
+        return ids
+
+    @operation
     def stream_heads(self) -> Op[list[str]]:
         """The id Redis last generated in each partition's event stream ('0-0' where the
         stream does not exist): the newest event Redis ever wrote there. A durable record
@@ -121,6 +132,14 @@ def fence_partitions(keys: Keys, partitions: int, reason: str) -> Op[int]:
         commands.append(("HSETNX", keys.meta(p), "fenced", reason))
     replies = yield Pipeline(commands)
     return sum(int(reply) for reply in replies)
+
+
+def replication_id() -> Op[str]:
+    """The server's replication id (INFO replication ``master_replid``): it changes when a
+    replica is promoted (a failover) or a Redis without persistence restarts, never
+    while the same primary keeps its data. '' when the server does not say."""
+    (info,) = yield Pipeline([("INFO", "replication")])
+    return text(info.get("master_replid", "")) if isinstance(info, dict) else ""
 
 
 def stream_heads(keys: Keys, partitions: int) -> Op[list[str]]:
