@@ -17,7 +17,7 @@ check_keys(#KEYS, 1)
 if ARGV[3] == '1' and rcall('EXISTS', KEYS[1]) == 0 then
   rcall('HSET', KEYS[1], 'generation', ARGV[1], 'partitions', ARGV[2], 'created_at', now_ms())
 end
-if ARGV[4] and rcall('EXISTS', KEYS[1]) == 1 then
+if ARGV[4] and rcall('EXISTS', KEYS[1]) == 1 and rcall('HGET', KEYS[1], 'backlog_max') ~= ARGV[4] then
   rcall('HSET', KEYS[1], 'backlog_max', bounded(ARGV[4], 'backlog bound', 0, 100000000))
 end
 local meta = rcall('HMGET', KEYS[1], 'generation', 'partitions')

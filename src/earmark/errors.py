@@ -264,6 +264,7 @@ class DurabilityBacklog(EarmarkError):
     http_status = 503
     title = "Too many events wait for the durable record"
     retry_after_seconds = 5
+    reply_details = ("waiting", "limit")
 
 
 class InsufficientUnits(EarmarkError):

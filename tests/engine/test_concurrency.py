@@ -38,7 +38,8 @@ def test_threads_race_for_fifty_units(redis_server: RedisServer) -> None:
     def client(n: int) -> None:
         start.wait()
         try:
-            reservation = engine.reserve([("HOT", 1)], idempotency_key=f"c{n}", ttl_seconds=1)
+            # long enough that no hold expires while 250 threads race on a loaded machine
+            reservation = engine.reserve([("HOT", 1)], idempotency_key=f"c{n}", ttl_seconds=3)
         except InsufficientStock:
             with lock:
                 refused.append(n)
@@ -60,7 +61,7 @@ def test_threads_race_for_fifty_units(redis_server: RedisServer) -> None:
         engine.commit(rid)
     for rid in held[20:35]:
         engine.release(rid)
-    time.sleep(1.2)
+    time.sleep(3.2)
     assert engine.sweep().expired == 15
     level = engine.stock("HOT")
     assert (level.on_hand, level.reserved, level.committed, level.available) == (50, 0, 20, 30)

@@ -199,7 +199,7 @@ class Flusher:
     async def close(self) -> None:
         """Closes the Redis client if the flusher made it (never the ledger)."""
         if self._owns_client:
-            await self.client.aclose()
+            await connect.aclose(self.client)
 
     # -- the loop ----------------------------------------------------------------------
 

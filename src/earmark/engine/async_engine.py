@@ -56,6 +56,7 @@ class AsyncEngine(AsyncDriver, Operations):
         # 'unverified', as a promoted replica is after a failover.
         self.verifier: Callable[[], Awaitable[None]] | None = None
         self._verifying = asyncio.Lock()
+        self._verifications = 0
         self.state: StoreState | None = None
         self.cluster = cluster
         # Concurrent calls share pipelines on one Redis (a cluster routes each call itself).
@@ -117,7 +118,7 @@ class AsyncEngine(AsyncDriver, Operations):
         """Closes the connections."""
         for client in self._node_clients.values():
             await client.aclose()
-        await self.client.aclose()
+        await connect.aclose(self.client)
 
     async def __aenter__(self) -> Self:
         return await self.start() if self.state is None else self
@@ -148,11 +149,15 @@ class AsyncEngine(AsyncDriver, Operations):
         verifier = self.verifier
         if verifier is None:
             return False
+        seen = self._verifications
         async with self._verifying:
+            if self._verifications != seen:
+                return True  # another caller verified while this one waited
             try:
                 await verifier()
             except redis.exceptions.RedisError as failure:
                 raise (store_error(failure) or failure) from failure
+            self._verifications += 1
         return True
 
     async def _drive(self, op: Op[T]) -> T:

@@ -138,3 +138,20 @@ def needs_slots(url: str, *, cluster: bool) -> bool:
     """Whether the client fails (rather than waits) past its connection limit, so the
     engine must bound the operations in flight itself (a cluster, a Sentinel pool)."""
     return cluster or sentinel_url(url) is not None
+
+
+async def aclose(client: Any) -> None:
+    """Closes an asyncio client of ``asyncio_client``, and the connections its Sentinel
+    pool keeps to the sentinels."""
+    manager = getattr(getattr(client, "connection_pool", None), "sentinel_manager", None)
+    await client.aclose()
+    for sentinel in getattr(manager, "sentinels", ()):
+        await sentinel.aclose()
+
+
+def close(client: Any) -> None:
+    """Closes a blocking client of ``blocking_client`` (Sentinel connections included)."""
+    manager = getattr(getattr(client, "connection_pool", None), "sentinel_manager", None)
+    client.close()
+    for sentinel in getattr(manager, "sentinels", ()):
+        sentinel.close()

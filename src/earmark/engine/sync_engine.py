@@ -115,7 +115,7 @@ class Engine(SyncDriver, Operations):
             for node in self.client.get_nodes():
                 if node.redis_connection is not None:
                     node.redis_connection.connection_pool.disconnect()
-        self.client.close()
+        connect.close(self.client)
 
     def __enter__(self) -> Self:
         return self.start() if self.state is None else self
