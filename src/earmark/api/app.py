@@ -166,8 +166,9 @@ def create_app(
     started stays the caller's, and the durable record's ``prepare`` is then skipped).
     ``durable``: defaults to ``durable_record_for(settings)``."""
     settings = settings or get_settings()
+    metrics = Metrics()
     if durable is None:
-        durable = durable_record_for(settings)
+        durable = durable_record_for(settings, metrics.webhooks)
     app = FastAPI(
         title="earmark",
         version=_version(),
@@ -177,7 +178,7 @@ def create_app(
         **without_native_telemetry(),
     )
     app.state.settings = settings
-    app.state.metrics = metrics = Metrics()
+    app.state.metrics = metrics
     app.state.lag_source = None  # set by the durable record, or directly by a test
     problems.install(app)
     app.state.durable = durable  # GET /v1/ledger reads through it
