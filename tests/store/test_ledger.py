@@ -118,9 +118,7 @@ async def test_migrating_sqlite_twice_applies_once_in_wal_mode(sqlite_url: str) 
     path = sqlite_url.removeprefix("sqlite:///")
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-        assert db.execute("SELECT version FROM schema_version").fetchall() == [
-            (v,) for v in every
-        ]
+        assert db.execute("SELECT version FROM schema_version").fetchall() == [(v,) for v in every]
 
 
 async def test_the_embedded_engine_flushes_into_sqlite(sqlite_ledger: Ledger) -> None:
