@@ -36,6 +36,8 @@ def parse_url(url: str) -> SplitResult:
         raise InvalidWebhookUrl(
             f"a webhook URL is printable ASCII, 1 to {URL_LENGTH_MAX} characters", field="url"
         )
+    if " " in url:
+        raise InvalidWebhookUrl("a webhook URL holds no spaces (encode them as %20)", field="url")
     try:
         parts = urlsplit(url)
         port = parts.port
