@@ -18,11 +18,15 @@ from earmark.cli.main import COMMANDS as GROUPS
 from earmark.cli.main import build_parser
 from earmark.keys import Keys
 from earmark.settings import get_settings
+from earmark.store.ledger import migrations
 from tests.support.backends import fresh_prefix
 from tests.support.servers import RedisServer
 
+WEBHOOKS = ("create", "list", "show", "update", "delete", "rotate-secret", "replay",
+            "deliveries", "deliver")  # fmt: skip
 COMMANDS = [[], ["serve"], ["sweep"], ["status"], ["keys"], ["keys", "create"], ["keys", "list"],
-            ["keys", "revoke"], ["migrate"], ["flush"], ["rebuild"], ["verify"]]  # fmt: skip
+            ["keys", "revoke"], ["migrate"], ["flush"], ["rebuild"], ["verify"], ["webhooks"],
+            *(["webhooks", action] for action in WEBHOOKS)]  # fmt: skip
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=[" ".join(c) or "earmark" for c in COMMANDS])
@@ -144,7 +148,8 @@ def test_commands_that_need_redis_say_so(
             assert "EARMARK_REDIS_URL" in capsys.readouterr().err
         # These need only the database.
         assert cli.main(["migrate"]) == 0
-        assert "applied migrations 1 to SQLite file" in capsys.readouterr().out
+        every = ", ".join(str(m.version) for m in migrations("sqlite"))
+        assert f"applied migrations {every} to SQLite file" in capsys.readouterr().out
         assert cli.main(["migrate"]) == 0
         assert "is up to date" in capsys.readouterr().out
         assert cli.main(["verify", "--replay"]) == 0
