@@ -14,6 +14,7 @@ import hashlib
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
+import orjson
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import AwareDatetime, BaseModel, Field, StrictBool, StrictInt
 from starlette.responses import Response
@@ -249,24 +250,31 @@ async def idempotent(
     key: str | None,
     store: WebhookStore,
     respond: Callable[[], Awaitable[tuple[int, BaseModel]]],
+    location: Callable[[str], str] | None = None,
 ) -> Response:
     """The first response to (caller, route, key) is stored in the record and replayed
-    for the same request; another request with the key is refused."""
+    for the same request; another request with the key is refused. ``location`` gives
+    the Location header from the body's ``id``."""
+
+    def headers(body: str) -> dict[str, str] | None:
+        return None if location is None else {"Location": location(orjson.loads(body)["id"])}
+
     if key is None:
         status, model = await respond()
-        return model_response(model, status)
-    body = await request.body()
-    fingerprint = hashlib.sha256(request.url.path.encode() + b"\n" + body).hexdigest()
+        answer = model.model_dump_json()
+        return Response(answer, status, headers=headers(answer), media_type=JSON)
+    sent = await request.body()
+    fingerprint = hashlib.sha256(request.url.path.encode() + b"\n" + sent).hexdigest()
     stored_key = f"{request.url.path} {idempotency_digest(ctx.caller.name, key)}"
     stored = await store.stored_response(stored_key)
     if stored is not None:
         if stored.fingerprint != fingerprint:
             raise IdempotencyConflict("this idempotency key was already used for another request")
-        return Response(stored.body, stored.status, media_type=JSON)
+        return Response(stored.body, stored.status, headers=headers(stored.body), media_type=JSON)
     status, model = await respond()
     response = StoredResponse(fingerprint, status, model.model_dump_json())
     await store.store_response(stored_key, response, wall_clock_ms())
-    return Response(response.body, status, media_type=JSON)
+    return Response(response.body, status, headers=headers(response.body), media_type=JSON)
 
 
 READS = (LedgerUnavailable,)
@@ -295,7 +303,10 @@ async def create_endpoint(
         )
         return 201, CreatedEndpoint(**Endpoint.of(row).model_dump(), secret=row.secret)
 
-    return await idempotent(request, ctx, idempotency_key, store, respond)
+    def location(endpoint_id: str) -> str:
+        return f"{router.prefix}/endpoints/{endpoint_id}"
+
+    return await idempotent(request, ctx, idempotency_key, store, respond, location)
 
 
 @router.get(
