@@ -45,7 +45,8 @@ Every error is `application/problem+json` (RFC 9457) with a stable `code`.
 Send `Authorization: Bearer <token>` (from `earmark keys create`); scopes: `read`
 (every GET), `reserve` (reserve, commit, release, extend) and `stock` (receipts,
 adjustments, ship, and the stock lifecycle: transfers, returns, damage, write-offs,
-counts, purchase orders). Writes record the key's name as actor.
+counts, purchase orders; webhook endpoints). Writes record the key's name as actor.
+Webhooks (`/v1/webhooks`) are signed per Standard Webhooks; see docs/webhooks.md.
 Every POST accepts an `Idempotency-Key`: a replay returns the original status and body;
 the same key with another body is 422 `idempotency_conflict`.
 """
