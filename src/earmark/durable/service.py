@@ -137,6 +137,8 @@ class DurableService:
         self.flusher = Flusher.for_engine(
             engine, self.ledger, consumer=consumer_name(), **self.flusher_settings
         )
+        if self.webhooks is not None:  # what the flusher records, the dispatcher reads
+            self.flusher.on_recorded = self.webhooks.dispatcher.wake.set
         self._task = asyncio.create_task(self._run(self.flusher), name="flusher")
         self._task.add_done_callback(_log_if_crashed)
 

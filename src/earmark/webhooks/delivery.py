@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 import httpx
 
@@ -298,14 +299,25 @@ class DeliveryWorker:
         if not inflight:
             await self._finish([])
             self.wake.clear()
-            await _wait_any(stop, self.wake, self.config.poll_seconds)
+            await wait_any(stop, self.wake, self.config.poll_seconds)
             return
-        done, _ = await asyncio.wait(
-            inflight, timeout=self.config.poll_seconds, return_when=asyncio.FIRST_COMPLETED
-        )
-        for task in done:
+        waiters: set[asyncio.Future[Any]] = set(inflight)
+        woken = None
+        if len(inflight) < self.config.concurrency:  # new messages may fill free slots
+            self.wake.clear()
+            woken = asyncio.ensure_future(self.wake.wait())
+            waiters.add(woken)
+        try:
+            done, _ = await asyncio.wait(
+                waiters, timeout=self.config.poll_seconds, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            if woken is not None:
+                woken.cancel()
+        finished = [task for task in done if task in inflight]
+        for task in finished:
             del inflight[task]
-        await self._finish([task.result() for task in done])
+        await self._finish([task.result() for task in finished])
 
     async def _stop(self, inflight: Inflight) -> None:
         """Lets attempts in flight finish (briefly), records them, gives the rest back."""
@@ -327,7 +339,8 @@ async def _wait(stop: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(stop.wait(), seconds)
 
 
-async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, seconds: float) -> None:
+async def wait_any(stop: asyncio.Event, wake: asyncio.Event, seconds: float) -> None:
+    """Until ``stop`` or ``wake`` is set, or ``seconds`` pass."""
     waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
     try:
         await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)

@@ -18,7 +18,13 @@ from collections.abc import Callable
 from earmark.errors import LedgerUnavailable
 from earmark.store.webhooks import WebhookStore
 from earmark.webhooks.config import WebhookConfig
-from earmark.webhooks.delivery import BACKOFF_MS_MAX, BACKOFF_MS_MIN, Clock, wall_clock_ms
+from earmark.webhooks.delivery import (
+    BACKOFF_MS_MAX,
+    BACKOFF_MS_MIN,
+    Clock,
+    wait_any,
+    wall_clock_ms,
+)
 from earmark.webhooks.metrics import WebhookMetrics
 from earmark.webhooks.planning import disabled_messages, plan
 
@@ -42,11 +48,13 @@ class Dispatcher:
     ) -> None:
         self.store, self.config, self.clock, self.metrics = store, config, clock, metrics
         self.on_messages = on_messages
+        self.wake = asyncio.Event()  # set when the ledger got rows (the in-process flusher)
         self._pruned_at = 0.0
         self._backlog_at = 0.0
 
     async def step(self) -> int:
         """One step; returns how much it did (0: nothing was waiting)."""
+        self.wake.clear()
         now = self.clock()
         announced = await self.store.notify_disabled(disabled_messages, now)
         report = await self.store.dispatch(
@@ -106,7 +114,7 @@ class Dispatcher:
                 continue
             backoff_ms = BACKOFF_MS_MIN
             if not done:
-                await _wait(stop, self.config.poll_seconds)
+                await wait_any(stop, self.wake, self.config.poll_seconds)
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
