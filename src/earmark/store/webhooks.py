@@ -491,6 +491,18 @@ def state_of(row: Any) -> StockState:
 RETRY, FAILED, DELIVERED = "retry", "failed", "delivered"
 
 
+def effects_by_endpoint(results: Sequence[AttemptResult]) -> list[list[AttemptResult]]:
+    """The results whose endpoint effects to apply, per endpoint in id order (one lock
+    order) and in attempt order within one; a run of successes needs only its first."""
+    groups: dict[str, list[AttemptResult]] = {}
+    for result in sorted(results, key=lambda r: (r.attempted_at_ms, r.message_id)):
+        group = groups.setdefault(result.endpoint_id, [])
+        if group and result.effect == "success" and group[-1].effect == "success":
+            continue
+        group.append(result)
+    return [groups[endpoint_id] for endpoint_id in sorted(groups)]
+
+
 def next_status(result: AttemptResult) -> str:
     if result.delivered:
         return DELIVERED
@@ -520,6 +532,7 @@ __all__ = [
     "StoredResponse",
     "WebhookStore",
     "coalesce",
+    "effects_by_endpoint",
     "newest_per_key",
     "next_status",
     "state_of",

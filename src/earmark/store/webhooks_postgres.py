@@ -18,7 +18,6 @@ import orjson
 from earmark.store.events import BUCKETS
 from earmark.store.postgres import LEDGER_COLUMNS, PostgresLedger, event_of, to_ms
 from earmark.store.webhooks import (
-    DELIVERED,
     FAILED,
     AttemptResult,
     AttemptRow,
@@ -39,6 +38,7 @@ from earmark.store.webhooks import (
     StockState,
     StoredResponse,
     coalesce,
+    effects_by_endpoint,
     next_status,
     state_of,
     stock_rows,
@@ -138,9 +138,10 @@ SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::int[]
   $6::bigint[], $7::int[], $8::int[], $9::text[], $10::text[], $11::bigint[])
 """
 DELIVERED_SQL = """
-UPDATE webhook_messages SET status = 'delivered', attempts = $2, finished_at_ms = $3,
-  lease_owner = NULL, lease_until_ms = NULL, last_error = NULL
-WHERE id = $1 AND status = 'pending'
+UPDATE webhook_messages AS m SET status = 'delivered', attempts = u.attempt,
+  finished_at_ms = $3, lease_owner = NULL, lease_until_ms = NULL, last_error = NULL
+FROM unnest($1::text[], $2::int[]) AS u(id, attempt)
+WHERE m.id = u.id AND m.status = 'pending'
 """
 # A newer pending state of the same (endpoint, sku, location) replaces a failed one.
 COALESCE_RETRY = """
@@ -585,19 +586,27 @@ class PostgresWebhooks:
                 [r.next_attempt_at_ms for r in ordered],
             )
             # Endpoint rows first, in id order (one lock order for concurrent workers).
-            for result in sorted(ordered, key=lambda r: r.endpoint_id):
-                await self._endpoint_effect(conn, result, now_ms, disable_after_ms)
+            for group in effects_by_endpoint(ordered):
+                for result in group:
+                    await self._endpoint_effect(conn, result, now_ms, disable_after_ms)
+            delivered = sorted((r for r in ordered if r.delivered), key=lambda r: r.message_id)
+            if delivered:
+                await conn.execute(
+                    DELIVERED_SQL,
+                    [r.message_id for r in delivered],
+                    [r.attempt for r in delivered],
+                    now_ms,
+                )
             for result in sorted(ordered, key=lambda r: r.message_id):
-                await self._message_after(conn, result, owner, now_ms, coalesce)
+                if not result.delivered:
+                    await self._message_after(conn, result, owner, now_ms, coalesce)
 
     @staticmethod
     async def _message_after(
         conn: Conn, r: AttemptResult, owner: str, now_ms: int, coalesce: bool
     ) -> None:
         status = next_status(r)
-        if status == DELIVERED:
-            await conn.execute(DELIVERED_SQL, r.message_id, r.attempt, now_ms)
-        elif status == FAILED:
+        if status == FAILED:
             await conn.execute(FAILED_SQL, r.message_id, r.attempt, now_ms, r.error, owner)
         else:
             if coalesce and r.coalescible:

@@ -18,7 +18,6 @@ import orjson
 from earmark.store.events import BUCKETS
 from earmark.store.sqlite import IDS_PER_QUERY_MAX, LEDGER_COLUMNS, SqliteLedger, event_of
 from earmark.store.webhooks import (
-    DELIVERED,
     FAILED,
     AttemptResult,
     AttemptRow,
@@ -39,6 +38,7 @@ from earmark.store.webhooks import (
     StockState,
     StoredResponse,
     coalesce,
+    effects_by_endpoint,
     next_status,
     state_of,
     stock_rows,
@@ -555,9 +555,15 @@ class SqliteWebhooks:
                     for r in ordered
                 ],
             )  # fmt: skip
+            for group in effects_by_endpoint(ordered):
+                for r in group:
+                    self._endpoint_effect(db, r, now_ms, disable_after_ms)
+            db.executemany(
+                DELIVERED_SQL, [(r.attempt, now_ms, r.message_id) for r in ordered if r.delivered]
+            )
             for r in ordered:
-                self._endpoint_effect(db, r, now_ms, disable_after_ms)
-                self._message_after(db, r, owner, now_ms, coalesce)
+                if not r.delivered:
+                    self._message_after(db, r, owner, now_ms, coalesce)
 
         await self._write(work)
 
@@ -566,9 +572,7 @@ class SqliteWebhooks:
         db: sqlite3.Connection, r: AttemptResult, owner: str, now_ms: int, coalesce: bool
     ) -> None:
         status = next_status(r)
-        if status == DELIVERED:
-            db.execute(DELIVERED_SQL, (r.attempt, now_ms, r.message_id))
-        elif status == FAILED:
+        if status == FAILED:
             db.execute(FAILED_SQL, (r.attempt, now_ms, r.error, r.message_id, owner))
         else:
             if coalesce and r.coalescible:
