@@ -106,7 +106,8 @@ async def record(request: pytest.FixtureRequest, tmp_path: Any) -> AsyncIterator
 
 
 @pytest.fixture
-def clock() -> FakeClock:
+def fake_clock() -> FakeClock:
+    """(Not ``clock``: tests/support/backends.py has that one, for Redis time.)"""
     return FakeClock()
 
 
@@ -130,13 +131,13 @@ def make_service(
 
 
 @pytest.fixture
-async def services(record: Ledger, clock: FakeClock) -> AsyncIterator[Any]:
+async def services(record: Ledger, fake_clock: FakeClock) -> AsyncIterator[Any]:
     """``services(**config)`` makes a service on the record and the fake clock; each is
     closed after the test, whatever happened."""
     made: list[WebhookService] = []
 
     def make(**config: Any) -> WebhookService:
-        made.append(make_service(record, clock, **config))
+        made.append(make_service(record, fake_clock, **config))
         return made[-1]
 
     yield make

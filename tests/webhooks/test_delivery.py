@@ -37,8 +37,9 @@ async def status_of(svc: WebhookService, message_id: str) -> str:
 
 
 async def test_a_receiver_failing_the_first_attempts_gets_the_message_on_the_schedule(
-    record: Ledger, clock: FakeClock, receiver_factory: Any, services: Any
+    record: Ledger, fake_clock: FakeClock, receiver_factory: Any, services: Any
 ) -> None:
+    clock = fake_clock
     receiver: Receiver = receiver_factory(failing_first(3))
     svc = services()
     ep = await subscribe(svc, clock, receiver.url, "adjustment.received")
@@ -68,8 +69,9 @@ async def test_a_receiver_failing_the_first_attempts_gets_the_message_on_the_sch
 
 
 async def test_a_receiver_that_times_out_is_retried_then_delivered(
-    record: Ledger, clock: FakeClock, receiver_factory: Any, services: Any
+    record: Ledger, fake_clock: FakeClock, receiver_factory: Any, services: Any
 ) -> None:
+    clock = fake_clock
     receiver: Receiver = receiver_factory(lambda _: Reply(hang=True))
     svc = services(timeout_seconds=0.3)
     ep = await subscribe(svc, clock, receiver.url, "adjustment.*")
@@ -87,8 +89,9 @@ async def test_a_receiver_that_times_out_is_retried_then_delivered(
 
 
 async def test_429_with_retry_after_pauses_the_endpoint_as_asked(
-    record: Ledger, clock: FakeClock, receiver_factory: Any, services: Any
+    record: Ledger, fake_clock: FakeClock, receiver_factory: Any, services: Any
 ) -> None:
+    clock = fake_clock
     receiver: Receiver = receiver_factory(always(429, retry_after="120"))
     svc = services()
     ep = await subscribe(svc, clock, receiver.url, "adjustment.*")
@@ -111,8 +114,9 @@ async def test_429_with_retry_after_pauses_the_endpoint_as_asked(
 
 
 async def test_502_and_504_slow_the_endpoint_down_step_by_step(
-    record: Ledger, clock: FakeClock, receiver_factory: Any, services: Any
+    record: Ledger, fake_clock: FakeClock, receiver_factory: Any, services: Any
 ) -> None:
+    clock = fake_clock
     answers = iter([502, 504, 502, 200, 200, 200])
     receiver: Receiver = receiver_factory(lambda _: Reply(next(answers)))
     svc = services(schedule_seconds=(0, 0, 0, 0))
@@ -134,8 +138,9 @@ async def test_502_and_504_slow_the_endpoint_down_step_by_step(
 
 
 async def test_410_disables_the_endpoint_and_endpoint_disabled_is_sent(
-    record: Ledger, clock: FakeClock, receiver_factory: Any, services: Any
+    record: Ledger, fake_clock: FakeClock, receiver_factory: Any, services: Any
 ) -> None:
+    clock = fake_clock
     gone: Receiver = receiver_factory(always(410))
     watcher: Receiver = receiver_factory(always(200))
     svc = services()
@@ -164,8 +169,9 @@ async def test_410_disables_the_endpoint_and_endpoint_disabled_is_sent(
 
 
 async def test_an_endpoint_failing_for_five_days_is_disabled(
-    record: Ledger, clock: FakeClock, receiver_factory: Any, services: Any
+    record: Ledger, fake_clock: FakeClock, receiver_factory: Any, services: Any
 ) -> None:
+    clock = fake_clock
     broken: Receiver = receiver_factory(always(500))
     watcher: Receiver = receiver_factory(always(200))
     svc = services()
@@ -186,8 +192,9 @@ async def test_an_endpoint_failing_for_five_days_is_disabled(
 
 
 async def test_a_message_whose_schedule_runs_out_fails(
-    record: Ledger, clock: FakeClock, receiver_factory: Any, services: Any
+    record: Ledger, fake_clock: FakeClock, receiver_factory: Any, services: Any
 ) -> None:
+    clock = fake_clock
     receiver: Receiver = receiver_factory(always(500))
     svc = services(schedule_seconds=(0, 1, 1))
     await subscribe(svc, clock, receiver.url, "adjustment.*")
@@ -202,8 +209,9 @@ async def test_a_message_whose_schedule_runs_out_fails(
 
 
 async def test_redirects_are_not_followed(
-    record: Ledger, clock: FakeClock, receiver_factory: Any, services: Any
+    record: Ledger, fake_clock: FakeClock, receiver_factory: Any, services: Any
 ) -> None:
+    clock = fake_clock
     elsewhere: Receiver = receiver_factory(always(200))
     redirecting: Receiver = receiver_factory(always(302, location=elsewhere.url))
     svc = services()
@@ -215,9 +223,10 @@ async def test_redirects_are_not_followed(
 
 
 async def test_a_response_body_is_read_only_up_to_the_limit(
-    record: Ledger, clock: FakeClock, receiver_factory: Any, services: Any
+    record: Ledger, fake_clock: FakeClock, receiver_factory: Any, services: Any
 ) -> None:
     """The receiver announces 8 MB and sends 8 kB: reading it all would time out."""
+    clock = fake_clock
     receiver: Receiver = receiver_factory(lambda _: Reply(200, body=b"x" * 8_192, endless=True))
     svc = services(timeout_seconds=1.0)
     await subscribe(svc, clock, receiver.url, "adjustment.*")
@@ -227,8 +236,9 @@ async def test_a_response_body_is_read_only_up_to_the_limit(
 
 
 async def test_a_private_address_is_refused_at_delivery_unless_allowed(
-    record: Ledger, clock: FakeClock, receiver_factory: Any, services: Any
+    record: Ledger, fake_clock: FakeClock, receiver_factory: Any, services: Any
 ) -> None:
+    clock = fake_clock
     receiver: Receiver = receiver_factory(always(200))
     allowed = services()
     await subscribe(allowed, clock, receiver.url, "adjustment.*")
@@ -241,8 +251,9 @@ async def test_a_private_address_is_refused_at_delivery_unless_allowed(
 
 
 async def test_during_a_rotation_both_secrets_sign_and_after_it_only_the_new(
-    record: Ledger, clock: FakeClock, receiver_factory: Any, services: Any
+    record: Ledger, fake_clock: FakeClock, receiver_factory: Any, services: Any
 ) -> None:
+    clock = fake_clock
     receiver: Receiver = receiver_factory(always(200))
     svc = services()
     ep = await subscribe(svc, clock, receiver.url, "adjustment.*")
@@ -269,8 +280,9 @@ async def test_during_a_rotation_both_secrets_sign_and_after_it_only_the_new(
 
 
 async def test_replay_by_seq_re_sends_the_same_messages_however_old(
-    record: Ledger, clock: FakeClock, receiver_factory: Any, services: Any
+    record: Ledger, fake_clock: FakeClock, receiver_factory: Any, services: Any
 ) -> None:
+    clock = fake_clock
     receiver: Receiver = receiver_factory(always(200))
     svc = services(coalesce=False)  # every stock.changed goes: the replay is exact
     writer = Writer(record)
@@ -298,8 +310,9 @@ async def test_replay_by_seq_re_sends_the_same_messages_however_old(
 
 
 async def test_replay_since_a_time(
-    record: Ledger, clock: FakeClock, receiver_factory: Any, services: Any
+    record: Ledger, fake_clock: FakeClock, receiver_factory: Any, services: Any
 ) -> None:
+    clock = fake_clock
     receiver: Receiver = receiver_factory(always(200))
     svc = services()
     ep = await subscribe(svc, clock, receiver.url, "adjustment.received")
