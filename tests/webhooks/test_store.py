@@ -13,7 +13,7 @@ import pytest
 
 from earmark.store.ledger import Ledger, migrations, open_ledger
 from earmark.store.sqlite import statements
-from earmark.store.webhooks import EndpointChanges, webhook_store
+from earmark.store.webhooks import AttemptResult, EndpointChanges, webhook_store
 from earmark.webhooks import endpoints
 from earmark.webhooks.config import WebhookConfig
 from earmark.webhooks.planning import plan
@@ -139,6 +139,28 @@ async def test_leases_keep_two_workers_apart_until_they_run_out(record: Ledger) 
     await store.release([c.id for c in again], "b")
     excluded = await store.claim(clock(), 10, owner="c", **{**claim, "exclude": (ep.id,)})
     assert excluded == []
+
+
+async def test_an_endpoint_deleted_while_its_messages_are_in_flight(record: Ledger) -> None:
+    clock = FakeClock()
+    ep = await endpoint_for(record, "adjustment.*")
+    await Writer(record).receipts(2)
+    store = webhook_store(record)
+    await store.dispatch(100, plan, clock(), coalesce=True)
+    claim = {"per_endpoint": 4, "exclude": (), "lease_ms": 2_000, "owner": "a"}
+    in_flight = await store.claim(clock(), 10, **claim)
+    await endpoints.delete(store, ep.id)
+    results = [
+        AttemptResult(
+            message_id=c.id, endpoint_id=c.endpoint_id, type=c.type, record_seq=c.record_seq,
+            attempt=1, attempted_at_ms=clock(), latency_ms=3, outcome="delivered",
+            effect="success", status_code=200,
+        )
+        for c in in_flight
+    ]  # fmt: skip
+    await store.finish(results, "a", clock(), disable_after_ms=1, coalesce=True)
+    assert await store.attempts(ep.id, None, 10) == []
+    assert await store.messages() == []
 
 
 async def test_paused_and_disabled_endpoints_are_not_claimed(record: Ledger) -> None:

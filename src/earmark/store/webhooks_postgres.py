@@ -379,8 +379,11 @@ class PostgresWebhooks:
 
     @staticmethod
     async def _enabled(conn: Conn) -> list[EndpointRow]:
+        """Locked FOR KEY SHARE until the commit: an endpoint deleted meanwhile waits, so
+        no message is written for a row that is gone."""
         rows = await conn.fetch(
             f"SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE NOT disabled ORDER BY id"
+            " FOR KEY SHARE"
         )
         return [endpoint_of(r) for r in rows]
 
@@ -481,7 +484,7 @@ class PostgresWebhooks:
                 return None
             replay = replay_of(job)
             endpoint = await conn.fetchrow(
-                f"SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = $1",
+                f"SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = $1 FOR KEY SHARE",
                 replay.endpoint_id,
             )
             rows = await conn.fetch(
@@ -569,8 +572,19 @@ class PostgresWebhooks:
     ) -> None:
         if not results:
             return
-        ordered = sorted(results, key=lambda r: (r.attempted_at_ms, r.message_id))
         async with self.ledger.connection() as conn, conn.transaction():
+            # An endpoint deleted while its attempts were in flight takes them with it.
+            present = await conn.fetch(
+                "SELECT id FROM webhook_endpoints WHERE id = ANY($1) ORDER BY id FOR KEY SHARE",
+                sorted({r.endpoint_id for r in results}),
+            )
+            kept = {r["id"] for r in present}
+            ordered = sorted(
+                (r for r in results if r.endpoint_id in kept),
+                key=lambda r: (r.attempted_at_ms, r.message_id),
+            )
+            if not ordered:
+                return
             await conn.execute(
                 INSERT_ATTEMPTS,
                 [r.message_id for r in ordered],

@@ -541,9 +541,20 @@ class SqliteWebhooks:
     ) -> None:
         if not results:
             return
-        ordered = sorted(results, key=lambda r: (r.attempted_at_ms, r.message_id))
 
         def work(db: sqlite3.Connection) -> None:
+            # An endpoint deleted while its attempts were in flight takes them with it.
+            kept = {
+                row[0]
+                for row in db.execute(
+                    "SELECT id FROM webhook_endpoints WHERE id IN (SELECT value FROM json_each(?))",
+                    (_json(sorted({r.endpoint_id for r in results})),),
+                )
+            }
+            ordered = sorted(
+                (r for r in results if r.endpoint_id in kept),
+                key=lambda r: (r.attempted_at_ms, r.message_id),
+            )
             db.executemany(
                 "INSERT INTO webhook_attempts (message_id, endpoint_id, type, record_seq,"
                 " attempt, attempted_at_ms, status_code, latency_ms, outcome, error,"
