@@ -113,10 +113,12 @@ class Receiver:
         async def shut() -> None:
             server.close()
             for writer in list(self._connections):
-                writer.close()
-            for task in list(self._tasks):
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+                writer.close()  # a handler waiting for a request then ends on its own
+            if self._tasks:
+                _, stuck = await asyncio.wait(list(self._tasks), timeout=2)
+                for task in stuck:
+                    task.cancel()
+                await asyncio.gather(*stuck, return_exceptions=True)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(server.wait_closed(), 2)
 
