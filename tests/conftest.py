@@ -11,4 +11,5 @@ pytest_plugins = [
     "tests.support.backends",
     "tests.support.durable_fixtures",
     "tests.support.api",
+    "tests.support.webhooks",
 ]

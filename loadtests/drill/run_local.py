@@ -140,25 +140,35 @@ def start_backend(stack: ExitStack, embedded: bool, out: Path) -> Backend:
     return Backend(redis_server.url, database_url, description)
 
 
-def server_env(backend: Backend, args: argparse.Namespace) -> dict[str, str]:
-    """Our environment without any EARMARK_* of the caller's, plus the drill's."""
+def server_env(
+    backend: Backend, args: argparse.Namespace, extra: dict[str, str] | None = None
+) -> dict[str, str]:
+    """Our environment without any EARMARK_* of the caller's, plus the drill's (and
+    ``extra``: e.g. the webhook settings of ``loadtests.webhook_lag``)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("EARMARK_")}
     env |= {
         "EARMARK_DATABASE_URL": backend.database_url,
         "EARMARK_SWEEP_INTERVAL_SECONDS": str(args.sweep_interval),
         "EARMARK_LOG_LEVEL": "warning",
+        **(extra or {}),
     }
     if backend.redis_url is not None:
         env["EARMARK_REDIS_URL"] = backend.redis_url
     return env
 
 
-def start_server(stack: ExitStack, backend: Backend, args: argparse.Namespace, out: Path) -> str:
+def start_server(
+    stack: ExitStack,
+    backend: Backend,
+    args: argparse.Namespace,
+    out: Path,
+    extra_env: dict[str, str] | None = None,
+) -> str:
     """``earmark serve`` on a free loopback port; returns its URL once /readyz is 200."""
     port = free_port()
     log = stack.enter_context(open(out / "server.log", "wb"))  # noqa: SIM115 (closed by the stack)
     command = [sys.executable, "-m", "earmark", "serve", "--host", HOST, "--port", str(port)]
-    proc = stack.enter_context(running(command, server_env(backend, args), log))
+    proc = stack.enter_context(running(command, server_env(backend, args, extra_env), log))
     url = f"http://{HOST}:{port}"
     api = HttpApi(url)
     deadline = time.monotonic() + SERVER_START_SECONDS_MAX

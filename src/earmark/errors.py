@@ -401,6 +401,39 @@ class RebuildRefused(EarmarkError):
     title = "Rebuild refused"
 
 
+class WebhookEndpointNotFound(EarmarkError):
+    code = "webhook_endpoint_not_found"
+    http_status = 404
+    title = "No such webhook endpoint"
+    subject_detail = "id"
+
+
+class InvalidWebhookUrl(EarmarkError):
+    """The endpoint URL is not http(s), or names an address webhooks may not reach
+    (private, loopback, link-local) while EARMARK_WEBHOOKS_ALLOW_PRIVATE is off."""
+
+    code = "invalid_webhook_url"
+    http_status = 422
+    title = "The webhook URL is not allowed"
+
+
+class WebhookEndpointsFull(EarmarkError):
+    """The store holds the most webhook endpoints it allows; delete one first."""
+
+    code = "webhook_endpoints_full"
+    http_status = 409
+    title = "Too many webhook endpoints"
+
+
+class WebhookVerificationError(EarmarkError):
+    """A webhook did not verify: a header is missing or malformed, its timestamp is
+    outside the tolerance, or no signature matches (``earmark.webhooks.verify``)."""
+
+    code = "webhook_verification_failed"
+    http_status = 400
+    title = "The webhook signature does not verify"
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """A refusal a Lua script can return: the error it raises and its message template

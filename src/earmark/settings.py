@@ -72,6 +72,36 @@ class Settings(BaseSettings):
         description="events waiting for the durable record past which new demand is refused "
         "(503 durability_backlog); 0: no bound",
     )
+    webhooks_in_process: bool = Field(
+        True, description="serve runs the webhook dispatcher and delivery worker"
+    )
+    webhooks_allow_private: bool = Field(
+        False, description="webhook URLs may name private, loopback and link-local addresses"
+    )
+    webhooks_timeout_seconds: float = Field(
+        15.0, gt=0, le=60, description="a webhook attempt succeeds with a 2xx within this"
+    )
+    webhooks_schedule_seconds: str = Field(
+        "0,5,300,1800,7200,18000,36000,36000",
+        pattern=r"^[0-9.]+(,[0-9.]+)*$",
+        description="delay before each webhook attempt (Svix's schedule), jittered",
+    )
+    webhooks_coalesce: bool = Field(
+        True, description="pending stock.changed per (endpoint, sku, location) collapse to newest"
+    )
+    webhooks_secret_grace_seconds: float = Field(
+        24 * 60 * 60.0, ge=0, le=30 * 24 * 60 * 60, description="old secret signs this long"
+    )
+    webhooks_disable_after_seconds: float = Field(
+        5 * 24 * 60 * 60.0, gt=0, description="an endpoint failing this long is disabled"
+    )
+    webhooks_concurrency: int = Field(16, ge=1, le=256, description="webhook requests in flight")
+    webhooks_lease_seconds: float = Field(
+        60.0, gt=0, le=3600, description="a claimed webhook is sent again after this"
+    )
+    webhooks_retention_days: float = Field(
+        30.0, gt=0, description="delivered messages and attempts are kept this long"
+    )
     host: str = Field("127.0.0.1", description="serve binds here")
     port: int = Field(8000, ge=0, le=65535)
     workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes")

@@ -24,8 +24,11 @@ from tests.support.backends import fresh_prefix
 from tests.support.durable import MIGRATIONS_APPLIED
 from tests.support.servers import RedisServer
 
+WEBHOOKS = ("create", "list", "show", "update", "delete", "rotate-secret", "replay",
+            "deliveries", "deliver")  # fmt: skip
 COMMANDS = [[], ["serve"], ["sweep"], ["status"], ["keys"], ["keys", "create"], ["keys", "list"],
-            ["keys", "revoke"], ["migrate"], ["flush"], ["rebuild"], ["verify"]]  # fmt: skip
+            ["keys", "revoke"], ["migrate"], ["flush"], ["rebuild"], ["verify"], ["webhooks"],
+            *(["webhooks", action] for action in WEBHOOKS)]  # fmt: skip
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=[" ".join(c) or "earmark" for c in COMMANDS])

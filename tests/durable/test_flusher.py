@@ -146,6 +146,23 @@ async def test_events_replayed_into_the_ledger_are_never_applied_twice(
     await flusher.close()
 
 
+async def test_on_recorded_is_called_only_for_batches_that_recorded_new_events(
+    aengine: AsyncEngine, pg_ledger: Ledger
+) -> None:
+    """The in-process webhook dispatcher wakes on it (docs/webhooks.md)."""
+    calls: list[None] = []
+    await stock_up(aengine, 10)
+    flusher = Flusher.for_engine(
+        aengine, pg_ledger, consumer="f1", on_recorded=lambda: calls.append(None)
+    )
+    assert await flusher.drain() == len(SKUS)
+    assert len(calls) >= 1
+    seen = len(calls)
+    assert await flusher.drain() == 0
+    assert len(calls) == seen  # nothing new recorded: no call
+    await flusher.close()
+
+
 async def test_lag_counts_waiting_events_and_the_age_of_the_oldest(
     aengine: AsyncEngine, pg_ledger: Ledger
 ) -> None:

@@ -16,7 +16,13 @@ from earmark import AsyncEngine, EngineConfig, StoreNotReady
 from earmark.durable.flusher import Flusher
 from earmark.durable.rebuild import rebuild, replay_check, start_engine, verify
 from earmark.durable.service import DurableService
-from earmark.store.ledger import Event, Ledger, ReservationRecord, migrate, open_ledger
+from earmark.store.ledger import (
+    Event,
+    Ledger,
+    ReservationRecord,
+    migrate,
+    open_ledger,
+)
 from earmark.store.sqlite import SqliteLedger
 from tests.support.backends import fresh_prefix
 from tests.support.durable import ALL_MIGRATIONS, caught_up, eventually, raw_levels, recorded_levels

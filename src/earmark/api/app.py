@@ -46,7 +46,8 @@ Every error is `application/problem+json` (RFC 9457) with a stable `code`.
 Send `Authorization: Bearer <token>` (from `earmark keys create`); scopes: `read`
 (every GET), `reserve` (reserve, commit, release, extend) and `stock` (receipts,
 adjustments, ship, and the stock lifecycle: transfers, returns, damage, write-offs,
-counts, purchase orders). Writes record the key's name as actor.
+counts, purchase orders; webhook endpoints). Writes record the key's name as actor.
+Webhooks (`/v1/webhooks`) are signed per Standard Webhooks; see docs/webhooks.md.
 Every POST accepts an `Idempotency-Key`: a replay returns the original status and body;
 the same key with another body is 422 `idempotency_conflict`.
 """
@@ -173,8 +174,9 @@ def create_app(
     started stays the caller's, and the durable record's ``prepare`` is then skipped).
     ``durable``: defaults to ``durable_record_for(settings)``."""
     settings = settings or get_settings()
+    metrics = Metrics()
     if durable is None:
-        durable = durable_record_for(settings)
+        durable = durable_record_for(settings, metrics.webhooks)
     app = FastAPI(
         title="earmark",
         version=_version(),
@@ -184,7 +186,7 @@ def create_app(
         **without_native_telemetry(),
     )
     app.state.settings = settings
-    app.state.metrics = metrics = Metrics()
+    app.state.metrics = metrics
     app.state.lag_source = None  # set by the durable record, or directly by a test
     problems.install(app)
     app.state.durable = durable  # GET /v1/ledger reads through it

@@ -25,6 +25,8 @@ from earmark.durable.service import DurableService
 from earmark.engine.async_engine import AsyncEngine
 from earmark.settings import Settings
 from earmark.store.ledger import Ledger
+from earmark.webhooks.config import from_settings
+from earmark.webhooks.metrics import WebhookMetrics
 
 # Seconds the durable record lags behind Redis (0 when it is caught up).
 LagSource = Callable[[], Awaitable[float]]
@@ -65,7 +67,9 @@ class DurableRecord(Protocol):
         ...
 
 
-def durable_record_for(settings: Settings) -> DurableRecord:
+def durable_record_for(
+    settings: Settings, webhook_metrics: WebhookMetrics | None = None
+) -> DurableRecord:
     """The durable record ``serve`` runs with (migrated at every start).
 
     Embedded (no ``EARMARK_REDIS_URL``), the in-process Redis starts empty at every start,
@@ -73,9 +77,12 @@ def durable_record_for(settings: Settings) -> DurableRecord:
     restart, live holds do not. With a real Redis, a Redis that lost its data stays
     fenced (readiness fails) until an operator runs ``earmark rebuild``, after finding out
     why it was lost. The embedded store always flushes in-process: no other process can
-    reach it."""
+    reach it. The webhook dispatcher and delivery worker run in-process too unless
+    ``EARMARK_WEBHOOKS_IN_PROCESS=false`` (``earmark webhooks deliver`` runs them alone)."""
     return DurableService(
         settings.database_url,
         flusher_in_process=settings.flusher_in_process or settings.embedded,
         rebuild_on_start=settings.embedded,
+        webhooks=from_settings(settings) if settings.webhooks_in_process else None,
+        webhook_metrics=webhook_metrics,
     )

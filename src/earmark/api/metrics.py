@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from earmark.errors import EarmarkError
 from earmark.models import SweepReport
+from earmark.webhooks.metrics import WebhookMetrics
 
 LATENCY_BUCKETS_SECONDS = (
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -66,6 +67,7 @@ class Metrics:
             ["method", "route", "status"],
             registry=registry,
         )
+        self.webhooks = WebhookMetrics(registry)  # the in-process webhook worker's
         self._outcomes: dict[tuple[str, str], Counter] = {}
 
     @contextmanager

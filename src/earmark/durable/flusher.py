@@ -19,7 +19,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -120,6 +120,8 @@ class Flusher:
         batch_size_max: events per ledger transaction.
         block_ms: how long an idle flusher waits before it polls again.
         claim_idle_ms: when another consumer's pending entries are presumed abandoned.
+        on_recorded: called after a batch recorded new events (the in-process webhook
+            dispatcher wakes on it instead of waiting for its next poll).
     """
 
     def __init__(
@@ -136,6 +138,7 @@ class Flusher:
         claim_idle_ms: int = CLAIM_IDLE_MS_DEFAULT,
         lost_writes_check_seconds: float = LOST_WRITES_CHECK_SECONDS,
         owns_client: bool = False,
+        on_recorded: Callable[[], None] | None = None,
     ) -> None:
         if not 1 <= batch_size_max <= BATCH_SIZE_LIMIT:
             raise ValueError(f"batch_size_max must be between 1 and {BATCH_SIZE_LIMIT}")
@@ -155,6 +158,7 @@ class Flusher:
         self.lost_writes: LostWrites | None = None  # what the last check found
         self.stats = FlusherStats()
         self._owns_client = owns_client
+        self.on_recorded = on_recorded
         self._started = False
         # Partitions where this consumer may hold pending entries (read them first):
         # every partition at start (a restart under the same name), and after a failure.
@@ -378,6 +382,8 @@ class Flusher:
         self.stats.batches += 1
         self.stats.events += len(entries)
         self.stats.inserted += inserted
+        if inserted and self.on_recorded is not None:
+            self.on_recorded()
         return len(entries)
 
     async def _trim(self, p: int) -> None:

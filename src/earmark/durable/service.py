@@ -41,6 +41,10 @@ from earmark.errors import (
     StoreUnavailable,
 )
 from earmark.store.ledger import Ledger, Page, PageQuery, open_ledger
+from earmark.store.webhooks import WebhookStore, webhook_store
+from earmark.webhooks.config import WebhookConfig
+from earmark.webhooks.metrics import WebhookMetrics
+from earmark.webhooks.service import OnceReport, WebhookService
 
 log = logging.getLogger("earmark.durable.service")
 
@@ -52,10 +56,11 @@ DATABASE_CHECK_SECONDS = 1.0
 
 
 def _log_if_crashed(task: asyncio.Task[None]) -> None:
-    """A flusher that stops on its own is an incident: say so at once, not at shutdown.
-    (Readiness fails too, as the lag grows.)"""
+    """A flusher (or webhook worker) that stops on its own is an incident: say so at
+    once, not at shutdown. (Readiness fails too, as the flusher's lag grows.)"""
     if not task.cancelled() and (error := task.exception()) is not None:
-        log.error("the write-behind flusher stopped: %r", error, exc_info=error)
+        what = "the webhook worker" if task.get_name() == "webhooks" else "the write-behind flusher"
+        log.error("%s stopped: %r", what, error, exc_info=error)
 
 
 def consumer_name() -> str:
@@ -73,6 +78,8 @@ class DurableService:
             rebuild at start-up instead of staying fenced. Right for the embedded store
             (an in-process Redis is lost at every restart); for a real Redis leave it to
             an operator (``earmark rebuild``), who should first learn why Redis was lost.
+        webhooks: run the webhook dispatcher and delivery worker in-process with this
+            configuration (None: not in this process); ``webhook_metrics`` counts them.
     """
 
     def __init__(
@@ -81,12 +88,18 @@ class DurableService:
         *,
         flusher_in_process: bool = True,
         rebuild_on_start: bool = False,
+        webhooks: WebhookConfig | None = None,
+        webhook_metrics: WebhookMetrics | None = None,
         **flusher_settings: Any,
     ) -> None:
         self.ledger: Ledger = open_ledger(database_url)
         self.flusher_in_process = flusher_in_process
         self.rebuild_on_start = rebuild_on_start
         self.flusher_settings = flusher_settings
+        self.webhook_config = webhooks
+        self.webhook_metrics = webhook_metrics
+        self.webhooks: WebhookService | None = None
+        self._webhook_task: asyncio.Task[None] | None = None
         self.flusher: Flusher | None = None
         self.rebuilt: RebuildReport | None = None  # what the start-up rebuild restored
         self._engine: Any = None
@@ -130,17 +143,25 @@ class DurableService:
             await self._check_lost_writes(engine)
         if not self.rebuild_on_start:  # a real Redis: it may fail over under us
             engine.verifier = functools.partial(self._verify_store, engine)
+        if self.webhook_config is not None:
+            self.webhooks = WebhookService(
+                self.ledger, self.webhook_config, metrics=self.webhook_metrics
+            )
+            self._webhook_task = asyncio.create_task(self._run_webhooks(), name="webhooks")
+            self._webhook_task.add_done_callback(_log_if_crashed)
         if not self.flusher_in_process:
             return
         self.flusher = Flusher.for_engine(
             engine, self.ledger, consumer=consumer_name(), **self.flusher_settings
         )
+        if self.webhooks is not None:  # what the flusher records, the dispatcher reads
+            self.flusher.on_recorded = self.webhooks.dispatcher.wake.set
         self._task = asyncio.create_task(self._run(self.flusher), name="flusher")
         self._task.add_done_callback(_log_if_crashed)
 
-    async def _run(self, flusher: Flusher) -> None:
-        """The flusher loop, after the schema is in place (``prepare`` may have found
-        the record down: then migrate here, retrying, before the first flush)."""
+    async def _until_migrated(self) -> bool:
+        """Migrates, retrying while the record is down (``prepare`` may have found it
+        down); False if stopped first. Migrating is idempotent and safe concurrently."""
         backoff_ms = BACKOFF_MS_MIN
         while not self._migrated and not self._stop.is_set():
             try:
@@ -152,14 +173,29 @@ class DurableService:
                 backoff_ms = min(backoff_ms * 2, BACKOFF_MS_MAX)
             else:
                 self._migrated = True
+        return self._migrated
+
+    async def _run(self, flusher: Flusher) -> None:
+        """The flusher loop, after the schema is in place."""
+        await self._until_migrated()
         await flusher.run(self._stop)
 
+    async def _run_webhooks(self) -> None:
+        """The webhook dispatcher and worker, after the schema is in place. A failing
+        endpoint never stops it, and it has no part in readiness."""
+        if self.webhooks is not None and await self._until_migrated():
+            await self.webhooks.run(self._stop)
+
     async def stop(self) -> None:
-        """Stops the flusher, flushes what still waits (bounded), closes the record.
-        What it cannot flush stays in Redis for the next flusher: nothing is lost."""
+        """Stops the webhook worker and the flusher, flushes what still waits (bounded),
+        closes the record. What it cannot flush stays in Redis for the next flusher, and
+        messages in flight are sent again by the next worker: nothing is lost."""
         try:
+            self._stop.set()
+            if self._webhook_task is not None and self.webhooks is not None:
+                await asyncio.gather(self._webhook_task, return_exceptions=True)
+                await self.webhooks.close()
             if self._task is not None and self.flusher is not None:
-                self._stop.set()
                 await asyncio.gather(self._task, return_exceptions=True)  # logged already
                 crashed = self._task.cancelled() or self._task.exception() is not None
                 if not crashed and self._migrated:
@@ -322,6 +358,40 @@ async def page_at(database_url: str, query: PageQuery) -> Page:
     """``earmark ledger``: one page of the recorded events."""
     page: Page = await _with_ledger(database_url, lambda ledger: ledger.page(query))
     return page
+
+
+async def with_webhook_store(
+    database_url: str, work: Callable[[WebhookStore], Awaitable[Any]]
+) -> Any:
+    """``earmark webhooks create | list | ...``: ``work`` on the record's webhook tables."""
+    return await _with_ledger(database_url, lambda ledger: work(webhook_store(ledger)))
+
+
+async def webhooks_once(database_url: str, config: WebhookConfig) -> OnceReport:
+    """``earmark webhooks deliver --once``: dispatch what is recorded, send what is due."""
+
+    async def work(ledger: Ledger) -> OnceReport:
+        service = WebhookService(ledger, config)
+        try:
+            return await service.run_once()
+        finally:
+            await service.close()
+
+    report: OnceReport = await _with_ledger(database_url, work)
+    return report
+
+
+async def webhooks_until(database_url: str, config: WebhookConfig, stop: asyncio.Event) -> None:
+    """``earmark webhooks deliver``: dispatch and deliver until ``stop`` is set."""
+
+    async def work(ledger: Ledger) -> None:
+        service = WebhookService(ledger, config)
+        try:
+            await service.run(stop)
+        finally:
+            await service.close()
+
+    await _with_ledger(database_url, work)
 
 
 async def replay_check_at(database_url: str) -> ReplayReport:

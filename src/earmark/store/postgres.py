@@ -53,6 +53,10 @@ POOL_SIZE_MAX = 4
 CONNECT_TIMEOUT_SECONDS = 5.0
 COMMAND_TIMEOUT_SECONDS = 60.0
 MIGRATION_LOCK_ID = 0x6561726D61726B  # 'earmark': one migrator at a time
+# Held by every persist until it commits, so ledger.record_seq (drawn from a sequence
+# while the lock is held) follows commit order: the webhook dispatcher reads the ledger
+# after a cursor on record_seq and can never pass over an event that commits later.
+RECORD_ORDER_LOCK_ID = 0x656D7265636F7264  # 'emrecord'
 # Errors after which a retry can succeed: the server is down, restarting, overloaded,
 # or a lock conflict chose this transaction as the victim.
 TRANSIENT = (
@@ -188,6 +192,11 @@ class PostgresLedger:
             )
         return self._pool
 
+    def connection(self) -> contextlib.AbstractAsyncContextManager[Conn]:
+        """A pooled connection of this ledger's pool, for the stores that share it (the
+        webhook tables, ``earmark.store.webhooks``); failures as in ``_connection``."""
+        return self._connection()
+
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[Conn]:
         """A pooled connection; transient failures surface as ``LedgerUnavailable``."""
@@ -265,6 +274,7 @@ class PostgresLedger:
         if not events:
             return 0
         async with self._connection() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", RECORD_ORDER_LOCK_ID)
             inserted = await conn.fetch(INSERT_EVENTS, *self._event_columns(events))
             keys = {(r["partition"], r["stream_ms"], r["stream_seq"]) for r in inserted}
             new = [e for e in events if e.key in keys]

@@ -55,9 +55,12 @@ LEDGER_COLUMNS = (
     "actor, reason, idempotency_key, deltas, flags, occurred_at_ms"
 )
 INSERT_EVENT = (
-    f"INSERT INTO ledger ({LEDGER_COLUMNS}, flushed_at_ms)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+    f"INSERT INTO ledger ({LEDGER_COLUMNS}, flushed_at_ms, record_seq)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
 )
+# One writer at a time (BEGIN IMMEDIATE): numbering from the largest record_seq inside
+# the write transaction follows commit order (the webhook dispatcher's cursor).
+LAST_RECORD_SEQ = "SELECT coalesce(max(record_seq), 0) FROM ledger"
 UPSERT_STOCK = (
     f"INSERT INTO stock_levels (sku, location, {', '.join(BUCKETS)}, version, updated_at_ms)"
     f" VALUES (?, ?, {', '.join('?' for _ in BUCKETS)}, ?, ?)"
@@ -160,13 +163,7 @@ def _blocking(
     a busy or locked database surfaces as ``LedgerUnavailable`` (retry later)."""
 
     async def run(self: SqliteLedger, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        async with self._lock:
-            try:
-                return await asyncio.to_thread(method, self, *args, **kwargs)
-            except sqlite3.OperationalError as error:
-                if "locked" in str(error) or "busy" in str(error):
-                    raise LedgerUnavailable(f"SQLite busy: {error}") from error
-                raise
+        return await self.run_blocking(lambda: method(self, *args, **kwargs))
 
     run.__doc__, run.__name__ = method.__doc__, method.__name__
     return run
@@ -199,6 +196,26 @@ class SqliteLedger:
             db.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable at checkpoint
             self._db = db
         return self._db
+
+    async def run_blocking(self, work: Callable[[], T]) -> T:
+        """Runs ``work`` in a worker thread, one call at a time on the one connection (the
+        webhook tables, ``earmark.store.webhooks``, share it this way); a busy or locked
+        database surfaces as ``LedgerUnavailable`` (retry later)."""
+        async with self._lock:
+            try:
+                return await asyncio.to_thread(work)
+            except sqlite3.OperationalError as error:
+                if "locked" in str(error) or "busy" in str(error):
+                    raise LedgerUnavailable(f"SQLite busy: {error}") from error
+                raise
+
+    def connection(self) -> sqlite3.Connection:
+        """The one connection (call only inside ``run_blocking``)."""
+        return self._conn()
+
+    def transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """A write transaction on the one connection (only inside ``run_blocking``)."""
+        return self._transaction()
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -279,10 +296,14 @@ class SqliteLedger:
             return 0
         at = now_ms()
         with self._transaction() as db:
-            ordered = sorted(events, key=lambda e: e.key)
-            new = [e for e in ordered if self._insert(db, e, at)]
+            seq = int(db.execute(LAST_RECORD_SEQ).fetchone()[0])
+            new = []
+            for e in sorted(events, key=lambda e: e.key):
+                if self._insert(db, e, at, seq + 1):
+                    new.append(e)
+                    seq += 1
             keys = {e.key for e in new}
-            seen = [e for e in ordered if e.key not in keys]
+            seen = [e for e in sorted(events, key=lambda e: e.key) if e.key not in keys]
             check_no_collision(seen, {e.key: e for e in self._recorded(db, seen)})
             db.executemany(
                 UPSERT_STOCK,
@@ -298,7 +319,7 @@ class SqliteLedger:
         return len(new)
 
     @staticmethod
-    def _insert(db: sqlite3.Connection, e: Event, at: int) -> bool:
+    def _insert(db: sqlite3.Connection, e: Event, at: int, record_seq: int) -> bool:
         """True when the event was new (a replayed one hits the primary key)."""
         row = (
             *e.key,
@@ -315,6 +336,7 @@ class SqliteLedger:
             e.flags_json(),
             e.occurred_at_ms,
             at,
+            record_seq,
         )
         return db.execute(INSERT_EVENT, row).rowcount == 1
 

@@ -10,6 +10,7 @@ from earmark.api.routes import (
     returns,
     stock,
     transfers,
+    webhooks,
 )
 
 ROUTERS = [
@@ -22,4 +23,5 @@ ROUTERS = [
     counts.router,
     purchase_orders.router,
     ledger.router,
+    webhooks.router,
 ]
