@@ -159,7 +159,11 @@ def run_load(pool: ProcessPoolExecutor, spec: WorkSpec, processes: int) -> Sampl
 
 
 def earmark_config(spec_options: dict[str, Any]) -> EngineConfig:
-    return EngineConfig(prefix=spec_options["prefix"], partitions=spec_options["partitions"])
+    return EngineConfig(
+        prefix=spec_options["prefix"],
+        partitions=spec_options["partitions"],
+        min_replicas_ack=spec_options.get("min_replicas_ack", 0),
+    )
 
 
 @asynccontextmanager

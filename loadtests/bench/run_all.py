@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tests.support.servers import ServerUnavailable
 
-from loadtests.bench import cluster, engine, postgres_rowlock, report
+from loadtests.bench import cluster, engine, postgres_rowlock, replicas, report
 from loadtests.bench.common import (
     Comparison,
     Settings,
@@ -34,6 +34,7 @@ BENCHMARKS: tuple[tuple[str, Callable[[Settings], list[Comparison]]], ...] = (
     ("engine", engine.run),
     ("postgres_rowlock", postgres_rowlock.run),
     ("cluster", cluster.run),
+    ("replicas", replicas.run),
 )
 
 
