@@ -13,6 +13,8 @@
     {error = 'would_oversell', available, requested}: a decrease larger than available, not forced
     {error = 'insufficient_on_hand', on_hand, requested}: a decrease larger than on_hand
       (refused even when forced: on_hand counts physical units and is never negative)
+    {error = 'reclaim_more'}: the answer depends on expired holds beyond ARGV[7] still
+      counted; those given back stay given back, nothing else is written: call again
     {error = 'store_not_ready' | 'durability_backlog' | 'idempotency_conflict'}
   Events: 'expired' per reclaimed hold (expired holds never make a decrease look
     unsafe); 'adjusted' (on_hand +delta, reason; forced = 1 and exposure = units promised
@@ -36,7 +38,7 @@ if not ctx then
   return reply
 end
 -- Expired holds stop counting before this change is checked against available.
-local levels = reclaim_at(ctx, place, ARGV[7])
+local levels, more = reclaim_at(ctx, place, ARGV[7])
 local delta, reason, forced = tonumber(ARGV[8]), ARGV[9], ARGV[10] == '1'
 
 if levels.on_hand + delta < 0 then
@@ -45,6 +47,10 @@ if levels.on_hand + delta < 0 then
 end
 local free_before = available(levels)
 local free_after = free_before + delta
+if delta < 0 and free_after < 0 and more then
+  -- Refused, or forced with an exposure: either answer depends on holds still counted.
+  return finish(ctx, reclaim_more())
+end
 if delta < 0 and free_after < 0 and not forced then
   return finish(ctx, {error = 'would_oversell', available = math.max(free_before, 0),
                       requested = -delta})

@@ -13,16 +13,22 @@
     {ok, levels, counted, expected, delta, exposure}: expected = on_hand at the version,
       delta = counted - expected, exposure = units promised beyond on hand it added
     {error = 'stale_count', version, current, oldest}: the version is older than the
-      on_hand log remembers (oldest) or newer than the stock (current); nothing written
+      on_hand log remembers, not newer than the last applied count's (a later count of
+      the shelf already answered for it), or newer than the stock (current); oldest is
+      the oldest version a count may name now; nothing written
     {error = 'insufficient_on_hand', on_hand, requested}: the delta would take on_hand
       below zero (the count contradicts what happened since the read; recount)
+    {error = 'reclaim_more'}: the answer depends on expired holds beyond ARGV[7] still
+      counted; those given back stay given back, nothing else is written: call again
     {error = 'store_not_ready' | 'durability_backlog' | 'idempotency_conflict'}
   Events: 'expired' per reclaimed hold; 'counted' (on_hand +delta, possibly 0; reason,
     counted, expected, counted_version); 'oversell_exposure' (no deltas; cause 'counted')
     when the count leaves fewer units on hand than are promised. A count is physical
     truth: it is never refused for pushing available below zero.
   Invariants: on_hand never negative; a count is answered only from a log that saw every
-    on_hand change since the version (ONHAND_LOG_MAX most recent changes).
+    on_hand change since the version (ONHAND_LOG_MAX most recent changes); a count applies
+    only when its version is newer than the last applied count's (the stock hash field
+    counted_version), so no snapshot of the shelf is counted twice.
 ]]
 --- @include "common"
 --- @include "write"
@@ -41,12 +47,18 @@ if not ctx then
   return reply
 end
 -- Expired holds stop counting before this change is checked against available.
-local levels = reclaim_at(ctx, place, ARGV[7])
+local levels, more = reclaim_at(ctx, place, ARGV[7])
 local counted, version, reason = tonumber(ARGV[8]), tonumber(ARGV[9]), ARGV[10]
-local expected = on_hand_at(place.log, levels, version)
+-- The version the last applied count was taken at (-1: never counted).
+local last_counted = tonumber(rcall('HGET', place.stock, 'counted_version') or '-1')
+local expected = nil
+if version > last_counted then
+  expected = on_hand_at(place.log, levels, version)
+end
 if expected == nil then
+  local oldest = math.max(oldest_countable(place.log, levels), last_counted + 1)
   return finish(ctx, {error = 'stale_count', version = version, current = levels.version,
-                      oldest = oldest_countable(place.log, levels)})
+                      oldest = oldest})
 end
 local delta = counted - expected
 if levels.on_hand + delta < 0 then
@@ -54,9 +66,14 @@ if levels.on_hand + delta < 0 then
                       requested = -delta})
 end
 local exposure = math.max(0, exposure_added(levels, delta))
+if exposure > 0 and more then
+  -- The exposure would count holds that have expired.
+  return finish(ctx, reclaim_more())
+end
 local result = change_stock(ctx, place, levels, 'counted', math.abs(delta), {on_hand = delta},
                             {'reason', reason, 'counted', counted, 'expected', expected,
                              'delta', delta, 'counted_version', version})
+rcall('HSET', place.stock, 'counted_version', version)
 if exposure > 0 then
   emit_exposure(ctx, place.sku, place.location, exposure, 'counted', reason)
 end

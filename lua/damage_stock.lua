@@ -12,6 +12,8 @@
     {ok, levels, exposure}: exposure = units promised beyond on hand that this added
     {error = 'would_oversell', available, requested}: more than available, not forced
     {error = 'insufficient_on_hand', on_hand, requested}: more than on hand (even forced)
+    {error = 'reclaim_more'}: the answer depends on expired holds beyond ARGV[7] still
+      counted; those given back stay given back, nothing else is written: call again
     {error = 'store_not_ready' | 'durability_backlog' | 'idempotency_conflict'}
   Events: 'expired' per reclaimed hold; 'damaged' (on_hand -qty, damaged +qty, reason);
     'oversell_exposure' (no deltas; qty = exposure, cause 'damaged') when forced past
@@ -36,8 +38,8 @@ if not ctx then
   return reply
 end
 -- Expired holds stop counting before this change is checked against available.
-local levels = reclaim_at(ctx, place, ARGV[7])
+local levels, more = reclaim_at(ctx, place, ARGV[7])
 local qty, reason, forced = tonumber(ARGV[8]), ARGV[9], ARGV[10] == '1'
 local extra = {'reason', reason, 'forced', forced and '1' or '0'}
-return finish(ctx, take_on_hand(ctx, place, levels, 'damaged', qty, 'damaged', forced, reason,
-                                extra))
+return finish(ctx, take_on_hand(ctx, place, levels, more, 'damaged', qty, 'damaged', forced,
+                                reason, extra))

@@ -5,14 +5,15 @@
     [1] meta, [2] events, [3] idempotency, [4] reservation part, [5] expiries,
     [6] pins, then per line: stock, hold expiries, hold qty, on_hand log.
   ARGV: [1] fingerprint, [2] actor, [3] idempotency key ('' none), [4] idempotency
-    retention (ms), [5] reservation id, [6] line count n, [7..6+2n] sku, location per
-    line (the part's lines, in order), then
+    retention (ms), [5] reservation id, [6] owner check ('1': refused unless the
+    actor created the part), [7] line count n, [8..7+2n] sku, location per line
+    (the part's lines, in order), then
     [o] ttl (ms)
   Returns {json, replayed}; json is
     {ok, reservation}: the new expires_at
     {error = 'reservation_expired' (given back in this call) | 'reservation_released' |
       'commit_in_progress' | 'invalid_transition', status, reservation}
-    {error = 'reservation_not_found' | 'lines_mismatch' | 'store_not_ready' |
+    {error = 'reservation_not_found' | 'lines_mismatch' | 'not_owner' | 'store_not_ready' |
       'idempotency_conflict'}
   Events: 'extended' per line (no bucket changes; carries the new expires_at).
   Invariants: an expired hold is never revived; the hold indexes carry the new expiry.
@@ -25,13 +26,14 @@
 local meta_key, events_key, idem_key = KEYS[1], KEYS[2], KEYS[3]
 local part_key, expiries_key, pins_key = KEYS[4], KEYS[5], KEYS[6]
 local fingerprint, actor, idem, idem_retention_ms = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local rid, n = ARGV[5], bounded(ARGV[6], 'line count', 1, LINES_MAX)
-local lines = called_lines(KEYS, ARGV, 7, n)
-local o = 7 + 2 * n
+local rid, owner_only = ARGV[5], ARGV[6] == '1'
+local n = bounded(ARGV[7], 'line count', 1, LINES_MAX)
+local lines = called_lines(KEYS, ARGV, 8, n)
+local o = 8 + 2 * n
 local ttl_ms = tonumber(ARGV[o])
 
 local ctx, part = open_part(meta_key, events_key, idem_key, fingerprint, actor, idem,
-                            idem_retention_ms, part_key, lines)
+                            idem_retention_ms, part_key, lines, owner_only)
 if not ctx then
   return part
 end

@@ -17,13 +17,17 @@
     [11..] per line: sku, location, qty (units)
   Returns {json, replayed (0|1)}; json is one of
     {ok, reservation = {id, status = 'held', expires_at, created_at, channel, lines}}
-    {error = 'insufficient_stock', lines = [{sku, location, requested, available}]}
+    {error = 'insufficient_stock', lines = [{sku, location, requested, available}]}: only
+      when no short line still counts an expired hold
+    {error = 'reclaim_more'}: a short line has more expired holds than ARGV[8]; the ones
+      given back stay given back, nothing is held and nothing stored: call again
     {error = 'idempotency_conflict'} (also for a part id that exists already)
     {error = 'store_not_ready' | 'durability_backlog'}
   Events: 'expired' per reclaimed hold; 'reserved' per line (with expires_at, channel).
   Invariants: nothing is held unless every line has enough available; reserved
     never exceeds on_hand - committed; an expired hold never blocks a new one
-    (expired holds on the cart's lines are reclaimed first, at most ARGV[8] per line).
+    (expired holds on the cart's lines are reclaimed first, at most ARGV[8] per line per
+    call, and a refusal is only given once none is left on a short line).
     Each stock hash is read once; the reply is built from what the script holds.
 ]]
 --- @include "common"
@@ -49,20 +53,25 @@ if rcall('EXISTS', part_key) == 1 then
 end
 ctx.channel = channel
 
-local lines, held, shortfalls = {}, {}, {}
+local lines, held, shortfalls, more_to_reclaim = {}, {}, {}, false
 for i = 1, n do
   local a = 11 + (i - 1) * 3
   local line = line_at(KEYS, PART_KEYS + 1, i, ARGV[a], ARGV[a + 1])
   local qty = tonumber(ARGV[a + 2])
   lines[i] = {sku = line.sku, location = line.location, qty = qty}
-  local levels = reclaim_holds(ctx, line.stock, line.hexp, line.hqty, line.sku,
-                               line.location, reclaim_limit)
+  local levels, more = reclaim_holds(ctx, line.stock, line.hexp, line.hqty, line.sku,
+                                     line.location, reclaim_limit)
   local free = available(levels)
   if free < qty then
     shortfalls[#shortfalls + 1] = {sku = line.sku, location = line.location,
                                    requested = qty, available = math.max(free, 0)}
+    more_to_reclaim = more_to_reclaim or more
   end
   held[i] = {line = line, levels = levels, qty = qty}
+end
+if more_to_reclaim then
+  -- A short line still counts expired holds: a refusal now could be false.
+  return finish(ctx, reclaim_more())
 end
 if #shortfalls > 0 then
   return finish(ctx, {error = 'insufficient_stock', lines = shortfalls})

@@ -51,7 +51,6 @@ local m = bounded(ARGV[6], 'committed parts', 0, RESTORE_ITEMS_MAX)
 local k = bounded(ARGV[7], 'stale parts', 0, RESTORE_ITEMS_MAX)
 local retention_ms = ARGV[8]
 local RECORD_ARGS, RECORD_KEYS, PART_ARGS, FIRST_ARG, FIRST_KEY = 11, 5, 6, 9, 6
-local REBUILD_ACTOR = 'earmark:rebuild'
 check_keys(#KEYS, 5 + RECORD_KEYS * n + m + k)
 
 if rcall('EXISTS', meta_key) == 1 then

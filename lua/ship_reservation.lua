@@ -5,15 +5,16 @@
     [1] meta, [2] events, [3] idempotency, [4] reservation part, [5] expiries,
     [6] pins, then per line: stock, hold expiries, hold qty, on_hand log.
   ARGV: [1] fingerprint, [2] actor, [3] idempotency key ('' none), [4] idempotency
-    retention (ms), [5] reservation id, [6] line count n, [7..6+2n] sku, location per
-    line (the part's lines, in order)
+    retention (ms), [5] reservation id, [6] owner check ('1': refused unless the
+    actor created the part), [7] line count n, [8..7+2n] sku, location per line
+    (the part's lines, in order)
   Returns {json, replayed}; json is
     {ok, reservation} with status 'shipped' (also when it already was)
     {error = 'invalid_transition' | 'reservation_expired' | 'reservation_released' |
       'commit_in_progress', status, reservation}: not committed
     {error = 'insufficient_on_hand', lines = [{sku, location, on_hand, requested}]}:
       fewer units on hand than the part ships (after a forced decrease); nothing written
-    {error = 'reservation_not_found' | 'lines_mismatch' | 'store_not_ready' |
+    {error = 'reservation_not_found' | 'lines_mismatch' | 'not_owner' | 'store_not_ready' |
       'idempotency_conflict'}
   Events: 'shipped' per line (committed -qty, on_hand -qty; logged in the on_hand log).
   Invariants: only committed units ship; on_hand never goes negative; every line of
@@ -27,12 +28,13 @@
 local meta_key, events_key, idem_key = KEYS[1], KEYS[2], KEYS[3]
 local part_key, expiries_key, pins_key = KEYS[4], KEYS[5], KEYS[6]
 local fingerprint, actor, idem, idem_retention_ms = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local rid, n = ARGV[5], bounded(ARGV[6], 'line count', 1, LINES_MAX)
-local lines = called_lines(KEYS, ARGV, 7, n)
-local o = 7 + 2 * n
+local rid, owner_only = ARGV[5], ARGV[6] == '1'
+local n = bounded(ARGV[7], 'line count', 1, LINES_MAX)
+local lines = called_lines(KEYS, ARGV, 8, n)
+local o = 8 + 2 * n
 
 local ctx, part = open_part(meta_key, events_key, idem_key, fingerprint, actor, idem,
-                            idem_retention_ms, part_key, lines)
+                            idem_retention_ms, part_key, lines, owner_only)
 if not ctx then
   return part
 end

@@ -15,6 +15,8 @@
     {error = 'insufficient_stock', lines = [{sku, location, requested, available}]}: fewer
       units are available at from than qty (expired holds no longer count)
     {error = 'idempotency_conflict'}: also when a transfer with this id exists
+    {error = 'reclaim_more'}: the answer depends on expired holds beyond ARGV[7] still
+      counted; those given back stay given back, nothing else is written: call again
     {error = 'store_not_ready' | 'durability_backlog'}
   Events: 'expired' per reclaimed hold; 'transfer_out' at from (on_hand -qty) and
     'transfer_in' at to (in_transit +qty), both with transfer, from, to, reference, reason.
@@ -38,13 +40,16 @@ if not ctx then
   return reply
 end
 -- Expired holds stop counting before this change is checked against available.
-local levels = reclaim_at(ctx, place, ARGV[7])
+local levels, more = reclaim_at(ctx, place, ARGV[7])
 local to_stock_key, to_log_key, transfer_key = KEYS[10], KEYS[11], KEYS[12]
 local qty, to, tid, reference, reason = tonumber(ARGV[8]), ARGV[9], ARGV[10], ARGV[11], ARGV[12]
 if rcall('EXISTS', transfer_key) == 1 then
   return finish(ctx, {error = 'idempotency_conflict'})
 end
 local free = available(levels)
+if free < qty and more then
+  return finish(ctx, reclaim_more())
+end
 if free < qty then
   return finish(ctx, {error = 'insufficient_stock', lines = {
     {sku = place.sku, location = place.location, requested = qty,

@@ -15,6 +15,8 @@
     {error = 'insufficient_on_hand', on_hand, requested}: from on_hand, more than on hand
     {error = 'insufficient_units', bucket = 'damaged', available, requested}: from damaged,
       more than are damaged
+    {error = 'reclaim_more'}: the answer depends on expired holds beyond ARGV[7] still
+      counted; those given back stay given back, nothing else is written: call again
     {error = 'store_not_ready' | 'durability_backlog' | 'idempotency_conflict'}
   Events: 'expired' per reclaimed hold; 'written_off' (source -qty, written_off +qty;
     reason, source); 'oversell_exposure' (no deltas) when forced past available.
@@ -38,12 +40,12 @@ if not ctx then
   return reply
 end
 -- Expired holds stop counting before this change is checked against available.
-local levels = reclaim_at(ctx, place, ARGV[7])
+local levels, more = reclaim_at(ctx, place, ARGV[7])
 local qty, reason, source, forced = tonumber(ARGV[8]), ARGV[9], ARGV[10], ARGV[11] == '1'
 local extra = {'reason', reason, 'source', source, 'forced', forced and '1' or '0'}
 if source == 'on_hand' then
-  return finish(ctx, take_on_hand(ctx, place, levels, 'written_off', qty, 'written_off',
-                                  forced, reason, extra))
+  return finish(ctx, take_on_hand(ctx, place, levels, more, 'written_off', qty,
+                                  'written_off', forced, reason, extra))
 end
 if source ~= 'damaged' then
   error('earmark: unknown write-off source ' .. source)

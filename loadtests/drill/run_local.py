@@ -6,7 +6,8 @@
 1. Starts a throwaway redis-server and PostgreSQL on free 127.0.0.1 ports
    (``tests/support/servers.py``), or with ``--embedded`` nothing: the server's in-process store
    and a SQLite record in the report directory.
-2. Starts ``earmark serve`` on a free 127.0.0.1 port against them and waits for /readyz.
+2. Starts ``earmark serve --no-auth`` on a free 127.0.0.1 port against them (a throwaway
+   store on loopback: auth off is the explicit choice here) and waits for /readyz.
 3. Seeds ``--stock`` units of every SKU (POST receipts).
 4. Runs Locust headless on ``loadtests/drill/locustfile.py`` (all users spawned within a
    second), writing CSV and HTML reports; its test-stop hook checks the engine and prints
@@ -168,6 +169,7 @@ def start_server(
     port = free_port()
     log = stack.enter_context(open(out / "server.log", "wb"))  # noqa: SIM115 (closed by the stack)
     command = [sys.executable, "-m", "earmark", "serve", "--host", HOST, "--port", str(port)]
+    command.append("--no-auth")  # throwaway stores on loopback; a Redis without keys is closed
     proc = stack.enter_context(running(command, server_env(backend, args, extra_env), log))
     url = f"http://{HOST}:{port}"
     api = HttpApi(url)

@@ -18,6 +18,10 @@ local EXPIRED_READ_PER_LINE_MAX = 10000
 -- on_hand changes remembered per (sku, location), for cycle counts.
 local ONHAND_LOG_MAX = 256
 
+-- The actor of what a rebuild restores (events, reservation parts): restored parts have
+-- no owner a caller could match.
+local REBUILD_ACTOR = 'earmark:rebuild'
+
 -- Server clock in whole milliseconds. Scripts never take a client clock.
 local function now_ms()
   local t = rcall('TIME')

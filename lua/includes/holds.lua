@@ -24,19 +24,30 @@ end
 -- Gives back at most `limit` holds of one (sku, location) whose expiry has passed, so
 -- they stop counting before the caller checks stock. Their events name the expiry, not
 -- the request that happened to trigger it. Returns the stock's buckets afterwards (read
--- once; nil when nothing was given back and `levels` was not asked for).
+-- once) and `more`: true when expired holds are still counted after this call (the
+-- bound was reached). A caller whose answer depends on `reserved` (a refusal, an
+-- exposure) must not give it while `more`: it returns RECLAIM_MORE instead, and Python
+-- calls again (each call gave back `limit` holds: progress), RECLAIM_ROUNDS_MAX times.
 local function reclaim_holds(ctx, stock_key, hexp_key, hqty_key, sku, loc, limit)
   limit = bounded(limit, 'reclaim limit', 0, RECLAIM_PER_LINE_LIMIT)
   local levels = read_levels(stock_key)
   if limit == 0 then
-    return levels
+    return levels, false
   end
-  local ids = rcall('ZRANGEBYSCORE', hexp_key, '-inf', ctx.now, 'LIMIT', 0, limit)
+  local ids = rcall('ZRANGEBYSCORE', hexp_key, '-inf', ctx.now, 'LIMIT', 0, limit + 1)
   local expiry_ctx = {events = ctx.events, actor = EXPIRY_ACTOR, idem = '', channel = '',
                       now = ctx.now}
-  for _, rid in ipairs(ids) do
-    give_back(expiry_ctx, 'expired', rid, stock_key, hexp_key, hqty_key, sku, loc, 'ttl',
+  for i = 1, math.min(#ids, limit) do
+    give_back(expiry_ctx, 'expired', ids[i], stock_key, hexp_key, hqty_key, sku, loc, 'ttl',
               levels)
   end
-  return levels
+  return levels, #ids > limit
+end
+
+-- The reply of a write that cannot answer yet: expired holds it may not reclaim in this
+-- call (the bound) could change the answer. Never stored (it is not a success); the
+-- holds it did give back stay given back.
+local RECLAIM_MORE = 'reclaim_more'
+local function reclaim_more()
+  return {error = RECLAIM_MORE}
 end

@@ -39,12 +39,17 @@ end
 -- Moves qty units of a place out of on_hand into bucket `to`, as event `etype`. Refused
 -- when on_hand is short (even forced), or when available would go below zero unless
 -- forced; a forced one also records the exposure. `levels` are the place's current
--- buckets. Returns the reply table (an error, or {ok, levels, exposure}).
-local function take_on_hand(ctx, place, levels, etype, qty, to, forced, reason, extra)
+-- buckets; `more`: expired holds there are still counted (reclaim_at), so an exposure
+-- would be false: the reply is then reclaim_more. Returns the reply table (an error, or
+-- {ok, levels, exposure}).
+local function take_on_hand(ctx, place, levels, more, etype, qty, to, forced, reason, extra)
   if levels.on_hand < qty then
     return {error = 'insufficient_on_hand', on_hand = levels.on_hand, requested = qty}
   end
   local exposure = exposure_added(levels, -qty)
+  if exposure > 0 and more then
+    return reclaim_more()
+  end
   if exposure > 0 and not forced then
     return {error = 'would_oversell', available = math.max(available(levels), 0),
             requested = qty}

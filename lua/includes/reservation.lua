@@ -4,8 +4,10 @@
 --   KEYS[4] reservation part, KEYS[5] expiries index, KEYS[6] pins index,
 --   then 4 keys per line: stock, hold expiries, hold quantities, on_hand log;
 --   ARGV[1-4] the write prefix (fingerprint, actor, idempotency key, retention),
---   ARGV[5] reservation id, ARGV[6] line count n, ARGV[7..6+2n] sku, location per line
---   (the part's own lines, in order), then the script's own options from ARGV[7+2n].
+--   ARGV[5] reservation id, ARGV[6] owner check ('1': the part must have been created by
+--   the actor, ARGV[2]; '0': anyone may act), ARGV[7] line count n, ARGV[8..7+2n] sku,
+--   location per line (the part's own lines, in order), then the script's own options
+--   from ARGV[8+2n].
 -- reserve.lua keeps the same KEYS and takes qty with each line (see its header).
 
 local PART_KEYS = 6
@@ -85,11 +87,18 @@ local function lines_match(part, lines)
   return true
 end
 
+-- True when `actor` may act on `part` under the owner check: it created the part, or the
+-- part has no owner (restored by a rebuild, which cannot know who reserved it).
+local function owned_by(part, actor)
+  return part.actor == actor or part.actor == REBUILD_ACTOR
+end
+
 -- The opening every script on an existing part shares: the write opening, then the part
--- (which must exist and have the lines the call named). Returns ctx and part, or nil and
--- the reply to return at once.
+-- (which must exist, have the lines the call named and, when `owner_only`, have been
+-- created by the actor: else 'not_owner', whatever its state). Returns ctx and part, or
+-- nil and the reply to return at once.
 local function open_part(meta_key, events_key, idem_key, fingerprint, actor, idem,
-                         idem_retention_ms, part_key, lines)
+                         idem_retention_ms, part_key, lines, owner_only)
   local ctx, reply = open_write(meta_key, events_key, idem_key, fingerprint, actor, idem,
                                 idem_retention_ms, false)
   if not ctx then
@@ -101,6 +110,9 @@ local function open_part(meta_key, events_key, idem_key, fingerprint, actor, ide
   end
   if not lines_match(part, lines) then
     return nil, reply_error('lines_mismatch')
+  end
+  if owner_only and not owned_by(part, actor) then
+    return nil, reply_error('not_owner')
   end
   ctx.channel = part.channel
   return ctx, part

@@ -19,7 +19,8 @@ local function stock_place(stock_key, index_key, hexp_key, hqty_key, locations_k
           locations = locations_key, log = log_key, sku = sku, location = loc}
 end
 
--- Gives back the place's expired holds (at most `limit`) and returns its buckets.
+-- Gives back the place's expired holds (at most `limit`) and returns its buckets and
+-- whether expired holds remain (see reclaim_holds).
 local function reclaim_at(ctx, place, limit)
   return reclaim_holds(ctx, place.stock, place.hexp, place.hqty, place.sku, place.location,
                        limit)

@@ -60,7 +60,7 @@ end
 
 -- Idempotency: nil when the key is new (or no key was given), otherwise the script's
 -- return value for the replay or the conflict. A record is the request's fingerprint
--- followed by the reply it got.
+-- followed by the reply it got; only successes are recorded (see finish).
 local function idem_check(idem_key, idem, fingerprint)
   if idem == '' then
     return nil
@@ -102,11 +102,13 @@ local function open_write(meta_key, events_key, idem_key, fingerprint, actor, id
           idem_retention_ms = tonumber(idem_retention_ms)}, nil
 end
 
--- Encodes the result once, stores it for replays under the request's key, and returns
--- it in the scripts' return shape {json, replayed = 0}.
+-- Encodes the result once, stores it for replays under the request's key when it is a
+-- success, and returns it in the scripts' return shape {json, replayed = 0}. A refusal
+-- ({error = ...}) is not stored: the request did not execute, so a retry with the same
+-- key is evaluated again (and the key stays free for another request), as Stripe does.
 local function finish(ctx, result)
   local encoded = cjson.encode(result)
-  if ctx.idem ~= '' then
+  if ctx.idem ~= '' and result.ok then
     rcall('SET', ctx.idem_key, ctx.fingerprint .. encoded, 'PX', ctx.idem_retention_ms)
   end
   return {encoded, 0}

@@ -136,10 +136,33 @@ class ReservationNotFound(EarmarkError):
     subject_detail = "id"
 
 
+class NotOwner(EarmarkError):
+    """The reservation was created by another actor (over HTTP: another API key), and the
+    caller asked to act only on its own (HTTP does for keys without the ``stock`` scope).
+    Nothing was written."""
+
+    code = "not_owner"
+    http_status = 403
+    title = "The reservation belongs to another caller"
+    subject_detail = "id"
+
+
 class SkuNotFound(EarmarkError):
+    """No stock record: for a read, at the (sku, location) asked; for a reservation, a
+    line whose SKU has no stock record at any location (``details['lines']`` names each),
+    which is a typo or a product never received rather than a sell-out."""
+
     code = "sku_not_found"
     http_status = 404
-    title = "No stock record for this SKU and location"
+    title = "No stock record for this SKU"
+
+    @classmethod
+    def for_lines(cls, lines: list[tuple[str, str]]) -> SkuNotFound:
+        names = ", ".join(f"{sku}@{location}" for sku, location in lines)
+        return cls(
+            f"no stock record for these SKUs at any location: {names}",
+            lines=[{"sku": sku, "location": location} for sku, location in lines],
+        )
 
 
 class ReservationNotHeld(EarmarkError):
@@ -203,6 +226,24 @@ class StoreNotReady(EarmarkError):
         """Refused only because this primary was not yet checked against the durable
         record (a failover or restart): the engine's verifier may clear it at once."""
         return str(self.details.get("reason", "")).startswith("unverified")
+
+
+class EngineClosed(EarmarkError):
+    """The engine was closed (``close()``): it makes no more calls. Start a new one."""
+
+    code = "engine_closed"
+    http_status = 503
+    title = "The engine is closed"
+
+
+class ReclaimBacklog(EarmarkError):
+    """More expired holds wait to be given back on a line than one request may give back
+    (``RECLAIM_ROUNDS_MAX`` rounds of ``reclaim_per_line_max``); those given back stay
+    given back. Retry: refusing now could be false. The sweeper gives back the rest."""
+
+    code = "reclaim_backlog"
+    http_status = 503
+    title = "Too many expired holds to give back in one request; retry"
 
 
 class StoreUnavailable(EarmarkError):
@@ -279,8 +320,9 @@ class InsufficientUnits(EarmarkError):
 
 class StaleCount(EarmarkError):
     """A cycle count named a stock version the engine can no longer (or cannot yet) answer
-    for: older than the remembered on_hand changes, or newer than the stock. Read the stock
-    again and recount; nothing was written."""
+    for: older than the remembered on_hand changes, not newer than the last applied count
+    of the (sku, location) (that shelf was counted since), or newer than the stock. Read
+    the stock again and recount; nothing was written."""
 
     code = "stale_count"
     http_status = 409
@@ -460,6 +502,12 @@ OUTCOMES: dict[str, Outcome] = {
         IdempotencyConflict, "this idempotency key was already used for another request"
     ),
     "insufficient_stock": Outcome(InsufficientStock, "not enough stock"),
+    "reclaim_more": Outcome(
+        ReclaimBacklog,
+        "more expired holds wait to be given back ({subject}) than one request may give "
+        "back; retry: those given back so far stay given back, and the sweeper frees the "
+        "rest",
+    ),
     "would_oversell": Outcome(
         WouldOversell,
         "a decrease of {requested} is more than the {available} units available; force the "
@@ -469,6 +517,11 @@ OUTCOMES: dict[str, Outcome] = {
         InsufficientOnHand, "fewer units are on hand than the operation removes"
     ),
     "reservation_not_found": Outcome(ReservationNotFound, "no reservation {subject}"),
+    "not_owner": Outcome(
+        NotOwner,
+        "reservation {subject} was created by another caller: only it, or an operator (an "
+        "API key with the stock scope), may change it",
+    ),
     "reservation_expired": Outcome(ReservationExpired, "reservation {subject} has expired"),
     "reservation_released": Outcome(ReservationReleased, "reservation {subject} was released"),
     "commit_in_progress": Outcome(
@@ -479,8 +532,9 @@ OUTCOMES: dict[str, Outcome] = {
     ),
     "stale_count": Outcome(
         StaleCount,
-        "stock version {version} cannot be counted against: the engine remembers on_hand "
-        "from version {oldest} to {current}; read the stock again and recount",
+        "stock version {version} cannot be counted against: a count may name a version "
+        "from {oldest} to {current} (older ones are forgotten or were counted since); read "
+        "the stock again and recount",
     ),
     "insufficient_units": Outcome(
         InsufficientUnits, "only {available} units are {bucket}, {requested} requested"

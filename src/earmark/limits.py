@@ -54,6 +54,11 @@ WRITE_OFF_SOURCES = ("on_hand", "damaged")
 
 # Expired holds that one reserve call reclaims per line before it checks stock.
 RECLAIM_PER_LINE_MAX = 64
+# Calls one operation makes while a script answers reclaim_more (a short line still counts
+# more expired holds than one call may give back): each call gives back up to
+# reclaim_per_line_max more, so 16 x 64 = 1,024 per line; past that the operation raises
+# ReclaimBacklog (503, retry) rather than a refusal that might be false.
+RECLAIM_ROUNDS_MAX = 16
 # The most EngineConfig.reclaim_per_line_max may be set to (the Lua scripts check it too).
 RECLAIM_PER_LINE_LIMIT = 1_000
 # Expired holds a stock read looks at per line to leave them out of `reserved`.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -44,6 +44,12 @@ def from_ms(ms: int | None) -> datetime | None:
 
 class Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # True on a result the engine replayed from its idempotency record (the same key and
+    # request as an earlier success) instead of executing: HTTP answers it with
+    # `Idempotent-Replayed: true`. Not a field, so equality, hashing and JSON ignore it
+    # (set by ``earmark.engine.replies.replayed``).
+    replayed: ClassVar[bool] = False
 
 
 class Line(Frozen):

@@ -22,7 +22,11 @@ EMBEDDED = "embedded"
 class Settings(BaseSettings):
     """Every knob of the service and the CLI; the env var is ``EARMARK_<NAME>``."""
 
-    model_config = SettingsConfigDict(env_prefix="EARMARK_", extra="ignore", frozen=True)
+    # An empty variable (``EARMARK_REDIS_URL=``, a blanked line of an env file) is unset:
+    # the default applies, never a URL of ''.
+    model_config = SettingsConfigDict(
+        env_prefix="EARMARK_", extra="ignore", frozen=True, env_ignore_empty=True
+    )
 
     redis_url: str | None = Field(
         None,
@@ -105,10 +109,26 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="serve binds here")
     port: int = Field(8000, ge=0, le=65535)
     workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes")
+    no_auth: bool = Field(
+        False,
+        description="serve without authentication (earmark serve --no-auth; loopback only)",
+    )
     api_key_cache_seconds: float = Field(
         2.0, ge=0, le=300, description="how long a process trusts its copy of the API keys"
     )
     log_level: str = Field("info", pattern="^(critical|error|warning|info|debug)$")
+    max_body_bytes: int = Field(
+        1024 * 1024, ge=1024, le=64 * 1024 * 1024, description="larger bodies are 413"
+    )
+    max_header_bytes: int = Field(
+        64 * 1024, ge=4096, le=1024 * 1024, description="larger request heads are 431"
+    )
+    request_timeout_seconds: float = Field(
+        10.0, gt=0, le=300, description="to send the headers, and again the body (408)"
+    )
+    max_concurrent_requests: int = Field(
+        512, ge=1, le=100_000, description="/v1 requests in flight per process; beyond: 503"
+    )
 
     @property
     def embedded(self) -> bool:
@@ -142,7 +162,9 @@ class Settings(BaseSettings):
 
 
 def without_credentials(url: str) -> str:
-    scheme, _, rest = url.partition("://")
+    scheme, separator, rest = url.partition("://")
+    if not separator:  # not a URL at all (a typo): still never print a password
+        return url.rpartition("@")[2]
     return f"{scheme}://{rest.rpartition('@')[2]}"
 
 

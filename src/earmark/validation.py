@@ -11,6 +11,8 @@ from earmark import limits
 from earmark.errors import InvalidRequest
 from earmark.models import Line
 
+# The shapes of our ids. An id of another shape names nothing: the operations answer the
+# resource's NotFound (not InvalidRequest), as HTTP answers 404.
 RESERVATION_ID = re.compile(r"^rsv_[0-9a-f]{24}_[0-9]{1,4}(-[0-9]{1,4})*$")
 TRANSFER_ID = re.compile(r"^trf_[0-9a-f]{24}_[0-9]{1,4}$")
 PURCHASE_ORDER_ID = re.compile(r"^po_[0-9a-f]{24}_[0-9]{1,4}(-[0-9]{1,4})*$")
@@ -75,7 +77,9 @@ def idempotency_key(value: object, *, required: bool) -> str:
 
 
 def ttl_ms(seconds: object, default_ms: int, max_ms: int) -> int:
-    """A hold's TTL in whole milliseconds from seconds (None: the default)."""
+    """A hold's TTL in whole milliseconds from seconds, fractions rounded (None: the
+    default). The bounds apply to the number given, as the HTTP schema states them, so
+    0.9996 is refused by both rather than rounded up to the minimum by one."""
     if seconds is None:
         return default_ms
     if isinstance(seconds, bool) or not isinstance(seconds, int | float):
@@ -83,7 +87,7 @@ def ttl_ms(seconds: object, default_ms: int, max_ms: int) -> int:
     if not math.isfinite(seconds):
         raise InvalidRequest("ttl_seconds must be finite", field="ttl_seconds")
     ms = round(seconds * 1000)
-    if not limits.TTL_MS_MIN <= ms <= max_ms:
+    if not limits.TTL_MS_MIN <= seconds * 1000 <= max_ms:
         raise InvalidRequest(
             f"ttl_seconds must be between {limits.TTL_MS_MIN / 1000:g} and {max_ms / 1000:g}",
             field="ttl_seconds",
@@ -119,24 +123,6 @@ def lines(
     if len(seen) != len(cart):
         raise InvalidRequest(f"each (sku, location) may appear once per {what}", field="lines")
     return cart
-
-
-def reservation_id(value: object) -> str:
-    if not isinstance(value, str) or not RESERVATION_ID.fullmatch(value):
-        raise InvalidRequest("not a reservation id", field="reservation_id")
-    return value
-
-
-def transfer_id(value: object) -> str:
-    if not isinstance(value, str) or not TRANSFER_ID.fullmatch(value):
-        raise InvalidRequest("not a transfer id", field="transfer_id")
-    return value
-
-
-def purchase_order_id(value: object) -> str:
-    if not isinstance(value, str) or not PURCHASE_ORDER_ID.fullmatch(value):
-        raise InvalidRequest("not a purchase order id", field="purchase_order_id")
-    return value
 
 
 def iso_date(value: object, what: str) -> str:

@@ -71,11 +71,13 @@ async def test_bad_input_is_refused_and_writes_nothing(
 ) -> None:
     await api.admin.post("/v1/skus/A/receipts", json={"qty": 5})
     before = await api.stream_lengths(), await api.levels("A")
+    client = api.bare["admin"]  # sends no Idempotency-Key unless the case names one
+    headers = {"Idempotency-Key": "bad", **headers} if code != "idempotency_key_required" else {}
     if isinstance(body, bytes):
         headers = {**headers, "Content-Type": "application/json"}
-        response = await api.admin.post(path, content=body, headers=headers)
+        response = await client.post(path, content=body, headers=headers)
     else:
-        response = await api.admin.post(path, json=body, headers=headers)
+        response = await client.post(path, json=body, headers=headers)
     problem = problem_of(response, status, code)
     if code == "invalid_request":
         assert problem["detail"]
@@ -99,3 +101,35 @@ async def test_validation_errors_list_what_is_wrong(api: Api) -> None:
         ("body", "extra"),
     }
     assert "detail" not in body["errors"][0]
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/skus/A/receipts", b'{"qty": 1}'),
+        (RSV, b'{"lines": [{"sku": "A", "qty": 1}]}'),
+        ("/v1/skus/A/adjustments", b'{"delta": 1, "reason": "x"}'),
+    ],
+)
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded"])
+async def test_json_sent_without_its_content_type_says_so(
+    api: Api, path: str, body: bytes, content_type: str
+) -> None:
+    """curl -d sends form encoding: the answer names the header to send, not 'Input
+    should be a valid dictionary'."""
+    before = await api.stream_lengths(), await api.levels("A")
+    response = await api.admin.post(path, content=body, headers={"Content-Type": content_type})
+    problem = problem_of(response, 415, "unsupported_media_type")
+    assert "Content-Type: application/json" in problem["detail"]
+    assert content_type in problem["detail"]
+    assert (await api.stream_lengths(), await api.levels("A")) == before
+
+
+async def test_a_missing_body_names_the_fields(api: Api) -> None:
+    before = await api.stream_lengths(), await api.levels("A")
+    problem = problem_of(await api.admin.post("/v1/skus/A/receipts"), 422, "invalid_request")
+    assert problem["detail"].startswith("this request needs a JSON body")
+    assert "qty (required)" in problem["detail"] and problem["required"] == ["qty"]
+    problem = problem_of(await api.admin.post("/v1/skus/A/adjustments"), 422, "invalid_request")
+    assert problem["required"] == ["delta", "reason"]
+    assert (await api.stream_lengths(), await api.levels("A")) == before

@@ -12,6 +12,7 @@ import asyncpg
 import httpx
 import pytest
 
+from tests.support.api import KEYED_HOOKS, KEYED_SYNC_HOOKS
 from tests.support.backends import fresh_prefix
 from tests.support.serve import FLUSH_TIMEOUT_SECONDS, Serve
 from tests.support.servers import RedisServer
@@ -28,7 +29,7 @@ def served(redis_server: RedisServer, pg_url: str, tmp_path: Path) -> Iterator[S
         "EARMARK_DATABASE_URL": pg_url,
         "EARMARK_PREFIX": fresh_prefix(),
     }
-    server = Serve(tmp_path, env)
+    server = Serve(tmp_path, env, "--no-auth")  # no API key in this throwaway Redis
     try:
         server.wait_ready()
         yield server
@@ -38,7 +39,9 @@ def served(redis_server: RedisServer, pg_url: str, tmp_path: Path) -> Iterator[S
 
 async def contend(base_url: str) -> tuple[list[httpx.Response], httpx.Response]:
     limits = httpx.Limits(max_connections=ATTEMPTS)
-    async with httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits) as client:
+    async with httpx.AsyncClient(
+        base_url=base_url, timeout=60, limits=limits, event_hooks=KEYED_HOOKS
+    ) as client:
         received = await client.post("/v1/skus/HOT/receipts", json={"qty": UNITS})
         assert received.status_code == 200
         body = {"lines": [{"sku": "HOT", "qty": 1}], "ttl_seconds": 600}
@@ -121,7 +124,7 @@ def test_embedded_serve_keeps_stock_across_a_restart_but_not_live_holds(tmp_path
     first = Serve(tmp_path, env)
     try:
         first.wait_ready()
-        with httpx.Client(base_url=first.url, timeout=10) as client:
+        with httpx.Client(base_url=first.url, timeout=10, event_hooks=KEYED_SYNC_HOOKS) as client:
             assert client.post("/v1/skus/TEE/receipts", json={"qty": 10}).status_code == 200
             sold = client.post(
                 "/v1/reservations",
@@ -152,7 +155,7 @@ def test_embedded_serve_keeps_stock_across_a_restart_but_not_live_holds(tmp_path
     second = Serve(tmp_path, env)
     try:
         second.wait_ready()
-        with httpx.Client(base_url=second.url, timeout=10) as client:
+        with httpx.Client(base_url=second.url, timeout=10, event_hooks=KEYED_SYNC_HOOKS) as client:
             after = client.get("/v1/skus/TEE").json()
             assert (after["on_hand"], after["committed"], after["reserved"]) == (10, 3, 0)
             assert after["available"] == 7

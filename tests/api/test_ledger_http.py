@@ -14,7 +14,7 @@ from earmark import AsyncEngine, EngineConfig
 from earmark.api.app import create_app
 from earmark.durable.flusher import Flusher
 from earmark.durable.service import DurableService
-from tests.support.api import BASE_URL, Api, make_settings, open_api, problem_of
+from tests.support.api import BASE_URL, KEYED_HOOKS, Api, make_settings, open_api, problem_of
 from tests.support.backends import fresh_prefix
 from tests.support.servers import free_port
 
@@ -182,7 +182,9 @@ async def read_ledger(durable: Any) -> httpx.Response:
     app = create_app(make_settings(), engine, durable=durable)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url=BASE_URL, event_hooks=KEYED_HOOKS
+        ) as client:
             return await client.get("/v1/ledger")
 
 

@@ -10,8 +10,16 @@ from typing import Any
 
 import fakeredis
 import hypothesis
+import orjson
 import schemathesis
 from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from earmark import AsyncEngine, Engine, EngineConfig, apikeys
 from earmark.api.app import create_app
@@ -117,3 +125,60 @@ def fuzz(
         statuses[case.call_and_validate(headers=sent).status_code] += 1
 
     check()
+
+
+HOSTILE_EXAMPLES = 5
+
+
+def test_hostile_requests_get_documented_answers() -> None:
+    """The commonest hostile or careless writes, made from valid generated requests: no
+    Idempotency-Key (400), JSON sent as text/plain (415), no token (401). Each answer
+    must be a documented status with a body that matches the document."""
+    app, token = app_with_stock()
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    checks = [
+        status_code_conformance,
+        content_type_conformance,
+        response_schema_conformance,
+        response_headers_conformance,
+        not_a_server_error,
+    ]
+    seen: Counter[tuple[str, int]] = Counter()
+    writes = [
+        op for op in (r.ok() for r in schema.get_all_operations()) if op.method.upper() == "POST"
+    ]
+    assert len(writes) >= 16
+    for operation in writes:
+        strategy = operation.as_strategy(GenerationMode.POSITIVE).filter(documented_rules_hold)
+
+        @hypothesis.given(case=strategy)
+        @hypothesis.settings(
+            max_examples=HOSTILE_EXAMPLES,
+            deadline=None,
+            suppress_health_check=list(hypothesis.HealthCheck),
+            derandomize=True,
+            database=None,
+        )
+        def check(case: schemathesis.Case) -> None:
+            keyed = {"Authorization": f"Bearer {token}", "Idempotency-Key": uuid.uuid4().hex}
+            case.headers = {"Authorization": f"Bearer {token}"}
+            answer = case.call_and_validate(checks=checks)
+            seen[("no idempotency key", answer.status_code)] += 1
+            case.headers = {}
+            answer = case.call_and_validate(checks=checks, headers={"Idempotency-Key": "k"})
+            seen[("no token", answer.status_code)] += 1
+            if isinstance(case.body, dict):
+                case.headers = dict(keyed)
+                case.body = orjson.dumps(case.body).decode()
+                case.media_type = "text/plain"
+                answer = case.call_and_validate(checks=checks)
+                seen[("json as text/plain", answer.status_code)] += 1
+
+        check()
+    assert set(seen) >= {
+        ("no idempotency key", 400),
+        ("no token", 401),
+        ("json as text/plain", 415),
+    }
+    allowed = {"no idempotency key": {400}, "no token": {401}, "json as text/plain": {415}}
+    assert all(status in allowed[kind] for kind, status in seen), seen

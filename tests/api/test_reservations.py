@@ -17,8 +17,10 @@ RESERVATION_FIELDS = {"id", "status", "lines", "expires_at", "created_at", "chan
 
 
 async def hold(api: Api, qty: int = 2, key: str = "cart", **extra: Any) -> httpx.Response:
+    """Held by the reserver key (the key that then commits, releases and extends it: a
+    reservation belongs to the key that created it)."""
     body = {"lines": [{"sku": "A", "qty": qty}], **extra}
-    return await api.admin.post("/v1/reservations", json=body, headers={"Idempotency-Key": key})
+    return await api.reserver.post("/v1/reservations", json=body, headers={"Idempotency-Key": key})
 
 
 @pytest.fixture
@@ -57,7 +59,8 @@ async def test_a_cart_is_held(api: Api) -> None:
 
 async def test_a_short_cart_is_refused_naming_every_short_line(api: Api) -> None:
     await api.admin.post("/v1/skus/A/receipts", json={"qty": 1})
-    lines = [{"sku": "A", "qty": 2}, {"sku": "B", "qty": 1}]
+    await api.admin.post("/v1/skus/B/receipts", json={"qty": 1, "location": "x"})
+    lines = [{"sku": "A", "qty": 2}, {"sku": "B", "qty": 1}]  # B exists, not at default
     before = await api.stream_lengths()
     response = await api.admin.post(
         "/v1/reservations", json={"lines": lines}, headers={"Idempotency-Key": "short"}
@@ -69,6 +72,24 @@ async def test_a_short_cart_is_refused_naming_every_short_line(api: Api) -> None
     ]
     assert await api.stream_lengths() == before
     assert await api.levels("A") == (1, 0, 0, 1)
+
+
+async def test_a_sku_never_received_is_not_found_not_sold_out(api: Api) -> None:
+    """A typo must not look like a stock-out: a SKU without stock at any location is 404
+    sku_not_found naming each such line; a sold-out SKU stays 409 insufficient_stock."""
+    await api.admin.post("/v1/skus/A/receipts", json={"qty": 1})
+    await hold(api, 1, "sells-out")
+    before = await api.stream_lengths()
+    lines = [{"sku": "A", "qty": 1}, {"sku": "TYPO", "qty": 1}]
+    response = await api.reserver.post(
+        "/v1/reservations", json={"lines": lines}, headers={"Idempotency-Key": "typo"}
+    )
+    body = problem_of(response, 404, "sku_not_found")
+    assert body["lines"] == [{"sku": "TYPO", "location": "default"}]
+    assert "TYPO" in body["detail"]
+    sold_out = await hold(api, 1, "sold-out")
+    assert problem_of(sold_out, 409, "insufficient_stock")["lines"][0]["available"] == 0
+    assert await api.stream_lengths() == before
 
 
 async def test_unknown_reservations_are_not_found(api: Api) -> None:
@@ -124,6 +145,19 @@ async def test_extend_moves_the_expiry(api: Api) -> None:
     assert delta.total_seconds() > 500
 
 
+async def test_a_cart_that_expired_holds_cover_is_held_not_refused(api: Api, clock: Any) -> None:
+    """100 expired holds, 64 given back per call: GET says 100 available, and a cart of 65
+    is held (it was 409 insufficient_stock 64/65)."""
+    await api.admin.post("/v1/skus/A/receipts", json={"qty": 100})
+    for i in range(100):
+        assert (await hold(api, 1, f"h{i}", ttl_seconds=1)).status_code == 201
+    clock.shift(1.5)
+    assert (await api.reader.get("/v1/skus/A")).json()["available"] == 100
+    held = await hold(api, 65, "big")
+    assert held.status_code == 201, held.text
+    assert (await api.reader.get("/v1/skus/A")).json()["available"] == 35
+
+
 async def test_an_expired_hold_cannot_be_committed(api: Api, clock: Any) -> None:
     await api.admin.post("/v1/skus/A/receipts", json={"qty": 5})
     rid = (await hold(api, ttl_seconds=1)).json()["id"]
@@ -153,3 +187,31 @@ async def test_the_in_process_sweeper_expires_holds(clock: Any) -> None:
         assert await api.levels("A") == (5, 0, 0, 5)
         metrics = (await api.anon.get("/metrics")).text
         assert "earmark_expired_holds_total 1.0" in metrics
+
+
+async def test_only_the_key_that_holds_a_cart_or_an_operator_may_change_it(api: Api) -> None:
+    """A reservation records the API key that created it: another checkout key cannot
+    commit, release or extend it (403 not_owner, nothing written); a key with the stock
+    scope (an operator) can."""
+    other = await api.create_key("other-shop", frozenset({"reserve", "read"}))
+    stranger = {"Authorization": f"Bearer {other}"}
+    await api.admin.post("/v1/skus/A/receipts", json={"qty": 5})
+    made = await api.reserver.post(
+        "/v1/reservations",
+        json={"lines": [{"sku": "A", "qty": 2}]},
+        headers={"Idempotency-Key": "mine"},
+    )
+    rid = made.json()["id"]
+    before = await api.stream_lengths(), await api.levels("A")
+    for action, body in (("commit", None), ("release", None), ("extend", {"ttl_seconds": 60})):
+        refused = await api.anon.post(
+            f"/v1/reservations/{rid}/{action}",
+            json=body,
+            headers={**stranger, "Idempotency-Key": f"x-{action}"},
+        )
+        assert problem_of(refused, 403, "not_owner")["id"] == rid
+    assert (await api.stream_lengths(), await api.levels("A")) == before
+    assert (await api.reserver.post(f"/v1/reservations/{rid}/extend",
+                                    json={"ttl_seconds": 60})).status_code == 200  # fmt: skip
+    committed = await api.admin.post(f"/v1/reservations/{rid}/commit")  # an operator
+    assert (committed.status_code, committed.json()["status"]) == (200, "committed")

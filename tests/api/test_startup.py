@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,7 +23,7 @@ from earmark.durable.service import DurableService
 from earmark.errors import StartupRefused
 from earmark.settings import Settings, is_loopback
 from earmark.store.ledger import open_ledger
-from tests.support.api import BASE_URL, make_settings, problem_of
+from tests.support.api import BASE_URL, KEYED_HOOKS, make_settings, problem_of
 from tests.support.servers import free_port
 
 
@@ -31,7 +34,9 @@ async def test_with_no_configuration_it_runs_embedded_and_says_so(
     with caplog.at_level(logging.WARNING, logger="earmark"):
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
+            async with httpx.AsyncClient(
+                transport=transport, base_url=BASE_URL, event_hooks=KEYED_HOOKS
+            ) as client:
                 response = await client.post("/v1/skus/A/receipts", json={"qty": 2})
                 assert response.status_code == 200
     text = caplog.text
@@ -104,7 +109,9 @@ async def serving(
     app = create_app(settings, engine, durable=durable)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url=BASE_URL, event_hooks=KEYED_HOOKS
+        ) as client:
             yield client
 
 
@@ -185,3 +192,30 @@ async def test_a_healthy_redis_sells_on_while_the_record_is_unreachable(
             assert (await client.post("/v1/skus/A/receipts", json={"qty": 5})).status_code == 200
             assert (await client.get("/readyz")).status_code == 200
     assert "durable record unreachable" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        pytest.param("redis://127.0.0.1:{port}/0", "cannot reach Redis", id="unreachable"),
+        pytest.param("localhost:6379", "not a Redis URL", id="malformed"),
+        pytest.param("redis://user:secret@127.0.0.1:{port}/0", "cannot reach Redis", id="creds"),
+    ],
+)
+def test_serve_with_a_bad_redis_url_says_so_in_one_line(
+    tmp_path: Path, url: str, said: str
+) -> None:
+    """A typo in EARMARK_REDIS_URL is one line on stderr and exit 2, not a traceback from
+    inside uvicorn's start-up; credentials are not printed."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EARMARK_")}
+    env["EARMARK_REDIS_URL"] = url.format(port=free_port())
+    env["EARMARK_DATABASE_URL"] = f"sqlite:///{tmp_path}/earmark.db"
+    done = subprocess.run(
+        [sys.executable, "-m", "earmark", "serve", "--port", str(free_port())],
+        env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("earmark serve: "), done.stderr
+    assert said in lines[0] and "Traceback" not in done.stderr
+    assert "secret" not in done.stderr

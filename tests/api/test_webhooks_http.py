@@ -17,7 +17,7 @@ from earmark.api.app import create_app
 from earmark.store.webhooks import webhook_store
 from earmark.webhooks import verify
 from earmark.webhooks.service import WebhookService
-from tests.support.api import BASE_URL, Api, make_settings, open_api, problem_of
+from tests.support.api import BASE_URL, KEYED_HOOKS, Api, make_settings, open_api, problem_of
 from tests.support.backends import fresh_prefix
 from tests.support.durable import eventually
 from tests.support.receivers import Receiver, always, failing_first
@@ -211,7 +211,9 @@ async def test_serve_delivers_from_the_record_and_readiness_ignores_a_failing_en
     try:
         async with (
             app.router.lifespan_context(app),
-            httpx.AsyncClient(transport=transport, base_url=BASE_URL, headers=headers) as client,
+            httpx.AsyncClient(
+                transport=transport, base_url=BASE_URL, headers=headers, event_hooks=KEYED_HOOKS
+            ) as client,
         ):
             made = []
             for receiver, events in ((good, ["stock.changed"]), (bad, ["*"])):

@@ -135,8 +135,9 @@ def test_refusals_bad_input_and_idempotency(
     assert "stale_count" in err
     err = earmark("stock", "show-transfer", f"trf_{'0' * 24}_0", code=1)
     assert "earmark stock show-transfer: transfer_not_found" in err
-    err = earmark("stock", "show-transfer", "trf_nope", code=2)
-    assert err == "earmark stock show-transfer: not a transfer id\n"
+    # A malformed id names no transfer either (as HTTP's 404), not bad input.
+    err = earmark("stock", "show-transfer", "trf_nope", code=1)
+    assert err == "earmark stock show-transfer: transfer_not_found: no transfer trf_nope\n"
     err = earmark("stock", "damage", "A", "0", "--reason", "x", code=2)
     assert "qty must be between 1 and" in err
     assert "needs EARMARK_REDIS_URL" not in err
@@ -240,3 +241,24 @@ def test_without_redis_stock_and_po_say_so_and_the_ledger_still_reads(
         assert "limit must be between 1 and 1000" in earmark("ledger", "--limit", "0", code=2)
     finally:
         get_settings.cache_clear()
+
+
+@pytest.mark.redis_server
+def test_every_write_runs_with_an_idempotency_key_a_rerun_can_repeat(
+    env: Keys, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A receipt re-run after a timeout must not count twice: the key is derived from
+    --reference when given (the same delivery note is one receipt), otherwise generated
+    and printed on stderr so the re-run can pass --idempotency-key."""
+    earmark = Cli(capsys)
+    for _ in range(2):
+        assert cli.main(["stock", "receive", "A", "5", "--reference", "PO-7"]) == 0
+        _, err = capsys.readouterr()
+        assert "idempotency key 'stock receive PO-7' (from --reference)" in err
+    assert earmark.json("stock", "show", "A", "--location", "default")["on_hand"] == 5
+    assert cli.main(["stock", "adjust", "A", "-1", "--reason", "broken"]) == 0
+    _, err = capsys.readouterr()
+    key = err.split("--idempotency-key ", 1)[1].strip()
+    assert key.startswith("cli-")
+    earmark("stock", "adjust", "A", "-1", "--reason", "broken", "--idempotency-key", key)
+    assert earmark.json("stock", "show", "A", "--location", "default")["on_hand"] == 4

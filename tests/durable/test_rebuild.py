@@ -14,7 +14,7 @@ from earmark.durable.flusher import Flusher
 from earmark.durable.rebuild import rebuild, replay_check, start_engine, verify
 from earmark.errors import RebuildRefused
 from earmark.store.ledger import Ledger, open_ledger
-from tests.support.backends import fresh_prefix
+from tests.support.backends import alevel_of, fresh_prefix
 from tests.support.durable import (
     caught_up,
     eventually,
@@ -130,13 +130,13 @@ async def test_rebuild_refuses_a_live_redis_unless_forced(
     await aengine.commit(committed.id)
     with pytest.raises(RebuildRefused):
         await rebuild(aengine, pg_ledger)
-    assert (await aengine.stock("A")).reserved == 4  # untouched
+    assert (await alevel_of(aengine, "A")).reserved == 4  # untouched
 
     report = await rebuild(aengine, pg_ledger, force=True)  # drains what Redis held first
     assert report.events_drained > 0
     assert report.stale_parts == len(aengine.parts_of(held.id))  # one per partition
     assert report.units_released == 5
-    assert (await aengine.stock("A")).reserved == 0
+    assert (await alevel_of(aengine, "A")).reserved == 0
     assert (await aengine.get_reservation(held.id)).status == "expired"
     assert (await aengine.ship(committed.id)).status == "shipped"
     verified = await verify(aengine, pg_ledger)

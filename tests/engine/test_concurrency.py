@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 
 from earmark import AsyncEngine, Engine, EngineConfig, InsufficientStock
-from tests.support.backends import fresh_prefix
+from tests.support.backends import alevel_of, fresh_prefix, level_of
 from tests.support.servers import RedisCluster, RedisServer
 
 pytestmark = pytest.mark.redis_server
@@ -53,7 +53,7 @@ def test_threads_race_for_fifty_units(redis_server: RedisServer) -> None:
     for thread in threads:
         thread.join()
     assert (len(held), len(refused)) == (UNITS, CLIENTS - UNITS)
-    level = engine.stock("HOT")
+    level = level_of(engine, "HOT")
     assert (level.on_hand, level.reserved, level.available) == (UNITS, UNITS, 0)
 
     # 20 commit, 15 release, 15 are left to expire.
@@ -63,7 +63,7 @@ def test_threads_race_for_fifty_units(redis_server: RedisServer) -> None:
         engine.release(rid)
     time.sleep(3.2)
     assert engine.sweep().expired == 15
-    level = engine.stock("HOT")
+    level = level_of(engine, "HOT")
     assert (level.on_hand, level.reserved, level.committed, level.available) == (50, 0, 20, 30)
     raw = engine.client.hgetall(engine.keys.stock(0, "HOT", "default"))
     assert (raw["reserved"], raw["committed"]) == ("0", "20")
@@ -98,7 +98,7 @@ async def test_asyncio_tasks_race_for_fifty_units(redis_server: RedisServer) -> 
         results = await asyncio.gather(*(engine.commit(rid) for rid in held[:25]))
         assert {r.status for r in results} == {"committed"}
         await asyncio.gather(*(engine.release(rid) for rid in held[25:]))
-        level = await engine.stock("HOT")
+        level = await alevel_of(engine, "HOT")
         assert (level.reserved, level.committed, level.available) == (0, 25, 25)
 
 

@@ -4,30 +4,38 @@ redis-server and on a real Redis Cluster (4 partitions)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from earmark import (
     Engine,
+    EngineClosed,
     IdempotencyConflict,
     InsufficientOnHand,
     InsufficientStock,
     InvalidRequest,
     Line,
+    NotOwner,
+    PurchaseOrderNotFound,
+    ReclaimBacklog,
     ReservationExpired,
     ReservationNotFound,
     ReservationNotHeld,
     ReservationReleased,
     SkuNotFound,
+    SkuStock,
+    TransferNotFound,
     WouldOversell,
+    limits,
 )
-from tests.support.backends import Backend, stream_lengths
+from tests.support.backends import Backend, level_of, stream_lengths
 
 Clock = Callable[[float], None]
 
 
 def levels(engine: Engine, sku: str, location: str = "default") -> tuple[int, int, int, int]:
-    s = engine.stock(sku, location)
+    s = level_of(engine, sku, location)
     return s.on_hand, s.reserved, s.committed, s.available
 
 
@@ -68,6 +76,24 @@ def test_locations_are_separate_buckets(engine: Engine) -> None:
 def test_stock_of_an_unknown_sku_is_not_found(engine: Engine) -> None:
     with pytest.raises(SkuNotFound):
         engine.stock("NEVER")
+    engine.receive("A", 1, location="x")
+    with pytest.raises(SkuNotFound):
+        engine.stock("A", "default")
+
+
+def test_stock_of_a_sku_is_the_network_total_as_over_http(engine: Engine) -> None:
+    """``stock(sku)`` answers what ``GET /v1/skus/{sku}`` answers: every location summed,
+    with each location; ``stock(sku, location)`` the same for that location only."""
+    engine.receive("A", 5)
+    engine.receive("A", 3, location="x")
+    engine.reserve([("A", 2, "x")], idempotency_key="r")
+    total = engine.stock("A")
+    assert isinstance(total, SkuStock)
+    assert (total.on_hand, total.reserved, total.available) == (8, 2, 6)
+    assert [level.location for level in total.locations] == ["default", "x"]
+    one = engine.stock("A", "x")
+    assert (one.on_hand, one.reserved, one.available) == (3, 2, 1)
+    assert [(level.location, level.version) for level in one.locations] == [("x", 2)]
 
 
 def test_adjust_up_and_down(engine: Engine) -> None:
@@ -143,9 +169,9 @@ def test_reserve_holds_every_line(engine: Engine) -> None:
 def test_reserve_is_all_or_nothing_and_names_every_short_line(
     engine: Engine, untouched: Callable[[], list[int]]
 ) -> None:
-    for sku, qty in (("A", 5), ("B", 1), ("C", 0)):
-        if qty:
-            engine.receive(sku, qty)
+    for sku, qty in (("A", 5), ("B", 1), ("C", 1)):
+        engine.receive(sku, qty)
+    engine.adjust("C", -1, "sold out")  # C exists with 0 units (never stocked: SkuNotFound)
     before = untouched()
     with pytest.raises(InsufficientStock) as refused:
         engine.reserve([("A", 2), ("B", 2), ("C", 1)], idempotency_key="cart")
@@ -155,6 +181,23 @@ def test_reserve_is_all_or_nothing_and_names_every_short_line(
     assert levels(engine, "B") == (1, 0, 0, 1)
     if engine.partitions == 1:
         assert untouched() == before  # on one partition a refusal writes nothing at all
+
+
+def test_a_sku_never_received_is_not_found_rather_than_sold_out(
+    engine: Engine, untouched: Callable[[], list[int]]
+) -> None:
+    engine.receive("A", 1)
+    engine.receive("B", 1, location="berlin")
+    engine.reserve([("A", 1)], idempotency_key="sold")
+    before = untouched()
+    with pytest.raises(SkuNotFound) as refused:
+        engine.reserve([("A", 1), ("NEVER", 2), ("B", 1)], idempotency_key="typo")
+    assert refused.value.details == {"lines": [{"sku": "NEVER", "location": "default"}]}
+    assert "NEVER@default" in str(refused.value)
+    assert untouched() == before
+    with pytest.raises(InsufficientStock) as short:  # B exists (at berlin): short, not unknown
+        engine.reserve([("A", 1), ("B", 1)], idempotency_key="short")
+    assert sorted((s.sku, s.available) for s in short.value.shortfalls) == [("A", 0), ("B", 0)]
 
 
 def test_commit_moves_a_live_hold_to_committed_and_is_idempotent(engine: Engine) -> None:
@@ -168,6 +211,28 @@ def test_commit_moves_a_live_hold_to_committed_and_is_idempotent(engine: Engine)
     assert again.status == "committed"
     assert levels(engine, "A") == (5, 0, 2, 3)
     assert [e["type"] for e in events(engine, "A")].count("committed") == 1
+
+
+def test_owner_only_refuses_another_actors_reservation(
+    engine: Engine, untouched: Callable[[], list[int]]
+) -> None:
+    """Asked to (``owner_only``, as HTTP asks for keys without the stock scope), a
+    transition by another actor is refused whatever the state; by default anyone may."""
+    engine.receive("A", 5)
+    held = engine.reserve([("A", 2)], idempotency_key="own", actor="shop-1")
+    before = untouched()
+    for transition in (
+        lambda: engine.commit(held.id, actor="shop-2", owner_only=True),
+        lambda: engine.release(held.id, actor="shop-2", owner_only=True),
+        lambda: engine.extend(held.id, 60, actor="shop-2", owner_only=True),
+        lambda: engine.ship(held.id, actor="shop-2", owner_only=True),
+    ):
+        with pytest.raises(NotOwner) as refused:
+            transition()
+        assert (refused.value.http_status, refused.value.details) == (403, {"id": held.id})
+    assert untouched() == before
+    assert engine.commit(held.id, actor="shop-1", owner_only=True).status == "committed"
+    assert engine.ship(held.id, actor="warehouse").status == "shipped"  # no check asked
 
 
 def test_release_gives_units_back_once(engine: Engine) -> None:
@@ -210,6 +275,41 @@ def test_unknown_reservation(engine: Engine) -> None:
         engine.get_reservation(missing)
     with pytest.raises(ReservationNotFound):
         engine.commit(missing)
+
+
+NOT_FOUND_IDS = [
+    pytest.param(lambda e: e.commit("rsv_nope"), ReservationNotFound, id="commit"),
+    pytest.param(lambda e: e.release("rsv_" + "0" * 24 + "_999"), ReservationNotFound,
+                 id="release foreign partition"),
+    pytest.param(lambda e: e.get_reservation("nope"), ReservationNotFound, id="get reservation"),
+    pytest.param(lambda e: e.receive_return("nope", "A", 1), ReservationNotFound, id="return"),
+    pytest.param(lambda e: e.get_transfer("trf_nope"), TransferNotFound, id="get transfer"),
+    pytest.param(lambda e: e.receive_transfer("nope", 1), TransferNotFound, id="receive transfer"),
+    pytest.param(lambda e: e.get_purchase_order("po_x"), PurchaseOrderNotFound, id="get po"),
+    pytest.param(lambda e: e.close_purchase_order("nope"), PurchaseOrderNotFound, id="close po"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("call", "error"), NOT_FOUND_IDS)
+def test_a_malformed_id_is_not_found_as_over_http(
+    engine: Engine, call: Callable[[Engine], object], error: type[Exception]
+) -> None:
+    """An id that cannot be one of ours names nothing: the resource's 404, as HTTP says,
+    not a bad request (nothing is written either way)."""
+    before = stream_lengths(engine)
+    with pytest.raises(error):
+        call(engine)
+    assert stream_lengths(engine) == before
+
+
+def test_a_closed_engine_refuses_every_call(engine: Engine) -> None:
+    engine.receive("A", 1)
+    engine.close()
+    with pytest.raises(EngineClosed, match="closed"):
+        engine.stock("A")
+    with pytest.raises(EngineClosed):
+        engine.receive("A", 1)
+    engine.close()  # closing twice is harmless
 
 
 def test_availability_reads_many_skus(engine: Engine) -> None:
@@ -275,6 +375,67 @@ def test_reserve_reclaims_a_bounded_number_of_expired_holds(backend: Backend) ->
     assert levels(engine, "A") == (5, 2, 0, 3)
 
 
+def test_a_refusal_is_never_given_while_expired_holds_could_cover_the_cart(
+    engine: Engine, clock: Clock
+) -> None:
+    """More expired holds than one call reclaims per line (64): reserve gives them back in
+    further bounded rounds rather than refusing 64/65 while reads say 100 are free."""
+    engine.receive("A", 100)
+    for i in range(100):
+        engine.reserve([("A", 1)], idempotency_key=f"h{i}", ttl_seconds=1)
+    clock(1.2)
+    assert levels(engine, "A") == (100, 0, 0, 100)
+    held = engine.reserve([("A", 65)], idempotency_key="big", ttl_seconds=60)
+    assert held.status == "held"
+    assert levels(engine, "A") == (100, 65, 0, 35)
+    with pytest.raises(InsufficientStock) as refused:  # a true shortfall is still refused
+        engine.reserve([("A", 36)], idempotency_key="too-big")
+    assert [(s.requested, s.available) for s in refused.value.shortfalls] == [(36, 35)]
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        pytest.param(lambda e: e.adjust("A", -5, "count"), id="adjust"),
+        pytest.param(lambda e: e.damage("A", 5, "dropped"), id="damage"),
+        pytest.param(lambda e: e.write_off("A", 5, "lost"), id="write-off"),
+        pytest.param(lambda e: e.transfer("A", 5, "default", "b"), id="transfer"),
+        pytest.param(lambda e: e.count("A", 0, level_of(e, "A").version), id="count"),
+    ],
+)
+def test_decreases_reclaim_in_rounds_too(backend: Backend, write: Callable[[Engine], Any]) -> None:
+    """adjust, damage, write-off and transfer share the per-call bound: with 5 expired
+    holds and 2 reclaimed per call they used to refuse (would_oversell, insufficient
+    stock) a decrease that every unit covers; a count recorded a false exposure."""
+    engine = backend.engine(reclaim_per_line_max=2)
+    backend.freeze()
+    engine.receive("A", 5)
+    for i in range(5):
+        engine.reserve([("A", 1)], idempotency_key=f"h{i}", ttl_seconds=1)
+    backend.advance(1.2)
+    write(engine)
+    assert raw_reserved(engine, "A") == 0
+    assert not [e for e in events(engine, "A") if e["type"] == "oversell_exposure"]
+
+
+def test_a_reclaim_backlog_past_the_rounds_is_a_retry_not_a_refusal(backend: Backend) -> None:
+    """Past RECLAIM_ROUNDS_MAX rounds the engine cannot decide within its bound: it says
+    so (503 reclaim_backlog, retry) instead of a false insufficient_stock; the holds it
+    gave back stay given back, so the retry decides."""
+    engine = backend.engine(reclaim_per_line_max=1)
+    backend.freeze()
+    holds = limits.RECLAIM_ROUNDS_MAX + 4
+    engine.receive("A", holds)
+    for i in range(holds):
+        engine.reserve([("A", 1)], idempotency_key=f"h{i}", ttl_seconds=1)
+    backend.advance(1.2)
+    with pytest.raises(ReclaimBacklog) as busy:
+        engine.reserve([("A", holds)], idempotency_key="all")
+    assert busy.value.http_status == 503
+    assert raw_reserved(engine, "A") == 4
+    assert engine.reserve([("A", holds)], idempotency_key="all").status == "held"
+
+
 def test_the_sweeper_expires_overdue_holds_and_leaves_live_ones(
     engine: Engine, clock: Clock
 ) -> None:
@@ -287,6 +448,20 @@ def test_the_sweeper_expires_overdue_holds_and_leaves_live_ones(
     assert levels(engine, "A") == (5, 1, 0, 4)
     assert engine.get_reservation(short.id).status == "expired"
     assert engine.get_reservation(long.id).status == "held"
+
+
+def test_ttl_seconds_takes_fractions_within_the_bounds_http_documents(engine: Engine) -> None:
+    """A TTL is a number of seconds, rounded to the millisecond; the bounds apply to the
+    number given (1 to the maximum, as /openapi.json says), not to its rounding."""
+    engine.receive("A", 5)
+    held = engine.reserve([("A", 1)], idempotency_key="f", ttl_seconds=1.5)
+    assert held.expires_at is not None and held.created_at is not None
+    assert (held.expires_at - held.created_at).total_seconds() == 1.5
+    extended = engine.extend(held.id, 2.25)
+    assert extended.expires_at is not None
+    for ttl in (0.9996, 86_400.0004):
+        with pytest.raises(InvalidRequest, match="ttl_seconds"):
+            engine.reserve([("A", 1)], idempotency_key=f"t{ttl}", ttl_seconds=ttl)
 
 
 def test_extend_moves_the_expiry(engine: Engine, clock: Clock) -> None:
@@ -315,13 +490,31 @@ def test_a_replayed_reserve_returns_the_original_without_holding_again(engine: E
     assert levels(engine, "A") == (5, 2, 0, 3)
 
 
-def test_a_replayed_refusal_is_refused_again(engine: Engine) -> None:
+def test_a_refusal_is_not_remembered_as_the_answer(engine: Engine) -> None:
+    """A refused request wrote nothing, so its key binds nothing: a retry re-evaluates
+    (once stock frees it holds), and the key may carry another request."""
     engine.receive("A", 1)
     with pytest.raises(InsufficientStock):
         engine.reserve([("A", 2)], idempotency_key="k")
     engine.receive("A", 5)
-    with pytest.raises(InsufficientStock):
-        engine.reserve([("A", 2)], idempotency_key="k")
+    held = engine.reserve([("A", 2)], idempotency_key="k")
+    assert held.status == "held" and not held.replayed
+    again = engine.reserve([("A", 2)], idempotency_key="k")
+    assert again == held and again.replayed  # a success replays exactly
+    with pytest.raises(WouldOversell):
+        engine.adjust("A", -5, "count", idempotency_key="adj")
+    assert engine.adjust("A", 1, "found one", idempotency_key="adj").on_hand == 7
+
+
+def test_a_replayed_result_says_so_without_changing_its_value(engine: Engine) -> None:
+    first = engine.receive("A", 5, idempotency_key="rcv")
+    again = engine.receive("A", 5, idempotency_key="rcv")
+    assert (first.replayed, again.replayed) == (False, True)
+    assert again == first and again.model_dump() == first.model_dump()
+    held = engine.reserve([("A", 1)], idempotency_key="r")
+    committed = engine.commit(held.id, idempotency_key="c")
+    assert engine.commit(held.id, idempotency_key="c").replayed
+    assert not committed.replayed and not engine.commit(held.id).replayed  # no key: no replay
 
 
 def test_idempotency_keys_are_scoped_per_actor(engine: Engine) -> None:
@@ -402,8 +595,8 @@ BAD_REQUESTS: list[tuple[str, Callable[[Engine], object]]] = [
     ("ttl too short", lambda e: e.reserve([("A", 1)], idempotency_key="k", ttl_seconds=0.5)),
     ("ttl too long", lambda e: e.reserve([("A", 1)], idempotency_key="k", ttl_seconds=10**6)),
     ("ttl nan", lambda e: e.reserve([("A", 1)], idempotency_key="k", ttl_seconds=float("nan"))),
-    ("bad reservation id", lambda e: e.commit("nope")),
-    ("foreign partition", lambda e: e.commit("rsv_" + "0" * 24 + "_999")),
+    # A malformed or foreign id is not found, not bad input: see
+    # test_a_malformed_id_is_not_found_as_over_http.
     ("extend ttl", lambda e: e.extend("rsv_" + "0" * 24 + "_0", 0)),
     ("idempotency key size", lambda e: e.receive("A", 1, idempotency_key="k" * 256)),
     ("channel control char", lambda e: e.reserve([("A", 1)], idempotency_key="k", channel="\n")),
@@ -416,9 +609,9 @@ def test_bad_input_is_refused_and_writes_nothing(
     name: str, request_: Callable[[Engine], object], engine: Engine
 ) -> None:
     engine.receive("A", 5)
-    before = stream_lengths(engine), engine.stock("A")
+    before = stream_lengths(engine), level_of(engine, "A")
     with pytest.raises(InvalidRequest) as refused:
         request_(engine)
     assert refused.value.code == "invalid_request"
     assert str(refused.value)
-    assert (stream_lengths(engine), engine.stock("A")) == before
+    assert (stream_lengths(engine), level_of(engine, "A")) == before

@@ -35,6 +35,7 @@ from earmark import (
 from earmark.durable.rebuild import replay_check, verify
 from earmark.engine.steps import Call, Op
 from earmark.errors import (
+    EarmarkError,
     InsufficientUnits,
     PurchaseOrderClosed,
     PurchaseOrderNotFound,
@@ -47,7 +48,7 @@ from earmark.keys import partition_of
 from earmark.models import StockLevel
 from earmark.store.ledger import Ledger
 from tests.engine.test_scripts import LIFECYCLE_SCRIPT_NAMES
-from tests.support.backends import Backend, stream_lengths
+from tests.support.backends import Backend, alevel_of, level_of, stream_lengths
 
 ROOT = Path(__file__).resolve().parents[2]
 BUCKETS = (
@@ -96,7 +97,7 @@ def assert_events_explain_stock(engine: Engine) -> None:
     for (sku, location), totals in folded.items():
         if not moved[(sku, location)]:
             continue
-        level = engine.stock(sku, location)
+        level = level_of(engine, sku, location)
         raw = engine.client.hgetall(engine.keys.stock(engine.partition_of(sku), sku, location))
         assert {b: int(raw.get(b, 0)) for b in BUCKETS} == totals, (sku, location)
         assert level.version == moved[(sku, location)], (sku, location)
@@ -133,13 +134,13 @@ def test_locations_and_the_network_total(engine: Engine) -> None:
     engine.reserve([("TEE", 3, "berlin")], idempotency_key="hold")
     engine.transfer("TEE", 2, "default", "paris")
     assert [level.location for level in engine.locations("TEE")] == ["berlin", "default", "paris"]
-    total = engine.sku_stock("TEE")
+    total = engine.stock("TEE")
     assert (total.on_hand, total.reserved, total.available, total.in_transit) == (12, 3, 9, 2)
     assert [level.location for level in total.locations] == ["berlin", "default", "paris"]
     with pytest.raises(SkuNotFound):
         engine.locations("NEVER")
     with pytest.raises(SkuNotFound):
-        engine.sku_stock("NEVER")
+        engine.stock("NEVER")
 
 
 def test_every_script_that_creates_a_record_indexes_its_location(engine: Engine) -> None:
@@ -173,7 +174,7 @@ def test_a_transfer_moves_on_hand_into_transit_and_is_received(engine: Engine) -
         "berlin",
     )
     assert engine.get_transfer(sent.id) == sent
-    assert (engine.stock("A").on_hand, engine.stock("A", "berlin").in_transit) == (6, 4)
+    assert (level_of(engine, "A").on_hand, level_of(engine, "A", "berlin").in_transit) == (6, 4)
     out, into = events(engine, "A")[-2:]
     assert (out["type"], out["location"], out["deltas"]) == (
         "transfer_out",
@@ -189,11 +190,11 @@ def test_a_transfer_moves_on_hand_into_transit_and_is_received(engine: Engine) -
     got = engine.receive_transfer(sent.id, 4)
     assert (got.status, got.qty_received, got.discrepancy) == ("received", 4, 0)
     assert got.received_at is not None
-    berlin = engine.stock("A", "berlin")
+    berlin = level_of(engine, "A", "berlin")
     assert (berlin.on_hand, berlin.in_transit, berlin.available) == (4, 0, 4)
     (arrived,) = events(engine, "A", "transfer_received")
     assert arrived["deltas"] == {"in_transit": -4, "on_hand": 4}
-    assert engine.sku_stock("A").on_hand == 10
+    assert engine.stock("A").on_hand == 10
     assert_events_explain_stock(engine)
 
 
@@ -202,7 +203,7 @@ def test_a_short_transfer_writes_off_the_missing_units(engine: Engine) -> None:
     sent = engine.transfer("A", 5, "default", "berlin")
     got = engine.receive_transfer(sent.id, 3, reason="pallet damaged")
     assert got.discrepancy == -2
-    berlin = engine.stock("A", "berlin")
+    berlin = level_of(engine, "A", "berlin")
     assert (berlin.on_hand, berlin.in_transit, berlin.written_off) == (3, 0, 2)
     (short,) = events(engine, "A", "transfer_discrepancy")
     assert short["deltas"] == {"in_transit": -2, "written_off": 2}
@@ -214,7 +215,7 @@ def test_a_transfer_with_surplus_lands_it_in_on_hand(engine: Engine) -> None:
     engine.receive("A", 10)
     sent = engine.transfer("A", 2, "default", "berlin")
     assert engine.receive_transfer(sent.id, 5).discrepancy == 3
-    assert engine.stock("A", "berlin").on_hand == 5
+    assert level_of(engine, "A", "berlin").on_hand == 5
     (extra,) = events(engine, "A", "transfer_discrepancy")
     assert (extra["discrepancy"], extra["deltas"]) == ("surplus", {"on_hand": 3})
     assert_events_explain_stock(engine)
@@ -224,7 +225,7 @@ def test_a_transfer_of_units_all_lost(engine: Engine) -> None:
     engine.receive("A", 3)
     sent = engine.transfer("A", 3, "default", "berlin")
     engine.receive_transfer(sent.id, 0)
-    berlin = engine.stock("A", "berlin")
+    berlin = level_of(engine, "A", "berlin")
     assert (berlin.on_hand, berlin.in_transit, berlin.written_off) == (0, 0, 3)
     assert not events(engine, "A", "transfer_received")
     assert_events_explain_stock(engine)
@@ -259,7 +260,7 @@ def test_receiving_a_transfer_twice(engine: Engine) -> None:
         engine.receive_transfer(sent.id, 5)
     assert refused.value.details["transfer"]["qty_received"] == 4
     assert stream_lengths(engine) == written
-    assert engine.stock("A", "berlin").on_hand == 4
+    assert level_of(engine, "A", "berlin").on_hand == 4
 
 
 def test_transfers_replay_and_conflict(engine: Engine) -> None:
@@ -272,7 +273,7 @@ def test_transfers_replay_and_conflict(engine: Engine) -> None:
     assert engine.receive_transfer(first.id, 2, idempotency_key="rt") == got
     with pytest.raises(IdempotencyConflict):
         engine.receive_transfer(first.id, 3, idempotency_key="rt")
-    assert (engine.stock("A").on_hand, engine.stock("A", "b").on_hand) == (7, 2)
+    assert (level_of(engine, "A").on_hand, level_of(engine, "A", "b").on_hand) == (7, 2)
     assert len(events(engine, "A", "transfer_out")) == 1
     assert len(events(engine, "A", "transfer_discrepancy")) == 1
     assert_events_explain_stock(engine)
@@ -369,7 +370,7 @@ def test_returns_replay_and_conflict(engine: Engine) -> None:
     assert engine.dispose_returned("A", 1, "restock", idempotency_key="disp") == level
     with pytest.raises(IdempotencyConflict):
         engine.dispose_returned("A", 1, "damaged", idempotency_key="disp")
-    assert (engine.stock("A").returned, engine.stock("A").on_hand) == (1, 7)
+    assert (level_of(engine, "A").returned, level_of(engine, "A").on_hand) == (1, 7)
     assert_events_explain_stock(engine)
 
 
@@ -441,7 +442,7 @@ def test_damage_and_write_off_replay_and_conflict(engine: Engine) -> None:
     assert engine.write_off("A", 1, "x", source="damaged", idempotency_key="w") == first
     with pytest.raises(IdempotencyConflict):
         engine.write_off("A", 1, "x", idempotency_key="w")
-    level = engine.stock("A")
+    level = level_of(engine, "A")
     assert (level.on_hand, level.damaged, level.written_off) == (4, 0, 1)
     assert_events_explain_stock(engine)
 
@@ -453,7 +454,7 @@ def test_a_count_with_a_sale_between_read_and_count(engine: Engine) -> None:
     engine.receive("A", 10)
     held = engine.reserve([("A", 3)], idempotency_key="sale")
     engine.commit(held.id)
-    read = engine.stock("A")  # the counter reads on_hand 10 ...
+    read = level_of(engine, "A")  # the counter reads on_hand 10 ...
     engine.ship(held.id)  # ... 3 units leave before the shelf is counted ...
     engine.receive("A", 5)  # ... and 5 arrive
     result = engine.count("A", 9, read.version, reason="aisle 4")  # 9 of the 10 were there
@@ -462,7 +463,7 @@ def test_a_count_with_a_sale_between_read_and_count(engine: Engine) -> None:
     event = events(engine, "A", "counted")[-1]
     assert (event["deltas"], event["counted"], event["expected"]) == ({"on_hand": -1}, "9", "10")
     assert (event["counted_version"], event["reason"]) == (str(read.version), "aisle 4")
-    now = engine.stock("A")
+    now = level_of(engine, "A")
     assert engine.count("A", now.on_hand, now.version).delta == 0  # a match is recorded too
     assert events(engine, "A")[-1]["deltas"] == {"on_hand": 0}
     assert_events_explain_stock(engine)
@@ -471,7 +472,7 @@ def test_a_count_with_a_sale_between_read_and_count(engine: Engine) -> None:
 def test_a_count_that_leaves_promises_uncovered_records_the_exposure(engine: Engine) -> None:
     engine.receive("A", 5)
     engine.reserve([("A", 5)], idempotency_key="hold")
-    result = engine.count("A", 3, engine.stock("A").version)
+    result = engine.count("A", 3, level_of(engine, "A").version)
     assert (result.delta, result.exposure, result.stock.available) == (-2, 2, -2)
     counted, exposure = events(engine, "A")[-2:]
     assert (counted["type"], exposure["type"], exposure["qty"]) == (
@@ -486,7 +487,7 @@ def test_a_count_that_leaves_promises_uncovered_records_the_exposure(engine: Eng
 
 def test_a_count_older_than_the_log_or_from_the_future_is_stale(engine: Engine) -> None:
     engine.receive("A", 1)
-    first = engine.stock("A").version
+    first = level_of(engine, "A").version
     for i in range(limits.ONHAND_LOG_MAX):
         engine.receive("A", 1, idempotency_key=f"r{i}")
     engine.reserve([("A", 1)], idempotency_key="hold")  # versions move without on_hand
@@ -503,6 +504,28 @@ def test_a_count_older_than_the_log_or_from_the_future_is_stale(engine: Engine) 
     assert (result.expected, result.stock.on_hand) == (2, 257 + 98)
 
 
+def test_a_count_older_than_the_last_applied_count_is_stale(engine: Engine) -> None:
+    """Two counters: one read at version 4 and counted, one read at version 1 and reports
+    later. The later report is older than what was already counted: applying it would
+    move on_hand a second time for the same shelf (today's bug: 10 -> 7 -> 5)."""
+    engine.receive("A", 4)
+    early = level_of(engine, "A")  # version 1: the late counter reads here ...
+    engine.receive("A", 3)
+    engine.receive("A", 2)
+    engine.receive("A", 1)
+    late = level_of(engine, "A")  # ... the first counter at version 4
+    assert (early.version, late.version, late.on_hand) == (1, 4, 10)
+    assert engine.count("A", 7, late.version).stock.on_hand == 7  # 3 missing
+    before = snapshot(engine, ("A", "default"))
+    with pytest.raises(StaleCount) as refused:
+        engine.count("A", 2, early.version)  # 2 missing of the 4 there at version 1
+    assert refused.value.details == {"version": 1, "current": 5, "oldest": 5}
+    with pytest.raises(StaleCount):
+        engine.count("A", 7, late.version)  # the same snapshot counted twice
+    assert snapshot(engine, ("A", "default")) == before
+    assert engine.count("A", 6, 5).stock.on_hand == 6  # a count after the last one
+
+
 def test_a_log_that_disagrees_with_the_stock_only_answers_for_now(engine: Engine) -> None:
     engine.receive("A", 10)
     engine.receive("A", 5)
@@ -510,7 +533,7 @@ def test_a_log_that_disagrees_with_the_stock_only_answers_for_now(engine: Engine
     engine.client.hset(engine.keys.stock(p, "A", "default"), "on_hand", 12)  # a restore
     with pytest.raises(StaleCount):
         engine.count("A", 11, 1)
-    now = engine.stock("A")
+    now = level_of(engine, "A")
     assert engine.count("A", 11, now.version).delta == -1
     engine.receive("A", 1)
     assert engine.count("A", 12, now.version + 1).expected == 11  # the log starts again
@@ -519,14 +542,15 @@ def test_a_log_that_disagrees_with_the_stock_only_answers_for_now(engine: Engine
 def test_a_count_of_a_location_never_stocked(engine: Engine) -> None:
     result = engine.count("A", 4, 0, location="attic")
     assert (result.expected, result.delta, result.stock.on_hand) == (0, 4, 4)
-    assert engine.count("A", 0, 0, location="attic").delta == 0  # none were there at 0
+    with pytest.raises(StaleCount):  # version 0 was counted already
+        engine.count("A", 0, 0, location="attic")
     assert engine.count("A", 0, 1, location="attic").stock.on_hand == 0
     assert_events_explain_stock(engine)
 
 
 def test_a_count_that_contradicts_what_happened_since_is_refused(engine: Engine) -> None:
     engine.receive("A", 10)
-    read = engine.stock("A")
+    read = level_of(engine, "A")
     engine.adjust("A", -8, "sold at the counter")
     before = snapshot(engine, ("A", "default"))
     with pytest.raises(InsufficientOnHand):
@@ -536,12 +560,12 @@ def test_a_count_that_contradicts_what_happened_since_is_refused(engine: Engine)
 
 def test_counts_replay_and_conflict(engine: Engine) -> None:
     engine.receive("A", 10)
-    version = engine.stock("A").version
+    version = level_of(engine, "A").version
     first = engine.count("A", 8, version, idempotency_key="c")
     assert engine.count("A", 8, version, idempotency_key="c") == first
     with pytest.raises(IdempotencyConflict):
         engine.count("A", 7, version, idempotency_key="c")
-    assert engine.stock("A").on_hand == 8
+    assert level_of(engine, "A").on_hand == 8
     assert_events_explain_stock(engine)
 
 
@@ -578,14 +602,14 @@ def test_a_purchase_order_is_expected_received_and_closed(engine: Engine) -> Non
         ("A", "berlin", 4),
         ("B", "default", 6),
     }
-    assert engine.stock("A").inbound == 10
+    assert level_of(engine, "A").inbound == 10
     assert all(e["deltas"] == {"inbound": e_qty} for e, e_qty in expected_events(engine))
     got = engine.receive_purchase_order(po.id, [("A", 6), ("A", 5, "berlin")])
     line = {(x.sku, x.location): x for x in got.lines}
     assert (line["A", "default"].received, line["A", "default"].outstanding) == (6, 4)
     assert (line["A", "berlin"].received, line["A", "berlin"].outstanding) == (5, 0)
-    assert (engine.stock("A").on_hand, engine.stock("A").inbound) == (6, 4)
-    berlin = engine.stock("A", "berlin")
+    assert (level_of(engine, "A").on_hand, level_of(engine, "A").inbound) == (6, 4)
+    berlin = level_of(engine, "A", "berlin")
     assert (berlin.on_hand, berlin.inbound) == (5, 0)
     (over,) = events(engine, "A", "supplier_discrepancy")
     assert (over["discrepancy"], over["deltas"], over["location"]) == (
@@ -596,7 +620,7 @@ def test_a_purchase_order_is_expected_received_and_closed(engine: Engine) -> Non
     closed = engine.close_purchase_order(po.id, reason="supplier is done")
     assert closed.status == "closed" and closed.closed_at is not None
     assert all(x.outstanding == 0 for x in closed.lines)
-    assert (engine.stock("A").inbound, engine.stock("B").inbound) == (0, 0)
+    assert (level_of(engine, "A").inbound, level_of(engine, "B").inbound) == (0, 0)
     shorts = [
         (e["sku"], e["qty"], e["deltas"])
         for e in events(engine, kind="supplier_discrepancy")
@@ -663,7 +687,7 @@ def test_purchase_orders_replay_and_conflict(engine: Engine) -> None:
     replayed = engine.receive_purchase_order(po.id, [("A", 3)], idempotency_key="rcv")
     assert [x for x in replayed.lines if x.sku == "A"] == [line]
     assert engine.close_purchase_order(po.id, idempotency_key="close") == closed
-    assert (engine.stock("A").inbound, engine.stock("A").on_hand) == (0, 3)
+    assert (level_of(engine, "A").inbound, level_of(engine, "A").on_hand) == (0, 3)
     assert len(events(engine, "A", "po_expected")) == 1
     assert len(events(engine, "A", "po_received")) == 1
     assert_events_explain_stock(engine)
@@ -684,12 +708,12 @@ def test_a_purchase_order_across_four_partitions(backend: Backend) -> None:
         )
         == po
     )
-    assert [engine.stock(sku).inbound for sku in skus] == [10, 11, 12, 13]
+    assert [level_of(engine, sku).inbound for sku in skus] == [10, 11, 12, 13]
     got = engine.receive_purchase_order(
         po.id, [(skus[0], 10), (skus[2], 20), (skus[3], 1)], idempotency_key="d1"
     )
-    assert [engine.stock(sku).on_hand for sku in skus] == [10, 0, 20, 1]
-    assert [engine.stock(sku).inbound for sku in skus] == [0, 11, 0, 12]
+    assert [level_of(engine, sku).on_hand for sku in skus] == [10, 0, 20, 1]
+    assert [level_of(engine, sku).inbound for sku in skus] == [0, 11, 0, 12]
     assert {x.sku: x.outstanding for x in got.lines if x.location == "default"} == {
         skus[0]: 0,
         skus[1]: 11,
@@ -704,8 +728,8 @@ def test_a_purchase_order_across_four_partitions(backend: Backend) -> None:
     )
     closed = engine.close_purchase_order(po.id, idempotency_key="close")
     assert closed.status == "closed"
-    assert [engine.stock(sku).inbound for sku in skus] == [0, 0, 0, 0]
-    assert engine.stock(skus[0], "berlin").inbound == 0
+    assert [level_of(engine, sku).inbound for sku in skus] == [0, 0, 0, 0]
+    assert level_of(engine, skus[0], "berlin").inbound == 0
     assert engine.get_purchase_order(po.id) == closed
     with pytest.raises(IdempotencyConflict):
         engine.close_purchase_order(po.id, cancel=True, idempotency_key="close")
@@ -735,9 +759,9 @@ def test_a_purchase_order_close_that_stopped_half_way_is_finished_by_a_retry(
         engine.close_purchase_order(po.id, idempotency_key="close")
     ops._po_call = real_call  # type: ignore[method-assign]
     assert engine.get_purchase_order(po.id).status == "open"  # one part closed, one open
-    assert (engine.stock(a).inbound, engine.stock(b).inbound) == (0, 3)
+    assert (level_of(engine, a).inbound, level_of(engine, b).inbound) == (0, 3)
     assert engine.close_purchase_order(po.id, idempotency_key="close").status == "closed"
-    assert (engine.stock(a).inbound, engine.stock(b).inbound) == (0, 0)
+    assert (level_of(engine, a).inbound, level_of(engine, b).inbound) == (0, 0)
     assert len(events(engine, kind="po_closed")) == 2
     assert_events_explain_stock(engine)
 
@@ -754,12 +778,8 @@ BAD_REQUESTS: list[tuple[str, Callable[[Engine], object]]] = [
     ("transfer zero", lambda e: e.transfer("A", 0, "default", "b")),
     ("transfer bad location", lambda e: e.transfer("A", 1, "default", "a:b")),
     ("transfer reference size", lambda e: e.transfer("A", 1, "default", "b", reference="r" * 129)),
-    ("receive transfer bad id", lambda e: e.receive_transfer("trf_x", 1)),
-    ("receive transfer foreign", lambda e: e.receive_transfer(f"trf_{'0' * 24}_999", 1)),
     ("receive transfer negative", lambda e: e.receive_transfer(TID, -1)),
     ("receive transfer huge", lambda e: e.receive_transfer(TID, 10**9)),
-    ("get transfer bad id", lambda e: e.get_transfer("nope")),
-    ("return bad id", lambda e: e.receive_return("nope", "A", 1)),
     ("return zero", lambda e: e.receive_return(RID, "A", 0)),
     ("return bad location", lambda e: e.receive_return(RID, "A", 1, location="")),
     ("dispose unknown", lambda e: e.dispose_returned("A", 1, "resell")),
@@ -784,11 +804,32 @@ BAD_REQUESTS: list[tuple[str, Callable[[Engine], object]]] = [
         lambda e: e.create_purchase_order([("A", 1)], **{**PO, "expected_date": "2026-02-30"}),
     ),
     ("po no key", lambda e: e.create_purchase_order([("A", 1)], **{**PO, "idempotency_key": None})),
-    ("po receive bad id", lambda e: e.receive_purchase_order("po_x", [("A", 1)])),
-    ("po receive foreign", lambda e: e.receive_purchase_order(f"po_{'0' * 24}_999", [("A", 1)])),
     ("po receive no lines", lambda e: e.receive_purchase_order(POID, [])),
     ("po close cancel type", lambda e: e.close_purchase_order(POID, cancel=1)),  # type: ignore[arg-type]
-    ("po get bad id", lambda e: e.get_purchase_order("rsv_x")),
+]
+
+
+# Ids that cannot be ours name nothing: the resource's NotFound, as HTTP's 404.
+MALFORMED_IDS: list[tuple[str, Callable[[Engine], object], type[EarmarkError]]] = [
+    ("receive transfer bad id", lambda e: e.receive_transfer("trf_x", 1), TransferNotFound),
+    (
+        "receive transfer foreign",
+        lambda e: e.receive_transfer(f"trf_{'0' * 24}_999", 1),
+        TransferNotFound,
+    ),
+    ("get transfer bad id", lambda e: e.get_transfer("nope"), TransferNotFound),
+    ("return bad id", lambda e: e.receive_return("nope", "A", 1), ReservationNotFound),
+    (
+        "po receive bad id",
+        lambda e: e.receive_purchase_order("po_x", [("A", 1)]),
+        PurchaseOrderNotFound,
+    ),
+    (
+        "po receive foreign",
+        lambda e: e.receive_purchase_order(f"po_{'0' * 24}_999", [("A", 1)]),
+        PurchaseOrderNotFound,
+    ),
+    ("po get bad id", lambda e: e.get_purchase_order("rsv_x"), PurchaseOrderNotFound),
 ]
 
 
@@ -801,6 +842,19 @@ def test_bad_input_is_refused_and_writes_nothing(
     with pytest.raises(InvalidRequest) as refused:
         request_(engine)
     assert refused.value.code == "invalid_request"
+    assert snapshot(engine, ("A", "default"), ("A", "b")) == before
+
+
+@pytest.mark.parametrize(
+    ("name", "request_", "error"), MALFORMED_IDS, ids=[b[0] for b in MALFORMED_IDS]
+)
+def test_a_malformed_id_is_not_found_and_writes_nothing(
+    name: str, request_: Callable[[Engine], object], error: type[EarmarkError], engine: Engine
+) -> None:
+    engine.receive("A", 5)
+    before = snapshot(engine, ("A", "default"), ("A", "b"))
+    with pytest.raises(error):
+        request_(engine)
     assert snapshot(engine, ("A", "default"), ("A", "b")) == before
 
 
@@ -833,13 +887,13 @@ def test_every_lifecycle_call_keeps_its_keys_in_one_slot(request: pytest.Fixture
     for sku in skus:
         engine.receive(sku, 10, idempotency_key=f"r{sku}")
         engine.locations(sku)
-        engine.sku_stock(sku)
+        engine.stock(sku)
         sent = engine.transfer(sku, 2, "default", "b", idempotency_key=f"t{sku}")
         engine.receive_transfer(sent.id, 2, idempotency_key=f"rt{sku}")
         engine.get_transfer(sent.id)
         engine.damage(sku, 1, "x", idempotency_key=f"d{sku}")
         engine.write_off(sku, 1, "x", source="damaged", idempotency_key=f"w{sku}")
-        engine.count(sku, 5, engine.stock(sku).version, idempotency_key=f"c{sku}")
+        engine.count(sku, 5, level_of(engine, sku).version, idempotency_key=f"c{sku}")
     held = engine.reserve([(sku, 1) for sku in skus], idempotency_key="cart")
     engine.commit(held.id)
     engine.ship(held.id)
@@ -863,7 +917,7 @@ async def test_the_async_engine_covers_every_lifecycle_operation() -> None:
         assert (await engine.receive_transfer(sent.id, 3)).status == "received"
         assert (await engine.get_transfer(sent.id)).qty_received == 3
         assert [x.location for x in await engine.locations("A")] == ["b", "default"]
-        assert (await engine.sku_stock("A")).on_hand == 10
+        assert (await engine.stock("A")).on_hand == 10
         held = await engine.reserve([("A", 2)], idempotency_key="sale")
         await engine.commit(held.id)
         await engine.ship(held.id)
@@ -871,7 +925,7 @@ async def test_the_async_engine_covers_every_lifecycle_operation() -> None:
         assert (await engine.dispose_returned("A", 1, "restock")).returned == 1
         assert (await engine.damage("A", 1, "x")).damaged == 1
         assert (await engine.write_off("A", 1, "x", source="damaged")).written_off == 1
-        version = (await engine.stock("A")).version
+        version = (await alevel_of(engine, "A")).version
         assert (await engine.count("A", 4, version)).delta == -1
         po = await engine.create_purchase_order(
             [("A", 2), ("B", 2)], supplier="S", expected_date="2026-01-01", idempotency_key="p"
@@ -895,7 +949,7 @@ async def test_the_flusher_records_every_lifecycle_event(
         await engine.damage(sku, 1, "x")
         await engine.write_off(sku, 1, "x", source="damaged")
         await engine.receive(sku, 1, location="b")
-        version = (await engine.stock(sku, "b")).version
+        version = (await alevel_of(engine, sku, "b")).version
         await engine.count(sku, 2, version - 1, location="b")
     held = await engine.reserve([(sku, 2) for sku in skus], idempotency_key="sale")
     await engine.commit(held.id)

@@ -33,12 +33,14 @@ from earmark import (
     ReservationExpired,
     ReservationNotHeld,
     ReservationReleased,
+    SkuNotFound,
     WouldOversell,
 )
 from earmark.errors import (
     InsufficientUnits,
     PurchaseOrderClosed,
     ReturnExceedsShipped,
+    StaleCount,
     TransferAlreadyReceived,
 )
 from tests.support.model import Hold, Order, StockModel, Where, machine_engine
@@ -85,6 +87,7 @@ class LifecycleMachine(RuleBasedStateMachine):
         self.keys = 0
         self.kind = "start"
         self.network_sum = 0
+        self.counted_version: dict[Where, int] = {}  # of the last applied count
 
     def teardown(self) -> None:
         self.engine.close()
@@ -145,7 +148,12 @@ class LifecycleMachine(RuleBasedStateMachine):
         try:
             ttl += self.clock.ttl_extra_seconds
             held = self.engine.reserve(lines, idempotency_key=self.key(), ttl_seconds=ttl)
+        except SkuNotFound as unknown:
+            lines_named = {(x["sku"], x["location"]) for x in unknown.details["lines"]}
+            assert lines_named == m.never_stocked(short) != set()
+            return "refused"
         except InsufficientStock as refused:
+            assert not m.never_stocked(short)
             assert {(s.sku, s.location) for s in refused.shortfalls} == short
             return "refused"
         assert not short
@@ -411,7 +419,11 @@ class LifecycleMachine(RuleBasedStateMachine):
         sku, loc, version, on_hand_then = seen
         where = (sku, loc)
         delta = counted - on_hand_then
-        refusal = InsufficientOnHand if m.stock[where]["on_hand"] + delta < 0 else None
+        refusal: type[Exception] | None = None
+        if version <= self.counted_version.get(where, -1):
+            refusal = StaleCount  # a later read of this shelf was counted already
+        elif m.stock[where]["on_hand"] + delta < 0:
+            refusal = InsufficientOnHand
         result = expect(
             refusal,
             lambda: self.engine.count(
@@ -425,6 +437,7 @@ class LifecycleMachine(RuleBasedStateMachine):
             m.exposed |= result.exposure > 0
             m.move(where, on_hand=delta)
             m.came_in[sku] += delta
+            self.counted_version[where] = version
 
     # -- purchase orders ------------------------------------------------------------------
 

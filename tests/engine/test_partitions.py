@@ -5,6 +5,7 @@ Runs on fakeredis, one real redis-server and a real 3-master Redis Cluster."""
 from __future__ import annotations
 
 import secrets
+import zlib
 from collections.abc import Generator
 from typing import Any
 
@@ -15,12 +16,14 @@ from earmark import (
     Engine,
     IdempotencyConflict,
     InsufficientStock,
+    NotOwner,
     ReservationExpired,
     ReservationReleased,
 )
+from earmark.engine.ops.base import DEFAULT_ACTOR
 from earmark.engine.ops.parts import Part
 from earmark.engine.replies import script_reply
-from earmark.keys import partition_of
+from earmark.keys import idempotency_digest, partition_of
 from tests.support.backends import Backend
 
 PARTITIONS = 4
@@ -72,10 +75,43 @@ def test_a_refusal_in_one_partition_leaves_no_hold_in_any(multi: Engine) -> None
         (c, 12, 10),
     }
     assert all(reserved == 0 for _, reserved, _ in buckets(multi).values())
-    # The replay is refused the same way and still leaves nothing held.
+    # The retry is evaluated again: refused the same way, still nothing held.
     with pytest.raises(InsufficientStock):
         multi.reserve([(a, 1), (b, 11), (c, 12)], idempotency_key="too-much")
     assert all(reserved == 0 for _, reserved, _ in buckets(multi).values())
+
+
+def test_a_refused_cart_across_partitions_binds_nothing_to_its_key(multi: Engine) -> None:
+    """The parts held before the refusal were rolled back and the key's home claim is
+    undone: a retry once stock frees is a new reservation with every line (not the
+    rolled-back part replayed), and the key may carry another cart."""
+    a, b, c, _ = spread_skus(PARTITIONS)
+    with pytest.raises(InsufficientStock):
+        multi.reserve([(a, 1), (b, 11)], idempotency_key="retry")
+    multi.receive(b, 5)
+    held = multi.reserve([(a, 1), (b, 11)], idempotency_key="retry")
+    assert held.status == "held" and not held.replayed
+    assert {(x.sku, x.qty) for x in held.lines} == {(a, 1), (b, 11)}
+    assert multi.get_reservation(held.id).status == "held"
+    assert (buckets(multi)[a], buckets(multi)[b]) == ((10, 1, 0), (15, 11, 0))
+    assert multi.reserve([(a, 1), (b, 11)], idempotency_key="retry") == held
+    # A one-partition cart outside the key's home partition goes through the home claim
+    # too; its refusal leaves the key free for another request.
+    key = key_homed_outside(partition_of(c, PARTITIONS))
+    with pytest.raises(InsufficientStock):
+        multi.reserve([(c, 99)], idempotency_key=key)
+    assert multi.reserve([(c, 1)], idempotency_key=key).lines[0].sku == c
+
+
+def key_homed_outside(partition: int) -> str:
+    """An idempotency key (of the default actor) whose home record is in another
+    partition, so a request in ``partition`` claims it there first."""
+    for i in range(1000):
+        key = f"key-{i}"
+        digest = idempotency_digest(DEFAULT_ACTOR, key)
+        if zlib.crc32(digest.encode()) % PARTITIONS != partition:
+            return key
+    raise AssertionError("no such key")
 
 
 def test_commit_release_extend_ship_across_partitions(multi: Engine) -> None:
@@ -89,6 +125,17 @@ def test_commit_release_extend_ship_across_partitions(multi: Engine) -> None:
     assert multi.release(second.id).status == "released"
     assert multi.ship(first.id).status == "shipped"
     assert buckets(multi) == {a: (9, 0, 0), b: (8, 0, 0), c: (10, 0, 0), d: (10, 0, 0)}
+
+
+def test_owner_only_refuses_another_actors_cart_across_partitions(multi: Engine) -> None:
+    a, b, *_ = spread_skus(PARTITIONS)
+    held = multi.reserve([(a, 1), (b, 2)], idempotency_key="own", actor="shop-1")
+    with pytest.raises(NotOwner):
+        multi.commit(held.id, actor="shop-2", owner_only=True, idempotency_key="steal")
+    with pytest.raises(NotOwner):
+        multi.release(held.id, actor="shop-2", owner_only=True)
+    assert multi.get_reservation(held.id).status == "held"  # nothing pinned, nothing freed
+    assert multi.commit(held.id, actor="shop-1", owner_only=True).status == "committed"
 
 
 def test_a_cart_whose_holds_expired_is_never_committed(backend: Backend, multi: Engine) -> None:

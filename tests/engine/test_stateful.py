@@ -26,6 +26,7 @@ from earmark import (
     ReservationExpired,
     ReservationNotHeld,
     ReservationReleased,
+    SkuNotFound,
     WouldOversell,
     limits,
 )
@@ -92,7 +93,12 @@ class EngineMachine(RuleBasedStateMachine):
             held = self.engine.reserve(
                 list(cart.items()), idempotency_key=self.key(), ttl_seconds=ttl
             )
+        except SkuNotFound as unknown:
+            named = {(x["sku"], x["location"]) for x in unknown.details["lines"]}
+            assert named == m.never_stocked({at(sku) for sku in short}) != set()
+            return "refused"
         except InsufficientStock as refused:
+            assert not m.never_stocked({at(sku) for sku in short})
             assert {s.sku for s in refused.shortfalls} == short
             for s in refused.shortfalls:
                 assert s.available == max(m.available(at(s.sku)), 0)

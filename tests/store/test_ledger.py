@@ -5,8 +5,10 @@ and every process restart is a Redis loss that rebuild repairs."""
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import sqlite3
+import threading
 from pathlib import Path
 
 import fakeredis
@@ -24,7 +26,7 @@ from earmark.store.ledger import (
     open_ledger,
 )
 from earmark.store.sqlite import SqliteLedger
-from tests.support.backends import fresh_prefix
+from tests.support.backends import alevel_of, fresh_prefix
 from tests.support.durable import ALL_MIGRATIONS, caught_up, eventually, raw_levels, recorded_levels
 
 RID = "rsv_" + "0" * 24 + "_0-1"
@@ -162,7 +164,7 @@ async def test_a_restarted_embedded_store_is_rebuilt_from_its_sqlite_file(
         await after.receive("A", 1)
     report = await rebuild(after, ledger)
     assert (report.partitions, report.units_released) == (2, 1)
-    level = await after.stock("A")
+    level = await alevel_of(after, "A")
     assert (level.on_hand, level.reserved, level.committed) == (10, 0, 4)
     assert (await after.ship(committed.id)).status == "shipped"
     verified = await verify(after, ledger)
@@ -224,7 +226,7 @@ async def test_the_service_rebuilds_an_embedded_store_at_start_and_flushes_in_pr
     await engine.start(initialize=initialize)
     assert engine.state is not None
     assert engine.state.ready
-    level = await engine.stock("A")
+    level = await alevel_of(engine, "A")
     assert (level.on_hand, level.committed) == (5, 2)
     await restarted.start(engine)
     lag_source = restarted.lag_source()
@@ -253,3 +255,24 @@ def test_every_restore_call_stays_in_its_partitions_slot() -> None:
         for call in restore.calls():
             assert call.script == "restore_stock"
             assert len({key_slot(k.encode()) for k in call.keys}) == 1
+
+
+async def test_the_sqlite_record_answers_while_the_default_executor_is_busy(
+    sqlite_url: str,
+) -> None:
+    """The embedded record runs on its own thread: with every thread of the event loop's
+    default executor blocked (webhook DNS lookups that hang for seconds do this), the
+    record still answers at once instead of queueing behind them."""
+    loop = asyncio.get_running_loop()
+    await migrate(sqlite_url)
+    ledger = SqliteLedger.from_url(sqlite_url)
+    blocked = threading.Event()
+    workers = min(32, (os.cpu_count() or 1) + 4)  # ThreadPoolExecutor's default size
+    hogs = [loop.run_in_executor(None, blocked.wait, 30) for _ in range(workers + 2)]
+    try:
+        async with asyncio.timeout(5):
+            assert await ledger.api_keys() == []
+    finally:
+        blocked.set()
+        await asyncio.gather(*hogs)
+        await ledger.close()

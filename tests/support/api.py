@@ -6,6 +6,7 @@ shutdown are exercised exactly as under uvicorn.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -42,15 +43,37 @@ def make_settings(**overrides: Any) -> Settings:
     return Settings.model_validate({**values, **overrides})
 
 
+async def with_idempotency_key(request: httpx.Request) -> None:
+    """Every POST changes stock and needs an Idempotency-Key: the test clients send a fresh
+    one with each POST that names none, as a well-behaved client does (a retry reuses
+    its key; each of these requests is a new one). ``Api.bare`` clients send only what
+    the test gives."""
+    if request.method == "POST" and "idempotency-key" not in request.headers:
+        request.headers["Idempotency-Key"] = f"test-{uuid.uuid4().hex}"
+
+
+def with_idempotency_key_sync(request: httpx.Request) -> None:
+    """``with_idempotency_key`` for a blocking ``httpx.Client``."""
+    if request.method == "POST" and "idempotency-key" not in request.headers:
+        request.headers["Idempotency-Key"] = f"test-{uuid.uuid4().hex}"
+
+
+KEYED_HOOKS: dict[str, list[Any]] = {"request": [with_idempotency_key]}
+KEYED_SYNC_HOOKS: dict[str, list[Any]] = {"request": [with_idempotency_key_sync]}
+
+
 @dataclass
 class Api:
-    """One app on one fakeredis, with a client per API key (``anon`` sends none)."""
+    """One app on one fakeredis, with a client per API key (``anon`` sends none). The
+    clients add an Idempotency-Key to POSTs that lack one; ``bare`` has the same clients
+    without that."""
 
     app: FastAPI
     engine: AsyncEngine
     durable: DurableService
     clients: dict[str, httpx.AsyncClient] = field(default_factory=dict)
     tokens: dict[str, str] = field(default_factory=dict)
+    bare: dict[str, httpx.AsyncClient] = field(default_factory=dict)
 
     def __getattr__(self, name: str) -> httpx.AsyncClient:
         try:
@@ -108,10 +131,13 @@ async def open_api(
             for name in [*tokens, "anon"]:
                 headers = {"Authorization": f"Bearer {tokens[name]}"} if name in tokens else {}
                 api.clients[name] = httpx.AsyncClient(
+                    transport=transport, base_url=BASE_URL, headers=headers, event_hooks=KEYED_HOOKS
+                )
+                api.bare[name] = httpx.AsyncClient(
                     transport=transport, base_url=BASE_URL, headers=headers
                 )
             yield api
-            for client in api.clients.values():
+            for client in [*api.clients.values(), *api.bare.values()]:
                 await client.aclose()
     finally:
         await engine.close()

@@ -15,7 +15,7 @@ import fakeredis
 import pytest
 import time_machine
 
-from earmark import Engine, EngineConfig
+from earmark import AsyncEngine, Engine, EngineConfig, StockLevel
 from tests.support.servers import RedisCluster, RedisServer, ServerUnavailable, unavailable
 
 BACKENDS = ["fake", "redis", pytest.param("cluster", marks=pytest.mark.cluster)]
@@ -114,6 +114,15 @@ def fake_engine(request: pytest.FixtureRequest) -> Engine:
 def clock(backend: Backend) -> Callable[[float], None]:
     backend.freeze()
     return backend.advance
+
+
+def level_of(engine: Engine, sku: str, location: str = "default") -> StockLevel:
+    """One (sku, location)'s buckets and version (``Engine.stock`` answers the network)."""
+    return engine.stock(sku, location).locations[0]
+
+
+async def alevel_of(engine: AsyncEngine, sku: str, location: str = "default") -> StockLevel:
+    return (await engine.stock(sku, location)).locations[0]
 
 
 def stream_lengths(engine: Engine) -> list[int]:

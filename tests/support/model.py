@@ -49,6 +49,7 @@ class StockModel:
     transfers: dict[str, tuple[str, str, str, int, int | None]] = field(default_factory=dict)
     orders: dict[str, Order] = field(default_factory=dict)
     exposed: bool = False  # a forced decrease may leave available below zero
+    stocked: set[str] = field(default_factory=set)  # SKUs with a stock record somewhere
 
     def __post_init__(self) -> None:
         for where in self.places:
@@ -67,11 +68,17 @@ class StockModel:
             h.lines.get(where, 0) for rid, h in self.holds.items() if self.status(rid) == "held"
         )
 
+    def never_stocked(self, places: set[Where]) -> set[Where]:
+        """The places whose SKU has no stock record anywhere (reserve: SkuNotFound)."""
+        return {where for where in places if where[0] not in self.stocked}
+
     def available(self, where: Where) -> int:
         s = self.stock[where]
         return s["on_hand"] - self.reserved(where) - s["committed"]
 
     def move(self, where: Where, **deltas: int) -> None:
+        """A change the engine accepted (it indexes the place: the SKU is known)."""
+        self.stocked.add(where[0])
         for bucket, units in deltas.items():
             self.stock[where][bucket] += units
 

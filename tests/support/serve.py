@@ -1,4 +1,5 @@
-"""``earmark serve`` as a subprocess for the tests that need a real server process."""
+"""``earmark serve`` as a real process on a free loopback port, for the tests that need
+the real server (uvicorn, its protocol, its memory): end to end, hostile clients."""
 
 from __future__ import annotations
 
@@ -72,3 +73,10 @@ class Serve:
         out = self.output()
         clean = "Application shutdown complete" in out and "Traceback" not in out
         return code in STOPPED_CLEANLY and clean
+
+    def rss_bytes(self) -> int:
+        """The server process's resident set size now (/proc/<pid>/status, VmRSS)."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise AssertionError("no VmRSS in /proc status")

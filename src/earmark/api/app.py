@@ -28,7 +28,8 @@ from fastapi import FastAPI
 
 from earmark import apikeys
 from earmark.api import problems, responses
-from earmark.api.auth import Authenticator
+from earmark.api.auth import Authenticator, AuthMode
+from earmark.api.guard import Limits, RequestGuard
 from earmark.api.hooks import DurableRecord, durable_record_for
 from earmark.api.metrics import LatencyMiddleware, Metrics
 from earmark.api.routes import ROUTERS
@@ -46,10 +47,14 @@ Every error is `application/problem+json` (RFC 9457) with a stable `code`.
 Send `Authorization: Bearer <token>` (from `earmark keys create`); scopes: `read`
 (every GET), `reserve` (reserve, commit, release, extend) and `stock` (receipts,
 adjustments, ship, and the stock lifecycle: transfers, returns, damage, write-offs,
-counts, purchase orders; webhook endpoints). Writes record the key's name as actor.
+counts, purchase orders; webhook endpoints). Writes record the key's name as actor. A
+reservation belongs to the key that created it: commit, release and extend by another key
+are 403 `not_owner` unless that key has the `stock` scope.
 Webhooks (`/v1/webhooks`) are signed per Standard Webhooks; see docs/webhooks.md.
-Every POST accepts an `Idempotency-Key`: a replay returns the original status and body;
-the same key with another body is 422 `idempotency_conflict`.
+Every POST changes stock and requires an `Idempotency-Key` (400
+`idempotency_key_required` without one): a replay of a success returns the original status
+and body with `Idempotent-Replayed: true`; the same key with another body is 422
+`idempotency_conflict`; a refusal is not stored, so a retry is evaluated again.
 """
 
 EMBEDDED_BANNER = """\
@@ -86,22 +91,40 @@ def build_engine(settings: Settings) -> AsyncEngine:
     return AsyncEngine.from_url(settings.redis_url, config, cluster=settings.redis_cluster)
 
 
-def auth_off_message(settings: Settings) -> str:
-    return (
-        f"AUTH IS OFF: no API key exists, so every request acts as {apikeys.ANONYMOUS!r} "
-        "with every scope. Allowed only on a loopback address; create a key with "
-        "`earmark keys create NAME --scopes read,reserve,stock`."
-    )
+CREATE_KEY = "`earmark keys create NAME --scopes read,reserve,stock`"
+
+NO_AUTH_MESSAGE = (
+    f"AUTH IS OFF (earmark serve --no-auth): every request acts as {apikeys.ANONYMOUS!r} "
+    "with every scope, API keys or not. Loopback only; restart without --no-auth to "
+    "require tokens."
+)
+FIRST_RUN_MESSAGE = (
+    f"AUTH IS OFF (embedded first run): no API key exists, so every request acts as "
+    f"{apikeys.ANONYMOUS!r} with every scope, on this loopback address only. To turn auth "
+    f"on, create a key with {CREATE_KEY} (it is kept in EARMARK_DATABASE_URL, which this "
+    "server reads): once a key exists, every request needs a token until a restart."
+)
+NO_KEYS_MESSAGE = (
+    f"no API key exists: every request is refused (401) until one is created with "
+    f"{CREATE_KEY}. To serve without auth on this machine, restart with "
+    "`earmark serve --no-auth` (loopback only)."
+)
 
 
 def refuse_open_bind(settings: Settings) -> None:
-    """Bound beyond loopback without any API key: refuse rather than serve everyone."""
-    if not is_loopback(settings.host):
+    """Beyond loopback, a server must require tokens and have a key to accept."""
+    if is_loopback(settings.host):
+        return
+    if settings.no_auth:
         raise StartupRefused(
-            f"refusing to serve on {settings.host} without API keys: anyone could write "
-            "stock. Create one with `earmark keys create NAME --scopes read,reserve,stock` "
-            "(needs EARMARK_REDIS_URL), or bind to 127.0.0.1."
+            f"refusing to serve on {settings.host} with --no-auth: anyone could write "
+            "stock. --no-auth is for a loopback address (127.0.0.1) only."
         )
+    raise StartupRefused(
+        f"refusing to serve on {settings.host} without API keys: no client could "
+        f"authenticate (and an embedded store would run with auth off). Create one with "
+        f"{CREATE_KEY}, or bind to 127.0.0.1."
+    )
 
 
 async def no_keys() -> list[ApiKey]:
@@ -110,13 +133,22 @@ async def no_keys() -> list[ApiKey]:
 
 
 async def start_auth(durable: DurableRecord | None, settings: Settings) -> Authenticator:
+    """Decides, once, whether tokens are required (``AuthMode``) and says so loudly when
+    they are not. Open is never a state the server drifts into later. The keys are the
+    durable record's."""
     source = no_keys if durable is None else durable.api_keys
-    authenticator = Authenticator(
-        source, settings.api_key_cache_seconds, open_when_empty=is_loopback(settings.host)
-    )
-    if not await authenticator.refresh():
+    authenticator = Authenticator(source, settings.api_key_cache_seconds, AuthMode.REQUIRED)
+    if settings.no_auth:
         refuse_open_bind(settings)
-        log.warning(auth_off_message(settings))
+        log.warning(NO_AUTH_MESSAGE)
+        authenticator.mode = AuthMode.OFF
+    elif not await authenticator.refresh():
+        refuse_open_bind(settings)
+        if settings.embedded:
+            log.warning(FIRST_RUN_MESSAGE)
+            authenticator.mode = AuthMode.UNTIL_FIRST_KEY
+        else:
+            log.warning(NO_KEYS_MESSAGE)
     return authenticator
 
 
@@ -192,7 +224,13 @@ def create_app(
     app.state.durable = durable  # GET /v1/ledger reads through it
     for router in ROUTERS:
         app.include_router(router)
-    app.add_middleware(LatencyMiddleware, metrics=metrics)
+    limits = Limits(
+        max_body_bytes=settings.max_body_bytes,
+        max_concurrent_requests=settings.max_concurrent_requests,
+        request_timeout_seconds=settings.request_timeout_seconds,
+    )
+    app.add_middleware(RequestGuard, state=app.state, limits=limits)
+    app.add_middleware(LatencyMiddleware, metrics=metrics)  # outermost: refusals count too
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -4,11 +4,16 @@ process.
 Each process keeps the table ``sha256(token) -> principal`` and reloads it when it is
 older than ``api_key_cache_seconds``, so a request costs no round trip for auth and a
 revoked key stops working within that many seconds.
+
+Whether tokens are required is decided once, at start-up (``AuthMode``), never by what
+the table holds later: an empty table (every key revoked, or the record unreachable at
+start) means nobody is authorized, not that auth is off.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -20,21 +25,29 @@ from earmark.errors import LedgerUnavailable
 
 KeySource = Callable[[], Awaitable[list[ApiKey]]]
 
-log = logging.getLogger("earmark.api")
+log = logging.getLogger("earmark")
+
+
+class AuthMode(enum.Enum):
+    """How a server treats requests; chosen at start-up (``earmark.api.app.start_auth``)."""
+
+    # Every request needs a valid token, until the process ends.
+    REQUIRED = "required"
+    # ``earmark serve --no-auth``: every request acts as ``anonymous`` with every scope;
+    # loopback only, chosen explicitly by the operator.
+    OFF = "off"
+    # The embedded first run (no key exists at start): open like OFF until the first key
+    # appears, then REQUIRED for good (auth only ever closes by itself, never opens).
+    UNTIL_FIRST_KEY = "until_first_key"
 
 
 class Authenticator:
-    """Resolves a bearer token to a principal.
+    """Resolves a bearer token to a principal, under the mode chosen at start-up."""
 
-    ``open_when_empty``: while no key exists at all, every request acts as ``anonymous``
-    with every scope (development on a loopback address). As soon as one key exists,
-    tokens are required.
-    """
-
-    def __init__(self, keys: KeySource, cache_seconds: float, *, open_when_empty: bool):
+    def __init__(self, keys: KeySource, cache_seconds: float, mode: AuthMode):
         self.keys = keys
         self.cache_seconds = cache_seconds
-        self.open_when_empty = open_when_empty
+        self.mode = mode
         self._table: dict[str, Principal] = {}
         self._loaded_at = -float("inf")
         self._lock = asyncio.Lock()
@@ -62,9 +75,17 @@ class Authenticator:
         return self._table
 
     async def authenticate(self, token: str | None) -> Principal:
-        table = await self.table()
-        if not table and self.open_when_empty:
+        if self.mode is AuthMode.OFF:
             return ANONYMOUS_PRINCIPAL
+        table = await self.table()
+        if self.mode is AuthMode.UNTIL_FIRST_KEY:
+            if not table:
+                return ANONYMOUS_PRINCIPAL
+            self.mode = AuthMode.REQUIRED
+            log.warning(
+                "an API key exists now: every request needs a token from here on "
+                "(auth stays on until a restart, even if the key is revoked)"
+            )
         if not token:
             raise Unauthorized("send an API key as 'Authorization: Bearer <token>'")
         principal = table.get(apikeys.token_sha256(token))

@@ -9,6 +9,7 @@ a pure function of the error, so a replayed request gets the same status and bod
 from __future__ import annotations
 
 import logging
+import typing
 from http import HTTPStatus
 from typing import Any
 
@@ -36,6 +37,15 @@ class MalformedJson(EarmarkError):
     title = "The request body is not valid JSON"
 
 
+class UnsupportedMediaType(EarmarkError):
+    """A body was sent with a Content-Type other than JSON (``curl -d`` sends form
+    encoding): the body is not read as JSON, so say which header to send."""
+
+    code = "unsupported_media_type"
+    http_status = 415
+    title = "The request body must be JSON"
+
+
 class IdempotencyKeyRequired(EarmarkError):
     code = "idempotency_key_required"
     http_status = 400
@@ -56,6 +66,42 @@ class Forbidden(EarmarkError):
     code = "forbidden"
     http_status = 403
     title = "The API key lacks the scope for this operation"
+
+
+class BodyTooLarge(EarmarkError):
+    """The body is larger than ``EARMARK_MAX_BODY_BYTES``; refused before it is read (by
+    ``Content-Length``) or as soon as a chunked body passes the bound."""
+
+    code = "body_too_large"
+    http_status = 413
+    title = "The request body is too large"
+
+
+class HeadersTooLarge(EarmarkError):
+    """The request line and headers are larger than ``EARMARK_MAX_HEADER_BYTES``
+    (answered by the HTTP protocol, ``earmark.api.protocol``, before the app runs)."""
+
+    code = "headers_too_large"
+    http_status = 431
+    title = "The request headers are too large"
+
+
+class RequestTimeout(EarmarkError):
+    """The headers or the body did not arrive within ``EARMARK_REQUEST_TIMEOUT_SECONDS``:
+    a slow client cannot hold a connection."""
+
+    code = "request_timeout"
+    http_status = 408
+    title = "The request did not arrive in time"
+
+
+class Overloaded(EarmarkError):
+    """More requests are in flight than ``EARMARK_MAX_CONCURRENT_REQUESTS``; retry after
+    ``Retry-After`` seconds."""
+
+    code = "overloaded"
+    http_status = 503
+    title = "The service is handling too many requests"
 
 
 class RouteNotFound(EarmarkError):
@@ -135,17 +181,67 @@ def error_response(error: EarmarkError, instance: str | None = None) -> Response
     return problem(error.code, error.message, instance=instance, headers=headers or None, **details)
 
 
+# What pydantic says when the whole body is not an object (FastAPI hands it the raw bytes
+# when the Content-Type is not JSON).
+NOT_AN_OBJECT = frozenset({"model_attributes_type", "model_type", "dict_type"})
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+def body_model(request: Request) -> type[BaseModel] | None:
+    """The request body model of the route that answered, if it takes one."""
+    field = getattr(request.scope.get("route"), "body_field", None)
+    annotation = getattr(getattr(field, "field_info", None), "annotation", None)
+    for candidate in typing.get_args(annotation) or (annotation,):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+def _missing_body(request: Request, path: str) -> Response:
+    """No body where one is required: name the fields it needs."""
+    model = body_model(request)
+    fields = model.model_fields if model is not None else {}
+    required = [name for name, info in fields.items() if info.is_required()]
+    named = [f"{name} (required)" if name in required else name for name in fields]
+    detail = "this request needs a JSON body (Content-Type: application/json)"
+    if named:
+        detail += " with " + ", ".join(named)
+    return problem(InvalidRequest.code, detail, instance=path, required=required)
+
+
 def _validation_problem(request: Request, exc: RequestValidationError) -> Response:
     errors = exc.errors()
     path = request.url.path
     if any(e.get("type") == "json_invalid" for e in errors):
         detail = "the request body is not valid JSON"
         return problem(MalformedJson.code, detail, instance=path)
+    content_type = request.headers.get("content-type", "")
+    whole_body = [e for e in errors if tuple(e.get("loc", ())) == ("body",)]
+    # A union body (replay: after_seq | since) reports one "not an object" per member, at
+    # ("body", member); a plain model reports it at ("body",).
+    not_objects = [
+        e for e in errors if e.get("type") in NOT_AN_OBJECT and len(e.get("loc", ())) <= 2
+    ]
+    not_json = bool(content_type) and not _is_json(content_type)
+    if not_json and any(tuple(e.get("loc", ()))[:1] == ("body",) for e in not_objects):
+        detail = (
+            f"the body was sent as {content_type}; send it as JSON with "
+            "'Content-Type: application/json'"
+        )
+        return problem(UnsupportedMediaType.code, detail, instance=path)
     for e in errors:
         loc = e.get("loc", ())
         if e.get("type") == "missing" and [str(x).lower() for x in loc] == IDEMPOTENCY_LOC:
             detail = "this request needs an Idempotency-Key header"
             return problem(IdempotencyKeyRequired.code, detail, instance=path)
+    if any(e.get("type") == "missing" for e in whole_body):
+        return _missing_body(request, path)
     members = [
         {
             "loc": [str(part) for part in e.get("loc", ())],

@@ -22,10 +22,15 @@ from starlette.routing import BaseRoute
 from earmark.api.deps import BEARER_SCHEME
 from earmark.api.problems import (
     PROBLEM_MEDIA_TYPE,
+    BodyTooLarge,
     Forbidden,
+    HeadersTooLarge,
     IdempotencyKeyRequired,
     MalformedJson,
+    Overloaded,
+    RequestTimeout,
     Unauthorized,
+    UnsupportedMediaType,
 )
 from earmark.api.schemas import (
     InsufficientStockProblem,
@@ -46,11 +51,22 @@ from earmark.errors import (
 
 JSON = "application/json"
 
-# Every route can answer these; writes also these; authenticated routes also these.
-ANY_ROUTE: tuple[type[EarmarkError], ...] = (InvalidRequest, StoreNotReady, StoreUnavailable)
-WRITES: tuple[type[EarmarkError], ...] = (MalformedJson, IdempotencyConflict)
-AUTHENTICATED: tuple[type[EarmarkError], ...] = (Unauthorized, Forbidden)
-REQUIRED_KEY: tuple[type[EarmarkError], ...] = (IdempotencyKeyRequired,)
+# Any request can be refused for its size or its slowness (earmark.api.guard, .protocol);
+# every route can answer these too; writes also these; authenticated routes also these.
+TRANSPORT: tuple[type[EarmarkError], ...] = (BodyTooLarge, HeadersTooLarge, RequestTimeout)
+ANY_ROUTE: tuple[type[EarmarkError], ...] = (
+    *TRANSPORT,
+    InvalidRequest,
+    StoreNotReady,
+    StoreUnavailable,
+)
+WRITES: tuple[type[EarmarkError], ...] = (
+    MalformedJson,
+    UnsupportedMediaType,
+    IdempotencyConflict,
+    IdempotencyKeyRequired,
+)
+AUTHENTICATED: tuple[type[EarmarkError], ...] = (Unauthorized, Forbidden, Overloaded)
 
 # The problem body of an error with members of its own (by class, subclasses included).
 PROBLEM_MODELS: dict[type[EarmarkError], type[Problem]] = {
@@ -60,9 +76,22 @@ PROBLEM_MODELS: dict[type[EarmarkError], type[Problem]] = {
 }
 
 
+# Sent with a response that replays a stored success (the same Idempotency-Key and body as
+# an earlier request): the body and status are the original's, nothing was executed again.
+REPLAYED_HEADER = "Idempotent-Replayed"
+REPLAYED_DOC = {
+    "description": "`true` when this is the stored response of an earlier request with the "
+    "same Idempotency-Key and body (nothing was executed again); absent otherwise",
+    "schema": {"type": "string", "enum": ["true"]},
+}
+
+
 def model_response(
     model: BaseModel, status: int = 200, headers: dict[str, str] | None = None
 ) -> Response:
+    """``model`` as JSON; a result the engine replayed (``Frozen.replayed``) says so."""
+    if getattr(model, "replayed", False):
+        headers = {**(headers or {}), REPLAYED_HEADER: "true"}
     return Response(model.model_dump_json(), status, headers=headers, media_type=JSON)
 
 
@@ -74,12 +103,15 @@ def problem_model(error: type[EarmarkError]) -> type[Problem]:
 
 
 def problem_responses(
-    *errors: type[EarmarkError] | Iterable[type[EarmarkError]], auth: bool = True
+    *errors: type[EarmarkError] | Iterable[type[EarmarkError]],
+    auth: bool = True,
+    base: tuple[type[EarmarkError], ...] = ANY_ROUTE,
 ) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` for the errors a route can answer with (groups such as
     ``WRITES`` may be passed whole), grouped by HTTP status; each status documents its
-    codes and, when they share one, their problem body."""
-    wanted: list[type[EarmarkError]] = [*ANY_ROUTE, *(AUTHENTICATED if auth else ())]
+    codes and, when they share one, their problem body. ``base``: what every such route
+    answers (``TRANSPORT`` alone for the liveness and metrics routes)."""
+    wanted: list[type[EarmarkError]] = [*base, *(AUTHENTICATED if auth else ())]
     for item in errors:
         wanted.extend([item] if isinstance(item, type) else item)
     by_status: dict[int, list[type[EarmarkError]]] = {}
@@ -117,6 +149,10 @@ def openapi(title: str, version: str, description: str, routes: list[BaseRoute])
                 response["content"] = {PROBLEM_MEDIA_TYPE: {"schema": body}}
             if "401" in operation.get("responses", {}):
                 operation["security"] = [{BEARER_SCHEME: []}]
+            if "Idempotency-Key" in str(operation.get("parameters", [])):
+                for status, response in operation.get("responses", {}).items():
+                    if status.startswith("2"):
+                        response.setdefault("headers", {})[REPLAYED_HEADER] = REPLAYED_DOC
     components = schema.setdefault("components", {})
     for unused in ("HTTPValidationError", "ValidationError"):
         components.get("schemas", {}).pop(unused, None)

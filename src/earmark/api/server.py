@@ -1,7 +1,8 @@
 """``earmark serve``: checks that the configuration is safe, then runs uvicorn.
 
-uvicorn runs with uvloop and httptools and without the access log (each costs
-throughput; ``--access-log`` turns the log on). One worker serves the app object built
+uvicorn runs with uvloop and httptools (``earmark.api.protocol``: the request head is
+bounded in size and time) and without the access log (each costs throughput;
+``--access-log`` turns the log on). One worker serves the app object built
 here; several workers each build their own from the environment
 (``create_app_from_env``), so the settings given on the command line travel as
 ``EARMARK_*`` variables.
@@ -15,11 +16,15 @@ import logging
 import os
 from typing import Any
 
+import redis
+import redis.cluster
 import uvicorn
 import uvicorn.config
 
 from earmark.api.app import create_app, refuse_open_bind
+from earmark.api.protocol import protocol_for
 from earmark.durable import service as durable
+from earmark.engine import connect
 from earmark.errors import StartupRefused
 from earmark.settings import Settings, is_loopback
 
@@ -33,9 +38,47 @@ def log_config(level: str) -> dict[str, Any]:
     return config
 
 
+# How long serve waits for Redis at start before saying it cannot reach it.
+REDIS_PROBE_TIMEOUT_S = 5.0
+
+
 def stored_key_count(settings: Settings) -> int:
-    """API keys in the durable record."""
+    """API keys in the durable record; before that, a probe of EARMARK_REDIS_URL: a URL
+    that is not a Redis URL, or a Redis that does not answer, is ``StartupRefused`` (one
+    line, not a traceback from inside uvicorn's start-up)."""
+    probe_redis(settings)
     return len(asyncio.run(durable.api_keys_at(settings.database_url)))
+
+
+def probe_redis(settings: Settings) -> None:
+    if settings.redis_url is None:
+        return
+    where = settings.redis_description()
+    options: dict[str, Any] = {
+        "socket_connect_timeout": REDIS_PROBE_TIMEOUT_S,
+        "socket_timeout": REDIS_PROBE_TIMEOUT_S,
+    }
+    client: Any
+    try:
+        if settings.redis_cluster:
+            client = redis.cluster.RedisCluster.from_url(settings.redis_url, **options)
+        elif connect.sentinel_url(settings.redis_url) is None:
+            client = redis.Redis.from_url(settings.redis_url, **options)
+        else:  # the sentinels say where the primary is
+            client = connect.blocking_client(settings.redis_url, cluster=False, max_connections=1)
+    except ValueError as error:
+        raise StartupRefused(
+            f"EARMARK_REDIS_URL {where!r} is not a Redis URL ({error}); expected "
+            "redis://HOST:6379/0 or redis+sentinel://HOST:26379,HOST:26379/SERVICE"
+        ) from None
+    except redis.exceptions.RedisError as error:  # a cluster client connects at once
+        raise StartupRefused(f"cannot reach Redis at {where}: {error}") from None
+    try:
+        client.ping()
+    except (redis.exceptions.RedisError, OSError) as error:
+        raise StartupRefused(f"cannot reach Redis at {where}: {error}") from None
+    finally:
+        connect.close(client)
 
 
 def check_serve(settings: Settings) -> None:
@@ -45,7 +88,8 @@ def check_serve(settings: Settings) -> None:
             "the embedded store lives inside one process: several workers would each have "
             "their own stock. Use one worker, or set EARMARK_REDIS_URL."
         )
-    if not is_loopback(settings.host) and stored_key_count(settings) == 0:
+    keys = stored_key_count(settings)  # also: the Redis URL works, before uvicorn starts
+    if not is_loopback(settings.host) and (settings.no_auth or keys == 0):
         refuse_open_bind(settings)
 
 
@@ -55,7 +99,8 @@ def serve(settings: Settings, *, access_log: bool = False) -> None:
         "host": settings.host,
         "port": settings.port,
         "loop": "uvloop",
-        "http": "httptools",
+        # httptools, with the request head bounded in size and time (431, 408).
+        "http": protocol_for(settings),
         "lifespan": "on",
         "access_log": access_log,
         "log_level": settings.log_level,

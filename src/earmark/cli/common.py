@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import shlex
 import sys
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypeAlias
@@ -117,11 +119,33 @@ def default_actor() -> str:
 # -- running an operation --------------------------------------------------------------
 
 
+def idempotency_key_for(args: argparse.Namespace, command: str) -> str:
+    """The key of a write: ``--idempotency-key``, else one derived from ``--reference``
+    (the same delivery note booked twice is one receipt), else a new one. The key is
+    printed on stderr, so a command that failed or timed out can be repeated with it
+    and cannot count twice."""
+    given: str | None = args.idempotency_key
+    if given is not None:
+        return given
+    reference = str(getattr(args, "reference", "") or "")
+    key = f"{command} {reference}" if reference else f"cli-{uuid.uuid4().hex}"
+    source = "from --reference" if reference else "generated"
+    print(
+        f"earmark {command}: idempotency key {key!r} ({source}); to repeat this command "
+        f"safely, pass --idempotency-key {shlex.quote(key)}",
+        file=sys.stderr,
+    )
+    return key
+
+
 def on_engine(command: str, run: Operation) -> Handler:
     """A handler: ``run`` on the configured Redis, then its result printed. A refusal by
-    the stock's state is exit 1; bad input and an unready store go on to ``main`` (2)."""
+    the stock's state is exit 1; bad input and an unready store go on to ``main`` (2).
+    A write (a command with ``--idempotency-key``) always runs with a key."""
 
     def handler(args: argparse.Namespace, settings: Settings) -> int:
+        if hasattr(args, "idempotency_key"):
+            args.idempotency_key = idempotency_key_for(args, command)
         with sync_engine(settings, command) as engine:
             engine.start(initialize=False)
             try:
@@ -227,7 +251,8 @@ def add_who(parser: argparse.ArgumentParser, *, reason: str = "", required: bool
     parser.add_argument(
         "--idempotency-key",
         help="repeating the command with the same key returns the first result instead of "
-        "doing it twice",
+        "doing it twice (default: derived from --reference where the command has one, "
+        "else generated; printed on stderr either way)",
     )
 
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
-import uuid
 
 from earmark.cli.common import (
     NEEDS,
@@ -34,15 +32,12 @@ def add_po(subparsers: Subparsers) -> None:
 
 
 def create_po(engine: Engine, a: argparse.Namespace) -> PurchaseOrder:
-    key = a.idempotency_key or f"cli-{uuid.uuid4().hex}"
-    if a.idempotency_key is None:
-        print(f"idempotency key {key}: if this fails half way, repeat the command with "
-              f"--idempotency-key {key}", file=sys.stderr)  # fmt: skip
+    """The handler gave it a key (``idempotency_key_for``): a retry reaches the same order."""
     return engine.create_purchase_order(
         a.lines,
         supplier=a.supplier,
         expected_date=a.expected_date,
-        idempotency_key=key,
+        idempotency_key=a.idempotency_key,
         reference=a.reference,
         reason=a.reason,
         actor=a.actor,
@@ -56,7 +51,8 @@ def add_po_create(actions: Subparsers) -> None:
         "expect units from a supplier: inbound += QTY per line",
         "Create a purchase order; prints its id. An order spanning partitions is created "
         "part by part: a command that failed half way is finished by repeating it with the "
-        "same --idempotency-key (one is made up and printed when none is given).",
+        "same --idempotency-key (derived from --reference, or generated, and printed when "
+        "none is given).",
         create_po,
     )
     add_lines(parser, "units expected")

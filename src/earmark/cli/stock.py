@@ -3,7 +3,10 @@ stock, through the engine on EARMARK_REDIS_URL."""
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable
+
+from pydantic import BaseModel
 
 from earmark import limits
 from earmark.cli.common import (
@@ -15,6 +18,7 @@ from earmark.cli.common import (
     add_who,
     who,
 )
+from earmark.engine.sync_engine import Engine
 
 
 def add_stock(subparsers: Subparsers) -> None:
@@ -31,6 +35,13 @@ def add_stock(subparsers: Subparsers) -> None:
         add(actions)
 
 
+def show_stock(engine: Engine, a: argparse.Namespace) -> BaseModel:
+    """As ``GET /v1/skus/{sku}``: the network and each location, or one location's
+    buckets with its version."""
+    found = engine.stock(a.sku, a.location)
+    return found.locations[0] if a.location else found
+
+
 def add_show(actions: Subparsers) -> None:
     parser = add_action(
         actions,
@@ -38,9 +49,7 @@ def add_show(actions: Subparsers) -> None:
         "every bucket of a SKU, per location and in total",
         "Print every bucket of SKU at each of its locations and summed over them, or at "
         "--location only. VERSION is what `earmark stock count` needs.",
-        lambda engine, a: (
-            engine.stock(a.sku, a.location) if a.location else engine.sku_stock(a.sku)
-        ),
+        show_stock,
     )
     parser.add_argument("sku", metavar="SKU")
     parser.add_argument("--location", help="only this location")
@@ -138,7 +147,8 @@ def add_count(actions: Subparsers) -> None:
         "a cycle count: on_hand moves by COUNTED minus on_hand at --version",
         "Record a cycle count: read the location's VERSION first (`earmark stock show SKU "
         "--location L`), count the shelf, then run this. Sales and receipts since the read "
-        "are kept. Refused (stale_count) when the version is older than the last "
+        "are kept. Refused (stale_count) when the version is not newer than the last "
+        "applied count's, or older than the last "
         f"{limits.ONHAND_LOG_MAX} changes of on_hand: read again and recount.",
         lambda engine, a: engine.count(
             a.sku, a.counted, a.version, location=a.location, reason=a.reason, **who(a)

@@ -24,7 +24,7 @@ from earmark.engine.ops import Operations
 from earmark.engine.refusals import store_error
 from earmark.engine.scripts import load_scripts, writes
 from earmark.engine.steps import Batch, Call, Op
-from earmark.errors import EarmarkError, StoreNotReady
+from earmark.errors import EarmarkError, EngineClosed, StoreNotReady
 from earmark.keys import Keys
 
 T = TypeVar("T")
@@ -59,6 +59,7 @@ class AsyncEngine(AsyncDriver, Operations):
         self._verifications = 0
         self.state: StoreState | None = None
         self.cluster = cluster
+        self.closed = False
         # Concurrent calls share pipelines on one Redis (a cluster routes each call itself).
         self.replication = (
             Replication(self.config.min_replicas_ack, self.config.replica_ack_timeout_ms)
@@ -107,6 +108,7 @@ class AsyncEngine(AsyncDriver, Operations):
     async def start(self, *, initialize: bool = True) -> Self:
         """Loads the scripts and reads the store's partitions and generation markers
         (see ``Engine.start``)."""
+        self._check_open()
         for name, script in load_scripts().items():
             registered = self.client.register_script(script.source)
             await self.client.script_load(script.source)
@@ -115,7 +117,11 @@ class AsyncEngine(AsyncDriver, Operations):
         return self
 
     async def close(self) -> None:
-        """Closes the connections."""
+        """Closes the connections; every later call raises ``EngineClosed``. Closing twice
+        is a no-op."""
+        if self.closed:
+            return
+        self.closed = True
         for client in self._node_clients.values():
             await client.aclose()
         await connect.aclose(self.client)
@@ -133,6 +139,7 @@ class AsyncEngine(AsyncDriver, Operations):
 
     async def run(self, op: Op[T]) -> T:
         """Drives one operation: executes each step it yields and sends back the reply."""
+        self._check_open()
         async with self._slots:
             try:
                 return await self._drive(op)
@@ -159,6 +166,10 @@ class AsyncEngine(AsyncDriver, Operations):
                 raise (store_error(failure) or failure) from failure
             self._verifications += 1
         return True
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise EngineClosed("this engine was closed; create and start a new one")
 
     async def _drive(self, op: Op[T]) -> T:
         try:

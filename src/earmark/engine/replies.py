@@ -7,9 +7,10 @@ raises the error its ``error`` code names in the one outcome table (``earmark.er
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
+from pydantic import BaseModel
 
 from earmark.errors import EarmarkError
 from earmark.models import (
@@ -34,6 +35,17 @@ def script_reply(raw: Any) -> tuple[Json, bool]:
     """A write script's ``{json, replayed}`` reply."""
     result = orjson.loads(raw[0])
     return result, bool(int(raw[1]))
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def replayed(model: M, flag: bool) -> M:
+    """Marks ``model`` as a replay of a stored success when ``flag`` (``Frozen.replayed``:
+    an instance attribute outside the fields, so equality and JSON are unchanged)."""
+    if flag:
+        object.__setattr__(model, "replayed", True)
+    return model
 
 
 def raise_for_error(result: Json, subject: str = "") -> None:

@@ -23,6 +23,7 @@ from earmark.engine.ops import Operations
 from earmark.engine.refusals import store_error
 from earmark.engine.scripts import load_scripts, writes
 from earmark.engine.steps import Batch, Call, Op
+from earmark.errors import EngineClosed
 from earmark.keys import Keys
 
 T = TypeVar("T")
@@ -56,6 +57,7 @@ class Engine(SyncDriver, Operations):
         )
         self.state: StoreState | None = None
         self.cluster = cluster
+        self.closed = False
         self.url: str | None = None  # set by from_url (other clients are built from it)
         # A cluster or Sentinel client fails (rather than waits) past its connection
         # limit; bound the operations in flight instead, so callers queue.
@@ -101,6 +103,7 @@ class Engine(SyncDriver, Operations):
         ``initialize`` stamps missing markers (a new store). Pass False when a durable
         record says stock exists: a Redis without markers then stays fenced.
         """
+        self._check_open()
         for name, script in load_scripts().items():
             registered = self.client.register_script(script.source)
             self.client.script_load(script.source)
@@ -109,7 +112,12 @@ class Engine(SyncDriver, Operations):
         return self
 
     def close(self) -> None:
-        """Closes the connections."""
+        """Closes the connections; every later call raises ``EngineClosed`` (a call on a
+        closed client would reconnect silently and outlive its owner). Closing twice is a
+        no-op."""
+        if self.closed:
+            return
+        self.closed = True
         if self.cluster:
             # redis-py's RedisCluster.close() leaves the node pools' sockets open.
             for node in self.client.get_nodes():
@@ -130,11 +138,16 @@ class Engine(SyncDriver, Operations):
 
     def run(self, op: Op[T]) -> T:
         """Drives one operation: executes each step it yields and sends back the reply."""
+        self._check_open()
         with self._slots:
             try:
                 return self._drive(op)
             except redis.exceptions.RedisError as error:
                 raise (store_error(error) or error) from error
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise EngineClosed("this engine was closed; create and start a new one")
 
     def _drive(self, op: Op[T]) -> T:
         try:

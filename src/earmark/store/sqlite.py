@@ -1,7 +1,9 @@
 """The durable record in a SQLite file: the embedded default, written by the same flusher.
 
-The stdlib ``sqlite3`` module blocks, so every call runs in a worker thread
-(``asyncio.to_thread``) on one connection, one call at a time. WAL mode lets readers
+The stdlib ``sqlite3`` module blocks, so every call runs on the ledger's own worker
+thread, on one connection, one call at a time. The thread is the ledger's, not the event
+loop's default executor: slow work there (a webhook host's DNS lookup that takes
+seconds) never queues the record's reads and writes behind it. WAL mode lets readers
 (verify, an HTTP status page) read while the flusher writes; ``BEGIN IMMEDIATE`` takes
 the write lock up front so two flusher processes on one file queue instead of
 failing half way through a batch.
@@ -15,6 +17,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import orjson
@@ -178,6 +181,7 @@ class SqliteLedger:
         self.path = path
         self._db: sqlite3.Connection | None = None
         self._lock = asyncio.Lock()
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="earmark-sqlite")
 
     @classmethod
     def from_url(cls, url: str) -> SqliteLedger:
@@ -203,7 +207,7 @@ class SqliteLedger:
         database surfaces as ``LedgerUnavailable`` (retry later)."""
         async with self._lock:
             try:
-                return await asyncio.to_thread(work)
+                return await asyncio.get_running_loop().run_in_executor(self._thread, work)
             except sqlite3.OperationalError as error:
                 if "locked" in str(error) or "busy" in str(error):
                     raise LedgerUnavailable(f"SQLite busy: {error}") from error
@@ -232,7 +236,7 @@ class SqliteLedger:
         async with self._lock:
             db, self._db = self._db, None
             if db is not None:
-                await asyncio.to_thread(db.close)
+                await asyncio.get_running_loop().run_in_executor(self._thread, db.close)
 
     # -- schema and store identity -------------------------------------------------
 

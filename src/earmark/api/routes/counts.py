@@ -15,7 +15,7 @@ from earmark.api.deps import IdempotencyKey, Stocking
 from earmark.api.params import SkuPath
 from earmark.api.responses import WRITES, model_response, problem_responses
 from earmark.api.schemas import INTEGRAL, CountResult, Location, Reason, Request
-from earmark.errors import InsufficientOnHand, StaleCount
+from earmark.errors import InsufficientOnHand, ReclaimBacklog, StaleCount
 
 router = APIRouter(prefix="/v1", tags=["stock"])
 
@@ -42,16 +42,17 @@ class CountIn(Request):
 @router.post(
     "/skus/{sku}/counts",
     response_model=CountResult,
-    responses=problem_responses(WRITES, StaleCount, InsufficientOnHand),
+    responses=problem_responses(WRITES, StaleCount, InsufficientOnHand, ReclaimBacklog),
     summary="A cycle count: on_hand moves by counted minus on_hand at the version read",
 )
 async def count(
-    sku: SkuPath, body: CountIn, ctx: Stocking, idempotency_key: IdempotencyKey = None
+    sku: SkuPath, body: CountIn, ctx: Stocking, idempotency_key: IdempotencyKey
 ) -> Response:
     """Read the location's `version` (GET /v1/skus/{sku}?location=...), count the shelf,
     send both: changes since the read are kept. Never refused for overselling (it records
-    an `oversell_exposure`); 409 `stale_count` when the version is older than the last 256
-    changes of on_hand (or newer than the stock): read again and recount; 409
+    an `oversell_exposure`); 409 `stale_count` when the version is not newer than the last
+    applied count's (that shelf was counted since), older than the last 256 changes of
+    on_hand, or newer than the stock: read again and recount; 409
     `insufficient_on_hand` when the count contradicts what happened since the read."""
     result = await ctx.engine.count(
         sku,

@@ -12,7 +12,7 @@ from earmark.api.deps import AppMetrics, AppSettings, Engine
 from earmark.api.hooks import LagSource
 from earmark.api.metrics import Metrics
 from earmark.api.problems import problem
-from earmark.api.responses import model_response, problem_responses
+from earmark.api.responses import TRANSPORT, model_response, problem_responses
 from earmark.api.schemas import Check, Health, Readiness
 from earmark.engine.async_engine import AsyncEngine
 
@@ -60,7 +60,12 @@ async def read_lag(source: LagSource | None, metrics: Metrics) -> float | None:
     return lag
 
 
-@router.get("/healthz", response_model=Health, summary="The process is alive")
+@router.get(
+    "/healthz",
+    response_model=Health,
+    responses=problem_responses(auth=False, base=TRANSPORT),
+    summary="The process is alive",
+)
 async def healthz() -> Response:
     return model_response(Health(status="ok"))
 
@@ -117,7 +122,10 @@ def not_ready(request: Request, checks: dict[str, Check]) -> Response | None:
 @router.get(
     "/metrics",
     response_class=Response,
-    responses={200: {"content": {Metrics.content_type: {}}, "description": "Prometheus text"}},
+    responses={
+        200: {"content": {Metrics.content_type: {}}, "description": "Prometheus text"},
+        **problem_responses(auth=False, base=TRANSPORT),
+    },
     summary="Prometheus metrics",
 )
 async def metrics_endpoint(request: Request, metrics: AppMetrics) -> Response:

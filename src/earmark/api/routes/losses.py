@@ -16,7 +16,7 @@ from earmark.api.deps import IdempotencyKey, Stocking
 from earmark.api.params import SkuPath
 from earmark.api.responses import WRITES, model_response, problem_responses
 from earmark.api.schemas import Force, Location, Qty, Request, RequiredReason, StockLevel
-from earmark.errors import InsufficientOnHand, InsufficientUnits, WouldOversell
+from earmark.errors import InsufficientOnHand, InsufficientUnits, ReclaimBacklog, WouldOversell
 
 router = APIRouter(prefix="/v1", tags=["stock"])
 
@@ -43,11 +43,11 @@ class WriteOffIn(Request):
 @router.post(
     "/skus/{sku}/damage",
     response_model=StockLevel,
-    responses=problem_responses(WRITES, WouldOversell, InsufficientOnHand),
+    responses=problem_responses(WRITES, WouldOversell, InsufficientOnHand, ReclaimBacklog),
     summary="Units on hand are damaged: on_hand -> damaged",
 )
 async def damage(
-    sku: SkuPath, body: DamageIn, ctx: Stocking, idempotency_key: IdempotencyKey = None
+    sku: SkuPath, body: DamageIn, ctx: Stocking, idempotency_key: IdempotencyKey
 ) -> Response:
     """409 `would_oversell` below available unless `force` (a forced one records an
     `oversell_exposure`); 409 `insufficient_on_hand` beyond on_hand, forced or not."""
@@ -66,11 +66,13 @@ async def damage(
 @router.post(
     "/skus/{sku}/write-offs",
     response_model=StockLevel,
-    responses=problem_responses(WRITES, WouldOversell, InsufficientOnHand, InsufficientUnits),
+    responses=problem_responses(
+        WRITES, WouldOversell, InsufficientOnHand, InsufficientUnits, ReclaimBacklog
+    ),
     summary="Units are written off, from on_hand or from damaged",
 )
 async def write_off(
-    sku: SkuPath, body: WriteOffIn, ctx: Stocking, idempotency_key: IdempotencyKey = None
+    sku: SkuPath, body: WriteOffIn, ctx: Stocking, idempotency_key: IdempotencyKey
 ) -> Response:
     """From on_hand as `damage` (409 `would_oversell`, `insufficient_on_hand`); from
     damaged, 409 `insufficient_units` (bucket `damaged`)."""

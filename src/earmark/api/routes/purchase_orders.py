@@ -16,9 +16,9 @@ from pydantic import Field, StrictBool, field_validator
 from starlette.responses import Response
 
 from earmark import limits
-from earmark.api.deps import IdempotencyKey, Reading, RequiredIdempotencyKey, Stocking
-from earmark.api.params import PurchaseOrderId, known_purchase_order
-from earmark.api.responses import REQUIRED_KEY, WRITES, model_response, problem_responses
+from earmark.api.deps import IdempotencyKey, Reading, Stocking
+from earmark.api.params import PurchaseOrderId
+from earmark.api.responses import WRITES, model_response, problem_responses
 from earmark.api.schemas import Lines, PurchaseOrder, Reason, Reference, Request, printable
 from earmark.errors import PurchaseOrderClosed, PurchaseOrderNotFound
 
@@ -64,14 +64,14 @@ class PurchaseOrderCloseIn(Request):
     "",
     status_code=201,
     response_model=PurchaseOrder,
-    responses=problem_responses(WRITES, REQUIRED_KEY),
+    responses=problem_responses(WRITES),
     summary="Expect units from a supplier: inbound += qty per line",
 )
 async def create_purchase_order(
-    body: PurchaseOrderIn, idempotency_key: RequiredIdempotencyKey, ctx: Stocking
+    body: PurchaseOrderIn, idempotency_key: IdempotencyKey, ctx: Stocking
 ) -> Response:
-    """The `Idempotency-Key` is required: a retry after a failure half way must reach the
-    same order, or its inbound would never clear."""
+    """The `Idempotency-Key` (required on every POST) matters most here: a retry after a
+    failure half way must reach the same order, or its inbound would never clear."""
     created = await ctx.engine.create_purchase_order(
         [(line.sku, line.qty, line.location) for line in body.lines],
         supplier=body.supplier,
@@ -92,8 +92,7 @@ async def create_purchase_order(
 )
 async def get_purchase_order(po_id: PurchaseOrderId, ctx: Reading) -> Response:
     """`status` is open, closed or cancelled."""
-    with known_purchase_order(po_id):
-        found = await ctx.engine.get_purchase_order(po_id)
+    found = await ctx.engine.get_purchase_order(po_id)
     return model_response(found)
 
 
@@ -107,16 +106,15 @@ async def receive_purchase_order(
     po_id: PurchaseOrderId,
     body: PurchaseOrderReceiptIn,
     ctx: Stocking,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: IdempotencyKey,
 ) -> Response:
     """422 `invalid_request` for a line the order does not have; 409
     `purchase_order_closed` once it is closed or cancelled (parts received before it
     stay received: `received_before` names them)."""
     lines = [(line.sku, line.qty, line.location) for line in body.lines]
-    with known_purchase_order(po_id):
-        received = await ctx.engine.receive_purchase_order(
-            po_id, lines, reason=body.reason, actor=ctx.caller.name, idempotency_key=idempotency_key
-        )
+    received = await ctx.engine.receive_purchase_order(
+        po_id, lines, reason=body.reason, actor=ctx.caller.name, idempotency_key=idempotency_key
+    )
     return model_response(received)
 
 
@@ -129,19 +127,18 @@ async def receive_purchase_order(
 async def close_purchase_order(
     po_id: PurchaseOrderId,
     ctx: Stocking,
+    idempotency_key: IdempotencyKey,
     body: Annotated[PurchaseOrderCloseIn | None, Body()] = None,
-    idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Without a body: close (the undelivered units are a `supplier_discrepancy`). With
     `cancel`: cancel (the supplier is not blamed). Closing or cancelling twice returns 200
     again; 409 `purchase_order_closed` to cancel a closed order or close a cancelled one."""
     body = body or PurchaseOrderCloseIn()
-    with known_purchase_order(po_id):
-        closed = await ctx.engine.close_purchase_order(
-            po_id,
-            cancel=body.cancel,
-            reason=body.reason,
-            actor=ctx.caller.name,
-            idempotency_key=idempotency_key,
-        )
+    closed = await ctx.engine.close_purchase_order(
+        po_id,
+        cancel=body.cancel,
+        reason=body.reason,
+        actor=ctx.caller.name,
+        idempotency_key=idempotency_key,
+    )
     return model_response(closed)

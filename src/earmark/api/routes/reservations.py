@@ -1,4 +1,9 @@
-"""Reservations: hold a cart, then commit, release, extend or ship it."""
+"""Reservations: hold a cart, then commit, release, extend or ship it.
+
+A reservation belongs to the API key that created it: commit, release, extend and ship
+by another key are refused with 403 `not_owner`, unless that key has the `stock` scope
+(an operator's). See docs/reservations.md.
+"""
 
 from __future__ import annotations
 
@@ -14,34 +19,39 @@ from earmark.api.deps import (
     Context,
     IdempotencyKey,
     Reading,
-    RequiredIdempotencyKey,
     Reserving,
     Stocking,
 )
-from earmark.api.params import ReservationId, known_reservation
-from earmark.api.responses import REQUIRED_KEY, WRITES, model_response, problem_responses
+from earmark.api.params import ReservationId
+from earmark.api.responses import WRITES, model_response, problem_responses
 from earmark.api.schemas import LineIn, Request, Reservation, TtlSeconds, printable
 from earmark.errors import (
     CommitInProgress,
     EarmarkError,
     InsufficientOnHand,
     InsufficientStock,
+    NotOwner,
+    ReclaimBacklog,
     ReservationExpired,
     ReservationNotFound,
     ReservationNotHeld,
     ReservationReleased,
+    SkuNotFound,
 )
 
 router = APIRouter(prefix="/v1/reservations", tags=["reservations"])
+STOCK_SCOPE = "stock"
 
 # What a transition of an existing reservation can answer besides the usual.
 TRANSITION_ERRORS: tuple[type[EarmarkError], ...] = (
     *WRITES,
+    NotOwner,
     ReservationNotFound,
     ReservationNotHeld,
     CommitInProgress,
     ReservationExpired,
     ReservationReleased,
+    SkuNotFound,
 )
 
 
@@ -63,10 +73,16 @@ class ExtendIn(Request):
     ttl_seconds: TtlSeconds
 
 
+def owner_only(ctx: Context) -> bool:
+    """A key acts only on the reservations it created, unless it is an operator's (the
+    `stock` scope): a checkout service cannot commit or release another one's carts."""
+    return STOCK_SCOPE not in ctx.caller.scopes
+
+
 async def transition(
     ctx: Context, operation: str, reservation_id: str, call: Awaitable[Reservation]
 ) -> Response:
-    with ctx.metrics.reservation(operation), known_reservation(reservation_id):
+    with ctx.metrics.reservation(operation):
         reservation = await call
     return model_response(reservation)
 
@@ -75,15 +91,17 @@ async def transition(
     "",
     status_code=201,
     response_model=Reservation,
-    responses=problem_responses(WRITES, REQUIRED_KEY, InsufficientStock),
+    responses=problem_responses(WRITES, InsufficientStock, SkuNotFound, ReclaimBacklog),
     summary="Hold every line of a cart, or none",
 )
 async def create_reservation(
     body: ReservationIn,
-    idempotency_key: RequiredIdempotencyKey,
+    idempotency_key: IdempotencyKey,
     ctx: Reserving,
 ) -> Response:
-    """201 with the hold; 409 `insufficient_stock` naming every short line."""
+    """201 with the hold; 409 `insufficient_stock` naming every short line; 404
+    `sku_not_found` naming each line whose SKU has no stock at any location (a typo is
+    not a sell-out)."""
     lines = [(line.sku, line.qty, line.location) for line in body.lines]
     with ctx.metrics.reservation("reserve"):
         held = await ctx.engine.reserve(
@@ -104,8 +122,7 @@ async def create_reservation(
 )
 async def get_reservation(reservation_id: ReservationId, ctx: Reading) -> Response:
     """`status` is one of held, committed, released, expired, shipped."""
-    with known_reservation(reservation_id):
-        reservation = await ctx.engine.get_reservation(reservation_id)
+    reservation = await ctx.engine.get_reservation(reservation_id)
     return model_response(reservation)
 
 
@@ -118,13 +135,18 @@ async def get_reservation(reservation_id: ReservationId, ctx: Reading) -> Respon
 async def commit(
     reservation_id: ReservationId,
     ctx: Reserving,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: IdempotencyKey,
 ) -> Response:
     """Committing twice returns 200 again. 410 `reservation_expired` or
     `reservation_released` when the hold is gone; 409 `commit_in_progress` while another
-    request commits the same reservation."""
-    actor = ctx.caller.name
-    call = ctx.engine.commit(reservation_id, actor=actor, idempotency_key=idempotency_key)
+    request commits the same reservation; 403 `not_owner` when another API key created
+    it (unless this key has the `stock` scope)."""
+    call = ctx.engine.commit(
+        reservation_id,
+        actor=ctx.caller.name,
+        idempotency_key=idempotency_key,
+        owner_only=owner_only(ctx),
+    )
     return await transition(ctx, "commit", reservation_id, call)
 
 
@@ -137,11 +159,16 @@ async def commit(
 async def release(
     reservation_id: ReservationId,
     ctx: Reserving,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: IdempotencyKey,
 ) -> Response:
-    """Releasing twice returns 200 again; 409 `invalid_transition` once committed."""
-    actor = ctx.caller.name
-    call = ctx.engine.release(reservation_id, actor=actor, idempotency_key=idempotency_key)
+    """Releasing twice returns 200 again; 409 `invalid_transition` once committed; 403
+    `not_owner` when another API key created it (unless this key has the `stock` scope)."""
+    call = ctx.engine.release(
+        reservation_id,
+        actor=ctx.caller.name,
+        idempotency_key=idempotency_key,
+        owner_only=owner_only(ctx),
+    )
     return await transition(ctx, "release", reservation_id, call)
 
 
@@ -155,10 +182,14 @@ async def extend(
     reservation_id: ReservationId,
     body: ExtendIn,
     ctx: Reserving,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: IdempotencyKey,
 ) -> Response:
     call = ctx.engine.extend(
-        reservation_id, body.ttl_seconds, actor=ctx.caller.name, idempotency_key=idempotency_key
+        reservation_id,
+        body.ttl_seconds,
+        actor=ctx.caller.name,
+        idempotency_key=idempotency_key,
+        owner_only=owner_only(ctx),
     )
     return await transition(ctx, "extend", reservation_id, call)
 
@@ -172,9 +203,13 @@ async def extend(
 async def ship(
     reservation_id: ReservationId,
     ctx: Stocking,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: IdempotencyKey,
 ) -> Response:
     """Shipping twice returns 200 again; 409 `invalid_transition` unless committed."""
-    actor = ctx.caller.name
-    call = ctx.engine.ship(reservation_id, actor=actor, idempotency_key=idempotency_key)
+    call = ctx.engine.ship(
+        reservation_id,
+        actor=ctx.caller.name,
+        idempotency_key=idempotency_key,
+        owner_only=owner_only(ctx),  # shipping needs the stock scope: never owner-only today
+    )
     return await transition(ctx, "ship", reservation_id, call)

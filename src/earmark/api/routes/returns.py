@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from earmark import limits
 from earmark.api.deps import IdempotencyKey, Stocking
-from earmark.api.params import ReservationId, SkuPath, known_reservation
+from earmark.api.params import ReservationId, SkuPath
 from earmark.api.responses import WRITES, model_response, problem_responses
 from earmark.api.schemas import Location, Qty, Reason, Request, ReturnReceipt, Sku, StockLevel
 from earmark.errors import (
@@ -69,21 +69,20 @@ async def receive_return(
     reservation_id: ReservationId,
     body: ReturnIn,
     ctx: Stocking,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: IdempotencyKey,
 ) -> Response:
     """At most what the reservation shipped of the line, minus what already came back
     (409 `return_exceeds_shipped`). 409 `invalid_transition` (or 410) unless the
     reservation shipped; 422 `invalid_request` when it has no such line."""
-    with known_reservation(reservation_id):
-        receipt = await ctx.engine.receive_return(
-            reservation_id,
-            body.sku,
-            body.qty,
-            location=body.location,
-            reason=body.reason,
-            actor=ctx.caller.name,
-            idempotency_key=idempotency_key,
-        )
+    receipt = await ctx.engine.receive_return(
+        reservation_id,
+        body.sku,
+        body.qty,
+        location=body.location,
+        reason=body.reason,
+        actor=ctx.caller.name,
+        idempotency_key=idempotency_key,
+    )
     return model_response(receipt, 201)
 
 
@@ -94,7 +93,7 @@ async def receive_return(
     summary="Returned units leave quarantine: restocked, damaged or written off",
 )
 async def dispose_returned(
-    sku: SkuPath, body: DispositionIn, ctx: Stocking, idempotency_key: IdempotencyKey = None
+    sku: SkuPath, body: DispositionIn, ctx: Stocking, idempotency_key: IdempotencyKey
 ) -> Response:
     """409 `insufficient_units` (bucket `returned`) when fewer units are in quarantine."""
     level = await ctx.engine.dispose_returned(

@@ -24,7 +24,7 @@ from earmark.api.schemas import (
     StockLevel,
     printable,
 )
-from earmark.errors import InsufficientOnHand, SkuNotFound, WouldOversell
+from earmark.errors import InsufficientOnHand, ReclaimBacklog, SkuNotFound, WouldOversell
 
 router = APIRouter(prefix="/v1", tags=["stock"])
 
@@ -93,9 +93,8 @@ async def get_stock(sku: SkuPath, ctx: Reading, location: LocationQuery | None =
     (`SkuStock`). With `location`: that location's buckets and `version` (`StockLevel`;
     a cycle count names that version). 404 `sku_not_found` when the SKU has no stock
     record (at the location)."""
-    if location is None:
-        return model_response(await ctx.engine.sku_stock(sku))
-    return model_response(await ctx.engine.stock(sku, location))
+    found = await ctx.engine.stock(sku, location)
+    return model_response(found if location is None else found.locations[0])
 
 
 @router.get(
@@ -124,7 +123,7 @@ async def receive(
     sku: SkuPath,
     body: ReceiptIn,
     ctx: Stocking,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: IdempotencyKey,
 ) -> Response:
     level = await ctx.engine.receive(
         sku,
@@ -140,14 +139,14 @@ async def receive(
 @router.post(
     "/skus/{sku}/adjustments",
     response_model=StockLevel,
-    responses=problem_responses(WRITES, WouldOversell, InsufficientOnHand),
+    responses=problem_responses(WRITES, WouldOversell, InsufficientOnHand, ReclaimBacklog),
     summary="Correct on_hand by delta",
 )
 async def adjust(
     sku: SkuPath,
     body: AdjustmentIn,
     ctx: Stocking,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: IdempotencyKey,
 ) -> Response:
     """409 `would_oversell` when a decrease would take available below zero (unless
     `force`), 409 `insufficient_on_hand` when on_hand would go below zero."""

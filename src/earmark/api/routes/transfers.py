@@ -2,7 +2,7 @@
 the source for in_transit at the destination, then arrive.
 
 Every write needs the `stock` scope and records the API key's name as actor, and the
-request's `reason`. Every POST accepts an `Idempotency-Key`: a replay returns the original
+request's `reason`. Every POST requires an `Idempotency-Key`: a replay returns the original
 status and body, the same key with another body is 422 `idempotency_conflict`.
 """
 
@@ -16,10 +16,15 @@ from starlette.responses import Response
 
 from earmark import limits
 from earmark.api.deps import IdempotencyKey, Reading, Stocking
-from earmark.api.params import SkuPath, TransferId, known_transfer
+from earmark.api.params import SkuPath, TransferId
 from earmark.api.responses import WRITES, model_response, problem_responses
 from earmark.api.schemas import INTEGRAL, Location, Qty, Reason, Reference, Request, Transfer
-from earmark.errors import InsufficientStock, TransferAlreadyReceived, TransferNotFound
+from earmark.errors import (
+    InsufficientStock,
+    ReclaimBacklog,
+    TransferAlreadyReceived,
+    TransferNotFound,
+)
 
 router = APIRouter(prefix="/v1", tags=["transfers"])
 
@@ -50,11 +55,11 @@ class TransferReceiptIn(Request):
     "/skus/{sku}/transfers",
     status_code=201,
     response_model=Transfer,
-    responses=problem_responses(WRITES, InsufficientStock),
+    responses=problem_responses(WRITES, InsufficientStock, ReclaimBacklog),
     summary="Send units to another location: on_hand at from -> in_transit at to",
 )
 async def send_transfer(
-    sku: SkuPath, body: TransferIn, ctx: Stocking, idempotency_key: IdempotencyKey = None
+    sku: SkuPath, body: TransferIn, ctx: Stocking, idempotency_key: IdempotencyKey
 ) -> Response:
     """201 with the transfer (status `in_transit`); 409 `insufficient_stock` when fewer
     units are available at `from_location` (expired holds there are reclaimed first)."""
@@ -78,8 +83,7 @@ async def send_transfer(
     summary="A transfer and its status",
 )
 async def get_transfer(transfer_id: TransferId, ctx: Reading) -> Response:
-    with known_transfer(transfer_id):
-        found = await ctx.engine.get_transfer(transfer_id)
+    found = await ctx.engine.get_transfer(transfer_id)
     return model_response(found)
 
 
@@ -93,17 +97,16 @@ async def receive_transfer(
     transfer_id: TransferId,
     body: TransferReceiptIn,
     ctx: Stocking,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: IdempotencyKey,
 ) -> Response:
     """Missing units are written off and surplus units land in on_hand (each recorded as
     a `transfer_discrepancy`). Receiving again with the same `qty_received` returns 200
     and changes nothing; with another, 409 `transfer_already_received` (with `transfer`)."""
-    with known_transfer(transfer_id):
-        received = await ctx.engine.receive_transfer(
-            transfer_id,
-            body.qty_received,
-            reason=body.reason,
-            actor=ctx.caller.name,
-            idempotency_key=idempotency_key,
-        )
+    received = await ctx.engine.receive_transfer(
+        transfer_id,
+        body.qty_received,
+        reason=body.reason,
+        actor=ctx.caller.name,
+        idempotency_key=idempotency_key,
+    )
     return model_response(received)

@@ -54,7 +54,7 @@ router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 
 ATTEMPTS_PAGE_DEFAULT = 100
 ATTEMPTS_PAGE_MAX = 1_000
-SEQ_MAX = 2**62
+SEQ_MAX = 2**53 - 1  # the largest integer every JSON parser reads exactly
 
 Url = Annotated[
     str,
@@ -289,7 +289,7 @@ FOUND = (LedgerUnavailable, WebhookEndpointNotFound)
     summary="Subscribe a URL to webhook events; the secret is shown once",
 )
 async def create_endpoint(
-    request: Request, body: EndpointIn, ctx: Stocking, idempotency_key: IdempotencyKey = None
+    request: Request, body: EndpointIn, ctx: Stocking, idempotency_key: IdempotencyKey
 ) -> Response:
     """201 with the endpoint and its `secret` (`whsec_...`), which is never shown
     again. The endpoint hears of every event recorded from now on that `events` matches
@@ -374,8 +374,8 @@ async def rotate_secret(
     request: Request,
     endpoint_id: EndpointId,
     ctx: Stocking,
+    idempotency_key: IdempotencyKey,
     body: RotateIn | None = None,
-    idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """While the grace period lasts every message carries two signatures in
     `webhook-signature` (new and old), so receivers can switch secrets at their pace."""
@@ -404,7 +404,7 @@ async def replay(
     endpoint_id: EndpointId,
     body: ReplayIn,
     ctx: Stocking,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: IdempotencyKey,
 ) -> Response:
     """202: the dispatcher re-sends, in the background and in record order, every
     recorded event the endpoint's filters match with a `record_seq` above `after_seq`

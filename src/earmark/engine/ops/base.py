@@ -10,6 +10,7 @@ composes ``CoreCommands``. The drivers (``Engine``, ``AsyncEngine``) supply ``ke
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -18,12 +19,14 @@ from earmark import limits, validation
 from earmark.engine.bootstrap import StoreState
 from earmark.engine.config import EngineConfig
 from earmark.engine.replies import Json, fingerprint, raise_for_error, script_reply, text
-from earmark.engine.steps import Call, Op
+from earmark.engine.steps import Batch, Call, Op
 from earmark.errors import IdempotencyConflict
 from earmark.keys import Keys, idempotency_digest, partition_of
 from earmark.models import Line
 
 LineInput = Line | tuple[str, int] | tuple[str, int, str]
+# A script's answer when it may not decide yet (lua/includes/holds.lua, reclaim_more).
+RECLAIM_MORE = "reclaim_more"
 DEFAULT_ACTOR = "library"
 
 
@@ -108,6 +111,50 @@ class OpsBase:
             raise_for_error(record)
         return record, int(raw[1])
 
+    def _unclaim(
+        self, idem: str, actor: str, fp: str, parts: set[int], held: Iterable[int] = ()
+    ) -> Op[None]:
+        """Forgets a request refused as a whole (nothing of it stands): its home claim, and
+        the ``digest/part`` records of the parts ``held`` before the refusal and rolled
+        back since. A refusal binds nothing (lua/includes/write.lua, ``finish``): without
+        this a retry would replay a rolled-back part, and the key could not carry another
+        request. Only records with this request's fingerprint go
+        (lua/release_idempotency.lua); nothing to do where ``_claim`` claimed nothing."""
+        if not idem or self.partitions == 1:
+            return
+        digest = idempotency_digest(actor, idem)
+        home = self._key_home(digest)
+        if parts == {home}:
+            return
+        records = [self.keys.idempotency(home, digest)]
+        records += [self.keys.idempotency(p, f"{digest}/part") for p in sorted(set(held))]
+        yield Batch([Call("release_idempotency", [key], [fp]) for key in records])
+
+    def _reclaiming(self, call: Call) -> Op[tuple[Json, bool]]:
+        """Runs a write script again while it answers ``reclaim_more``: the per-call bound
+        on expired holds given back is kept, but an answer is only given once it does not
+        depend on expired holds still counted. Each such call gave back a full bound of
+        them (progress); after ``RECLAIM_ROUNDS_MAX`` calls the reply is still
+        ``reclaim_more`` (``ReclaimBacklog`` for ``raise_for_error``)."""
+        result: Json = {}
+        was_replayed = False
+        for _ in range(limits.RECLAIM_ROUNDS_MAX):
+            result, was_replayed = script_reply((yield call))
+            if result.get("error") != RECLAIM_MORE:
+                break
+        return result, was_replayed
+
+    def _write(
+        self, call: Call, idem: str, actor: str, fp: str, parts: set[int], subject: str
+    ) -> Op[tuple[Json, bool]]:
+        """One write script whose request lives in one call: its result and whether it
+        was replayed, or the refusal raised (after ``_unclaim``)."""
+        result, was_replayed = yield from self._reclaiming(call)
+        if "error" in result:
+            yield from self._unclaim(idem, actor, fp, parts)
+            raise_for_error(result, subject)
+        return result, was_replayed
+
     def _stock_call(
         self, script: str, sku: str, location: str, fp: str, actor: str, idem: str, *opts: Any
     ) -> Call:
@@ -141,16 +188,16 @@ class OpsBase:
         idem: str | None,
         *opts: Any,
         qty_checked: bool = False,
-    ) -> Op[Json]:
+    ) -> Op[tuple[Json, bool]]:
         """A script on the stock layout (lifecycle writes): validation of the (sku, location) and of
-        the first option (a qty, unless ``qty_checked``), idempotency, one call."""
+        the first option (a qty, unless ``qty_checked``), idempotency, one call. Returns
+        the result and whether it was replayed."""
         sku, location = validation.sku(sku), validation.location(location)
         if not qty_checked:
             validation.qty(opts[0])
         actor, idem_key = self._who(actor, idem, required=False)
         fp = fingerprint(script, sku, location, *opts)
-        yield from self._claim(idem_key, actor, fp, {self.partition_of(sku)}, "")
+        parts = {self.partition_of(sku)}
+        yield from self._claim(idem_key, actor, fp, parts, "")
         call = self._stock_call(script, sku, location, fp, actor, idem_key, *opts)
-        result, _ = script_reply((yield call))
-        raise_for_error(result, f"{sku} at {location}")
-        return result
+        return (yield from self._write(call, idem_key, actor, fp, parts, f"{sku} at {location}"))

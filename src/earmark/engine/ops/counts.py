@@ -6,7 +6,7 @@ from __future__ import annotations
 from earmark import limits, validation
 from earmark.engine.operation import operation
 from earmark.engine.ops.base import DEFAULT_ACTOR, OpsBase
-from earmark.engine.replies import stock_level
+from earmark.engine.replies import replayed, stock_level
 from earmark.engine.steps import Op
 from earmark.models import CountResult
 
@@ -30,7 +30,7 @@ class CountOps(OpsBase):
         counted = validation.whole(counted, "counted", 0, limits.COUNTED_MAX)
         version = validation.whole(version, "version", 0, limits.VERSION_MAX)
         reason = validation.text(reason, "reason", limits.REASON_LENGTH_MAX)
-        result = yield from self._stock_write(
+        result, was_replayed = yield from self._stock_write(
             "count_stock",
             sku,
             location,
@@ -41,10 +41,11 @@ class CountOps(OpsBase):
             reason,
             qty_checked=True,
         )
-        return CountResult(
+        counted_result = CountResult(
             stock=stock_level(result["levels"]),
             counted=result["counted"],
             expected=result["expected"],
             delta=result["delta"],
             exposure=result["exposure"],
         )
+        return replayed(counted_result, was_replayed)

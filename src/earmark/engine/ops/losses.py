@@ -5,7 +5,7 @@ from __future__ import annotations
 from earmark import limits, validation
 from earmark.engine.operation import operation
 from earmark.engine.ops.base import DEFAULT_ACTOR, OpsBase
-from earmark.engine.replies import stock_level
+from earmark.engine.replies import replayed, stock_level
 from earmark.engine.steps import Op
 from earmark.models import StockLevel
 
@@ -26,10 +26,10 @@ class LossOps(OpsBase):
         """on_hand -> damaged; ``WouldOversell`` below available unless ``force``."""
         reason = validation.text(reason, "reason", limits.REASON_LENGTH_MAX, required=True)
         forced = int(validation.flag(force, "force"))
-        result = yield from self._stock_write(
+        result, was_replayed = yield from self._stock_write(
             "damage_stock", sku, location, actor, idempotency_key, qty, reason, forced
         )
-        return stock_level(result["levels"])
+        return replayed(stock_level(result["levels"]), was_replayed)
 
     @operation
     def write_off(
@@ -49,7 +49,7 @@ class LossOps(OpsBase):
         reason = validation.text(reason, "reason", limits.REASON_LENGTH_MAX, required=True)
         source = validation.choice(source, "source", limits.WRITE_OFF_SOURCES)
         forced = int(validation.flag(force, "force"))
-        result = yield from self._stock_write(
+        result, was_replayed = yield from self._stock_write(
             "write_off_stock", sku, location, actor, idempotency_key, qty, reason, source, forced
         )
-        return stock_level(result["levels"])
+        return replayed(stock_level(result["levels"]), was_replayed)

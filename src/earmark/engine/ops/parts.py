@@ -12,7 +12,7 @@ from earmark import validation
 from earmark.engine.ops.base import OpsBase
 from earmark.engine.replies import Json, script_reply
 from earmark.engine.steps import Call, Op
-from earmark.errors import InvalidRequest, ReservationNotFound
+from earmark.errors import ReservationNotFound
 
 SWEEPER_ACTOR = "earmark:sweeper"
 
@@ -32,11 +32,16 @@ class Part:
 
 class ReservationParts(OpsBase):
     def parts_of(self, reservation_id: str) -> list[int]:
-        """The partitions a reservation spans; encoded in its id (home partition first)."""
-        validation.reservation_id(reservation_id)
+        """The partitions a reservation spans; encoded in its id (home partition first).
+
+        An id that cannot be one of this store's (wrong shape, a partition it does not
+        have) names no reservation: ``ReservationNotFound``, as for an id never issued,
+        so the library and HTTP (404) answer alike and nothing is written."""
+        if not validation.RESERVATION_ID.fullmatch(str(reservation_id)):
+            raise ReservationNotFound(f"no reservation {reservation_id}", id=reservation_id)
         parts = [int(p) for p in reservation_id.rsplit("_", 1)[1].split("-")]
         if any(p >= self.partitions for p in parts) or len(set(parts)) != len(parts):
-            raise InvalidRequest("not a reservation id of this store", field="reservation_id")
+            raise ReservationNotFound(f"no reservation {reservation_id}", id=reservation_id)
         return parts
 
     def _part_call(
@@ -48,6 +53,7 @@ class ReservationParts(OpsBase):
         fp: str = "",
         actor: str = SWEEPER_ACTOR,
         idem: str = "",
+        owner_only: bool = False,
     ) -> Call:
         p = part.partition
         keys = [
@@ -59,7 +65,7 @@ class ReservationParts(OpsBase):
             self.keys.pins(p),
         ]
         args = self._write_args(fp, actor, idem)
-        args += [reservation_id, len(part.lines)]
+        args += [reservation_id, "1" if owner_only else "0", len(part.lines)]
         for sku, location in part.lines:
             keys.extend(self.keys.reservation_line_keys(p, sku, location))
             args.extend((sku, location))

@@ -23,6 +23,7 @@ from earmark.engine.replies import (
     fingerprint,
     purchase_order,
     raise_for_error,
+    replayed,
     script_reply,
     text,
 )
@@ -33,11 +34,14 @@ from earmark.models import Line, PurchaseOrder
 
 class PurchaseOrderOps(OpsBase):
     def purchase_order_parts(self, po_id: str) -> list[int]:
-        """The partitions a purchase order spans; encoded in its id (home first)."""
-        validation.purchase_order_id(po_id)
+        """The partitions a purchase order spans; encoded in its id (home first). An id
+        that cannot be one of ours names no order (``PurchaseOrderNotFound``, HTTP's 404)."""
+        missing = PurchaseOrderNotFound(f"no purchase order {po_id}", id=po_id)
+        if not validation.PURCHASE_ORDER_ID.fullmatch(str(po_id)):
+            raise missing
         parts = [int(p) for p in po_id.rsplit("_", 1)[1].split("-")]
         if any(p >= self.partitions for p in parts) or len(set(parts)) != len(parts):
-            raise InvalidRequest("not a purchase order id of this store", field="purchase_order_id")
+            raise missing
         return parts
 
     @operation
@@ -71,17 +75,20 @@ class PurchaseOrderOps(OpsBase):
         )
         new_id = f"po_{secrets.token_hex(12)}_{'-'.join(map(str, parts))}"
         po_id = yield from self._claim(idem_key, actor, fp, set(parts), new_id)
-        views = []
+        views: list[Json] = []
+        every_part_replayed = True
         for p in parts:
             head = [supplier, expected_date, reference, reason, len(by_part[p])]
             line_args = [(x.sku, x.location, x.qty) for x in by_part[p]]
             call = self._po_call(
                 "create_purchase_order", po_id, p, set(parts), fp, actor, idem_key, head, line_args
             )
-            result, _ = script_reply((yield call))
+            result, was_replayed = script_reply((yield call))
+            yield from self._refused_first(result, views, idem_key, actor, fp, set(parts))
             raise_for_error(result, po_id)
             views.append(result["purchase_order"])
-        return purchase_order(views)
+            every_part_replayed = every_part_replayed and was_replayed
+        return replayed(purchase_order(views), every_part_replayed)
 
     @operation
     def receive_purchase_order(
@@ -116,6 +123,8 @@ class PurchaseOrderOps(OpsBase):
         fp = fingerprint("receive_purchase_order", po_id, wanted, reason)
         yield from self._claim(idem_key, actor, fp, set(touched), "")
         views = {p: records[p] for p in parts}
+        done: list[Json] = []
+        every_part_replayed = True
         for p in touched:
             line_args = [(x.sku, x.location, x.qty) for x in by_part[p]]
             call = self._po_call(
@@ -129,13 +138,16 @@ class PurchaseOrderOps(OpsBase):
                 [reason, len(line_args)],
                 line_args,
             )
-            result, _ = script_reply((yield call))
+            result, was_replayed = script_reply((yield call))
             if result.get("error") == "purchase_order_closed":
-                done = [x.model_dump() for q in touched if q < p for x in by_part[q]]
-                result["received"] = done
+                before = [x.model_dump() for q in touched if q < p for x in by_part[q]]
+                result["received"] = before
+            yield from self._refused_first(result, done, idem_key, actor, fp, set(touched))
             raise_for_error(result, po_id)
             views[p] = result["purchase_order"]
-        return purchase_order([views[p] for p in parts])
+            done.append(views[p])
+            every_part_replayed = every_part_replayed and was_replayed
+        return replayed(purchase_order([views[p] for p in parts]), every_part_replayed)
 
     @operation
     def close_purchase_order(
@@ -156,17 +168,20 @@ class PurchaseOrderOps(OpsBase):
         records = yield from self._read_po_parts(po_id, parts)
         fp = fingerprint("close_purchase_order", po_id, mode, reason)
         yield from self._claim(idem_key, actor, fp, set(parts), "")
-        views = []
+        views: list[Json] = []
+        every_part_replayed = True
         for p in parts:
             line_args = [(x["sku"], x["location"]) for x in records[p]["lines"]]
             head = [mode, reason, limits.FINISHED_RECORD_RETENTION_MS, len(line_args)]
             call = self._po_call(
                 "close_purchase_order", po_id, p, set(parts), fp, actor, idem_key, head, line_args
             )
-            result, _ = script_reply((yield call))
+            result, was_replayed = script_reply((yield call))
+            yield from self._refused_first(result, views, idem_key, actor, fp, set(parts))
             raise_for_error(result, po_id)
             views.append(result["purchase_order"])
-        return purchase_order(views)
+            every_part_replayed = every_part_replayed and was_replayed
+        return replayed(purchase_order(views), every_part_replayed)
 
     @operation
     def get_purchase_order(self, po_id: str) -> Op[PurchaseOrder]:
@@ -176,6 +191,14 @@ class PurchaseOrderOps(OpsBase):
         return purchase_order([records[p] for p in parts])
 
     # -- helpers -----------------------------------------------------------------------
+
+    def _refused_first(
+        self, result: Json, done: list[Json], idem: str, actor: str, fp: str, parts: set[int]
+    ) -> Op[None]:
+        """A refusal before any part changed frees the key; after one did, the key stays
+        bound, so repeating the call finishes the rest (see the module docstring)."""
+        if "error" in result and not done:
+            yield from self._unclaim(idem, actor, fp, parts)
 
     def _read_po_parts(self, po_id: str, parts: list[int]) -> Op[dict[int, Json]]:
         """Every part as a script's view; ``PurchaseOrderNotFound`` when one is missing."""

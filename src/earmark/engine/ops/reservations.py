@@ -17,12 +17,13 @@ from earmark.engine.replies import (
     fingerprint,
     part_status,
     raise_for_error,
+    replayed,
     reservation,
     reservation_from_views,
     script_reply,
 )
-from earmark.engine.steps import Call, Op
-from earmark.errors import InsufficientStock
+from earmark.engine.steps import Call, Op, Pipeline
+from earmark.errors import InsufficientStock, SkuNotFound
 from earmark.models import Line, Reservation, Shortfall
 
 
@@ -51,21 +52,42 @@ class ReservationOps(ReservationParts):
         new_id = f"rsv_{secrets.token_hex(12)}_{'-'.join(map(str, parts))}"
         rid = yield from self._claim(idem, actor, fp, set(parts), new_id)
         replies: list[tuple[int, Json]] = []
+        every_part_replayed = True
         for p in parts:
             call = self._reserve_call(rid, p, by_part[p], fp, ttl_ms, channel, actor, idem)
-            result, _ = script_reply((yield call))
+            result, was_replayed = yield from self._reclaiming(call)
             replies.append((p, result))
+            every_part_replayed = every_part_replayed and was_replayed
         refused = [r for _, r in replies if not r.get("ok")]
         if not refused:
-            return reservation_from_views([r["reservation"] for _, r in replies])
+            held_cart = reservation_from_views([r["reservation"] for _, r in replies])
+            return replayed(held_cart, every_part_replayed)
         held = [Part(p, r["reservation"], 0) for p, r in replies if r.get("ok")]
         yield from self._each_part("release_reservation", rid, held, "release", "rollback", "")
+        # Nothing of the request stands: the key binds nothing (a retry is a new request).
+        yield from self._unclaim(idem, actor, fp, set(parts), [part.partition for part in held])
         for result in refused:
             if result["error"] != "insufficient_stock":
                 raise_for_error(result, rid)
-        raise InsufficientStock.for_lines(
-            [Shortfall(**line) for r in refused for line in r["lines"]]
+        shortfalls = [Shortfall(**line) for r in refused for line in r["lines"]]
+        unknown = yield from self._never_stocked(shortfalls)
+        if unknown:
+            raise SkuNotFound.for_lines(unknown)
+        raise InsufficientStock.for_lines(shortfalls)
+
+    def _never_stocked(self, shortfalls: list[Shortfall]) -> Op[list[tuple[str, str]]]:
+        """The short lines whose SKU has no stock record at any location (its locations
+        set is empty): a typo, not a sell-out. Asked only on the refusal path, so the
+        reserve script keeps no extra key per line; a line with units free is known."""
+        empty = [s for s in shortfalls if s.available == 0]
+        if not empty:
+            return []
+        skus = sorted({s.sku for s in empty})
+        found = yield Pipeline(
+            [("EXISTS", self.keys.locations(self.partition_of(sku), sku)) for sku in skus]
         )
+        unknown = {sku for sku, exists in zip(skus, found, strict=True) if not int(exists)}
+        return [(s.sku, s.location) for s in empty if s.sku in unknown]
 
     def _reserve_call(
         self,
@@ -103,19 +125,37 @@ class ReservationOps(ReservationParts):
         actor, idem_key = self._who(actor, idem, required=False)
         fp = fingerprint(op, reservation_id, *request)
         parts = set(self.parts_of(reservation_id))
+        # Read before the claim: a missing reservation binds nothing to the key.
+        found = yield from self._read_parts(reservation_id)
         yield from self._claim(idem_key, actor, fp, parts, "")
-        return (yield from self._read_parts(reservation_id)), fp, actor, idem_key
+        return found, fp, actor, idem_key
 
     def _on_parts(
-        self, script: str, rid: str, parts: list[Part], fp: str, actor: str, idem: str, *opts: Any
-    ) -> Op[list[Json]]:
-        views = []
+        self,
+        script: str,
+        rid: str,
+        parts: list[Part],
+        fp: str,
+        actor: str,
+        idem: str,
+        *opts: Any,
+        owner_only: bool,
+    ) -> Op[Reservation]:
+        """Runs ``script`` on each part in order; the reservation it leaves (a replay when
+        every part replayed). A refusal by the first part (nothing done) frees the key."""
+        views: list[Json] = []
+        every_part_replayed = True
         for part in parts:
-            call = self._part_call(script, rid, part, *opts, fp=fp, actor=actor, idem=idem)
-            result, _ = script_reply((yield call))
+            call = self._part_call(
+                script, rid, part, *opts, fp=fp, actor=actor, idem=idem, owner_only=owner_only
+            )
+            result, was_replayed = script_reply((yield call))
+            if "error" in result and not views:
+                yield from self._unclaim(idem, actor, fp, {p.partition for p in parts})
             raise_for_error(result, rid)
             views.append(result["reservation"])
-        return views
+            every_part_replayed = every_part_replayed and was_replayed
+        return replayed(reservation_from_views(views), every_part_replayed)
 
     @operation
     def commit(
@@ -124,27 +164,49 @@ class ReservationOps(ReservationParts):
         *,
         actor: str = DEFAULT_ACTOR,
         idempotency_key: str | None = None,
+        owner_only: bool = False,
     ) -> Op[Reservation]:
-        """Held -> committed while the hold is live; committing twice is a no-op."""
+        """Held -> committed while the hold is live; committing twice is a no-op.
+        ``owner_only``: refuse (``NotOwner``, nothing written) unless ``actor`` created the
+        reservation; HTTP asks it for API keys without the ``stock`` scope."""
         rid = reservation_id
+        owner_only = validation.flag(owner_only, "owner_only")
         parts, fp, actor, idem = yield from self._prepare("commit", rid, actor, idempotency_key)
         if len(parts) == 1:
-            views = yield from self._on_parts(
-                "commit_reservation", rid, parts, fp, actor, idem, "direct", ""
+            return (
+                yield from self._on_parts(
+                    "commit_reservation",
+                    rid,
+                    parts,
+                    fp,
+                    actor,
+                    idem,
+                    "direct",
+                    "",
+                    owner_only=owner_only,
+                )
             )
-            return reservation_from_views(views)
-        return (yield from self._commit_parts(rid, parts, actor))
+        return (yield from self._commit_parts(rid, parts, fp, actor, idem, owner_only))
 
-    def _commit_parts(self, rid: str, parts: list[Part], actor: str) -> Op[Reservation]:
+    def _commit_parts(
+        self, rid: str, parts: list[Part], fp: str, actor: str, idem: str, owner_only: bool
+    ) -> Op[Reservation]:
         """Two-phase commit across partitions: pin every part (home first), then commit
         the home part, which is the decision, then the others. A pin that finds a part
         expired or released gives every other part back; the sweeper finishes or undoes
-        the pins of a caller that died half way (see docs/keys.md)."""
+        the pins of a caller that died half way (see docs/keys.md). A refusal before the
+        decision frees the key (``_unclaim``)."""
         token = secrets.token_hex(8)
         pinned: list[Part] = []
         for part in parts:
             call = self._part_call(
-                "pin_reservation", rid, part, token, self.config.pin_ms, actor=actor
+                "pin_reservation",
+                rid,
+                part,
+                token,
+                self.config.pin_ms,
+                actor=actor,
+                owner_only=owner_only,
             )
             result, _ = script_reply((yield call))
             if result.get("ok"):
@@ -160,6 +222,7 @@ class ReservationOps(ReservationParts):
                 )
             else:
                 yield from self._each_part("unpin_reservation", rid, pinned, token, 0)
+            yield from self._unclaim(idem, actor, fp, {p.partition for p in parts})
             raise_for_error(result, rid)
         views = []
         for part in parts:
@@ -178,14 +241,28 @@ class ReservationOps(ReservationParts):
         *,
         actor: str = DEFAULT_ACTOR,
         idempotency_key: str | None = None,
+        owner_only: bool = False,
     ) -> Op[Reservation]:
-        """Held -> released (units available again); releasing twice is a no-op."""
+        """Held -> released (units available again); releasing twice is a no-op.
+        ``owner_only``: refuse (``NotOwner``, nothing written) unless ``actor`` created the
+        reservation; HTTP asks it for API keys without the ``stock`` scope."""
         rid = reservation_id
+        owner_only = validation.flag(owner_only, "owner_only")
         parts, fp, actor, idem = yield from self._prepare("release", rid, actor, idempotency_key)
-        views = yield from self._on_parts(
-            "release_reservation", rid, parts, fp, actor, idem, "release", "release", ""
+        return (
+            yield from self._on_parts(
+                "release_reservation",
+                rid,
+                parts,
+                fp,
+                actor,
+                idem,
+                "release",
+                "release",
+                "",
+                owner_only=owner_only,
+            )
         )
-        return reservation_from_views(views)
 
     @operation
     def extend(
@@ -195,28 +272,43 @@ class ReservationOps(ReservationParts):
         *,
         actor: str = DEFAULT_ACTOR,
         idempotency_key: str | None = None,
+        owner_only: bool = False,
     ) -> Op[Reservation]:
-        """A live hold now expires ``ttl_seconds`` from the server's clock."""
+        """A live hold now expires ``ttl_seconds`` from the server's clock.
+        ``owner_only``: refuse (``NotOwner``, nothing written) unless ``actor`` created the
+        reservation; HTTP asks it for API keys without the ``stock`` scope."""
         rid = reservation_id
+        owner_only = validation.flag(owner_only, "owner_only")
         ttl_ms = validation.ttl_ms(ttl_seconds, self.config.default_ttl_ms, self.config.max_ttl_ms)
         parts, fp, actor, idem = yield from self._prepare(
             "extend", rid, actor, idempotency_key, ttl_ms
         )
-        views = []
+        views: list[Json] = []
+        every_part_replayed = True
         for part in parts:
             call = self._part_call(
-                "extend_reservation", rid, part, ttl_ms, fp=fp, actor=actor, idem=idem
+                "extend_reservation",
+                rid,
+                part,
+                ttl_ms,
+                fp=fp,
+                actor=actor,
+                idem=idem,
+                owner_only=owner_only,
             )
-            result, _ = script_reply((yield call))
+            result, was_replayed = script_reply((yield call))
             if result.get("status") == "expired":
                 # One expired part makes the whole reservation uncommittable: free the rest.
                 rest = [p for p in parts if p is not part]
                 yield from self._each_part(
                     "release_reservation", rid, rest, "release", "expired_part", ""
                 )
+            if "error" in result and not views:
+                yield from self._unclaim(idem, actor, fp, {p.partition for p in parts})
             raise_for_error(result, rid)
             views.append(result["reservation"])
-        return reservation_from_views(views)
+            every_part_replayed = every_part_replayed and was_replayed
+        return replayed(reservation_from_views(views), every_part_replayed)
 
     @operation
     def ship(
@@ -225,12 +317,19 @@ class ReservationOps(ReservationParts):
         *,
         actor: str = DEFAULT_ACTOR,
         idempotency_key: str | None = None,
+        owner_only: bool = False,
     ) -> Op[Reservation]:
-        """Committed -> shipped: the units leave on_hand."""
+        """Committed -> shipped: the units leave on_hand.
+        ``owner_only``: refuse (``NotOwner``, nothing written) unless ``actor`` created the
+        reservation; HTTP asks it for API keys without the ``stock`` scope."""
         rid = reservation_id
+        owner_only = validation.flag(owner_only, "owner_only")
         parts, fp, actor, idem = yield from self._prepare("ship", rid, actor, idempotency_key)
-        views = yield from self._on_parts("ship_reservation", rid, parts, fp, actor, idem)
-        return reservation_from_views(views)
+        return (
+            yield from self._on_parts(
+                "ship_reservation", rid, parts, fp, actor, idem, owner_only=owner_only
+            )
+        )
 
     @operation
     def get_reservation(self, reservation_id: str) -> Op[Reservation]:

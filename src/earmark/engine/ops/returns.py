@@ -7,13 +7,7 @@ from earmark import limits, validation
 from earmark.engine.operation import operation
 from earmark.engine.ops.base import DEFAULT_ACTOR
 from earmark.engine.ops.parts import ReservationParts
-from earmark.engine.replies import (
-    Json,
-    fingerprint,
-    raise_for_error,
-    script_reply,
-    stock_level,
-)
+from earmark.engine.replies import Json, fingerprint, replayed, stock_level
 from earmark.engine.steps import Call, Op
 from earmark.errors import InvalidRequest, ReservationNotFound
 from earmark.models import ReturnReceipt, StockLevel
@@ -35,7 +29,7 @@ class ReturnOps(ReservationParts):
         """Units of a shipped reservation line come back into ``returned`` (quarantine):
         at most what the reservation shipped of the line minus what already came back.
         ``location`` picks the line when the reservation holds the SKU at several."""
-        rid = validation.reservation_id(reservation_id)
+        rid = reservation_id
         parts = self.parts_of(rid)
         sku, qty = validation.sku(sku), validation.qty(qty)
         where = None if location is None else validation.location(location)
@@ -52,9 +46,9 @@ class ReturnOps(ReservationParts):
         yield from self._claim(idem, actor, fp, {p}, "")
         call = self._stock_call("receive_return", sku, where, fp, actor, idem, rid, qty, reason)
         keys = [*call.keys, self.keys.reservation(p, rid)]
-        result, _ = script_reply((yield Call(call.script, keys, call.args)))
-        raise_for_error(result, rid)
-        return ReturnReceipt(
+        call = Call(call.script, keys, call.args)
+        result, was_replayed = yield from self._write(call, idem, actor, fp, {p}, rid)
+        receipt = ReturnReceipt(
             reservation_id=rid,
             sku=sku,
             location=where,
@@ -63,6 +57,7 @@ class ReturnOps(ReservationParts):
             shipped=result["shipped"],
             stock=stock_level(result["levels"]),
         )
+        return replayed(receipt, was_replayed)
 
     @staticmethod
     def _return_line(rid: str, record: Json, sku: str, location: str | None) -> str:
@@ -96,7 +91,7 @@ class ReturnOps(ReservationParts):
         """returned -> on_hand (``restock``), ``damaged`` or written_off (``write_off``)."""
         disposition = validation.choice(disposition, "disposition", limits.DISPOSITIONS)
         reason = validation.text(reason, "reason", limits.REASON_LENGTH_MAX)
-        result = yield from self._stock_write(
+        result, was_replayed = yield from self._stock_write(
             "dispose_returned", sku, location, actor, idempotency_key, qty, disposition, reason
         )
-        return stock_level(result["levels"])
+        return replayed(stock_level(result["levels"]), was_replayed)

@@ -10,7 +10,7 @@ import orjson
 from earmark import limits, validation
 from earmark.engine.operation import operation
 from earmark.engine.ops.base import DEFAULT_ACTOR, OpsBase
-from earmark.engine.replies import fingerprint, raise_for_error, script_reply, stock_level, text
+from earmark.engine.replies import fingerprint, raise_for_error, replayed, stock_level, text
 from earmark.engine.steps import Batch, Call, Op, Pipeline
 from earmark.errors import InvalidRequest, SkuNotFound
 from earmark.models import SkuStock, StockLevel
@@ -46,11 +46,11 @@ class StockOps(OpsBase):
         reference = validation.text(reference, "reference", limits.REFERENCE_LENGTH_MAX)
         actor, idem = self._who(actor, idempotency_key, required=False)
         fp = fingerprint("receive", sku, location, qty, reference)
-        yield from self._claim(idem, actor, fp, {self.partition_of(sku)}, "")
+        parts = {self.partition_of(sku)}
+        yield from self._claim(idem, actor, fp, parts, "")
         call = self._stock_call("receive_stock", sku, location, fp, actor, idem, qty, reference)
-        result, _ = script_reply((yield call))
-        raise_for_error(result)
-        return stock_level(result["levels"])
+        result, was_replayed = yield from self._write(call, idem, actor, fp, parts, "")
+        return replayed(stock_level(result["levels"]), was_replayed)
 
     @operation
     def adjust(
@@ -75,12 +75,12 @@ class StockOps(OpsBase):
         force = validation.flag(force, "force")
         actor, idem = self._who(actor, idempotency_key, required=False)
         fp = fingerprint("adjust", sku, location, delta, reason, force)
-        yield from self._claim(idem, actor, fp, {self.partition_of(sku)}, "")
+        parts = {self.partition_of(sku)}
+        yield from self._claim(idem, actor, fp, parts, "")
         flag = "1" if force else "0"
         call = self._stock_call("adjust_stock", sku, location, fp, actor, idem, delta, reason, flag)
-        result, _ = script_reply((yield call))
-        raise_for_error(result)
-        return stock_level(result["levels"])
+        result, was_replayed = yield from self._write(call, idem, actor, fp, parts, "")
+        return replayed(stock_level(result["levels"]), was_replayed)
 
     @operation
     def availability(self, skus: Iterable[str | tuple[str, str]]) -> Op[list[StockLevel]]:
@@ -100,27 +100,29 @@ class StockOps(OpsBase):
         ]
 
     @operation
-    def stock(self, sku: str, location: str = limits.DEFAULT_LOCATION) -> Op[StockLevel]:
-        """One (sku, location); raises ``SkuNotFound`` if it never had stock."""
-        sku, location = validation.sku(sku), validation.location(location)
-        (level,) = yield from self._read_stock([(sku, location)])
-        if level is None:
-            raise SkuNotFound(
-                f"no stock record for {sku} at {location}", sku=sku, location=location
-            )
-        return level
+    def stock(self, sku: str, location: str | None = None) -> Op[SkuStock]:
+        """The SKU over the network: every bucket summed over its locations, with each
+        location (``GET /v1/skus/{sku}``); with ``location``, the same for that location
+        alone (its ``StockLevel``, with the ``version`` a count names, is
+        ``locations[0]``). Raises ``SkuNotFound`` when it never had stock (there).
+        ``availability`` reads bare levels of many SKUs at once."""
+        if location is None:
+            levels = yield from self._locations(sku)
+        else:
+            sku, location = validation.sku(sku), validation.location(location)
+            (level,) = yield from self._read_stock([(sku, location)])
+            if level is None:
+                raise SkuNotFound(
+                    f"no stock record for {sku} at {location}", sku=sku, location=location
+                )
+            levels = [level]
+        totals = {b: sum(getattr(level, b) for level in levels) for b in SUMMED_BUCKETS}
+        return SkuStock(sku=levels[0].sku, locations=levels, **totals)
 
     @operation
     def locations(self, sku: str) -> Op[list[StockLevel]]:
         """Every location of ``sku``, by location; raises ``SkuNotFound`` if it has none."""
         return self._locations(sku)
-
-    @operation
-    def sku_stock(self, sku: str) -> Op[SkuStock]:
-        """The SKU's buckets summed over its locations, with each location."""
-        levels = yield from self._locations(sku)
-        totals = {b: sum(getattr(level, b) for level in levels) for b in SUMMED_BUCKETS}
-        return SkuStock(sku=levels[0].sku, locations=levels, **totals)
 
     def _locations(self, sku: str) -> Op[list[StockLevel]]:
         sku = validation.sku(sku)

@@ -8,14 +8,7 @@ import secrets
 from earmark import limits, validation
 from earmark.engine.operation import operation
 from earmark.engine.ops.base import DEFAULT_ACTOR, OpsBase
-from earmark.engine.replies import (
-    Json,
-    fingerprint,
-    raise_for_error,
-    script_reply,
-    text,
-    transfer,
-)
+from earmark.engine.replies import Json, fingerprint, replayed, text, transfer
 from earmark.engine.steps import Call, Op, Pipeline
 from earmark.errors import InvalidRequest, TransferNotFound
 from earmark.models import Transfer
@@ -57,9 +50,9 @@ class TransferOps(OpsBase):
             self.keys.on_hand_log(p, sku, target),
             self.keys.transfer(p, tid),
         ]
-        result, _ = script_reply((yield Call(call.script, [*call.keys, *extra], call.args)))
-        raise_for_error(result, tid)
-        return transfer(result["transfer"])
+        call = Call(call.script, [*call.keys, *extra], call.args)
+        result, was_replayed = yield from self._write(call, idem, actor, fp, {p}, tid)
+        return replayed(transfer(result["transfer"]), was_replayed)
 
     @operation
     def receive_transfer(
@@ -95,9 +88,9 @@ class TransferOps(OpsBase):
         ]
         args = self._write_args(fp, actor, idem)
         args += [transfer_id, sku, target, qty, reason, limits.FINISHED_RECORD_RETENTION_MS]
-        result, _ = script_reply((yield Call("receive_transfer", keys, args)))
-        raise_for_error(result, transfer_id)
-        return transfer(result["transfer"])
+        call = Call("receive_transfer", keys, args)
+        result, was_replayed = yield from self._write(call, idem, actor, fp, {p}, transfer_id)
+        return replayed(transfer(result["transfer"]), was_replayed)
 
     @operation
     def get_transfer(self, transfer_id: str) -> Op[Transfer]:
@@ -106,9 +99,14 @@ class TransferOps(OpsBase):
         return transfer((yield from self._read_transfer(transfer_id, p)))
 
     def _transfer_partition(self, transfer_id: str) -> int:
-        p = int(validation.transfer_id(transfer_id).rsplit("_", 1)[1])
+        """The partition in the id; an id that cannot be one of ours names no transfer
+        (``TransferNotFound``, the 404 of HTTP)."""
+        missing = TransferNotFound(f"no transfer {transfer_id}", id=transfer_id)
+        if not validation.TRANSFER_ID.fullmatch(str(transfer_id)):
+            raise missing
+        p = int(transfer_id.rsplit("_", 1)[1])
         if p >= self.partitions:
-            raise InvalidRequest("not a transfer id of this store", field="transfer_id")
+            raise missing
         return p
 
     def _read_transfer(self, transfer_id: str, p: int) -> Op[Json]:
