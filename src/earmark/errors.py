@@ -57,6 +57,12 @@ class EarmarkError(Exception):
         return cls(message.format(subject=subject, **fields), **details)
 
     @classmethod
+    def from_problem(cls, message: str, members: dict[str, Any]) -> EarmarkError:
+        """The error for a problem the service answered (``earmark.client``): ``members``
+        are those beyond RFC 9457's, as ``details`` were sent."""
+        return cls(message, **members)
+
+    @classmethod
     def outcome(cls, reply: Mapping[str, Any], subject: str = "") -> EarmarkError:
         """The error for a script reply's ``error`` code, through ``OUTCOMES``."""
         code = str(reply["error"])
@@ -109,6 +115,12 @@ class InsufficientStock(EarmarkError):
         from earmark.models import Shortfall
 
         return cls.for_lines([Shortfall(**line) for line in reply["lines"]])
+
+    @classmethod
+    def from_problem(cls, message: str, members: dict[str, Any]) -> EarmarkError:
+        from earmark.models import Shortfall
+
+        return cls(message, [Shortfall(**line) for line in members.get("lines", [])])
 
 
 class WouldOversell(EarmarkError):
@@ -180,6 +192,12 @@ class ReservationNotHeld(EarmarkError):
     def from_reply(cls, reply: Mapping[str, Any], subject: str, message: str) -> EarmarkError:
         fields = {k: v for k, v in reply.items() if k not in ("error", "reservation")}
         return cls(message.format(subject=subject, **fields), str(reply["status"]))
+
+    @classmethod
+    def from_problem(cls, message: str, members: dict[str, Any]) -> EarmarkError:
+        rest = dict(members)
+        status = str(rest.pop("reservation_status", rest.pop("status", "")))
+        return cls(message, status, **rest)
 
 
 class ReservationExpired(ReservationNotHeld):
@@ -391,6 +409,12 @@ class PurchaseOrderClosed(EarmarkError):
         received = reply.get("received", [])
         return cls(message.format(subject=subject, status=status), status, received_before=received)
 
+    @classmethod
+    def from_problem(cls, message: str, members: dict[str, Any]) -> EarmarkError:
+        rest = dict(members)
+        status = str(rest.pop("purchase_order_status", rest.pop("status", "")))
+        return cls(message, status, **rest)
+
 
 class LedgerError(EarmarkError):
     """The durable record refused or could not understand a write."""
@@ -474,6 +498,16 @@ class WebhookVerificationError(EarmarkError):
     code = "webhook_verification_failed"
     http_status = 400
     title = "The webhook signature does not verify"
+
+
+class UnexpectedResponse(EarmarkError):
+    """The client (``earmark.client``) got an answer it cannot read as a result or as a
+    problem of a known code (a proxy's error page, a newer server), or no answer at all
+    after its retries; ``status`` and ``code`` say what came back, when anything did."""
+
+    code = "unexpected_response"
+    http_status = 502
+    title = "The service's answer could not be read"
 
 
 # -- refused by the HTTP service around the operation (earmark.api) -----------------
