@@ -18,6 +18,8 @@ QTY_MAX = 1_000_000
 ADJUST_DELTA_MAX = 1_000_000
 LINES_MAX = 50
 SKUS_PER_READ_MAX = 1_000
+# The furthest ahead ``holds_expiring`` looks (a day, the longest hold).
+HOLDS_EXPIRING_WINDOW_SECONDS_MAX = 86_400
 
 TTL_MS_MIN = 1_000
 TTL_MS_MAX = 24 * 60 * 60 * 1_000

@@ -241,6 +241,9 @@ def test_the_wheel_carries_the_scripts(tmp_path: Path) -> None:
     assert {f"earmark/lua/{n}.lua" for n in SCRIPT_NAMES} <= names
     assert "earmark/lua/includes/common.lua" in names
     assert "earmark/py.typed" in names
+    # the operator console loads from the sidecar, never a CDN: its files ship too
+    console = {"index.html", "console.js", "console.css"}
+    assert {f"earmark/api/console/{n}" for n in console} <= names
     probe = (
         "from earmark.engine.scripts import load_scripts, lua_dir; "
         "print(lua_dir()); print(len(load_scripts()))"

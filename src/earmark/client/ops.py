@@ -103,6 +103,11 @@ class ClientOps:
         """The Prometheus text exposition."""
         return Call("GET", "/metrics", _text)
 
+    @route("GET /v1/overview")
+    def overview(self) -> Call[Json]:
+        """Holds live and expiring, the durable lag, the webhook backlog, health checks."""
+        return Call("GET", "/v1/overview", _json)
+
     # -- stock --------------------------------------------------------------------------
 
     @route("GET /v1/skus/{sku}")

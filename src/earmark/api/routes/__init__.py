@@ -1,10 +1,12 @@
 """One router per resource; ``ROUTERS`` is what the app includes, in this order."""
 
 from earmark.api.routes import (
+    console,
     counts,
     health,
     ledger,
     losses,
+    overview,
     purchase_orders,
     reservations,
     returns,
@@ -24,4 +26,6 @@ ROUTERS = [
     purchase_orders.router,
     ledger.router,
     webhooks.router,
+    overview.router,
+    console.router,
 ]

@@ -9,10 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from earmark import limits
 from earmark.engine.operation import operation
 from earmark.engine.ops.base import OpsBase
 from earmark.engine.replies import text
 from earmark.engine.steps import Call, Op, Pipeline
+from earmark.errors import InvalidRequest
 from earmark.keys import FLUSHER_GROUP, Keys
 
 # Entries counted per stream when Redis cannot say how many the group has not read.
@@ -116,6 +118,25 @@ class StatusOps(OpsBase):
             commands.append(("ZCOUNT", self.keys.expiries(p), "-inf", now_ms))
         replies = yield Pipeline(commands)
         return [(int(replies[i]), int(replies[i + 1])) for i in range(0, len(replies), 2)]
+
+    @operation
+    def holds_expiring(self, within_seconds: float) -> Op[int]:
+        """Held reservation parts whose expiry falls in the next ``within_seconds``, by the
+        server's clock (the console's "expiring in the next minute")."""
+        if not 0 < within_seconds <= limits.HOLDS_EXPIRING_WINDOW_SECONDS_MAX:
+            raise InvalidRequest(
+                f"within_seconds must be in (0, {limits.HOLDS_EXPIRING_WINDOW_SECONDS_MAX}]"
+            )
+        (now,) = yield Pipeline([("TIME",)])
+        now_ms = server_ms(now)
+        until_ms = now_ms + int(within_seconds * 1000)
+        replies = yield Pipeline(
+            [
+                ("ZCOUNT", self.keys.expiries(p), f"({now_ms}", until_ms)
+                for p in range(self.partitions)
+            ]
+        )
+        return sum(int(r) for r in replies)
 
     @operation
     def durable_lag(self, *, group: str = FLUSHER_GROUP) -> Op[Lag]:
