@@ -2,6 +2,7 @@
 
 from earmark.api.routes import (
     counts,
+    drops,
     health,
     ledger,
     losses,
@@ -24,4 +25,5 @@ ROUTERS = [
     purchase_orders.router,
     ledger.router,
     webhooks.router,
+    drops.router,
 ]
