@@ -17,6 +17,9 @@
     belongs to another drop), {error = 'drop_not_found'} (update),
     {error = 'drop_already_open', opens_at} (update at or after opens_at, server clock)
     {error = 'store_not_ready' | 'idempotency_conflict'}
+  Events: 'drop_created' or 'drop_changed' per SKU of the drop (at the default location,
+    qty 0, no deltas), with the drop id and its rules (json): the rule change and its actor
+    are in the ledger.
   Invariants: a SKU belongs to at most one drop; a drop's rules change only before it
     opens (on Redis TIME); every SKU of a drop is in this partition (the caller's keys).
 ]]
@@ -83,4 +86,12 @@ end
 rcall('HSET', rules_key, 'opens_at', ARGV[7], 'closes_at', ARGV[8], 'limit', ARGV[9],
       'hold_ttl_ms', ARGV[10], 'waitlist', ARGV[11], 'offer_ttl_ms', ARGV[12],
       'updated_at', ctx.now, 'actor', actor)
-return finish(ctx, {ok = true, drop = view()})
+local drop = view()
+local etype = mode == 'create' and 'drop_created' or 'drop_changed'
+local rules = cjson.encode({opens_at = drop.opens_at, closes_at = drop.closes_at,
+                            limit = drop.limit, hold_ttl_ms = drop.hold_ttl_ms,
+                            waitlist = drop.waitlist, offer_ttl_ms = drop.offer_ttl_ms})
+for _, sku in ipairs(drop.skus) do
+  emit(ctx, etype, sku, 'default', 0, {}, {'drop', drop_id, 'rules', rules})
+end
+return finish(ctx, {ok = true, drop = drop})

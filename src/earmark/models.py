@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
@@ -211,6 +212,15 @@ class PurchaseOrder(Frozen):
     lines: list[PurchaseOrderLine]
     created_at: datetime | None = None
     closed_at: datetime | None = None
+
+
+class Unchanged(enum.Enum):
+    """``update_drop``'s default: the field keeps its value (None means 'none')."""
+
+    UNCHANGED = "unchanged"
+
+
+UNCHANGED = Unchanged.UNCHANGED
 
 
 class Drop(Frozen):

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+import orjson
 import pytest
 
 from earmark import (
@@ -68,6 +69,15 @@ def test_a_drop_is_created_read_and_changed_before_it_opens(engine: Engine) -> N
     assert changed.per_customer_limit == 3 and changed.closes_at is not None
     again = engine.get_drop("launch")
     assert again == changed
+    # Each rule change is an event with its actor (qty 0, no deltas: no bucket moves).
+    p = engine.partition_of("TEE")
+    recorded = [f for _, f in engine.client.xrange(engine.keys.events(p)) if "drop" in f]
+    moved = [orjson.loads(f["deltas"]) for f in recorded]
+    assert [(f["type"], f["drop"], f["actor"]) for f in recorded] == [
+        ("drop_created", "launch", "library"),
+        ("drop_changed", "launch", "library"),
+    ]
+    assert not any(moved)
     assert (again.sold, again.held) == (0, 0)
 
 

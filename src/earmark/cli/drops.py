@@ -7,10 +7,9 @@ import datetime
 from typing import Any
 
 from earmark.cli.common import NEEDS, Subparsers, add_action, add_who, who
-from earmark.engine.ops.drops import UNCHANGED
 from earmark.engine.sync_engine import Engine
 from earmark.errors import InvalidRequest
-from earmark.models import Drop
+from earmark.models import UNCHANGED, Drop
 
 
 def add_drop(subparsers: Subparsers) -> None:

@@ -10,7 +10,6 @@ must share one partition).
 from __future__ import annotations
 
 import datetime
-import enum
 from collections.abc import Iterable
 from typing import Any
 
@@ -22,20 +21,11 @@ from earmark.engine.ops.base import DEFAULT_ACTOR, OpsBase
 from earmark.engine.replies import Json, fingerprint, replayed, text
 from earmark.engine.steps import Call, Op, Pipeline
 from earmark.errors import DropNotFound, InvalidRequest
-from earmark.models import Drop, from_ms
+from earmark.models import UNCHANGED, Drop, Unchanged, from_ms
 
 # The reserve script's answer when a cart takes a drop's SKU and the call did not bring
 # that drop's keys (lua/includes/drops.lua, drop_gate).
 DROP_KEYS = "drop_keys"
-
-
-class Unchanged(enum.Enum):
-    """``update_drop``'s default: the field keeps its value (None means 'none')."""
-
-    UNCHANGED = "unchanged"
-
-
-UNCHANGED = Unchanged.UNCHANGED
 
 
 def _ms(value: object, what: str) -> int:
