@@ -94,6 +94,8 @@ CUSTOMER_LENGTH_MAX = 128
 # Reserve calls one cart may take to bring a drop's keys (the drop, then the customer's
 # pending entries; once more if they changed in between).
 DROP_KEY_ROUNDS_MAX = 4
+# (partition, sku) -> drop hints an engine keeps to save the first round trip.
+DROP_HINTS_MAX = 10_000
 # Reserve attempts per customer per drop per second, by default (0: no limit).
 DROP_ATTEMPTS_PER_SECOND_DEFAULT = 5
 DROP_ATTEMPTS_PER_SECOND_MAX = 1_000

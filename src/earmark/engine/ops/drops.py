@@ -43,14 +43,26 @@ def _limit(value: object) -> int | None:
 class DropReserve(OpsBase):
     """The drop half of a reserve call, shared with ``ReservationOps``."""
 
-    def _drop_reserving(self, call: Call, p: int, customer: str) -> Op[tuple[Json, bool]]:
+    def _drop_hints(self) -> dict[tuple[int, str], str]:
+        """(partition, sku) -> the drop the reserve script last named for it: a hint that
+        saves the first round trip, never a decision (the script checks the index)."""
+        hints: dict[tuple[int, str], str] = self.__dict__.setdefault("_drop_hint_table", {})
+        if len(hints) >= limits.DROP_HINTS_MAX:
+            hints.clear()
+        return hints
+
+    def _drop_reserving(
+        self, call: Call, p: int, customer: str, skus: list[str]
+    ) -> Op[tuple[Json, bool]]:
         """Runs a reserve call of partition ``p`` with the drop part of its KEYS and ARGV
-        (lua/includes/drops.lua, drop_call_at). The first round names no drop; a cart
-        that takes a drop's SKU is answered ``drop_keys`` with the drop and the customer's
-        pending entries, and the call is made again with their keys. Only the script
-        decides: nothing is cached here, so a drop created a moment ago applies at once."""
+        (lua/includes/drops.lua, drop_call_at). A cart that takes a drop's SKU and did not
+        bring that drop's keys (or the customer's pending entries) is answered
+        ``drop_keys`` with them, and the call is made again with their keys. Only the
+        script decides: the hint of a drop seen before only saves a round trip."""
         rate = self.config.drop_attempts_per_second
-        drop, rids = "", list[str]()
+        hints = self._drop_hints()
+        drop = next((hints[(p, s)] for s in skus if (p, s) in hints), "")
+        rids: list[str] = []
         result: Json = {}
         was_replayed = False
         for _ in range(limits.DROP_KEY_ROUNDS_MAX):
@@ -69,6 +81,9 @@ class DropReserve(OpsBase):
             drop, rids = str(result["drop"]), [str(r) for r in result["rids"]]
             if len(rids) > limits.DROP_CUSTOMER_LIMIT_MAX:
                 raise RuntimeError(f"drop {drop}: more pending entries than any limit allows")
+            for sku in skus:
+                hints.pop((p, sku), None)
+            hints[(p, skus[0])] = drop
         return result, was_replayed
 
 

@@ -62,7 +62,8 @@ class ReservationOps(ReservationParts, DropReserve):
         every_part_replayed = True
         for p in parts:
             call = self._reserve_call(rid, p, by_part[p], fp, ttl_ms, channel, actor, idem)
-            result, was_replayed = yield from self._drop_reserving(call, p, customer)
+            skus = [line.sku for line in by_part[p]]
+            result, was_replayed = yield from self._drop_reserving(call, p, customer, skus)
             replies.append((p, result))
             every_part_replayed = every_part_replayed and was_replayed
         refused = [r for _, r in replies if not r.get("ok")]
