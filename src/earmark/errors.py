@@ -57,6 +57,12 @@ class EarmarkError(Exception):
         return cls(message.format(subject=subject, **fields), **details)
 
     @classmethod
+    def from_problem(cls, message: str, members: dict[str, Any]) -> EarmarkError:
+        """The error for a problem the service answered (``earmark.client``): ``members``
+        are those beyond RFC 9457's, as ``details`` were sent."""
+        return cls(message, **members)
+
+    @classmethod
     def outcome(cls, reply: Mapping[str, Any], subject: str = "") -> EarmarkError:
         """The error for a script reply's ``error`` code, through ``OUTCOMES``."""
         code = str(reply["error"])
@@ -109,6 +115,12 @@ class InsufficientStock(EarmarkError):
         from earmark.models import Shortfall
 
         return cls.for_lines([Shortfall(**line) for line in reply["lines"]])
+
+    @classmethod
+    def from_problem(cls, message: str, members: dict[str, Any]) -> EarmarkError:
+        from earmark.models import Shortfall
+
+        return cls(message, [Shortfall(**line) for line in members.get("lines", [])])
 
 
 class WouldOversell(EarmarkError):
@@ -180,6 +192,12 @@ class ReservationNotHeld(EarmarkError):
     def from_reply(cls, reply: Mapping[str, Any], subject: str, message: str) -> EarmarkError:
         fields = {k: v for k, v in reply.items() if k not in ("error", "reservation")}
         return cls(message.format(subject=subject, **fields), str(reply["status"]))
+
+    @classmethod
+    def from_problem(cls, message: str, members: dict[str, Any]) -> EarmarkError:
+        rest = dict(members)
+        status = str(rest.pop("reservation_status", rest.pop("status", "")))
+        return cls(message, status, **rest)
 
 
 class ReservationExpired(ReservationNotHeld):
@@ -391,6 +409,12 @@ class PurchaseOrderClosed(EarmarkError):
         received = reply.get("received", [])
         return cls(message.format(subject=subject, status=status), status, received_before=received)
 
+    @classmethod
+    def from_problem(cls, message: str, members: dict[str, Any]) -> EarmarkError:
+        rest = dict(members)
+        status = str(rest.pop("purchase_order_status", rest.pop("status", "")))
+        return cls(message, status, **rest)
+
 
 class LedgerError(EarmarkError):
     """The durable record refused or could not understand a write."""
@@ -474,6 +498,112 @@ class WebhookVerificationError(EarmarkError):
     code = "webhook_verification_failed"
     http_status = 400
     title = "The webhook signature does not verify"
+
+
+class UnexpectedResponse(EarmarkError):
+    """The client (``earmark.client``) got an answer it cannot read as a result or as a
+    problem of a known code (a proxy's error page, a newer server), or no answer at all
+    after its retries; ``status`` and ``code`` say what came back, when anything did."""
+
+    code = "unexpected_response"
+    http_status = 502
+    title = "The service's answer could not be read"
+
+
+# -- refused by the HTTP service around the operation (earmark.api) -----------------
+
+
+class MalformedJson(EarmarkError):
+    code = "malformed_json"
+    http_status = 400
+    title = "The request body is not valid JSON"
+
+
+class UnsupportedMediaType(EarmarkError):
+    """A body was sent with a Content-Type other than JSON (``curl -d`` sends form
+    encoding): the body is not read as JSON, so say which header to send."""
+
+    code = "unsupported_media_type"
+    http_status = 415
+    title = "The request body must be JSON"
+
+
+class IdempotencyKeyRequired(EarmarkError):
+    code = "idempotency_key_required"
+    http_status = 400
+    title = "An Idempotency-Key header is required"
+
+
+class Unauthorized(EarmarkError):
+    """No bearer token, or one that matches no API key."""
+
+    code = "unauthorized"
+    http_status = 401
+    title = "Authentication required"
+
+
+class Forbidden(EarmarkError):
+    """The API key lacks the scope the operation needs."""
+
+    code = "forbidden"
+    http_status = 403
+    title = "The API key lacks the scope for this operation"
+
+
+class BodyTooLarge(EarmarkError):
+    """The body is larger than ``EARMARK_MAX_BODY_BYTES``; refused before it is read (by
+    ``Content-Length``) or as soon as a chunked body passes the bound."""
+
+    code = "body_too_large"
+    http_status = 413
+    title = "The request body is too large"
+
+
+class HeadersTooLarge(EarmarkError):
+    """The request line and headers are larger than ``EARMARK_MAX_HEADER_BYTES``
+    (answered by the HTTP protocol, ``earmark.api.protocol``, before the app runs)."""
+
+    code = "headers_too_large"
+    http_status = 431
+    title = "The request headers are too large"
+
+
+class RequestTimeout(EarmarkError):
+    """The headers or the body did not arrive within ``EARMARK_REQUEST_TIMEOUT_SECONDS``:
+    a slow client cannot hold a connection."""
+
+    code = "request_timeout"
+    http_status = 408
+    title = "The request did not arrive in time"
+
+
+class Overloaded(EarmarkError):
+    """More requests are in flight than ``EARMARK_MAX_CONCURRENT_REQUESTS``; retry after
+    ``Retry-After`` seconds."""
+
+    code = "overloaded"
+    http_status = 503
+    title = "The service is handling too many requests"
+
+
+class RouteNotFound(EarmarkError):
+    code = "not_found"
+    http_status = 404
+    title = "No such resource"
+
+
+class MethodNotAllowed(EarmarkError):
+    code = "method_not_allowed"
+    http_status = 405
+    title = "Method not allowed"
+
+
+class NotReady(EarmarkError):
+    """A readiness check failed (``/readyz``); ``checks`` says which."""
+
+    code = "not_ready"
+    http_status = 503
+    title = "The service is not ready"
 
 
 # -- drops (docs/drops.md) ---------------------------------------------------------------

@@ -19,9 +19,8 @@ import time
 from collections.abc import Awaitable, Callable
 
 from earmark import apikeys
-from earmark.api.problems import Forbidden, Unauthorized
 from earmark.apikeys import ANONYMOUS_PRINCIPAL, ApiKey, Principal
-from earmark.errors import LedgerUnavailable
+from earmark.errors import Forbidden, LedgerUnavailable, Unauthorized
 
 KeySource = Callable[[], Awaitable[list[ApiKey]]]
 

@@ -21,10 +21,10 @@ from earmark import limits
 from earmark.api.auth import require_scope
 from earmark.api.guard import PRINCIPAL
 from earmark.api.metrics import Metrics
-from earmark.api.problems import Unauthorized
 from earmark.api.schemas import PRINTABLE_PATTERN
 from earmark.apikeys import Principal
 from earmark.engine.async_engine import AsyncEngine
+from earmark.errors import Unauthorized
 from earmark.settings import Settings
 
 BEARER_SCHEME = "bearer"

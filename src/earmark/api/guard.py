@@ -34,13 +34,8 @@ import redis.exceptions
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from earmark.api.auth import Authenticator
-from earmark.api.problems import (
-    BodyTooLarge,
-    Overloaded,
-    RequestTimeout,
-    error_response,
-)
-from earmark.errors import EarmarkError, StoreUnavailable
+from earmark.api.problems import error_response
+from earmark.errors import BodyTooLarge, EarmarkError, Overloaded, RequestTimeout, StoreUnavailable
 
 log = logging.getLogger("earmark.api")
 

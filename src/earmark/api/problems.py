@@ -22,106 +22,24 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from earmark.engine.refusals import store_error
-from earmark.errors import ERRORS, EarmarkError, InternalError, InvalidRequest
+from earmark.errors import (
+    ERRORS,
+    EarmarkError,
+    IdempotencyKeyRequired,
+    InternalError,
+    InvalidRequest,
+    MalformedJson,
+    MethodNotAllowed,
+    RouteNotFound,
+    Unauthorized,
+    UnsupportedMediaType,
+)
 
 log = logging.getLogger("earmark.api")
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 TYPE_BASE = "tag:earmark,2025:problem:"
 IDEMPOTENCY_LOC = ["header", "idempotency-key"]
-
-
-class MalformedJson(EarmarkError):
-    code = "malformed_json"
-    http_status = 400
-    title = "The request body is not valid JSON"
-
-
-class UnsupportedMediaType(EarmarkError):
-    """A body was sent with a Content-Type other than JSON (``curl -d`` sends form
-    encoding): the body is not read as JSON, so say which header to send."""
-
-    code = "unsupported_media_type"
-    http_status = 415
-    title = "The request body must be JSON"
-
-
-class IdempotencyKeyRequired(EarmarkError):
-    code = "idempotency_key_required"
-    http_status = 400
-    title = "An Idempotency-Key header is required"
-
-
-class Unauthorized(EarmarkError):
-    """No bearer token, or one that matches no API key."""
-
-    code = "unauthorized"
-    http_status = 401
-    title = "Authentication required"
-
-
-class Forbidden(EarmarkError):
-    """The API key lacks the scope the operation needs."""
-
-    code = "forbidden"
-    http_status = 403
-    title = "The API key lacks the scope for this operation"
-
-
-class BodyTooLarge(EarmarkError):
-    """The body is larger than ``EARMARK_MAX_BODY_BYTES``; refused before it is read (by
-    ``Content-Length``) or as soon as a chunked body passes the bound."""
-
-    code = "body_too_large"
-    http_status = 413
-    title = "The request body is too large"
-
-
-class HeadersTooLarge(EarmarkError):
-    """The request line and headers are larger than ``EARMARK_MAX_HEADER_BYTES``
-    (answered by the HTTP protocol, ``earmark.api.protocol``, before the app runs)."""
-
-    code = "headers_too_large"
-    http_status = 431
-    title = "The request headers are too large"
-
-
-class RequestTimeout(EarmarkError):
-    """The headers or the body did not arrive within ``EARMARK_REQUEST_TIMEOUT_SECONDS``:
-    a slow client cannot hold a connection."""
-
-    code = "request_timeout"
-    http_status = 408
-    title = "The request did not arrive in time"
-
-
-class Overloaded(EarmarkError):
-    """More requests are in flight than ``EARMARK_MAX_CONCURRENT_REQUESTS``; retry after
-    ``Retry-After`` seconds."""
-
-    code = "overloaded"
-    http_status = 503
-    title = "The service is handling too many requests"
-
-
-class RouteNotFound(EarmarkError):
-    code = "not_found"
-    http_status = 404
-    title = "No such resource"
-
-
-class MethodNotAllowed(EarmarkError):
-    code = "method_not_allowed"
-    http_status = 405
-    title = "Method not allowed"
-
-
-class NotReady(EarmarkError):
-    """A readiness check failed (``/readyz``); ``checks`` says which."""
-
-    code = "not_ready"
-    http_status = 503
-    title = "The service is not ready"
 
 
 # The member that carries an error's ``status`` detail (the record's state), by code.

@@ -23,7 +23,8 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from earmark.api.problems import HeadersTooLarge, RequestTimeout, error_response
+from earmark.api.problems import error_response
+from earmark.errors import HeadersTooLarge, RequestTimeout
 from earmark.settings import Settings
 
 

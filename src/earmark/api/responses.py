@@ -20,18 +20,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from earmark.api.deps import BEARER_SCHEME
-from earmark.api.problems import (
-    PROBLEM_MEDIA_TYPE,
-    BodyTooLarge,
-    Forbidden,
-    HeadersTooLarge,
-    IdempotencyKeyRequired,
-    MalformedJson,
-    Overloaded,
-    RequestTimeout,
-    Unauthorized,
-    UnsupportedMediaType,
-)
+from earmark.api.problems import PROBLEM_MEDIA_TYPE
 from earmark.api.schemas import (
     InsufficientStockProblem,
     Problem,
@@ -39,14 +28,23 @@ from earmark.api.schemas import (
     TransitionProblem,
 )
 from earmark.errors import (
+    BodyTooLarge,
     EarmarkError,
+    Forbidden,
+    HeadersTooLarge,
     IdempotencyConflict,
+    IdempotencyKeyRequired,
     InsufficientStock,
     InvalidRequest,
+    MalformedJson,
+    Overloaded,
     PurchaseOrderClosed,
+    RequestTimeout,
     ReservationNotHeld,
     StoreNotReady,
     StoreUnavailable,
+    Unauthorized,
+    UnsupportedMediaType,
 )
 
 JSON = "application/json"

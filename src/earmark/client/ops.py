@@ -1,0 +1,566 @@
+"""Every route of the sidecar as a client method, with the library's names and results.
+
+A checkout service swaps ``Engine`` for ``Client`` (or ``AsyncEngine`` for
+``AsyncClient``): ``reserve``, ``commit``, ``stock``... take the same arguments, return
+the same models (``earmark.models``) and raise the same exceptions (``earmark.errors``)
+as the engine does. Writes send an ``Idempotency-Key``: the one given, or a fresh one the
+client keeps for every retry of that call. Routes without a library counterpart (the
+ledger, webhook endpoints, health) return the service's JSON as a ``dict``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, TypeAdapter
+
+from earmark.client.call import Call, Params, route
+from earmark.errors import InvalidRequest
+from earmark.models import (
+    UNCHANGED,
+    CountResult,
+    Drop,
+    Line,
+    PurchaseOrder,
+    Reservation,
+    ReturnReceipt,
+    SkuStock,
+    StockLevel,
+    Transfer,
+    Unchanged,
+)
+
+M = TypeVar("M", bound=BaseModel)
+LineInput = Line | tuple[str, int] | tuple[str, int, str]
+Json = dict[str, Any]
+
+DEFAULT_LOCATION = "default"
+LEVELS = TypeAdapter(list[StockLevel])
+
+
+def _model(cls: type[M]) -> Any:
+    def parse(response: httpx.Response) -> M:
+        return cls.model_validate_json(response.content)
+
+    return parse
+
+
+def _json(response: httpx.Response) -> Json:
+    body: Json = response.json()
+    return body
+
+
+def _nothing(response: httpx.Response) -> None:
+    return None
+
+
+def _text(response: httpx.Response) -> str:
+    return response.text
+
+
+def _one_location(response: httpx.Response) -> SkuStock:
+    """``GET /v1/skus/{sku}?location=`` answers one level; the library answers the same
+    figures as a ``SkuStock`` whose only location is that level."""
+    level = StockLevel.model_validate_json(response.content)
+    totals = {b: getattr(level, b) for b in SkuStock.model_fields if b not in ("sku", "locations")}
+    return SkuStock(sku=level.sku, locations=[level], **totals)
+
+
+def _seg(value: str) -> str:
+    return quote(value, safe="")
+
+
+def _line(line: LineInput) -> Json:
+    if isinstance(line, Line):
+        return {"sku": line.sku, "qty": line.qty, "location": line.location}
+    if len(line) == 2:
+        return {"sku": line[0], "qty": line[1]}
+    return {"sku": line[0], "qty": line[1], "location": line[2]}
+
+
+def _without_none(values: Json) -> Json:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+class ClientOps:
+    """The calls, written once; ``Client`` and ``AsyncClient`` send them."""
+
+    # -- health -----------------------------------------------------------------------
+
+    @route("GET /healthz")
+    def health(self) -> Call[Json]:
+        """Liveness: the process answers."""
+        return Call("GET", "/healthz", _json)
+
+    @route("GET /readyz")
+    def readiness(self) -> Call[Json]:
+        """Every readiness check; raises ``NotReady`` (with ``checks``) when one fails."""
+        return Call("GET", "/readyz", _json)
+
+    @route("GET /metrics")
+    def metrics(self) -> Call[str]:
+        """The Prometheus text exposition."""
+        return Call("GET", "/metrics", _text)
+
+    # -- stock --------------------------------------------------------------------------
+
+    @route("GET /v1/skus/{sku}")
+    def stock(self, sku: str, location: str | None = None) -> Call[SkuStock]:
+        """The SKU over the network, or at ``location`` (as ``Engine.stock``)."""
+        if location is None:
+            return Call("GET", f"/v1/skus/{_seg(sku)}", _model(SkuStock))
+        return Call("GET", f"/v1/skus/{_seg(sku)}", _one_location, params={"location": location})
+
+    @route("GET /v1/availability")
+    def availability(self, skus: Iterable[str | tuple[str, str]]) -> Call[list[StockLevel]]:
+        """The levels of many SKUs in one request (as ``Engine.availability``: a plain SKU
+        reads its default location). The route reads one location per request, so the
+        pairs given must share their location."""
+        wanted = [(x, DEFAULT_LOCATION) if isinstance(x, str) else x for x in skus]
+        locations = {location for _, location in wanted}
+        if len(locations) > 1:
+            raise InvalidRequest(
+                "GET /v1/availability reads one location per request: call once per location",
+                field="skus",
+            )
+
+        def parse(response: httpx.Response) -> list[StockLevel]:
+            return LEVELS.validate_python(response.json()["items"])
+
+        location = locations.pop() if locations else DEFAULT_LOCATION
+        params: Params = {"sku": [sku for sku, _ in wanted], "location": location}
+        return Call("GET", "/v1/availability", parse, params=params)
+
+    @route("POST /v1/skus/{sku}/receipts")
+    def receive(
+        self,
+        sku: str,
+        qty: int,
+        *,
+        location: str = DEFAULT_LOCATION,
+        reference: str = "",
+        idempotency_key: str | None = None,
+    ) -> Call[StockLevel]:
+        """Units arrived (``Engine.receive``)."""
+        body = {"qty": qty, "location": location, "reference": reference}
+        return self._write(f"/v1/skus/{_seg(sku)}/receipts", body, StockLevel, idempotency_key)
+
+    @route("POST /v1/skus/{sku}/adjustments")
+    def adjust(
+        self,
+        sku: str,
+        delta: int,
+        reason: str,
+        *,
+        location: str = DEFAULT_LOCATION,
+        force: bool = False,
+        idempotency_key: str | None = None,
+    ) -> Call[StockLevel]:
+        """Change on_hand by ``delta`` (``Engine.adjust``)."""
+        body = {"delta": delta, "reason": reason, "location": location, "force": force}
+        return self._write(f"/v1/skus/{_seg(sku)}/adjustments", body, StockLevel, idempotency_key)
+
+    @route("POST /v1/skus/{sku}/damage")
+    def damage(
+        self,
+        sku: str,
+        qty: int,
+        reason: str,
+        *,
+        location: str = DEFAULT_LOCATION,
+        force: bool = False,
+        idempotency_key: str | None = None,
+    ) -> Call[StockLevel]:
+        """Move units from on_hand to damaged (``Engine.damage``)."""
+        body = {"qty": qty, "reason": reason, "location": location, "force": force}
+        return self._write(f"/v1/skus/{_seg(sku)}/damage", body, StockLevel, idempotency_key)
+
+    @route("POST /v1/skus/{sku}/write-offs")
+    def write_off(
+        self,
+        sku: str,
+        qty: int,
+        reason: str,
+        *,
+        source: str = "on_hand",
+        location: str = DEFAULT_LOCATION,
+        force: bool = False,
+        idempotency_key: str | None = None,
+    ) -> Call[StockLevel]:
+        """Write units off (``Engine.write_off``)."""
+        body = {"qty": qty, "reason": reason, "source": source, "location": location}
+        body["force"] = force
+        return self._write(f"/v1/skus/{_seg(sku)}/write-offs", body, StockLevel, idempotency_key)
+
+    @route("POST /v1/skus/{sku}/counts")
+    def count(
+        self,
+        sku: str,
+        counted: int,
+        version: int,
+        *,
+        location: str = DEFAULT_LOCATION,
+        reason: str = "cycle count",
+        idempotency_key: str | None = None,
+    ) -> Call[CountResult]:
+        """A cycle count taken at stock ``version`` (``Engine.count``)."""
+        body = {"counted": counted, "version": version, "location": location, "reason": reason}
+        return self._write(f"/v1/skus/{_seg(sku)}/counts", body, CountResult, idempotency_key)
+
+    @route("POST /v1/skus/{sku}/returned/dispositions")
+    def dispose_returned(
+        self,
+        sku: str,
+        qty: int,
+        disposition: str,
+        *,
+        location: str = DEFAULT_LOCATION,
+        reason: str = "",
+        idempotency_key: str | None = None,
+    ) -> Call[StockLevel]:
+        """Restock, damage or write off returned units (``Engine.dispose_returned``)."""
+        body = {"qty": qty, "disposition": disposition, "location": location, "reason": reason}
+        path = f"/v1/skus/{_seg(sku)}/returned/dispositions"
+        return self._write(path, body, StockLevel, idempotency_key)
+
+    # -- reservations -------------------------------------------------------------------
+
+    @route("POST /v1/reservations")
+    def reserve(
+        self,
+        lines: Iterable[LineInput],
+        *,
+        idempotency_key: str | None = None,
+        ttl_seconds: float | None = None,
+        channel: str = "",
+        customer: str | None = None,
+    ) -> Call[Reservation]:
+        """Hold every line or none (``Engine.reserve``); ``customer`` for a drop's SKU."""
+        body = {"lines": [_line(x) for x in lines], "ttl_seconds": ttl_seconds, "channel": channel}
+        if customer is not None:
+            body["customer"] = customer
+        return self._write("/v1/reservations", body, Reservation, idempotency_key)
+
+    @route("GET /v1/reservations/{reservation_id}")
+    def get_reservation(self, reservation_id: str) -> Call[Reservation]:
+        return Call("GET", f"/v1/reservations/{_seg(reservation_id)}", _model(Reservation))
+
+    @route("POST /v1/reservations/{reservation_id}/commit")
+    def commit(
+        self, reservation_id: str, *, idempotency_key: str | None = None
+    ) -> Call[Reservation]:
+        """The hold becomes a sale (``Engine.commit``)."""
+        return self._transition(reservation_id, "commit", None, idempotency_key)
+
+    @route("POST /v1/reservations/{reservation_id}/release")
+    def release(
+        self, reservation_id: str, *, idempotency_key: str | None = None
+    ) -> Call[Reservation]:
+        """Give the held units back (``Engine.release``)."""
+        return self._transition(reservation_id, "release", None, idempotency_key)
+
+    @route("POST /v1/reservations/{reservation_id}/extend")
+    def extend(
+        self, reservation_id: str, ttl_seconds: float, *, idempotency_key: str | None = None
+    ) -> Call[Reservation]:
+        """Hold for ``ttl_seconds`` from now (``Engine.extend``)."""
+        body = {"ttl_seconds": ttl_seconds}
+        return self._transition(reservation_id, "extend", body, idempotency_key)
+
+    @route("POST /v1/reservations/{reservation_id}/ship")
+    def ship(self, reservation_id: str, *, idempotency_key: str | None = None) -> Call[Reservation]:
+        """The committed units leave on_hand (``Engine.ship``)."""
+        return self._transition(reservation_id, "ship", None, idempotency_key)
+
+    @route("POST /v1/reservations/{reservation_id}/returns")
+    def receive_return(
+        self,
+        reservation_id: str,
+        sku: str,
+        qty: int,
+        *,
+        location: str | None = None,
+        reason: str = "",
+        idempotency_key: str | None = None,
+    ) -> Call[ReturnReceipt]:
+        """Shipped units came back (``Engine.receive_return``)."""
+        body = _without_none({"sku": sku, "qty": qty, "location": location, "reason": reason})
+        path = f"/v1/reservations/{_seg(reservation_id)}/returns"
+        return self._write(path, body, ReturnReceipt, idempotency_key)
+
+    # -- transfers ----------------------------------------------------------------------
+
+    @route("POST /v1/skus/{sku}/transfers")
+    def transfer(
+        self,
+        sku: str,
+        qty: int,
+        from_location: str,
+        to_location: str,
+        *,
+        reference: str = "",
+        reason: str = "",
+        idempotency_key: str | None = None,
+    ) -> Call[Transfer]:
+        """Send units between locations (``Engine.transfer``)."""
+        body = {"qty": qty, "from_location": from_location, "to_location": to_location}
+        body |= {"reference": reference, "reason": reason}
+        return self._write(f"/v1/skus/{_seg(sku)}/transfers", body, Transfer, idempotency_key)
+
+    @route("GET /v1/transfers/{transfer_id}")
+    def get_transfer(self, transfer_id: str) -> Call[Transfer]:
+        return Call("GET", f"/v1/transfers/{_seg(transfer_id)}", _model(Transfer))
+
+    @route("POST /v1/transfers/{transfer_id}/receipt")
+    def receive_transfer(
+        self,
+        transfer_id: str,
+        qty_received: int,
+        *,
+        reason: str = "",
+        idempotency_key: str | None = None,
+    ) -> Call[Transfer]:
+        """A transfer arrived (``Engine.receive_transfer``)."""
+        body = {"qty_received": qty_received, "reason": reason}
+        path = f"/v1/transfers/{_seg(transfer_id)}/receipt"
+        return self._write(path, body, Transfer, idempotency_key)
+
+    # -- purchase orders ----------------------------------------------------------------
+
+    @route("POST /v1/purchase-orders")
+    def create_purchase_order(
+        self,
+        lines: Iterable[LineInput],
+        *,
+        supplier: str,
+        expected_date: str,
+        reference: str = "",
+        reason: str = "",
+        idempotency_key: str | None = None,
+    ) -> Call[PurchaseOrder]:
+        """Units are expected (``Engine.create_purchase_order``)."""
+        body = {"lines": [_line(x) for x in lines], "supplier": supplier}
+        body |= {"expected_date": expected_date, "reference": reference, "reason": reason}
+        return self._write("/v1/purchase-orders", body, PurchaseOrder, idempotency_key)
+
+    @route("GET /v1/purchase-orders/{po_id}")
+    def get_purchase_order(self, po_id: str) -> Call[PurchaseOrder]:
+        return Call("GET", f"/v1/purchase-orders/{_seg(po_id)}", _model(PurchaseOrder))
+
+    @route("POST /v1/purchase-orders/{po_id}/receipts")
+    def receive_purchase_order(
+        self,
+        po_id: str,
+        lines: Iterable[LineInput],
+        *,
+        reason: str = "",
+        idempotency_key: str | None = None,
+    ) -> Call[PurchaseOrder]:
+        body = {"lines": [_line(x) for x in lines], "reason": reason}
+        path = f"/v1/purchase-orders/{_seg(po_id)}/receipts"
+        return self._write(path, body, PurchaseOrder, idempotency_key)
+
+    @route("POST /v1/purchase-orders/{po_id}/close")
+    def close_purchase_order(
+        self,
+        po_id: str,
+        *,
+        cancel: bool = False,
+        reason: str = "",
+        idempotency_key: str | None = None,
+    ) -> Call[PurchaseOrder]:
+        body = {"cancel": cancel, "reason": reason}
+        path = f"/v1/purchase-orders/{_seg(po_id)}/close"
+        return self._write(path, body, PurchaseOrder, idempotency_key)
+
+    # -- the durable record -------------------------------------------------------------
+
+    @route("GET /v1/ledger")
+    def ledger(
+        self,
+        *,
+        sku: str | None = None,
+        location: str | None = None,
+        types: Iterable[str] = (),
+        since: datetime | None = None,
+        cursor: str | None = None,
+        limit: int | None = None,
+    ) -> Call[Json]:
+        """One page of ledger events; pass ``next_cursor`` back as ``cursor``."""
+        params: Params = _without_none(
+            {
+                "sku": sku,
+                "location": location,
+                "type": list(types) or None,
+                "since": None if since is None else since.isoformat(),
+                "cursor": cursor,
+                "limit": limit,
+            }
+        )
+        return Call("GET", "/v1/ledger", _json, params=params)
+
+    # -- webhook endpoints --------------------------------------------------------------
+
+    @route("POST /v1/webhooks/endpoints")
+    def create_webhook_endpoint(
+        self,
+        url: str,
+        *,
+        events: Iterable[str] | None = None,
+        description: str = "",
+        idempotency_key: str | None = None,
+    ) -> Call[Json]:
+        """A new endpoint; the answer carries its signing ``secret`` (shown once)."""
+        body = _without_none(
+            {"url": url, "events": None if events is None else list(events)}
+            | {"description": description}
+        )
+        return self._write_json("/v1/webhooks/endpoints", body, idempotency_key)
+
+    @route("GET /v1/webhooks/endpoints")
+    def list_webhook_endpoints(self) -> Call[Json]:
+        return Call("GET", "/v1/webhooks/endpoints", _json)
+
+    @route("GET /v1/webhooks/endpoints/{endpoint_id}")
+    def get_webhook_endpoint(self, endpoint_id: str) -> Call[Json]:
+        return Call("GET", f"/v1/webhooks/endpoints/{_seg(endpoint_id)}", _json)
+
+    @route("PATCH /v1/webhooks/endpoints/{endpoint_id}")
+    def update_webhook_endpoint(
+        self,
+        endpoint_id: str,
+        *,
+        url: str | None = None,
+        events: Iterable[str] | None = None,
+        description: str | None = None,
+        disabled: bool | None = None,
+    ) -> Call[Json]:
+        """Change what is given (a PATCH carries no Idempotency-Key: it is not retried)."""
+        body = _without_none(
+            {"url": url, "events": None if events is None else list(events)}
+            | {"description": description, "disabled": disabled}
+        )
+        return Call("PATCH", f"/v1/webhooks/endpoints/{_seg(endpoint_id)}", _json, json=body)
+
+    @route("DELETE /v1/webhooks/endpoints/{endpoint_id}")
+    def delete_webhook_endpoint(self, endpoint_id: str) -> Call[None]:
+        return Call("DELETE", f"/v1/webhooks/endpoints/{_seg(endpoint_id)}", _nothing)
+
+    @route("POST /v1/webhooks/endpoints/{endpoint_id}/rotate-secret")
+    def rotate_webhook_secret(
+        self,
+        endpoint_id: str,
+        *,
+        grace_seconds: float | None = None,
+        idempotency_key: str | None = None,
+    ) -> Call[Json]:
+        path = f"/v1/webhooks/endpoints/{_seg(endpoint_id)}/rotate-secret"
+        return self._write_json(path, {"grace_seconds": grace_seconds}, idempotency_key)
+
+    @route("POST /v1/webhooks/endpoints/{endpoint_id}/replay")
+    def replay_webhooks(
+        self,
+        endpoint_id: str,
+        *,
+        after_seq: int | None = None,
+        since: datetime | None = None,
+        idempotency_key: str | None = None,
+    ) -> Call[Json]:
+        """Send recorded events again: those after ``after_seq``, or since ``since``."""
+        if (after_seq is None) == (since is None):
+            raise ValueError("give exactly one of after_seq and since")
+        body: Json = {"after_seq": after_seq} if since is None else {"since": since.isoformat()}
+        path = f"/v1/webhooks/endpoints/{_seg(endpoint_id)}/replay"
+        return self._write_json(path, body, idempotency_key)
+
+    @route("GET /v1/webhooks/endpoints/{endpoint_id}/deliveries")
+    def webhook_deliveries(
+        self, endpoint_id: str, *, cursor: str | None = None, limit: int | None = None
+    ) -> Call[Json]:
+        params: Params = _without_none({"cursor": cursor, "limit": limit})
+        path = f"/v1/webhooks/endpoints/{_seg(endpoint_id)}/deliveries"
+        return Call("GET", path, _json, params=params)
+
+    # -- drops (docs/drops.md) ----------------------------------------------------------
+
+    @route("POST /v1/drops")
+    def create_drop(
+        self,
+        drop_id: str,
+        skus: Iterable[str],
+        *,
+        opens_at: datetime,
+        closes_at: datetime | None = None,
+        per_customer_limit: int | None = None,
+        hold_ttl_seconds: float | None = None,
+        waitlist: bool = False,
+        offer_ttl_seconds: float | None = None,
+        idempotency_key: str | None = None,
+    ) -> Call[Drop]:
+        """A drop of ``skus`` (``Engine.create_drop``)."""
+        body: Json = {
+            "id": drop_id,
+            "skus": list(skus),
+            "opens_at": opens_at.isoformat(),
+            "closes_at": None if closes_at is None else closes_at.isoformat(),
+            "per_customer_limit": per_customer_limit,
+            "hold_ttl_seconds": hold_ttl_seconds,
+            "waitlist": waitlist,
+            "offer_ttl_seconds": offer_ttl_seconds,
+        }
+        return self._write("/v1/drops", body, Drop, idempotency_key)
+
+    @route("GET /v1/drops/{drop_id}")
+    def get_drop(self, drop_id: str) -> Call[Drop]:
+        """A drop's rules and live figures (``Engine.get_drop``)."""
+        return Call("GET", f"/v1/drops/{_seg(drop_id)}", _model(Drop))
+
+    @route("PATCH /v1/drops/{drop_id}")
+    def update_drop(
+        self,
+        drop_id: str,
+        *,
+        opens_at: datetime | Unchanged = UNCHANGED,
+        closes_at: datetime | Unchanged | None = UNCHANGED,
+        per_customer_limit: int | Unchanged | None = UNCHANGED,
+        hold_ttl_seconds: float | Unchanged = UNCHANGED,
+        waitlist: bool | Unchanged = UNCHANGED,
+        offer_ttl_seconds: float | Unchanged = UNCHANGED,
+        idempotency_key: str | None = None,
+    ) -> Call[Drop]:
+        """Change a drop before it opens (``Engine.update_drop``): only the fields given."""
+        given = {
+            "opens_at": opens_at,
+            "closes_at": closes_at,
+            "per_customer_limit": per_customer_limit,
+            "hold_ttl_seconds": hold_ttl_seconds,
+            "waitlist": waitlist,
+            "offer_ttl_seconds": offer_ttl_seconds,
+        }
+        body: Json = {
+            name: value.isoformat() if isinstance(value, datetime) else value
+            for name, value in given.items()
+            if value is not UNCHANGED
+        }
+        path = f"/v1/drops/{_seg(drop_id)}"
+        return Call(
+            "PATCH", path, _model(Drop), json=body, write=True, idempotency_key=idempotency_key
+        )
+
+    # -- shared -------------------------------------------------------------------------
+
+    def _write(self, path: str, body: Json, result: type[M], key: str | None) -> Call[M]:
+        return Call("POST", path, _model(result), json=body, write=True, idempotency_key=key)
+
+    def _write_json(self, path: str, body: Json, key: str | None) -> Call[Json]:
+        return Call("POST", path, _json, json=body, write=True, idempotency_key=key)
+
+    def _transition(
+        self, reservation_id: str, action: str, body: Json | None, key: str | None
+    ) -> Call[Reservation]:
+        path = f"/v1/reservations/{_seg(reservation_id)}/{action}"
+        return Call("POST", path, _model(Reservation), json=body, write=True, idempotency_key=key)
