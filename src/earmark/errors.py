@@ -658,7 +658,18 @@ class DropNotOpen(EarmarkError):
     code = "drop_not_open"
     http_status = 409
     title = "The drop is not open"
-    reply_details = ("drop", "opens_at", "closes_at")
+    reply_details = ("drop",)
+
+    @classmethod
+    def from_reply(cls, reply: Mapping[str, Any], subject: str, message: str) -> EarmarkError:
+        """``opens_at`` and ``closes_at`` (Redis ms) as RFC 3339, as every other time."""
+        from earmark.models import from_ms
+
+        error = super().from_reply(reply, subject, message)
+        for name in ("opens_at", "closes_at"):
+            when = from_ms(reply.get(name))
+            error.details[name] = None if when is None else when.isoformat()
+        return error
 
 
 class CustomerLimitExceeded(EarmarkError):

@@ -88,7 +88,8 @@ def test_a_drop_sku_needs_a_customer_and_an_open_drop(engine: Engine) -> None:
         engine.reserve([("TEE", 1)], idempotency_key="k0")
     with pytest.raises(DropNotOpen) as refused:
         engine.reserve([("TEE", 1)], idempotency_key="k1", customer="ann")
-    assert refused.value.details["opens_at"] > 0
+    opens_at = datetime.fromisoformat(refused.value.details["opens_at"])
+    assert opens_at > server_now(engine) and refused.value.details["closes_at"] is None
     assert level_of(engine, "TEE").reserved == 0
     # Other SKUs of the partition are not the drop's: no customer needed.
     engine.receive("PLAIN", 1)
