@@ -1,6 +1,6 @@
 """300 customers race for a drop of 50 units with a limit of 2 each, on a real
 redis-server and on a real Redis Cluster: 50 sold, nobody above the limit, nothing
-oversold."""
+oversold; then repeat shoppers send 5 carts each at once and none gets past the limit."""
 
 from __future__ import annotations
 
@@ -55,6 +55,34 @@ async def race(engine: AsyncEngine) -> Counter[str]:
     return held
 
 
+async def repeat_shoppers(engine: AsyncEngine) -> Counter[str]:
+    """20 customers each send 5 carts at once for a drop with stock to spare: the limit,
+    not the stock, stops them; returns units held per customer."""
+    seconds, _ = await engine.client.time()
+    opens = datetime.fromtimestamp(int(seconds), tz=UTC) - timedelta(seconds=5)
+    await engine.receive("DROP-CAP", 1000)
+    await engine.create_drop("caps", ["DROP-CAP"], opens_at=opens, per_customer_limit=LIMIT)
+    held: Counter[str] = Counter()
+    refused: Counter[str] = Counter()
+
+    async def attempt(n: int, a: int) -> None:
+        try:
+            await engine.reserve(
+                [("DROP-CAP", 1)], idempotency_key=f"cap{n}-{a}", customer=f"repeat-{n}"
+            )
+        except (CustomerLimitExceeded, RateLimited) as error:
+            refused[error.code] += 1
+            return
+        held[f"repeat-{n}"] += 1
+
+    await asyncio.gather(*(attempt(n, a) for n in range(20) for a in range(5)))
+    assert max(held.values()) <= LIMIT
+    assert sum(refused.values()) == 100 - sum(held.values()) >= 60
+    level = await alevel_of(engine, "DROP-CAP")
+    assert level.reserved == sum(held.values())
+    return held
+
+
 def check(held: Counter[str]) -> None:
     assert sum(held.values()) == UNITS
     assert max(held.values()) <= LIMIT
@@ -68,6 +96,7 @@ async def test_three_hundred_customers_race_for_fifty_units(redis_server: RedisS
         level = await alevel_of(engine, "DROP-TEE")
         assert (level.committed, level.reserved, level.available) == (UNITS, 0, 0)
         assert (await engine.get_drop("launch")).sold == UNITS
+        await repeat_shoppers(engine)
 
 
 @pytest.mark.cluster
@@ -79,3 +108,4 @@ async def test_three_hundred_customers_race_on_the_cluster(redis_cluster: RedisC
         check(held)
         level = await alevel_of(engine, "DROP-TEE")
         assert (level.committed, level.reserved, level.available) == (UNITS, 0, 0)
+        await repeat_shoppers(engine)
