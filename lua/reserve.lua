@@ -15,6 +15,9 @@
     [9] reservation retention (ms): how long a finished part stays readable
     [10] line count n (1..LINES_MAX)
     [11..] per line: sku, location, qty (units)
+    then the drop part (lua/includes/drops.lua, drop_call_at): one more KEY (the
+    partition's drop index) and, for a cart that takes a drop's SKU, the drop's keys;
+    ARGV customer, drop id, attempts per second, pending entries
   Returns {json, replayed (0|1)}; json is one of
     {ok, reservation = {id, status = 'held', expires_at, created_at, channel, lines}}
     {error = 'insufficient_stock', lines = [{sku, location, requested, available}]}: only
@@ -23,6 +26,9 @@
       given back stay given back, nothing is held and nothing stored: call again
     {error = 'idempotency_conflict'} (also for a part id that exists already)
     {error = 'store_not_ready' | 'durability_backlog'}
+    {error = 'drop_keys', drop, rids}: call again with that drop's keys (never stored)
+    {error = 'customer_required' | 'drop_not_open' | 'customer_limit_exceeded' |
+     'rate_limited' | 'cart_spans_drops', ...}: the drop's rules (docs/drops.md)
   Events: 'expired' per reclaimed hold; 'reserved' per line (with expires_at, channel).
   Invariants: nothing is held unless every line has enough available; reserved
     never exceeds on_hand - committed; an expired hold never blocks a new one
@@ -34,6 +40,7 @@
 --- @include "write"
 --- @include "holds"
 --- @include "reservation"
+--- @include "drops"
 
 local meta_key, events_key, idem_key = KEYS[1], KEYS[2], KEYS[3]
 local part_key, expiries_key = KEYS[4], KEYS[5]
@@ -41,7 +48,8 @@ local fingerprint, actor, idem, idem_retention_ms = ARGV[1], ARGV[2], ARGV[3], A
 local rid, ttl_ms, channel = ARGV[5], tonumber(ARGV[6]), ARGV[7]
 local reclaim_limit, retention_ms = ARGV[8], ARGV[9]
 local n = bounded(ARGV[10], 'line count', 1, LINES_MAX)
-check_keys(#KEYS, PART_KEYS + KEYS_PER_LINE * n)
+-- [drops] the KEYS and ARGV after the lines, checked there (lua/includes/drops.lua)
+local drop_call = drop_call_at(KEYS, PART_KEYS + KEYS_PER_LINE * n + 1, ARGV, 11 + 3 * n)
 
 local ctx, reply = open_write(meta_key, events_key, idem_key, fingerprint, actor, idem,
                               idem_retention_ms, true)
@@ -52,6 +60,12 @@ if rcall('EXISTS', part_key) == 1 then
   return reply_error('idempotency_conflict')
 end
 ctx.channel = channel
+-- [drops] the rules of a drop whose SKU the cart takes, before any hold
+local drop, drop_refusal = drop_gate(ctx, drop_call, drop_lines(ARGV, 11, n))
+if drop_refusal then
+  return finish(ctx, drop_refusal)
+end
+ttl_ms = drop_hold_ttl(drop, ttl_ms)
 
 local lines, held, shortfalls, more_to_reclaim = {}, {}, {}, false
 for i = 1, n do
@@ -90,6 +104,7 @@ rcall('HSET', part_key, 'status', 'held', 'expires_at', expires_at, 'created_at'
       'channel', channel, 'actor', actor, 'retention_ms', retention_ms,
       'lines', cjson.encode(lines))
 rcall('ZADD', expiries_key, expires_at, rid)
+drop_record(drop, part_key, rid) -- [drops]
 return finish(ctx, {ok = true, reservation = {id = rid, status = 'held',
                     expires_at = expires_at, created_at = ctx.now, channel = channel,
                     lines = lines}})

@@ -17,6 +17,10 @@ local SKUS_PER_READ_MAX = 1000
 local EXPIRED_READ_PER_LINE_MAX = 10000
 -- on_hand changes remembered per (sku, location), for cycle counts.
 local ONHAND_LOG_MAX = 256
+-- [drops] SKUs of one drop; a drop's per-customer limit (units), which also bounds the
+-- customer entries one reserve settles (each entry counts at least one unit).
+local DROP_SKUS_MAX = 50
+local DROP_CUSTOMER_LIMIT_MAX = 100
 
 -- The actor of what a rebuild restores (events, reservation parts): restored parts have
 -- no owner a caller could match.

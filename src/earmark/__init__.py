@@ -4,7 +4,14 @@ from earmark.engine.async_engine import AsyncEngine
 from earmark.engine.config import EngineConfig
 from earmark.engine.sync_engine import Engine
 from earmark.errors import (
+    CartSpansDrops,
     CommitInProgress,
+    CustomerLimitExceeded,
+    CustomerRequired,
+    DropAlreadyOpen,
+    DropExists,
+    DropNotFound,
+    DropNotOpen,
     DurabilityBacklog,
     EarmarkError,
     EngineClosed,
@@ -21,6 +28,7 @@ from earmark.errors import (
     NotOwner,
     PurchaseOrderClosed,
     PurchaseOrderNotFound,
+    RateLimited,
     RebuildRefused,
     ReclaimBacklog,
     ReplicationTimeout,
@@ -29,6 +37,7 @@ from earmark.errors import (
     ReservationNotHeld,
     ReservationReleased,
     ReturnExceedsShipped,
+    SkuInDrop,
     SkuNotFound,
     StaleCount,
     StartupRefused,
@@ -44,6 +53,7 @@ from earmark.errors import (
 )
 from earmark.models import (
     CountResult,
+    Drop,
     Line,
     PurchaseOrder,
     PurchaseOrderLine,
@@ -60,8 +70,16 @@ from earmark.models import (
 
 __all__ = [
     "AsyncEngine",
+    "CartSpansDrops",
     "CommitInProgress",
     "CountResult",
+    "CustomerLimitExceeded",
+    "CustomerRequired",
+    "Drop",
+    "DropAlreadyOpen",
+    "DropExists",
+    "DropNotFound",
+    "DropNotOpen",
     "DurabilityBacklog",
     "EarmarkError",
     "Engine",
@@ -83,6 +101,7 @@ __all__ = [
     "PurchaseOrderClosed",
     "PurchaseOrderLine",
     "PurchaseOrderNotFound",
+    "RateLimited",
     "RebuildRefused",
     "ReclaimBacklog",
     "ReplicationTimeout",
@@ -96,6 +115,7 @@ __all__ = [
     "ReturnExceedsShipped",
     "ReturnReceipt",
     "Shortfall",
+    "SkuInDrop",
     "SkuNotFound",
     "SkuStock",
     "StaleCount",

@@ -606,6 +606,104 @@ class NotReady(EarmarkError):
     title = "The service is not ready"
 
 
+# -- drops (docs/drops.md) ---------------------------------------------------------------
+
+
+class DropNotFound(EarmarkError):
+    code = "drop_not_found"
+    http_status = 404
+    title = "No such drop"
+    subject_detail = "id"
+
+
+class DropExists(EarmarkError):
+    """A drop with this id exists already; nothing was written."""
+
+    code = "drop_exists"
+    http_status = 409
+    title = "The drop exists already"
+    subject_detail = "id"
+
+
+class SkuInDrop(EarmarkError):
+    """A SKU belongs to another drop already (a SKU is in at most one drop)."""
+
+    code = "sku_in_drop"
+    http_status = 409
+    title = "The SKU belongs to another drop"
+    reply_details = ("sku", "drop")
+
+
+class DropAlreadyOpen(EarmarkError):
+    """A drop's times and limits change only before it opens (Redis clock)."""
+
+    code = "drop_already_open"
+    http_status = 409
+    title = "The drop has opened: its rules no longer change"
+    reply_details = ("opens_at",)
+
+
+class CustomerRequired(EarmarkError):
+    """A reservation of a drop's SKU names no customer; nothing was written."""
+
+    code = "customer_required"
+    http_status = 422
+    title = "A customer is required for this drop"
+    reply_details = ("drop",)
+
+
+class DropNotOpen(EarmarkError):
+    """Before ``opens_at`` or from ``closes_at`` on (Redis clock); nothing was held."""
+
+    code = "drop_not_open"
+    http_status = 409
+    title = "The drop is not open"
+    reply_details = ("drop",)
+
+    @classmethod
+    def from_reply(cls, reply: Mapping[str, Any], subject: str, message: str) -> EarmarkError:
+        """``opens_at`` and ``closes_at`` (Redis ms) as RFC 3339, as every other time."""
+        from earmark.models import from_ms
+
+        error = super().from_reply(reply, subject, message)
+        for name in ("opens_at", "closes_at"):
+            when = from_ms(reply.get(name))
+            error.details[name] = None if when is None else when.isoformat()
+        return error
+
+
+class CustomerLimitExceeded(EarmarkError):
+    """The customer's live holds and committed units of the drop plus this request would
+    exceed its per-customer limit; nothing was held."""
+
+    code = "customer_limit_exceeded"
+    http_status = 409
+    title = "The customer's limit for this drop would be exceeded"
+    reply_details = ("drop", "limit", "used", "requested")
+
+
+class RateLimited(EarmarkError):
+    """More reserve attempts by this customer on this drop in this second than allowed."""
+
+    code = "rate_limited"
+    http_status = 429
+    title = "Too many attempts; retry shortly"
+    retry_after_seconds = 1
+    reply_details = ("drop", "per_second", "retry_after_ms")
+
+
+class CartSpansDrops(EarmarkError):
+    """A cart takes SKUs of two drops; each drop's rules apply to its own cart."""
+
+    code = "cart_spans_drops"
+    http_status = 422
+    title = "A cart may take the SKUs of one drop only"
+    reply_details = ("drops",)
+
+
+# -- end of drops -------------------------------------------------------------------------
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """A refusal a Lua script can return: the error it raises and its message template
@@ -684,6 +782,28 @@ OUTCOMES: dict[str, Outcome] = {
     ),
     "purchase_order_not_found": Outcome(PurchaseOrderNotFound, "no purchase order {subject}"),
     "purchase_order_closed": Outcome(PurchaseOrderClosed, "purchase order {subject} is {status}"),
+    # drops (docs/drops.md)
+    "drop_not_found": Outcome(DropNotFound, "no drop {subject}"),
+    "drop_exists": Outcome(DropExists, "drop {subject} exists already"),
+    "sku_in_drop": Outcome(SkuInDrop, "{sku} belongs to drop {drop} already"),
+    "drop_already_open": Outcome(
+        DropAlreadyOpen, "drop {subject} has opened: its times and limits no longer change"
+    ),
+    "customer_required": Outcome(CustomerRequired, "drop {drop} needs a customer"),
+    "drop_not_open": Outcome(DropNotOpen, "drop {drop} is not open"),
+    "customer_limit_exceeded": Outcome(
+        CustomerLimitExceeded,
+        "drop {drop} allows {limit} units per customer: {used} used, {requested} more asked",
+    ),
+    "rate_limited": Outcome(
+        RateLimited, "at most {per_second} attempts per second per customer on drop {drop}"
+    ),
+    "cart_spans_drops": Outcome(CartSpansDrops, "a cart may take the SKUs of one drop only"),
+    # The same customer's entries changed under every round of its reserve call
+    # (earmark.engine.ops.drops): concurrent attempts by one identity.
+    "drop_keys": Outcome(
+        RateLimited, "concurrent reserve attempts by one customer on drop {drop}; retry"
+    ),
     "lines_mismatch": Outcome(
         InternalError, "the lines sent for {subject} are not the record's (a stale caller)"
     ),

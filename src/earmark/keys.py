@@ -110,3 +110,21 @@ class Keys:
     def purchase_order(self, partition: int, po_id: str) -> str:
         """This partition's part of a purchase order: its lines here, their receipts."""
         return f"{self.tag(partition)}:po:{po_id}"
+
+    # -- drops (docs/drops.md): every key of a drop is in its SKUs' partition ---------------
+
+    def drop_index(self, partition: int) -> str:
+        """Hash: sku -> drop id of every drop SKU of the partition (reserve reads it)."""
+        return f"{self.tag(partition)}:drops"
+
+    def drop(self, partition: int, drop_id: str) -> str:
+        """Hash: a drop's rules (times in ms, limit, TTLs, SKUs)."""
+        return f"{self.tag(partition)}:drop:{drop_id}"
+
+    def drop_customer(self, partition: int, drop_id: str, customer: str) -> str:
+        """Hash: reservation id -> units of one customer's holds of a drop."""
+        return f"{self.tag(partition)}:drop:{drop_id}:customer:{customer}"
+
+    def drop_rate(self, partition: int, drop_id: str, customer: str) -> str:
+        """String: '<second>:<attempts>' of one customer's reserve attempts on a drop."""
+        return f"{self.tag(partition)}:drop:{drop_id}:rate:{customer}"

@@ -87,3 +87,17 @@ REPLICA_ACK_TIMEOUT_MS_MAX = 10_000
 # uses by default (about 210 MB of Redis memory at ~210 bytes an event), and the most.
 DURABILITY_BACKLOG_MAX_DEFAULT = 1_000_000
 DURABILITY_BACKLOG_MAX_LIMIT = 100_000_000
+
+# Drops (docs/drops.md). Lua checks the first two as well (lua/includes/common.lua).
+DROP_SKUS_MAX = 50
+DROP_CUSTOMER_LIMIT_MAX = 100
+DROP_ID_LENGTH_MAX = 64
+CUSTOMER_LENGTH_MAX = 128
+# Reserve calls one cart may take to bring a drop's keys (the drop, then the customer's
+# pending entries; once more if they changed in between).
+DROP_KEY_ROUNDS_MAX = 4
+# (partition, sku) -> drop hints an engine keeps to save the first round trip.
+DROP_HINTS_MAX = 10_000
+# Reserve attempts per customer per drop per second, by default (0: no limit).
+DROP_ATTEMPTS_PER_SECOND_DEFAULT = 5
+DROP_ATTEMPTS_PER_SECOND_MAX = 1_000

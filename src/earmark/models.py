@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
@@ -211,3 +212,33 @@ class PurchaseOrder(Frozen):
     lines: list[PurchaseOrderLine]
     created_at: datetime | None = None
     closed_at: datetime | None = None
+
+
+class Unchanged(enum.Enum):
+    """``update_drop``'s default: the field keeps its value (None means 'none')."""
+
+    UNCHANGED = "unchanged"
+
+
+UNCHANGED = Unchanged.UNCHANGED
+
+
+class Drop(Frozen):
+    """A drop: SKUs of one partition sold under rules enforced in the reserve script
+    (docs/drops.md). ``sold`` and ``held`` are the SKUs' committed and reserved units
+    over every location, read with the rules."""
+
+    id: str
+    skus: tuple[str, ...]
+    opens_at: datetime
+    closes_at: datetime | None = None
+    per_customer_limit: int | None = None
+    hold_ttl_seconds: float
+    waitlist: bool = False
+    offer_ttl_seconds: float
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    actor: str = ""
+    open: bool = False
+    sold: int = 0
+    held: int = 0

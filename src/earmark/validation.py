@@ -146,3 +146,23 @@ def flag(value: object, what: str) -> bool:
     if not isinstance(value, bool):
         raise InvalidRequest(f"{what} must be true or false", field=what)
     return value
+
+
+# -- drops ---------------------------------------------------------------------------------
+
+
+def customer(value: object) -> str:
+    """A customer id as the caller's checkout trusts it (account id, hashed email):
+    trimmed and case-folded, so ' Ann@X ' and 'ann@x' are one customer; '' for none."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidRequest("customer must be a string", field="customer")
+    normal = value.strip().casefold()
+    if len(normal) > limits.CUSTOMER_LENGTH_MAX:
+        raise InvalidRequest(
+            f"customer is longer than {limits.CUSTOMER_LENGTH_MAX} characters", field="customer"
+        )
+    if not PRINTABLE.fullmatch(normal):
+        raise InvalidRequest("customer may hold only printable ASCII characters", field="customer")
+    return normal

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
+from datetime import datetime
 from typing import Any
 
 import fakeredis
@@ -56,6 +57,12 @@ def documented_rules_hold(case: schemathesis.Case) -> bool:
     body = case.body if isinstance(case.body, dict) else {}
     if "from_location" in body and body.get("from_location") == body.get("to_location"):
         return False
+    if body.get("closes_at") and not body.get("opens_at"):
+        return False  # a drop change whose closes_at may come before the drop's opens_at
+    if body.get("opens_at") and body.get("closes_at"):  # a drop closes after it opens
+        opens, closes = (datetime.fromisoformat(body[k]) for k in ("opens_at", "closes_at"))
+        if closes <= opens:
+            return False
     lines = body.get("lines")
     if not isinstance(lines, list):
         return True

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import zipfile
 from collections.abc import Generator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +175,12 @@ def test_every_call_keeps_its_keys_in_one_slot(request: pytest.FixtureRequest) -
     # restore_stock is exercised (and slot-checked) by the rebuild tests, the lifecycle
     # scripts by tests/test_lifecycle.py::test_every_lifecycle_call_keeps_its_keys_in_one_slot.
     engine.vouch()
+    # A drop (write_drop) and a reserve that brings the drop's keys and a customer's
+    # pending entries, across partitions with a plain SKU.
+    opens = datetime.now(UTC) - timedelta(hours=1)
+    engine.create_drop("drop", [skus[11]], opens_at=opens, per_customer_limit=3)
+    engine.reserve([(skus[11], 1), (skus[0], 1)], idempotency_key="d1", customer="ann")
+    engine.reserve([(skus[11], 1)], idempotency_key="d2", customer="ann")
     assert seen == set(SCRIPT_NAMES) - {"restore_stock"} - set(LIFECYCLE_SCRIPT_NAMES)
 
 

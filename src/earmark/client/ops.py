@@ -21,7 +21,9 @@ from pydantic import BaseModel, TypeAdapter
 from earmark.client.call import Call, Params, route
 from earmark.errors import InvalidRequest
 from earmark.models import (
+    UNCHANGED,
     CountResult,
+    Drop,
     Line,
     PurchaseOrder,
     Reservation,
@@ -29,6 +31,7 @@ from earmark.models import (
     SkuStock,
     StockLevel,
     Transfer,
+    Unchanged,
 )
 
 M = TypeVar("M", bound=BaseModel)
@@ -239,9 +242,12 @@ class ClientOps:
         idempotency_key: str | None = None,
         ttl_seconds: float | None = None,
         channel: str = "",
+        customer: str | None = None,
     ) -> Call[Reservation]:
-        """Hold every line or none (``Engine.reserve``)."""
+        """Hold every line or none (``Engine.reserve``); ``customer`` for a drop's SKU."""
         body = {"lines": [_line(x) for x in lines], "ttl_seconds": ttl_seconds, "channel": channel}
+        if customer is not None:
+            body["customer"] = customer
         return self._write("/v1/reservations", body, Reservation, idempotency_key)
 
     @route("GET /v1/reservations/{reservation_id}")
@@ -483,6 +489,72 @@ class ClientOps:
         params: Params = _without_none({"cursor": cursor, "limit": limit})
         path = f"/v1/webhooks/endpoints/{_seg(endpoint_id)}/deliveries"
         return Call("GET", path, _json, params=params)
+
+    # -- drops (docs/drops.md) ----------------------------------------------------------
+
+    @route("POST /v1/drops")
+    def create_drop(
+        self,
+        drop_id: str,
+        skus: Iterable[str],
+        *,
+        opens_at: datetime,
+        closes_at: datetime | None = None,
+        per_customer_limit: int | None = None,
+        hold_ttl_seconds: float | None = None,
+        waitlist: bool = False,
+        offer_ttl_seconds: float | None = None,
+        idempotency_key: str | None = None,
+    ) -> Call[Drop]:
+        """A drop of ``skus`` (``Engine.create_drop``)."""
+        body: Json = {
+            "id": drop_id,
+            "skus": list(skus),
+            "opens_at": opens_at.isoformat(),
+            "closes_at": None if closes_at is None else closes_at.isoformat(),
+            "per_customer_limit": per_customer_limit,
+            "hold_ttl_seconds": hold_ttl_seconds,
+            "waitlist": waitlist,
+            "offer_ttl_seconds": offer_ttl_seconds,
+        }
+        return self._write("/v1/drops", body, Drop, idempotency_key)
+
+    @route("GET /v1/drops/{drop_id}")
+    def get_drop(self, drop_id: str) -> Call[Drop]:
+        """A drop's rules and live figures (``Engine.get_drop``)."""
+        return Call("GET", f"/v1/drops/{_seg(drop_id)}", _model(Drop))
+
+    @route("PATCH /v1/drops/{drop_id}")
+    def update_drop(
+        self,
+        drop_id: str,
+        *,
+        opens_at: datetime | Unchanged = UNCHANGED,
+        closes_at: datetime | Unchanged | None = UNCHANGED,
+        per_customer_limit: int | Unchanged | None = UNCHANGED,
+        hold_ttl_seconds: float | Unchanged = UNCHANGED,
+        waitlist: bool | Unchanged = UNCHANGED,
+        offer_ttl_seconds: float | Unchanged = UNCHANGED,
+        idempotency_key: str | None = None,
+    ) -> Call[Drop]:
+        """Change a drop before it opens (``Engine.update_drop``): only the fields given."""
+        given = {
+            "opens_at": opens_at,
+            "closes_at": closes_at,
+            "per_customer_limit": per_customer_limit,
+            "hold_ttl_seconds": hold_ttl_seconds,
+            "waitlist": waitlist,
+            "offer_ttl_seconds": offer_ttl_seconds,
+        }
+        body: Json = {
+            name: value.isoformat() if isinstance(value, datetime) else value
+            for name, value in given.items()
+            if value is not UNCHANGED
+        }
+        path = f"/v1/drops/{_seg(drop_id)}"
+        return Call(
+            "PATCH", path, _model(Drop), json=body, write=True, idempotency_key=idempotency_key
+        )
 
     # -- shared -------------------------------------------------------------------------
 

@@ -28,6 +28,8 @@ class EngineConfig:
     # Events waiting for the durable record (all partitions) past which new demand is
     # refused (DurabilityBacklog); 0: no bound (a library engine with no flusher).
     durability_backlog_max: int = 0
+    # [drops] reserve attempts per customer per drop per second (0: no limit).
+    drop_attempts_per_second: int = limits.DROP_ATTEMPTS_PER_SECOND_DEFAULT
 
     def backlog_per_partition(self, partitions: int) -> int:
         """The bound each partition's stream keeps (0: none)."""
@@ -60,6 +62,11 @@ class EngineConfig:
             raise ValueError(
                 "durability_backlog_max must be between 0 and "
                 f"{limits.DURABILITY_BACKLOG_MAX_LIMIT}"
+            )
+        if not 0 <= self.drop_attempts_per_second <= limits.DROP_ATTEMPTS_PER_SECOND_MAX:
+            raise ValueError(
+                "drop_attempts_per_second must be between 0 and "
+                f"{limits.DROP_ATTEMPTS_PER_SECOND_MAX}"
             )
         if not self.prefix or "{" in self.prefix or "}" in self.prefix:
             raise ValueError("prefix must be non-empty and may not contain braces")

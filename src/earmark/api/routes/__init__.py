@@ -3,6 +3,7 @@
 from earmark.api.routes import (
     console,
     counts,
+    drops,
     health,
     ledger,
     losses,
@@ -26,6 +27,7 @@ ROUTERS = [
     purchase_orders.router,
     ledger.router,
     webhooks.router,
+    drops.router,
     overview.router,
     console.router,
 ]

@@ -24,13 +24,25 @@ from earmark.api.deps import (
 )
 from earmark.api.params import ReservationId
 from earmark.api.responses import WRITES, model_response, problem_responses
-from earmark.api.schemas import LineIn, Request, Reservation, TtlSeconds, printable
-from earmark.errors import (
+from earmark.api.schemas import (
+    PRINTABLE_PATTERN,
+    LineIn,
+    Request,
+    Reservation,
+    TtlSeconds,
+    printable,
+)
+from earmark.errors import (  # drops (docs/drops.md)
+    CartSpansDrops,
     CommitInProgress,
+    CustomerLimitExceeded,
+    CustomerRequired,
+    DropNotOpen,
     EarmarkError,
     InsufficientOnHand,
     InsufficientStock,
     NotOwner,
+    RateLimited,
     ReclaimBacklog,
     ReservationExpired,
     ReservationNotFound,
@@ -41,6 +53,8 @@ from earmark.errors import (
 
 router = APIRouter(prefix="/v1/reservations", tags=["reservations"])
 STOCK_SCOPE = "stock"
+
+DROP_REFUSALS = (CustomerRequired, DropNotOpen, CustomerLimitExceeded, RateLimited, CartSpansDrops)
 
 # What a transition of an existing reservation can answer besides the usual.
 TRANSITION_ERRORS: tuple[type[EarmarkError], ...] = (
@@ -67,6 +81,16 @@ class ReservationIn(Request):
     channel: Annotated[
         str, printable(limits.CHANNEL_LENGTH_MAX, "where the order comes from, e.g. web")
     ] = ""
+    customer: Annotated[
+        str | None,
+        Field(
+            None,
+            max_length=limits.CUSTOMER_LENGTH_MAX,
+            pattern=PRINTABLE_PATTERN,
+            description="the shopper as the checkout trusts it (account id, hashed email); "
+            "trimmed and case-folded; required for a drop's SKU (docs/drops.md)",
+        ),
+    ] = None
 
 
 class ExtendIn(Request):
@@ -91,7 +115,9 @@ async def transition(
     "",
     status_code=201,
     response_model=Reservation,
-    responses=problem_responses(WRITES, InsufficientStock, SkuNotFound, ReclaimBacklog),
+    responses=problem_responses(
+        WRITES, InsufficientStock, SkuNotFound, ReclaimBacklog, *DROP_REFUSALS
+    ),
     summary="Hold every line of a cart, or none",
 )
 async def create_reservation(
@@ -110,6 +136,7 @@ async def create_reservation(
             ttl_seconds=body.ttl_seconds,
             channel=body.channel,
             actor=ctx.caller.name,
+            customer=body.customer,
         )
     return model_response(held, 201, {"Location": f"{router.prefix}/{held.id}"})
 

@@ -2,6 +2,7 @@
 operation`` for how a generator method becomes a method of both engines)."""
 
 from earmark.engine.ops.counts import CountOps
+from earmark.engine.ops.drops import DropOps
 from earmark.engine.ops.keys import KeyOps
 from earmark.engine.ops.losses import LossOps
 from earmark.engine.ops.purchase_orders import PurchaseOrderOps
@@ -24,6 +25,7 @@ class Operations(
     PurchaseOrderOps,
     StatusOps,
     KeyOps,
+    DropOps,
 ):
     """The whole surface of an engine, composed as redis-py composes ``CoreCommands``."""
 

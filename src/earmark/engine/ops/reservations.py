@@ -11,6 +11,7 @@ from typing import Any
 from earmark import limits, validation
 from earmark.engine.operation import operation
 from earmark.engine.ops.base import DEFAULT_ACTOR, LineInput
+from earmark.engine.ops.drops import DropReserve
 from earmark.engine.ops.parts import Part, ReservationParts
 from earmark.engine.replies import (
     Json,
@@ -27,7 +28,7 @@ from earmark.errors import InsufficientStock, SkuNotFound
 from earmark.models import Line, Reservation, Shortfall
 
 
-class ReservationOps(ReservationParts):
+class ReservationOps(ReservationParts, DropReserve):
     @operation
     def reserve(
         self,
@@ -37,25 +38,32 @@ class ReservationOps(ReservationParts):
         ttl_seconds: float | None = None,
         channel: str = "",
         actor: str = DEFAULT_ACTOR,
+        customer: str | None = None,
     ) -> Op[Reservation]:
-        """Holds every line or none; raises ``InsufficientStock`` naming each short line."""
+        """Holds every line or none; raises ``InsufficientStock`` naming each short line.
+        ``customer`` (trimmed, case-folded) is required for a drop's SKU, whose rules
+        apply in the same script (docs/drops.md)."""
         cart = validation.lines(lines)
         config = self.config
         ttl_ms = validation.ttl_ms(ttl_seconds, config.default_ttl_ms, config.max_ttl_ms)
         channel = validation.text(channel, "channel", limits.CHANNEL_LENGTH_MAX)
         actor, idem = self._who(actor, idempotency_key, required=True)
+        customer = validation.customer(customer)
         by_part: dict[int, list[Line]] = {}
         for line in cart:
             by_part.setdefault(self.partition_of(line.sku), []).append(line)
         parts = sorted(by_part)
-        fp = fingerprint("reserve", [(x.sku, x.location, x.qty) for x in cart], ttl_ms, channel)
+        fp = fingerprint(
+            "reserve", [(x.sku, x.location, x.qty) for x in cart], ttl_ms, channel, customer
+        )
         new_id = f"rsv_{secrets.token_hex(12)}_{'-'.join(map(str, parts))}"
         rid = yield from self._claim(idem, actor, fp, set(parts), new_id)
         replies: list[tuple[int, Json]] = []
         every_part_replayed = True
         for p in parts:
             call = self._reserve_call(rid, p, by_part[p], fp, ttl_ms, channel, actor, idem)
-            result, was_replayed = yield from self._reclaiming(call)
+            skus = [line.sku for line in by_part[p]]
+            result, was_replayed = yield from self._drop_reserving(call, p, customer, skus)
             replies.append((p, result))
             every_part_replayed = every_part_replayed and was_replayed
         refused = [r for _, r in replies if not r.get("ok")]
@@ -115,6 +123,7 @@ class ReservationOps(ReservationParts):
         for line in lines:
             keys.extend(self.keys.reservation_line_keys(p, line.sku, line.location))
             args.extend((line.sku, line.location, line.qty))
+        keys.append(self.keys.drop_index(p))  # [drops] see _drop_reserving
         return Call("reserve", keys, args)
 
     def _prepare(

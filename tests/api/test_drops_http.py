@@ -1,0 +1,126 @@
+"""Drops over HTTP (docs/drops.md): create, read, change before opening, and the rules
+a reservation with ``customer`` meets, each refusal a problem with a stable code."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from earmark import limits
+from tests.support.api import Api, problem_of
+
+
+def at(delta: timedelta) -> str:
+    return (datetime.now(UTC) + delta).isoformat()
+
+
+async def reserve(api: Api, key: str, qty: int = 1, **extra: Any) -> httpx.Response:
+    body = {"lines": [{"sku": "TEE", "qty": qty}], **extra}
+    return await api.reserver.post("/v1/reservations", json=body, headers={"Idempotency-Key": key})
+
+
+async def make_drop(api: Api, **rules: Any) -> httpx.Response:
+    body = {"id": "launch", "skus": ["TEE"], "opens_at": at(-timedelta(minutes=1)), **rules}
+    return await api.admin.post("/v1/drops", json=body, headers={"Idempotency-Key": "drop"})
+
+
+async def patch(api: Api, drop: str, body: dict[str, Any]) -> httpx.Response:
+    key = {"Idempotency-Key": f"patch-{uuid.uuid4().hex}"}
+    return await api.admin.patch(f"/v1/drops/{drop}", json=body, headers=key)
+
+
+async def test_a_drop_is_created_read_and_enforced(api: Api) -> None:
+    await api.admin.post("/v1/skus/TEE/receipts", json={"qty": 10})
+    created = await make_drop(api, per_customer_limit=2, hold_ttl_seconds=300)
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert (body["id"], body["skus"], body["per_customer_limit"], body["open"]) == (
+        "launch",
+        ["TEE"],
+        2,
+        True,
+    )
+    assert created.headers["location"] == "/v1/drops/launch"
+    problem_of(await reserve(api, "k0"), 422, "customer_required")
+    assert (await reserve(api, "k1", 2, customer=" Ann ")).status_code == 201
+    refused = problem_of(
+        await reserve(api, "k2", 1, customer="ann"), 409, "customer_limit_exceeded"
+    )
+    assert (refused["limit"], refused["used"]) == (2, 2)
+    read = await api.reader.get("/v1/drops/launch")
+    assert read.status_code == 200
+    assert (read.json()["held"], read.json()["sold"]) == (2, 0)
+    problem_of(
+        await patch(api, "launch", {"per_customer_limit": 3}),
+        409,
+        "drop_already_open",
+    )
+
+
+async def test_a_drop_before_opening_refuses_and_can_change(api: Api) -> None:
+    await api.admin.post("/v1/skus/TEE/receipts", json={"qty": 10})
+    assert (await make_drop(api, opens_at=at(timedelta(hours=1)))).status_code == 201
+    refused = problem_of(await reserve(api, "k", customer="ann"), 409, "drop_not_open")
+    assert datetime.fromisoformat(refused["opens_at"]) > datetime.now(UTC)
+    changed = await patch(
+        api, "launch", {"per_customer_limit": 4, "closes_at": at(timedelta(hours=3))}
+    )
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["per_customer_limit"] == 4 and changed.json()["closes_at"]
+    cleared = await patch(api, "launch", {"closes_at": None})
+    assert cleared.json()["closes_at"] is None
+
+
+async def test_bad_drops_are_problems_and_write_nothing(api: Api) -> None:
+    await api.admin.post("/v1/skus/TEE/receipts", json={"qty": 10})
+    before = await api.stream_lengths()
+    now = at(timedelta(0))
+    bad: list[dict[str, Any]] = [
+        {"opens_at": now, "closes_at": at(-timedelta(hours=1))},
+        {"per_customer_limit": -1},
+        {"per_customer_limit": 0},
+        {"opens_at": "2026-01-01T00:00:00"},  # no time zone
+        {"skus": []},
+        {"id": "x" * (limits.DROP_ID_LENGTH_MAX + 1)},
+        {"hold_ttl_seconds": -1},
+    ]
+    for rules in bad:
+        problem_of(await make_drop(api, **rules), 422, "invalid_request")
+    assert await api.stream_lengths() == before
+    assert (await api.reader.get("/v1/drops/launch")).status_code == 404
+    problem_of(await api.reader.get("/v1/drops/nope"), 404, "drop_not_found")
+    problem_of(
+        await patch(api, "nope", {"per_customer_limit": 1}),
+        404,
+        "drop_not_found",
+    )
+    assert (await make_drop(api)).status_code == 201
+    long = "x" * (limits.CUSTOMER_LENGTH_MAX + 1)
+    problem_of(await reserve(api, "k", customer=long), 422, "invalid_request")
+    problem_of(
+        await api.admin.post(
+            "/v1/drops",
+            json={"id": "other", "skus": ["TEE"], "opens_at": now},
+            headers={"Idempotency-Key": "other"},
+        ),
+        409,
+        "sku_in_drop",
+    )
+
+
+async def test_a_hammering_identity_is_rate_limited(api: Api) -> None:
+    await api.admin.post("/v1/skus/TEE/receipts", json={"qty": 100})
+    await make_drop(api)
+    codes = [
+        (await reserve(api, f"k{n}", customer="bot")).status_code
+        for n in range(limits.DROP_ATTEMPTS_PER_SECOND_DEFAULT * 3)
+    ]
+    limited = [c for c in codes if c == 429]
+    assert limited, codes
+    response = await reserve(api, "again", customer="bot")
+    if response.status_code == 429:
+        assert response.headers["retry-after"] == "1"
+        problem_of(response, 429, "rate_limited")
