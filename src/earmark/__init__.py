@@ -1,5 +1,7 @@
 """earmark: a Redis-backed, high-contention stock reservation engine."""
 
+from importlib.metadata import PackageNotFoundError, version
+
 from earmark.engine.async_engine import AsyncEngine
 from earmark.engine.config import EngineConfig
 from earmark.engine.sync_engine import Engine
@@ -57,6 +59,11 @@ from earmark.models import (
     SweepReport,
     Transfer,
 )
+
+try:  # one source: pyproject.toml's version, as installed
+    __version__ = version("earmark")
+except PackageNotFoundError:  # a source tree on sys.path, never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "AsyncEngine",

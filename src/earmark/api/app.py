@@ -21,12 +21,11 @@ import inspect
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from fastapi import FastAPI
 
-from earmark import apikeys
+from earmark import __version__, apikeys
 from earmark.api import problems, responses
 from earmark.api.auth import Authenticator, AuthMode
 from earmark.api.guard import Limits, RequestGuard
@@ -65,13 +64,6 @@ it: on_hand, committed and the other buckets survive a restart; live holds (rese
 not yet committed) do not.
 For production point it at Redis with EARMARK_REDIS_URL=redis://HOST:6379/0 and at
 PostgreSQL with EARMARK_DATABASE_URL=postgresql://USER@HOST/DB."""
-
-
-def _version() -> str:
-    try:
-        return version("earmark")
-    except PackageNotFoundError:
-        return "0+unknown"
 
 
 def without_native_telemetry() -> dict[str, Any]:
@@ -211,7 +203,7 @@ def create_app(
         durable = durable_record_for(settings, metrics.webhooks)
     app = FastAPI(
         title="earmark",
-        version=_version(),
+        version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan_for(engine, durable),
         redoc_url=None,
