@@ -26,7 +26,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from earmark import __version__, apikeys
-from earmark.api import problems, responses
+from earmark.api import docs, problems, responses
 from earmark.api.auth import Authenticator, AuthMode
 from earmark.api.guard import Limits, RequestGuard
 from earmark.api.hooks import DurableRecord, durable_record_for
@@ -206,6 +206,7 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan_for(engine, durable),
+        docs_url=None,  # docs.install: the same pages, assets from the sidecar
         redoc_url=None,
         **without_native_telemetry(),
     )
@@ -213,6 +214,7 @@ def create_app(
     app.state.metrics = metrics
     app.state.lag_source = None  # set by the durable record, or directly by a test
     problems.install(app)
+    docs.install(app)
     app.state.durable = durable  # GET /v1/ledger reads through it
     for router in ROUTERS:
         app.include_router(router)
