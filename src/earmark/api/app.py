@@ -149,7 +149,13 @@ async def start_sweeper(stack: AsyncExitStack, engine: AsyncEngine, app: FastAPI
     metrics: Metrics = app.state.metrics
     stopping = asyncio.Event()
     task = asyncio.create_task(
-        run_sweeper(engine, settings.sweep_interval_seconds, metrics.swept, stop=stopping),
+        run_sweeper(
+            engine,
+            settings.sweep_interval_seconds,
+            metrics.swept,
+            stop=stopping,
+            on_failure=metrics.sweep_failed,
+        ),
         name="sweeper",
     )
     task.add_done_callback(log_if_crashed)
