@@ -56,6 +56,7 @@ from earmark.models import (
     Shortfall,
     SkuStock,
     StockLevel,
+    StockPage,
     SweepReport,
     Transfer,
 )
@@ -108,6 +109,7 @@ __all__ = [
     "StaleCount",
     "StartupRefused",
     "StockLevel",
+    "StockPage",
     "StoreBusy",
     "StoreFull",
     "StoreLoading",

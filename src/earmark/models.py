@@ -112,6 +112,14 @@ class SweepReport(Frozen):
     pins_resolved: int = Field(0, description="stale multi-partition pins resolved")
 
 
+class StockPage(Frozen):
+    """One page of the stock index (``GET /v1/skus``): pass ``next_cursor`` back for the
+    next; None when the index is done."""
+
+    items: list[StockLevel]
+    next_cursor: str | None = None
+
+
 class SkuStock(Frozen):
     """A SKU across the network: every bucket summed over its locations, and each location."""
 

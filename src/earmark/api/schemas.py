@@ -31,6 +31,7 @@ from earmark.models import (
     Shortfall,
     SkuStock,
     StockLevel,
+    StockPage,
     Transfer,
 )
 
@@ -202,6 +203,7 @@ __all__ = [
     "Sku",
     "SkuStock",
     "StockLevel",
+    "StockPage",
     "Transfer",
     "TransitionProblem",
     "TtlSeconds",
