@@ -105,6 +105,14 @@ class Reservation(Frozen):
     shipped_at: datetime | None = None
 
 
+class ReservationPage(Frozen):
+    """One page of held reservations (``GET /v1/reservations``): pass ``next_cursor``
+    back for the next; None when there are no more."""
+
+    items: list[Reservation]
+    next_cursor: str | None = None
+
+
 class SweepReport(Frozen):
     """What one sweeper pass did, per kind of work."""
 

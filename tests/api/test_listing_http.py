@@ -45,3 +45,38 @@ async def test_the_route_is_in_the_openapi_document(api: Api) -> None:
     assert {p["name"] for p in operation["parameters"]} >= {"prefix", "location", "cursor", "limit"}
     assert "422" in operation["responses"] and "401" in operation["responses"]
     assert "application/problem+json" in operation["responses"]["422"]["content"]
+
+
+async def test_held_reservations_over_http(api: Api) -> None:
+    await api.admin.post("/v1/skus/A/receipts", json={"qty": 10})
+    ids = []
+    for ttl in (900, 300, 600):
+        held = await api.reserver.post(
+            "/v1/reservations", json={"lines": [{"sku": "A", "qty": 1}], "ttl_seconds": ttl}
+        )
+        ids.append(held.json()["id"])
+    await api.reserver.post(f"/v1/reservations/{ids[2]}/release")
+    first = await api.reader.get("/v1/reservations", params={"sku": "A", "limit": 1})
+    assert first.status_code == 200
+    body = first.json()
+    assert [r["id"] for r in body["items"]] == [ids[1]]  # the soonest expiry
+    assert body["items"][0]["status"] == "held" and body["next_cursor"]
+    rest = await api.reader.get(
+        "/v1/reservations", params={"sku": "A", "cursor": body["next_cursor"]}
+    )
+    assert [r["id"] for r in rest.json()["items"]] == [ids[0]]
+    assert rest.json()["next_cursor"] is None
+    every = (await api.reader.get("/v1/reservations")).json()
+    assert sorted(r["id"] for r in every["items"]) == sorted(ids[:2])
+
+    bad = await api.reader.get("/v1/reservations", params={"status": "committed"})
+    problem_of(bad, 422, "invalid_request")
+    bad = await api.reader.get("/v1/reservations", params={"cursor": "x"})
+    problem_of(bad, 422, "invalid_request")
+    problem_of(await api.anon.get("/v1/reservations"), 401, "unauthorized")
+    schema = (await api.anon.get("/openapi.json")).json()
+    operation = schema["paths"]["/v1/reservations"]["get"]
+    assert {p["name"] for p in operation["parameters"]} == {
+        "sku", "location", "status", "cursor", "limit"
+    }  # fmt: skip
+    assert "application/problem+json" in operation["responses"]["422"]["content"]

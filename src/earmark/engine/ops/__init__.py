@@ -3,6 +3,7 @@ operation`` for how a generator method becomes a method of both engines)."""
 
 from earmark.engine.ops.counts import CountOps
 from earmark.engine.ops.keys import KeyOps
+from earmark.engine.ops.listing import ListingOps
 from earmark.engine.ops.losses import LossOps
 from earmark.engine.ops.purchase_orders import PurchaseOrderOps
 from earmark.engine.ops.reservations import ReservationOps
@@ -24,6 +25,7 @@ class Operations(
     PurchaseOrderOps,
     StatusOps,
     KeyOps,
+    ListingOps,
 ):
     """The whole surface of an engine, composed as redis-py composes ``CoreCommands``."""
 
