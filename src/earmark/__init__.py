@@ -1,5 +1,7 @@
 """earmark: a Redis-backed, high-contention stock reservation engine."""
 
+from importlib.metadata import PackageNotFoundError, version
+
 from earmark.engine.async_engine import AsyncEngine
 from earmark.engine.config import EngineConfig
 from earmark.engine.sync_engine import Engine
@@ -59,14 +61,21 @@ from earmark.models import (
     PurchaseOrderLine,
     Reservation,
     ReservationLine,
+    ReservationPage,
     ReservationStatus,
     ReturnReceipt,
     Shortfall,
     SkuStock,
     StockLevel,
+    StockPage,
     SweepReport,
     Transfer,
 )
+
+try:  # one source: pyproject.toml's version, as installed
+    __version__ = version("earmark")
+except PackageNotFoundError:  # a source tree on sys.path, never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "AsyncEngine",
@@ -110,6 +119,7 @@ __all__ = [
     "ReservationLine",
     "ReservationNotFound",
     "ReservationNotHeld",
+    "ReservationPage",
     "ReservationReleased",
     "ReservationStatus",
     "ReturnExceedsShipped",
@@ -121,6 +131,7 @@ __all__ = [
     "StaleCount",
     "StartupRefused",
     "StockLevel",
+    "StockPage",
     "StoreBusy",
     "StoreFull",
     "StoreLoading",

@@ -106,11 +106,27 @@ class Reservation(Frozen):
     shipped_at: datetime | None = None
 
 
+class ReservationPage(Frozen):
+    """One page of held reservations (``GET /v1/reservations``): pass ``next_cursor``
+    back for the next; None when there are no more."""
+
+    items: list[Reservation]
+    next_cursor: str | None = None
+
+
 class SweepReport(Frozen):
     """What one sweeper pass did, per kind of work."""
 
     expired: int = Field(0, description="held reservations found expired and given back")
     pins_resolved: int = Field(0, description="stale multi-partition pins resolved")
+
+
+class StockPage(Frozen):
+    """One page of the stock index (``GET /v1/skus``): pass ``next_cursor`` back for the
+    next; None when the index is done."""
+
+    items: list[StockLevel]
+    next_cursor: str | None = None
 
 
 class SkuStock(Frozen):

@@ -86,7 +86,7 @@ async def test_bad_input_is_refused_and_writes_nothing(
 
 async def test_unknown_routes_and_methods_are_problems(api: Api) -> None:
     problem_of(await api.admin.get("/nope"), 404, "not_found")
-    problem_of(await api.admin.get("/v1/skus"), 404, "not_found")
+    problem_of(await api.admin.get("/v1/stocks"), 404, "not_found")  # /v1/skus lists
     wrong = await api.admin.delete("/v1/skus/A")
     problem_of(wrong, 405, "method_not_allowed")
     assert wrong.headers["allow"] == "GET"

@@ -21,13 +21,12 @@ import inspect
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from fastapi import FastAPI
 
-from earmark import apikeys
-from earmark.api import problems, responses
+from earmark import __version__, apikeys
+from earmark.api import docs, problems, responses
 from earmark.api.auth import Authenticator, AuthMode
 from earmark.api.guard import Limits, RequestGuard
 from earmark.api.hooks import DurableRecord, durable_record_for
@@ -65,13 +64,6 @@ it: on_hand, committed and the other buckets survive a restart; live holds (rese
 not yet committed) do not.
 For production point it at Redis with EARMARK_REDIS_URL=redis://HOST:6379/0 and at
 PostgreSQL with EARMARK_DATABASE_URL=postgresql://USER@HOST/DB."""
-
-
-def _version() -> str:
-    try:
-        return version("earmark")
-    except PackageNotFoundError:
-        return "0+unknown"
 
 
 def without_native_telemetry() -> dict[str, Any]:
@@ -157,7 +149,13 @@ async def start_sweeper(stack: AsyncExitStack, engine: AsyncEngine, app: FastAPI
     metrics: Metrics = app.state.metrics
     stopping = asyncio.Event()
     task = asyncio.create_task(
-        run_sweeper(engine, settings.sweep_interval_seconds, metrics.swept, stop=stopping),
+        run_sweeper(
+            engine,
+            settings.sweep_interval_seconds,
+            metrics.swept,
+            stop=stopping,
+            on_failure=metrics.sweep_failed,
+        ),
         name="sweeper",
     )
     task.add_done_callback(log_if_crashed)
@@ -211,9 +209,10 @@ def create_app(
         durable = durable_record_for(settings, metrics.webhooks)
     app = FastAPI(
         title="earmark",
-        version=_version(),
+        version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan_for(engine, durable),
+        docs_url=None,  # docs.install: the same pages, assets from the sidecar
         redoc_url=None,
         **without_native_telemetry(),
     )
@@ -221,6 +220,7 @@ def create_app(
     app.state.metrics = metrics
     app.state.lag_source = None  # set by the durable record, or directly by a test
     problems.install(app)
+    docs.install(app)
     app.state.durable = durable  # GET /v1/ledger reads through it
     for router in ROUTERS:
         app.include_router(router)

@@ -22,6 +22,9 @@ LATENCY_BUCKETS_SECONDS = (
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 )  # fmt: skip
 UNMATCHED = "unmatched"
+# responses.REPLAYED_HEADER as ASGI sends it (lower case; responses imports this module's
+# users, so the name is repeated here and a test checks the two agree).
+REPLAYED = b"idempotent-replayed"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
@@ -68,7 +71,39 @@ class Metrics:
             registry=registry,
         )
         self.webhooks = WebhookMetrics(registry)  # the in-process webhook worker's
+        self._up_and_writes(registry)
         self._outcomes: dict[tuple[str, str], Counter] = {}
+
+    def _up_and_writes(self, registry: CollectorRegistry) -> None:
+        """What an alert needs: is each store up, is the store fenced, are the sweeper and
+        the writes healthy. The gauges are set on each scrape (``/metrics``)."""
+        self.redis_up = Gauge(
+            "earmark_redis_up", "1 when Redis answered the last scrape's PING", registry=registry
+        )
+        self.database_up = Gauge(
+            "earmark_database_up",
+            "1 when the durable record answered the last scrape, else 0; NaN: no record",
+            registry=registry,
+        )
+        self.fenced = Gauge(
+            "earmark_fenced_partitions",
+            "Partitions fenced (no writes until an operator lifts the fence); NaN: Redis down",
+            registry=registry,
+        )
+        self.events_waiting = Gauge(
+            "earmark_durable_events_waiting",
+            "Events in Redis not yet in the durable record; NaN while Redis is down",
+            registry=registry,
+        )
+        self.writes = Counter(
+            "earmark_writes",
+            "Successful POSTs by route template: 'new' writes or idempotent 'replayed' answers",
+            ["route", "kind"],
+            registry=registry,
+        )
+
+    def sweep_failed(self) -> None:
+        self.sweeps.labels("failed").inc()
 
     @contextmanager
     def reservation(self, operation: str) -> Iterator[None]:
@@ -112,11 +147,14 @@ class LatencyMiddleware:
             return
         started = time.perf_counter()
         status = 500
+        replayed = False
 
         async def send_status(message: Message) -> None:
-            nonlocal status
+            nonlocal status, replayed
             if message["type"] == "http.response.start":
                 status = message["status"]
+                if scope["method"] == "POST":
+                    replayed = any(n == REPLAYED for n, _ in message.get("headers", ()))
             await send(message)
 
         try:
@@ -126,6 +164,8 @@ class LatencyMiddleware:
             template = getattr(route, "path", None) or UNMATCHED
             method = scope["method"] if scope["method"] in METHODS else "OTHER"
             self._observe(method, template, status, time.perf_counter() - started)
+            if method == "POST" and status < 400:
+                self.metrics.writes.labels(template, "replayed" if replayed else "new").inc()
 
     def _observe(self, method: str, route: str, status: int, seconds: float) -> None:
         children = self._children.get((method, route))

@@ -7,13 +7,17 @@ import asyncio
 import sys
 from datetime import UTC, datetime
 
+import redis.exceptions
+
 from earmark import validation
 from earmark.cli.common import (
     REASON_SHOWN_MAX,
     Subparsers,
+    sync_engine,
     table,
 )
 from earmark.durable import service as durable
+from earmark.errors import InvalidRequest
 from earmark.settings import Settings
 from earmark.store.events import LedgerEntry
 from earmark.store.ledger import (
@@ -24,6 +28,11 @@ from earmark.store.ledger import (
     decode_cursor,
     ms_since,
 )
+from earmark.webhooks.types import TYPE_OF_EVENT
+
+# Every ledger event type (the webhook catalogue names each one: docs/webhooks.md).
+EVENT_TYPES = tuple(sorted(TYPE_OF_EVENT))
+FLUSH_HINT = "`earmark flush --once` records them (or wait for the flusher)"
 
 
 def add_ledger(subparsers: Subparsers) -> None:
@@ -39,7 +48,8 @@ def add_ledger(subparsers: Subparsers) -> None:
     parser.add_argument("--location", help="only this location")
     parser.add_argument(
         "--type", dest="types", action="append", default=[], metavar="TYPE",
-        help="only this event type (e.g. damaged); repeat for several",
+        help="only this event type (e.g. damaged); repeat for several; an unknown "
+        "type is refused (exit 2)",
     )  # fmt: skip
     parser.add_argument(
         "--since",
@@ -86,7 +96,41 @@ def ledger_rows(events: list[Event]) -> list[str]:
     return table(headers, rows)
 
 
+def check_types(types: list[str]) -> None:
+    unknown = [t for t in types if t not in TYPE_OF_EVENT]
+    if unknown:
+        raise InvalidRequest(
+            f"unknown event type {unknown[0]!r}; the types are: {', '.join(EVENT_TYPES)}",
+            field="type",
+        )
+
+
+def waiting_note(settings: Settings) -> str:
+    """Why the record may have nothing yet: events still in Redis, not yet flushed."""
+    if settings.redis_url is None:
+        return (
+            "events not yet flushed wait in the embedded store of the `earmark serve` "
+            "process, which records them within the flusher's lag"
+        )
+    try:
+        with sync_engine(settings, "ledger") as engine:
+            engine.start(initialize=False)
+            lag = engine.durable_lag()
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as error:
+        return (
+            f"events not yet flushed may wait in Redis ({settings.redis_description()}), "
+            f"which did not answer: {type(error).__name__}: {error}"
+        )
+    if not lag.events:
+        return "no events are waiting in Redis either"
+    return (
+        f"{lag.events} events are still waiting in Redis, the oldest "
+        f"{lag.oldest_age_seconds:.3f}s old: {FLUSH_HINT}"
+    )
+
+
 def run_ledger(args: argparse.Namespace, settings: Settings) -> int:
+    check_types(args.types)
     if args.sku is not None:
         validation.sku(args.sku)
     if args.location is not None:
@@ -107,6 +151,7 @@ def run_ledger(args: argparse.Namespace, settings: Settings) -> int:
         print("\n".join(ledger_rows(page.events)))
     else:
         print(f"no events recorded in {settings.database_description()} match")
+        print(waiting_note(settings))
     if page.next_cursor is not None:
         print(f"more: repeat with --cursor {page.next_cursor}", file=sys.stderr)
     return 0

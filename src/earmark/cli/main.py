@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 import asyncpg
 import redis.exceptions
 
+from earmark import __version__
 from earmark.cli import drops, durable, keys, ledger, po, status, stock, sweep, webhooks
 from earmark.cli.common import Handler, Subparsers
 from earmark.errors import EarmarkError
@@ -59,6 +60,7 @@ def build_parser(
         description="earmark: a Redis-backed stock reservation engine. Settings come from "
         "EARMARK_* environment variables (EARMARK_REDIS_URL, EARMARK_DATABASE_URL, ...).",
     )
+    parser.add_argument("--version", action="version", version=f"earmark {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in commands:
         add(subparsers)

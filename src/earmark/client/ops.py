@@ -27,9 +27,11 @@ from earmark.models import (
     Line,
     PurchaseOrder,
     Reservation,
+    ReservationPage,
     ReturnReceipt,
     SkuStock,
     StockLevel,
+    StockPage,
     Transfer,
     Unchanged,
 )
@@ -119,6 +121,21 @@ class ClientOps:
         if location is None:
             return Call("GET", f"/v1/skus/{_seg(sku)}", _model(SkuStock))
         return Call("GET", f"/v1/skus/{_seg(sku)}", _one_location, params={"location": location})
+
+    @route("GET /v1/skus")
+    def stock_page(
+        self,
+        *,
+        prefix: str = "",
+        location: str | None = None,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> Call[StockPage]:
+        """One page of the stock index (``Engine.stock_page``); pass ``next_cursor`` back."""
+        params: Params = _without_none(
+            {"prefix": prefix or None, "location": location, "cursor": cursor, "limit": limit}
+        )
+        return Call("GET", "/v1/skus", _model(StockPage), params=params)
 
     @route("GET /v1/availability")
     def availability(self, skus: Iterable[str | tuple[str, str]]) -> Call[list[StockLevel]]:
@@ -249,6 +266,23 @@ class ClientOps:
         if customer is not None:
             body["customer"] = customer
         return self._write("/v1/reservations", body, Reservation, idempotency_key)
+
+    @route("GET /v1/reservations")
+    def held_reservations(
+        self,
+        *,
+        sku: str | None = None,
+        location: str = DEFAULT_LOCATION,
+        status: str = "held",
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> Call[ReservationPage]:
+        """Held reservations, soonest expiry first (``Engine.held_reservations``)."""
+        params: Params = _without_none(
+            {"sku": sku, "location": location, "status": status, "cursor": cursor}
+            | {"limit": limit}
+        )
+        return Call("GET", "/v1/reservations", _model(ReservationPage), params=params)
 
     @route("GET /v1/reservations/{reservation_id}")
     def get_reservation(self, reservation_id: str) -> Call[Reservation]:

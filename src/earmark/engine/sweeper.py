@@ -26,13 +26,18 @@ SWEEP_ERRORS = (EarmarkError, redis.exceptions.RedisError, OSError)
 
 
 async def sweep_once(
-    engine: AsyncEngine, on_report: Callable[[SweepReport], None] | None = None
+    engine: AsyncEngine,
+    on_report: Callable[[SweepReport], None] | None = None,
+    on_failure: Callable[[], None] | None = None,
 ) -> SweepReport | None:
-    """One pass; a failure is logged and returns None (the next pass tries again)."""
+    """One pass; a failure is logged, counted (``on_failure``) and returns None (the next
+    pass tries again)."""
     try:
         report = await engine.sweep()
     except SWEEP_ERRORS as error:
         log.warning("sweep failed, retrying next interval: %s: %s", type(error).__name__, error)
+        if on_failure is not None:
+            on_failure()
         return None
     if report.expired or report.pins_resolved:
         log.info("swept: %d holds expired, %d pins resolved", report.expired, report.pins_resolved)
@@ -48,6 +53,7 @@ async def run_sweeper(
     *,
     passes: int | None = None,
     stop: asyncio.Event | None = None,
+    on_failure: Callable[[], None] | None = None,
 ) -> None:
     """Sweeps every ``interval_seconds`` until ``stop`` is set or the task is cancelled
     (or after ``passes`` passes). Set ``stop`` before cancelling: a cancellation that
@@ -55,7 +61,7 @@ async def run_sweeper(
     stop = stop or asyncio.Event()
     done = 0
     while not stop.is_set() and (passes is None or done < passes):
-        await sweep_once(engine, on_report)
+        await sweep_once(engine, on_report, on_failure)
         done += 1
         if passes is not None and done >= passes:
             break

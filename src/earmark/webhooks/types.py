@@ -46,6 +46,8 @@ TYPE_OF_EVENT: dict[str, str] = {
     "counted": "adjustment.counted",
     "oversell_exposure": "adjustment.oversell_exposure",
     "holds_lost": "adjustment.holds_lost",
+    "drop_created": "drop.created",
+    "drop_changed": "drop.changed",
 }
 STOCK_TYPES = (STOCK_CHANGED, STOCK_OUT, STOCK_BACK)
 WEBHOOK_TYPES: tuple[str, ...] = (*STOCK_TYPES, *TYPE_OF_EVENT.values(), ENDPOINT_DISABLED)

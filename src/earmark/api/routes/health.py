@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import math
 
 import redis.exceptions
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from earmark.api.deps import AppMetrics, AppSettings, Engine
-from earmark.api.hooks import LagSource
+from earmark.api.hooks import DurableRecord, LagSource
 from earmark.api.metrics import Metrics
 from earmark.api.problems import problem
 from earmark.api.responses import TRANSPORT, model_response, problem_responses
@@ -128,9 +129,40 @@ def not_ready(request: Request, checks: dict[str, Check]) -> Response | None:
     },
     summary="Prometheus metrics",
 )
-async def metrics_endpoint(request: Request, metrics: AppMetrics) -> Response:
+async def metrics_endpoint(request: Request, engine: Engine, metrics: AppMetrics) -> Response:
+    """Health gauges are read now: a gauge from a store that is down is NaN (unknown),
+    never the last value or 0, which would look healthy."""
+    redis_up = await scrape_store(engine, metrics)
+    await scrape_database(request.app.state.durable, metrics)
     try:
-        await read_lag(request.app.state.lag_source, metrics)
+        lag = await read_lag(request.app.state.lag_source, metrics)
     except Exception:  # the other metrics are still worth scraping
-        log.exception("the flusher lag source failed; the gauge keeps its last value")
+        log.exception("the flusher lag source failed; the gauge reads NaN (unknown)")
+        metrics.flusher_lag.set(math.nan)
+    else:
+        if lag is not None and not redis_up:  # nothing to measure against: unknown
+            metrics.flusher_lag.set(math.nan)
     return Response(metrics.render(), media_type=Metrics.content_type)
+
+
+async def scrape_store(engine: AsyncEngine, metrics: Metrics) -> bool:
+    """Sets the Redis gauges; False (and NaN in the gauges) when Redis does not answer."""
+    try:
+        await engine.client.ping()
+        fences = await engine.fences()
+        lag = await engine.durable_lag()
+    except REDIS_ERRORS as error:
+        log.warning("/metrics: Redis did not answer: %s: %s", type(error).__name__, error)
+        metrics.redis_up.set(0)
+        metrics.fenced.set(math.nan)
+        metrics.events_waiting.set(math.nan)
+        return False
+    metrics.redis_up.set(1)
+    metrics.fenced.set(sum(1 for reason in fences if reason))
+    metrics.events_waiting.set(lag.events)
+    return True
+
+
+async def scrape_database(durable: DurableRecord | None, metrics: Metrics) -> None:
+    check = None if durable is None else await durable.database_check()
+    metrics.database_up.set(math.nan if check is None else 1 if check[0] else 0)

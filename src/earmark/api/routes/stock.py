@@ -22,6 +22,7 @@ from earmark.api.schemas import (
     Request,
     SkuStock,
     StockLevel,
+    StockPage,
     printable,
 )
 from earmark.errors import InsufficientOnHand, ReclaimBacklog, SkuNotFound, WouldOversell
@@ -95,6 +96,38 @@ async def get_stock(sku: SkuPath, ctx: Reading, location: LocationQuery | None =
     record (at the location)."""
     found = await ctx.engine.stock(sku, location)
     return model_response(found if location is None else found.locations[0])
+
+
+@router.get(
+    "/skus",
+    response_model=StockPage,
+    responses=problem_responses(),
+    summary="Page through every stock record, by SKU prefix and location",
+)
+async def list_stock(
+    ctx: Reading,
+    prefix: Annotated[
+        str,
+        Query(
+            max_length=limits.SKU_LENGTH_MAX,
+            pattern=f"^$|{NAME_PATTERN}",
+            description="only SKUs starting with this",
+        ),
+    ] = "",
+    location: LocationQuery | None = None,
+    cursor: Annotated[
+        str | None,
+        Query(max_length=64, description="`next_cursor` of the previous page"),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500, description="records per page, about")] = 100,
+) -> Response:
+    """Each (sku, location) stock record's buckets, from the stock index in Redis (in
+    `SSCAN` order, not sorted). Each page does bounded work: it may hold fewer than
+    `limit` records (even none) while `next_cursor` is set; follow it until it is null.
+    A record present throughout appears at least once. 422 `invalid_request` for a cursor
+    this route did not give. (A low-stock filter is not offered yet.)"""
+    page = await ctx.engine.stock_page(prefix=prefix, location=location, cursor=cursor, limit=limit)
+    return model_response(page)
 
 
 @router.get(

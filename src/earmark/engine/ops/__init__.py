@@ -4,6 +4,7 @@ operation`` for how a generator method becomes a method of both engines)."""
 from earmark.engine.ops.counts import CountOps
 from earmark.engine.ops.drops import DropOps
 from earmark.engine.ops.keys import KeyOps
+from earmark.engine.ops.listing import ListingOps
 from earmark.engine.ops.losses import LossOps
 from earmark.engine.ops.purchase_orders import PurchaseOrderOps
 from earmark.engine.ops.reservations import ReservationOps
@@ -26,6 +27,7 @@ class Operations(
     StatusOps,
     KeyOps,
     DropOps,
+    ListingOps,
 ):
     """The whole surface of an engine, composed as redis-py composes ``CoreCommands``."""
 

@@ -13,7 +13,7 @@ from earmark.engine.ops.base import DEFAULT_ACTOR, OpsBase
 from earmark.engine.replies import fingerprint, raise_for_error, replayed, stock_level, text
 from earmark.engine.steps import Batch, Call, Op, Pipeline
 from earmark.errors import InvalidRequest, SkuNotFound
-from earmark.models import SkuStock, StockLevel
+from earmark.models import SkuStock, StockLevel, StockPage
 
 SUMMED_BUCKETS = (
     "on_hand",
@@ -26,6 +26,24 @@ SUMMED_BUCKETS = (
     "written_off",
     "inbound",
 )
+
+
+# SSCAN calls one page may make, and the COUNT hint of each: the work of a page is bounded
+# whatever the size of the index (a sparse match may return a short or empty page with a
+# cursor; keep paging).
+STOCK_PAGE_SCANS_MAX = 16
+STOCK_PAGE_LIMIT_MAX = 500
+
+
+def encode_stock_cursor(partition: int, scan_cursor: int) -> str:
+    return f"{partition}.{scan_cursor}"
+
+
+def decode_stock_cursor(cursor: str, partitions: int) -> tuple[int, int]:
+    partition, dot, scan = cursor.partition(".")
+    if not (dot and partition.isdigit() and scan.isdigit() and int(partition) < partitions):
+        raise InvalidRequest(f"{cursor!r} is not a cursor of GET /v1/skus", field="cursor")
+    return int(partition), int(scan)
 
 
 class StockOps(OpsBase):
@@ -139,6 +157,45 @@ class StockOps(OpsBase):
         if not levels:
             raise SkuNotFound(f"no stock record for {sku} at any location", sku=sku)
         return levels
+
+    @operation
+    def stock_page(
+        self,
+        *,
+        prefix: str = "",
+        location: str | None = None,
+        cursor: str | None = None,
+        limit: int = 100,
+    ) -> Op[StockPage]:
+        """A page of (sku, location) stock records from the stock index, SKUs starting
+        with ``prefix`` (at ``location``). Redis ``SSCAN`` order, not sorted: a record
+        present for the whole walk appears at least once (rarely twice, if the set is
+        resized meanwhile); a page holds at most about ``limit`` records and may be
+        short while ``next_cursor`` is set."""
+        if not 1 <= limit <= STOCK_PAGE_LIMIT_MAX:
+            raise InvalidRequest(f"limit must be between 1 and {STOCK_PAGE_LIMIT_MAX}")
+        # Names hold no glob character (validation): they go into MATCH as they are.
+        pattern = f"{validation.sku(prefix) if prefix else ''}*:"
+        pattern += "*" if location is None else validation.location(location)
+        p, scan = (0, 0) if cursor is None else decode_stock_cursor(cursor, self.partitions)
+        wanted: list[tuple[str, str]] = []
+        for _ in range(STOCK_PAGE_SCANS_MAX):
+            command = ("SSCAN", self.keys.stock_index(p), scan, "MATCH", pattern, "COUNT", limit)
+            ((next_scan, members),) = yield Pipeline([command])
+            for member in members:
+                sku, _, at = text(member).partition(":")
+                wanted.append((sku, at))
+            scan = int(next_scan)
+            if scan == 0:
+                p, scan = p + 1, 0
+            if p == self.partitions or len(wanted) >= limit:
+                break
+        levels: list[StockLevel] = []
+        for start in range(0, len(wanted), limits.SKUS_PER_READ_MAX):
+            found = yield from self._read_stock(wanted[start : start + limits.SKUS_PER_READ_MAX])
+            levels += [level for level in found if level is not None]
+        done = p == self.partitions
+        return StockPage(items=levels, next_cursor=None if done else encode_stock_cursor(p, scan))
 
     def _read_stock(self, wanted: list[tuple[str, str]]) -> Op[list[StockLevel | None]]:
         """One read_stock call per partition, all in one batch."""
