@@ -8,6 +8,7 @@ from earmark.api.routes import (
     purchase_orders,
     reservations,
     returns,
+    seats,
     stock,
     transfers,
     webhooks,
@@ -24,4 +25,5 @@ ROUTERS = [
     purchase_orders.router,
     ledger.router,
     webhooks.router,
+    seats.router,
 ]
