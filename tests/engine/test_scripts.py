@@ -44,6 +44,7 @@ SEAT_SCRIPT_NAMES = (
     "invite_seat",
     "read_seats",
     "renew_seat",
+    "restore_seats",
     "set_seat_cap",
 )
 HEADER_PARTS = ("KEYS", "ARGV", "Returns", "Invariants")
