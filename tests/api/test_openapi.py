@@ -52,8 +52,11 @@ def app_with_stock() -> Any:
 
 def documented_rules_hold(case: schemathesis.Case) -> bool:
     """The documented rules JSON Schema cannot say: each (sku, location) once a cart (or
-    a purchase order, a delivery), and a transfer between two different locations."""
+    a purchase order, a delivery), a transfer between two different locations, and
+    lease_seconds exactly for a floating seat pool."""
     body = case.body if isinstance(case.body, dict) else {}
+    if "cap" in body and bool(body.get("floating")) != (body.get("lease_seconds") is not None):
+        return False  # a seat pool has lease_seconds exactly when it is floating
     if "from_location" in body and body.get("from_location") == body.get("to_location"):
         return False
     lines = body.get("lines")

@@ -14,12 +14,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 from pydantic import Field, StrictBool, StrictInt
+from pydantic.config import JsonDict
 from starlette.responses import Response
 
 from earmark import limits
 from earmark.api.deps import IdempotencyKey, Reading, Reserving, Stocking
 from earmark.api.responses import WRITES, model_response, problem_responses
-from earmark.api.schemas import NAME_PATTERN, Request
+from earmark.api.schemas import INTEGRAL, NAME_PATTERN, Request
 from earmark.errors import (
     InvalidOverage,
     InvalidSeatCap,
@@ -35,6 +36,8 @@ from earmark.errors import (
 from earmark.models import Seat, SeatFreed, SeatInvite, SeatPool, SeatUserPage
 
 router = APIRouter(prefix="/v1/tenants", tags=["seats"])
+Whole = Annotated[StrictInt, INTEGRAL]
+LeaseSeconds = Annotated[StrictInt, Field(ge=1, le=limits.SEAT_LEASE_MS_MAX // 1000), INTEGRAL]
 
 TenantPath = Annotated[
     str,
@@ -45,11 +48,19 @@ TenantPath = Annotated[
         description="the tenant; letters, digits, '.', '_' and '-'",
     ),
 ]
+# The bounds of a user id, cap and overage are documented here but checked by the engine,
+# so that each is refused with its own code rather than the generic invalid_request.
+USER_SCHEMA: JsonDict = {
+    "minLength": 1,
+    "maxLength": limits.SEAT_USER_LENGTH_MAX,
+    "pattern": limits.SEAT_USER_PATTERN.pattern,
+}
 UserPath = Annotated[
     str,
     Path(
         description=f"the user id: 1-{limits.SEAT_USER_LENGTH_MAX} of letters, digits, "
-        "'.', '_', '-', '@', '+' (422 `invalid_user_id` otherwise)"
+        "'.', '_', '-', '@', '+' (422 `invalid_user_id` otherwise)",
+        json_schema_extra=USER_SCHEMA,
     ),
 ]
 USER_ERRORS = (InvalidUserId, TenantNotFound)
@@ -65,26 +76,33 @@ def also_200(
 class CapIn(Request):
     """The tenant's cap and how far past it assignments may go."""
 
-    cap: StrictInt = Field(
-        description=f"seats, 0-{limits.SEAT_CAP_MAX} (422 `invalid_seat_cap` otherwise)"
+    cap: Whole = Field(
+        description=f"seats, 0-{limits.SEAT_CAP_MAX} (422 `invalid_seat_cap` otherwise)",
+        json_schema_extra={"minimum": 0, "maximum": limits.SEAT_CAP_MAX},
     )
     overage: str = Field(
         "none",
         description="none, 1.25x, 1.5x or 2x: the limit is floor(cap x factor) (422 "
         "`invalid_overage` otherwise)",
+        json_schema_extra={"enum": list(limits.SEAT_OVERAGES)},
     )
     floating: StrictBool = Field(False, description="assignments are leases renewed by heartbeat")
-    lease_seconds: StrictInt | None = Field(
-        None, description="the lease of a floating seat (required when floating)"
+    lease_seconds: LeaseSeconds | None = Field(
+        None,
+        description="the lease of a floating seat: required when floating, refused otherwise",
     )
 
 
 class InviteIn(Request):
     """Hold a seat for a user until the invite is accepted or expires."""
 
-    user: str = Field(description="the user id (422 `invalid_user_id` when bad)")
-    ttl_seconds: StrictInt = Field(
-        description=f"1-{limits.INVITE_TTL_MS_MAX // 1000} seconds until the seat is freed"
+    user: str = Field(
+        description="the user id (422 `invalid_user_id` when bad)", json_schema_extra=USER_SCHEMA
+    )
+    ttl_seconds: Whole = Field(
+        ge=1,
+        le=limits.INVITE_TTL_MS_MAX // 1000,
+        description="seconds until the invite expires and its seat is freed",
     )
 
 
@@ -121,7 +139,11 @@ async def get_seats(
     tenant: TenantPath,
     ctx: Reading,
     period: Annotated[
-        str | None, Query(description="YYYY-MM: the high-water mark of that month (UTC)")
+        str | None,
+        Query(
+            pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])$",
+            description="YYYY-MM: the high-water mark of that month (UTC)",
+        ),
     ] = None,
     users: Annotated[bool, Query(description="true: page the assigned users")] = False,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page")] = None,
