@@ -702,6 +702,83 @@ class CartSpansDrops(EarmarkError):
 
 
 # -- end of drops -------------------------------------------------------------------------
+# -- seats (docs/seats.md) ---------------------------------------------------------------
+
+
+class TenantNotFound(EarmarkError):
+    """The tenant has no seat pool: set its cap first (``PUT /v1/tenants/{t}/seats``)."""
+
+    code = "tenant_not_found"
+    http_status = 404
+    title = "No seat pool for this tenant"
+    subject_detail = "tenant"
+
+
+class InvalidSeatCap(InvalidRequest):
+    code = "invalid_seat_cap"
+    title = "The seat cap is not a whole number in range"
+
+
+class InvalidOverage(InvalidRequest):
+    code = "invalid_overage"
+    title = "The overage is not one of none, 1.25x, 1.5x, 2x"
+
+
+class InvalidUserId(InvalidRequest):
+    code = "invalid_user_id"
+    title = "The user id is empty, too long or has characters a user id may not"
+
+
+class SeatLimitReached(EarmarkError):
+    """Every seat the tenant may hold (floor(cap x factor), assigned plus pending
+    invites) is taken; nothing was written."""
+
+    code = "seat_limit_reached"
+    http_status = 409
+    title = "The tenant's seats are all taken"
+    reply_details = ("cap", "used", "limit")
+    subject_detail = "tenant"
+
+
+class OverCap(EarmarkError):
+    """The cap was lowered below the seats in use: nobody was evicted, but no seat is
+    assigned or invited until use falls to the limit."""
+
+    code = "over_cap"
+    http_status = 409
+    title = "The tenant uses more seats than its cap allows"
+    reply_details = ("cap", "used", "limit")
+    subject_detail = "tenant"
+
+
+class SeatNotFound(EarmarkError):
+    """The user holds no seat of the tenant (never, freed, or its lease ran out)."""
+
+    code = "seat_not_found"
+    http_status = 404
+    title = "The user holds no seat"
+    reply_details = ("user",)
+    subject_detail = "tenant"
+
+
+class InviteNotFound(EarmarkError):
+    """No live invite for the user (never sent, revoked, or expired: its seat was freed)."""
+
+    code = "invite_not_found"
+    http_status = 404
+    title = "No live invite for this user"
+    reply_details = ("user",)
+    subject_detail = "tenant"
+
+
+class SeatAlreadyAssigned(EarmarkError):
+    """An invite for a user who already holds a seat."""
+
+    code = "seat_already_assigned"
+    http_status = 409
+    title = "The user already holds a seat"
+    reply_details = ("user",)
+    subject_detail = "tenant"
 
 
 @dataclass(frozen=True, slots=True)
@@ -806,5 +883,20 @@ OUTCOMES: dict[str, Outcome] = {
     ),
     "lines_mismatch": Outcome(
         InternalError, "the lines sent for {subject} are not the record's (a stale caller)"
+    ),
+    # seats (docs/seats.md)
+    "tenant_not_found": Outcome(TenantNotFound, "tenant {subject} has no seat pool"),
+    "seat_limit_reached": Outcome(
+        SeatLimitReached, "tenant {subject} uses {used} of its {limit} seats (cap {cap})"
+    ),
+    "over_cap": Outcome(
+        OverCap,
+        "tenant {subject} uses {used} seats, more than its limit {limit} (cap {cap}): no new "
+        "seat until use falls to the limit",
+    ),
+    "seat_not_found": Outcome(SeatNotFound, "{user} holds no seat of tenant {subject}"),
+    "invite_not_found": Outcome(InviteNotFound, "no live invite for {user} at tenant {subject}"),
+    "seat_already_assigned": Outcome(
+        SeatAlreadyAssigned, "{user} already holds a seat of tenant {subject}"
     ),
 }

@@ -10,6 +10,8 @@ import hashlib
 import zlib
 from dataclasses import dataclass
 
+from earmark.limits import SEAT_LOCATION
+
 # The consumer group the write-behind flushers read every partition stream through.
 FLUSHER_GROUP = "earmark-flusher"
 
@@ -128,3 +130,43 @@ class Keys:
     def drop_rate(self, partition: int, drop_id: str, customer: str) -> str:
         """String: '<second>:<attempts>' of one customer's reserve attempts on a drop."""
         return f"{self.tag(partition)}:drop:{drop_id}:rate:{customer}"
+
+    # -- seats (docs/seats.md): every key of a tenant lives in the tenant's partition.
+
+    def seat_pool(self, partition: int, tenant: str) -> str:
+        """The tenant's seat pool: a stock hash (on_hand = limit, reserved = pending
+        invites, committed = assigned seats) that the ledger, verify and rebuild see."""
+        return self.stock(partition, tenant, SEAT_LOCATION)
+
+    def seat_config(self, partition: int, tenant: str) -> str:
+        """Hash: cap, overage, limit, floating, lease_ms, over_cap of a tenant."""
+        return f"{self.tag(partition)}:seatcfg:{tenant}"
+
+    def seat_users(self, partition: int, tenant: str) -> str:
+        """Sorted set: assigned user -> assigned at (ms)."""
+        return f"{self.tag(partition)}:seatusers:{tenant}"
+
+    def seat_invites(self, partition: int, tenant: str) -> str:
+        """Sorted set: invited user -> invite expiry (ms), every invite counted in reserved."""
+        return f"{self.tag(partition)}:seatinvites:{tenant}"
+
+    def seat_leases(self, partition: int, tenant: str) -> str:
+        """Sorted set: user -> lease expiry (ms) of floating assignments."""
+        return f"{self.tag(partition)}:seatleases:{tenant}"
+
+    def seat_high_water(self, partition: int, tenant: str) -> str:
+        """Hash: billing period (YYYY-MM, UTC, Redis time) -> most seats assigned at once."""
+        return f"{self.tag(partition)}:seathwm:{tenant}"
+
+    def seat_layout(self, partition: int, tenant: str) -> list[str]:
+        """The keys of lua/includes/seats.lua after the write prefix, in order."""
+        return [
+            self.seat_pool(partition, tenant),
+            self.stock_index(partition),
+            self.seat_config(partition, tenant),
+            self.seat_users(partition, tenant),
+            self.seat_invites(partition, tenant),
+            self.seat_leases(partition, tenant),
+            self.seat_high_water(partition, tenant),
+            self.on_hand_log(partition, tenant, SEAT_LOCATION),
+        ]

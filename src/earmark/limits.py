@@ -101,3 +101,23 @@ DROP_HINTS_MAX = 10_000
 # Reserve attempts per customer per drop per second, by default (0: no limit).
 DROP_ATTEMPTS_PER_SECOND_DEFAULT = 5
 DROP_ATTEMPTS_PER_SECOND_MAX = 1_000
+
+# Seat allocation (docs/seats.md): a tenant's seat pool is a stock record at a location
+# no SKU can have (SEAT_LOCATION is outside NAME_PATTERN), so the two never collide.
+TENANT_LENGTH_MAX = 64
+SEAT_LOCATION = "~seats"
+SEAT_CAP_MAX = 1_000_000
+SEAT_USER_LENGTH_MAX = 128
+# Letters, digits and ``. _ - @ +`` (e-mail addresses fit), starting with a letter or digit.
+SEAT_USER_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]*$")
+# Overage name -> (numerator, denominator): the limit is floor(cap x factor), exactly.
+SEAT_OVERAGES = {"none": (1, 1), "1.25x": (5, 4), "1.5x": (3, 2), "2x": (2, 1)}
+INVITE_TTL_MS_MIN = 1_000
+INVITE_TTL_MS_MAX = 30 * 24 * 60 * 60 * 1_000
+SEAT_LEASE_MS_MIN = 1_000
+SEAT_LEASE_MS_MAX = 24 * 60 * 60 * 1_000
+# Expired invites and floating leases one seat write gives back before it decides.
+SEAT_RECLAIM_MAX = 64
+# Assigned users per page of ``seat_users``.
+SEAT_USERS_PAGE_MAX = 1_000
+SEAT_USERS_PAGE_DEFAULT = 100

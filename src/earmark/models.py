@@ -258,3 +258,71 @@ class Drop(Frozen):
     open: bool = False
     sold: int = 0
     held: int = 0
+
+
+# -- seats (docs/seats.md) ---------------------------------------------------------------
+
+SeatOverage = Literal["none", "1.25x", "1.5x", "2x"]
+
+
+class SeatPool(Frozen):
+    """A tenant's seats: ``limit = floor(cap x factor)`` seats may be held at once,
+    assigned plus pending invites. ``over_cap`` while more are held than the limit (a cap
+    lowered below use): nothing new is assigned or invited until use falls to it."""
+
+    tenant: str
+    cap: int
+    overage: SeatOverage
+    factor: float
+    limit: int
+    assigned: int
+    invited: int
+    available: int
+    over_cap: bool
+    floating: bool
+    lease_seconds: int | None
+    period: str = Field(description="billing period of high_water_mark: YYYY-MM (UTC)")
+    high_water_mark: int = Field(description="most seats assigned at once in the period")
+
+
+class Seat(Frozen):
+    """A user's seat: ``created`` is False when the user already held it (an idempotent
+    repeat). A floating seat is a lease until ``lease_expires_at``."""
+
+    tenant: str
+    user: str
+    created: bool
+    lease_expires_at: datetime | None = None
+
+
+class SeatFreed(Frozen):
+    """``freed``: an assigned seat was given back; ``revoked``: a pending invite was.
+    Both False: the user held nothing (an idempotent repeat)."""
+
+    tenant: str
+    user: str
+    freed: bool
+    revoked: bool
+
+
+class SeatInvite(Frozen):
+    """A seat held for ``user`` until ``expires_at``; ``created`` is False when that
+    invite already existed (it is returned unchanged)."""
+
+    tenant: str
+    user: str
+    created: bool
+    expires_at: datetime
+
+
+class SeatUser(Frozen):
+    user: str
+    lease_expires_at: datetime | None = None
+
+
+class SeatUserPage(Frozen):
+    """Assigned users in user-id order; ``next_cursor`` (the last user) or None at the end."""
+
+    tenant: str
+    users: list[SeatUser]
+    next_cursor: str | None

@@ -301,3 +301,20 @@ async def test_the_async_client_retries_alike() -> None:
         held = await client.reserve([("A", 1)], idempotency_key="given")
     assert held.id == RESERVED["id"] and pauses == [1.0]
     assert [r.headers["idempotency-key"] for r in script.requests] == ["given", "given"]
+
+
+async def test_seats_over_the_client_answer_and_refuse_as_the_library(api: Api) -> None:
+    from earmark import SeatLimitReached
+
+    async with asgi_client(api, api.tokens["admin"]) as client:
+        pool = await client.set_seat_cap("acme", 1)
+        assert (pool.cap, pool.limit) == (1, 1)
+        seat = await client.assign_seat("acme", "ann")
+        again = await client.assign_seat("acme", "ann")
+        assert (seat.created, again.created) == (True, False)
+        with pytest.raises(SeatLimitReached):
+            await client.assign_seat("acme", "bob")
+        assert (await client.seats("acme")).assigned == 1
+        assert [u.user for u in (await client.seat_users("acme")).users] == ["ann"]
+        await client.free_seat("acme", "ann")
+        assert (await client.seats("acme")).assigned == 0

@@ -22,7 +22,7 @@ import asyncpg
 import redis.exceptions
 
 from earmark import __version__
-from earmark.cli import drops, durable, keys, ledger, po, status, stock, sweep, webhooks
+from earmark.cli import drops, durable, keys, ledger, po, seats, status, stock, sweep, webhooks
 from earmark.cli.common import Handler, Subparsers
 from earmark.errors import EarmarkError
 from earmark.settings import get_settings
@@ -49,6 +49,7 @@ COMMANDS: list[Callable[[Subparsers], None]] = [
     ledger.add_ledger,
     webhooks.add_webhooks,
     drops.add_drop,
+    seats.add_seats,
 ]
 
 

@@ -29,6 +29,11 @@ from earmark.models import (
     Reservation,
     ReservationPage,
     ReturnReceipt,
+    Seat,
+    SeatFreed,
+    SeatInvite,
+    SeatPool,
+    SeatUserPage,
     SkuStock,
     StockLevel,
     StockPage,
@@ -415,6 +420,79 @@ class ClientOps:
         body = {"cancel": cancel, "reason": reason}
         path = f"/v1/purchase-orders/{_seg(po_id)}/close"
         return self._write(path, body, PurchaseOrder, idempotency_key)
+
+    # -- seats (docs/seats.md) ------------------------------------------------------------
+
+    @route("PUT /v1/tenants/{tenant}/seats")
+    def set_seat_cap(
+        self,
+        tenant: str,
+        cap: int,
+        *,
+        overage: str = "none",
+        floating: bool = False,
+        lease_seconds: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> Call[SeatPool]:
+        """A tenant's cap, overage and floating rule (``Engine.set_seat_cap``)."""
+        body = _without_none(
+            {"cap": cap, "overage": overage, "floating": floating, "lease_seconds": lease_seconds}
+        )
+        path = f"/v1/tenants/{_seg(tenant)}/seats"
+        return Call(
+            "PUT", path, _model(SeatPool), json=body, write=True, idempotency_key=idempotency_key
+        )
+
+    @route("GET /v1/tenants/{tenant}/seats")
+    def seats(self, tenant: str, *, period: str | None = None) -> Call[SeatPool]:
+        """Cap, limit, use and the period's high-water mark (``Engine.seats``)."""
+        params: Params = _without_none({"period": period})
+        return Call("GET", f"/v1/tenants/{_seg(tenant)}/seats", _model(SeatPool), params=params)
+
+    @route()  # the same route as ``seats``, with ?users=true
+    def seat_users(
+        self, tenant: str, *, cursor: str | None = None, limit: int = 100
+    ) -> Call[SeatUserPage]:
+        """One page of assigned users (``GET .../seats?users=true``; ``Engine.seat_users``)."""
+        params: Params = _without_none({"users": "true", "cursor": cursor, "limit": limit})
+        path = f"/v1/tenants/{_seg(tenant)}/seats"
+        return Call("GET", path, _model(SeatUserPage), params=params)
+
+    @route("PUT /v1/tenants/{tenant}/seats/{user}")
+    def assign_seat(
+        self, tenant: str, user: str, *, idempotency_key: str | None = None
+    ) -> Call[Seat]:
+        path = f"/v1/tenants/{_seg(tenant)}/seats/{_seg(user)}"
+        return Call("PUT", path, _model(Seat), write=True, idempotency_key=idempotency_key)
+
+    @route("DELETE /v1/tenants/{tenant}/seats/{user}")
+    def free_seat(
+        self, tenant: str, user: str, *, idempotency_key: str | None = None
+    ) -> Call[SeatFreed]:
+        path = f"/v1/tenants/{_seg(tenant)}/seats/{_seg(user)}"
+        return Call("DELETE", path, _model(SeatFreed), write=True, idempotency_key=idempotency_key)
+
+    @route("POST /v1/tenants/{tenant}/seats/{user}/heartbeat")
+    def renew_seat(
+        self, tenant: str, user: str, *, idempotency_key: str | None = None
+    ) -> Call[Seat]:
+        """Renew a floating seat's lease (``Engine.renew_seat``)."""
+        path = f"/v1/tenants/{_seg(tenant)}/seats/{_seg(user)}/heartbeat"
+        return Call("POST", path, _model(Seat), write=True, idempotency_key=idempotency_key)
+
+    @route("POST /v1/tenants/{tenant}/invites")
+    def invite_seat(
+        self, tenant: str, user: str, ttl_seconds: int, *, idempotency_key: str | None = None
+    ) -> Call[SeatInvite]:
+        body = {"user": user, "ttl_seconds": ttl_seconds}
+        return self._write(f"/v1/tenants/{_seg(tenant)}/invites", body, SeatInvite, idempotency_key)
+
+    @route("POST /v1/tenants/{tenant}/invites/{user}/accept")
+    def accept_invite(
+        self, tenant: str, user: str, *, idempotency_key: str | None = None
+    ) -> Call[Seat]:
+        path = f"/v1/tenants/{_seg(tenant)}/invites/{_seg(user)}/accept"
+        return Call("POST", path, _model(Seat), write=True, idempotency_key=idempotency_key)
 
     # -- the durable record -------------------------------------------------------------
 

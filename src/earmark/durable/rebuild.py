@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 import orjson
 
 from earmark.durable.flusher import Flusher
+from earmark.durable.seats import recorded_seats, restore_calls, run_calls
 from earmark.engine.ops.status import Lag
 from earmark.engine.replies import text
 from earmark.engine.steps import Call, Op, Pipeline
@@ -307,6 +308,9 @@ async def _restore(engine: Any, ledger: Ledger, partitions: int) -> RebuildRepor
                 raise RebuildRefused(f"partition {p} refused the restore: {result['error']}")
             for name in totals:
                 totals[name] += int(result[name])
+    # seats (docs/seats.md): settings and assigned users, which the buckets do not say
+    tenants = await recorded_seats(ledger)
+    await drive(engine, run_calls(restore_calls(engine.keys, partitions, tenants)))
     return RebuildReport(
         partitions=partitions,
         generation=generation,

@@ -48,6 +48,18 @@ TYPE_OF_EVENT: dict[str, str] = {
     "holds_lost": "adjustment.holds_lost",
     "drop_created": "drop.created",
     "drop_changed": "drop.changed",
+    # seats (docs/seats.md)
+    "seats_capped": "seats.capped",
+    "seats_over_cap": "seats.over_cap",
+    "seats_under_cap": "seats.under_cap",
+    "seat_assigned": "seats.assigned",
+    "seat_accepted": "seats.accepted",
+    "seat_freed": "seats.freed",
+    "seat_renewed": "seats.renewed",
+    "seat_lease_expired": "seats.lease_expired",
+    "seat_invited": "seats.invited",
+    "seat_invite_revoked": "seats.invite_revoked",
+    "seat_invite_expired": "seats.invite_expired",
 }
 STOCK_TYPES = (STOCK_CHANGED, STOCK_OUT, STOCK_BACK)
 WEBHOOK_TYPES: tuple[str, ...] = (*STOCK_TYPES, *TYPE_OF_EVENT.values(), ENDPOINT_DISABLED)

@@ -12,6 +12,7 @@ from earmark.api.routes import (
     reservation_lists,
     reservations,
     returns,
+    seats,
     stock,
     transfers,
     webhooks,
@@ -32,4 +33,5 @@ ROUTERS = [
     drops.router,
     overview.router,
     console.router,
+    seats.router,
 ]

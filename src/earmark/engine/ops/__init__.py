@@ -9,6 +9,7 @@ from earmark.engine.ops.losses import LossOps
 from earmark.engine.ops.purchase_orders import PurchaseOrderOps
 from earmark.engine.ops.reservations import ReservationOps
 from earmark.engine.ops.returns import ReturnOps
+from earmark.engine.ops.seats import SeatOps
 from earmark.engine.ops.status import StatusOps
 from earmark.engine.ops.stock import StockOps
 from earmark.engine.ops.sweep import SweepOps
@@ -28,6 +29,7 @@ class Operations(
     KeyOps,
     DropOps,
     ListingOps,
+    SeatOps,
 ):
     """The whole surface of an engine, composed as redis-py composes ``CoreCommands``."""
 
