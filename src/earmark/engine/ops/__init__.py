@@ -1,9 +1,11 @@
 """Every engine operation, free of I/O, one mixin per resource (see ``earmark.engine.
 operation`` for how a generator method becomes a method of both engines)."""
 
+from earmark.engine.ops.alerts import AlertOps
 from earmark.engine.ops.counts import CountOps
 from earmark.engine.ops.keys import KeyOps
 from earmark.engine.ops.losses import LossOps
+from earmark.engine.ops.notes import NoteOps
 from earmark.engine.ops.purchase_orders import PurchaseOrderOps
 from earmark.engine.ops.reservations import ReservationOps
 from earmark.engine.ops.returns import ReturnOps
@@ -24,6 +26,8 @@ class Operations(
     PurchaseOrderOps,
     StatusOps,
     KeyOps,
+    AlertOps,
+    NoteOps,
 ):
     """The whole surface of an engine, composed as redis-py composes ``CoreCommands``."""
 
