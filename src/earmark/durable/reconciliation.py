@@ -27,6 +27,7 @@ from earmark.errors import (
     DiscrepancyNotFound,
     DiscrepancyResolved,
     EarmarkError,
+    IdempotencyConflict,
     InvalidReconciliation,
     InvalidRequest,
     ReconciliationNotFound,
@@ -215,22 +216,34 @@ class ReconciliationService:
         threshold_percent: float | None = None,
         actor: str = "library",
         progress: Callable[[int], None] | None = None,
+        idempotency_key: str | None = None,
+        fingerprint: str = "",
     ) -> ReconciliationReport:
         """Compares the lines (any number, read in chunks of
         ``RECONCILIATION_CHUNK_LINES``: bounded memory) as of ``counted_at_ms``, opens a
         case per line over a threshold and announces them. A bad line fails the
-        reconciliation (``InvalidReconciliation``) before any case is opened."""
+        reconciliation (``InvalidReconciliation``) before any case is opened. With an
+        idempotency key (per actor), a request already made returns its report
+        (``replayed``); another request under that key is ``IdempotencyConflict``."""
         source = validation.text(source, "source", limits.SOURCE_LENGTH_MAX, required=True)
         validation.name(source, "source", limits.SOURCE_LENGTH_MAX)
         units, percent = check_thresholds(threshold_units, threshold_percent)
         if counted_at_ms > self.clock():
             raise InvalidReconciliation("counted_at is in the future", field="counted_at")
+        if idempotency_key is not None:
+            earlier = await self._replay(actor, idempotency_key, fingerprint)
+            if earlier is not None:
+                return earlier
         await self._record_up_to_now()
         now = self.clock()
         rec_id = f"rec_{now:012x}{secrets.token_hex(6)}"
-        await self.store.create(
-            NewReconciliation(rec_id, source, counted_at_ms, units, percent, actor, now)
+        new = NewReconciliation(
+            rec_id, source, counted_at_ms, units, percent, actor, now, idempotency_key, fingerprint
         )
+        if not await self.store.create(new):
+            raise IdempotencyConflict(
+                "this idempotency key is in use by a reconciliation still running"
+            )
         done = 0
         try:
             async for chunk in _chunks(lines, limits.RECONCILIATION_CHUNK_LINES):
@@ -253,6 +266,23 @@ class ReconciliationService:
         await self.store.finish(rec_id, self.clock(), self.sla_ms)
         await self.announce()
         return await self.report(rec_id)
+
+    async def _replay(
+        self, actor: str, idempotency_key: str, fingerprint: str
+    ) -> ReconciliationReport | None:
+        found = await self.store.by_idempotency_key(actor, idempotency_key)
+        if found is None:
+            return None
+        row, stored = found
+        if stored != fingerprint:
+            raise IdempotencyConflict("this idempotency key was already used for another request")
+        if row.status != "complete":
+            raise IdempotencyConflict(
+                f"the reconciliation of this idempotency key is {row.status}: use a new key"
+            )
+        report = await self.report(row.id)
+        object.__setattr__(report, "replayed", True)
+        return report
 
     async def _record_up_to_now(self) -> None:
         """Every event Redis holds is recorded before the comparison, so the record

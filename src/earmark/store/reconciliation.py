@@ -53,6 +53,8 @@ class NewReconciliation:
     threshold_percent: float | None
     created_by: str
     created_at_ms: int
+    idempotency_key: str | None = None
+    fingerprint: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +125,15 @@ class CaseQuery:
 class ReconciliationStore(Protocol):
     """Every method may raise ``LedgerUnavailable`` (retry later)."""
 
-    async def create(self, new: NewReconciliation) -> None: ...
+    async def create(self, new: NewReconciliation) -> bool:
+        """False when the creator already used the idempotency key (nothing written)."""
+        ...
+
+    async def by_idempotency_key(
+        self, created_by: str, idempotency_key: str
+    ) -> tuple[ReconciliationRow, str] | None:
+        """The reconciliation made with that key, and its request's fingerprint."""
+        ...
 
     async def on_hand_as_of(self, keys: Sequence[StockKey], at_ms: int) -> dict[StockKey, int]:
         """on_hand of each (sku, location) at ``at_ms``: the sum of the on_hand deltas of
@@ -148,10 +158,6 @@ class ReconciliationStore(Protocol):
         ...
 
     async def reconciliation(self, reconciliation_id: str) -> ReconciliationRow | None: ...
-
-    async def lines(
-        self, reconciliation_id: str, exceeded: bool, limit: int
-    ) -> list[LineResult]: ...
 
     async def not_counted(self, reconciliation_id: str, limit: int) -> list[StockKey]: ...
 

@@ -126,25 +126,35 @@ class _Reconciliations:
     async def _rows(self, sql: str, *args: Any) -> list[Any]:
         return (await self._run([(sql, args, "rows")]))[0]
 
-    async def create(self, new: NewReconciliation) -> None:
-        await self._run(
-            [
-                (
-                    "INSERT INTO reconciliations (id, source, counted_at_ms, threshold_units,"
-                    " threshold_percent, created_by, created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        new.id,
-                        new.source,
-                        new.counted_at_ms,
-                        new.threshold_units,
-                        new.threshold_percent,
-                        new.created_by,
-                        new.created_at_ms,
-                    ),
-                    "none",
-                )
-            ]
+    async def create(self, new: NewReconciliation) -> bool:
+        sql = (
+            "INSERT INTO reconciliations (id, source, counted_at_ms, threshold_units,"
+            " threshold_percent, created_by, created_at_ms, idempotency_key, fingerprint)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id"
         )
+        args = (
+            new.id,
+            new.source,
+            new.counted_at_ms,
+            new.threshold_units,
+            new.threshold_percent,
+            new.created_by,
+            new.created_at_ms,
+            new.idempotency_key,
+            new.fingerprint,
+        )
+        return bool(await self._rows(sql, *args))
+
+    async def by_idempotency_key(
+        self, created_by: str, idempotency_key: str
+    ) -> tuple[ReconciliationRow, str] | None:
+        rows = await self._rows(
+            f"SELECT {REC_COLUMNS}, fingerprint FROM reconciliations"
+            " WHERE created_by = ? AND idempotency_key = ?",
+            created_by,
+            idempotency_key,
+        )
+        return (_rec(rows[0]), rows[0]["fingerprint"] or "") if rows else None
 
     async def add_lines(
         self, reconciliation_id: str, lines: Sequence[tuple[LineResult, bool]]
@@ -197,19 +207,6 @@ class _Reconciliations:
             f"SELECT {REC_COLUMNS} FROM reconciliations WHERE id = ?", reconciliation_id
         )
         return _rec(rows[0]) if rows else None
-
-    async def lines(self, reconciliation_id: str, exceeded: bool, limit: int) -> list[LineResult]:
-        rows = await self._rows(
-            "SELECT sku, location, expected, counted FROM reconciliation_lines"
-            " WHERE reconciliation_id = ? AND exceeded = ? ORDER BY sku, location"
-            " LIMIT CAST(? AS BIGINT)",
-            reconciliation_id,
-            int(exceeded),
-            limit,
-        )
-        return [
-            LineResult(r["sku"], r["location"], int(r["expected"]), int(r["counted"])) for r in rows
-        ]
 
     async def not_counted(self, reconciliation_id: str, limit: int) -> list[StockKey]:
         rows = await self._rows(

@@ -1,11 +1,13 @@
 """One router per resource; ``ROUTERS`` is what the app includes, in this order."""
 
 from earmark.api.routes import (
+    alerts,
     counts,
     health,
     ledger,
     losses,
     purchase_orders,
+    reconciliations,
     reservations,
     returns,
     stock,
@@ -24,4 +26,6 @@ ROUTERS = [
     purchase_orders.router,
     ledger.router,
     webhooks.router,
+    alerts.router,  # issue 15
+    reconciliations.router,
 ]

@@ -15,8 +15,11 @@ CREATE TABLE reconciliations (
     not_counted       bigint           NOT NULL DEFAULT 0,
     created_by        text             NOT NULL,
     created_at_ms     bigint           NOT NULL,
-    completed_at_ms   bigint
+    completed_at_ms   bigint,
+    idempotency_key   text,            -- the POST's Idempotency-Key (per created_by)
+    fingerprint       text             -- of the request body: a replay must match it
 );
+CREATE UNIQUE INDEX reconciliations_idempotency ON reconciliations (created_by, idempotency_key);
 
 -- One row per counted (sku, location): the expected on_hand as of counted_at, from the
 -- ledger, against the external count.
