@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 import asyncpg
 import redis.exceptions
 
-from earmark.cli import durable, keys, ledger, po, status, stock, sweep, webhooks
+from earmark.cli import durable, keys, ledger, po, reconcile, status, stock, sweep, webhooks
 from earmark.cli.common import Handler, Subparsers
 from earmark.errors import EarmarkError
 from earmark.settings import get_settings
@@ -47,6 +47,7 @@ COMMANDS: list[Callable[[Subparsers], None]] = [
     po.add_po,
     ledger.add_ledger,
     webhooks.add_webhooks,
+    reconcile.add_reconcile,  # issue 15
 ]
 
 
