@@ -99,6 +99,7 @@ for _, h in ipairs(held) do
   rcall('HSET', line.hqty, rid, h.qty)
   emit(ctx, 'reserved', line.sku, line.location, h.qty, {reserved = h.qty},
        {'reservation', rid, 'expires_at', expires_at})
+  check_low_stock(ctx, line.stock, line.sku, line.location, h.levels, h.qty)
 end
 rcall('HSET', part_key, 'status', 'held', 'expires_at', expires_at, 'created_at', ctx.now,
       'channel', channel, 'actor', actor, 'retention_ms', retention_ms,

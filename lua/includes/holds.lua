@@ -16,8 +16,9 @@ local function give_back(ctx, etype, rid, stock_key, hexp_key, hqty_key, sku, lo
   local qty = tonumber(raw)
   rcall('HDEL', hqty_key, rid)
   rcall('ZREM', hexp_key, rid)
-  apply(stock_key, levels or read_levels(stock_key), {reserved = -qty})
+  local after = apply(stock_key, levels or read_levels(stock_key), {reserved = -qty})
   emit(ctx, etype, sku, loc, qty, {reserved = -qty}, {'reservation', rid, 'reason', reason})
+  check_low_stock(ctx, stock_key, sku, loc, after, 0)
   return qty
 end
 

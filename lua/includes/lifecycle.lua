@@ -18,9 +18,10 @@ end
 -- Moves units of one place (see stock_place): applies the deltas to its current buckets
 -- (read here), indexes the record, records the event.
 local function move(ctx, place, etype, qty, deltas, extra)
-  apply(place.stock, read_levels(place.stock), deltas, place.log)
+  local levels = apply(place.stock, read_levels(place.stock), deltas, place.log)
   index_stock(place.index, place.locations, place.sku, place.location)
   emit(ctx, etype, place.sku, place.location, qty, deltas, extra)
+  check_low_stock(ctx, place.stock, place.sku, place.location, levels, 0)
 end
 
 -- Units promised beyond what is on hand that a change of on_hand by `delta` adds

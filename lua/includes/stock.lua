@@ -32,5 +32,6 @@ local function change_stock(ctx, place, levels, etype, qty, deltas, extra)
   apply(place.stock, levels, deltas, place.log)
   index_stock(place.index, place.locations, place.sku, place.location)
   emit(ctx, etype, place.sku, place.location, qty, deltas, extra)
+  check_low_stock(ctx, place.stock, place.sku, place.location, levels, 0)
   return {ok = true, levels = levels_view(levels, place.sku, place.location)}
 end

@@ -7,6 +7,8 @@
 --   client sent it ('' for none), ARGV[4] idempotency retention (ms);
 -- and names them itself, then calls open_write with them.
 
+--- @include "alerts"
+
 local FINGERPRINT_LENGTH = 32
 
 -- The server's replication id (INFO replication): it changes when a replica is promoted

@@ -781,6 +781,54 @@ class SeatAlreadyAssigned(EarmarkError):
     subject_detail = "tenant"
 
 
+# --- reconciliation and low-stock alerts (issue 15) ---
+
+
+class InvalidReorderPoint(InvalidRequest):
+    """A reorder setting is inconsistent (e.g. rearm_above not above reorder_point)."""
+
+    code = "invalid_reorder_point"
+    http_status = 422
+    title = "The reorder setting is invalid"
+
+
+class InvalidReconciliation(InvalidRequest):
+    """A reconciliation upload is malformed (a bad line, a duplicate (sku, location),
+    a threshold out of range); ``details.line`` names the first bad line."""
+
+    code = "invalid_reconciliation"
+    http_status = 422
+    title = "The reconciliation is invalid"
+
+
+class ReconciliationTooLarge(EarmarkError):
+    """More count lines than one request may carry; use ``earmark reconcile``."""
+
+    code = "reconciliation_too_large"
+    http_status = 413
+    title = "Too many count lines in one request"
+
+
+class ReconciliationNotFound(EarmarkError):
+    code = "reconciliation_not_found"
+    http_status = 404
+    title = "No such reconciliation"
+
+
+class DiscrepancyNotFound(EarmarkError):
+    code = "discrepancy_not_found"
+    http_status = 404
+    title = "No such discrepancy case"
+
+
+class DiscrepancyResolved(EarmarkError):
+    """The case is resolved already: nothing more may change it."""
+
+    code = "discrepancy_resolved"
+    http_status = 409
+    title = "The discrepancy case is resolved"
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """A refusal a Lua script can return: the error it raises and its message template

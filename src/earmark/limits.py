@@ -121,3 +121,27 @@ SEAT_RECLAIM_MAX = 64
 # Assigned users per page of ``seat_users``.
 SEAT_USERS_PAGE_MAX = 1_000
 SEAT_USERS_PAGE_DEFAULT = 100
+
+# --- reconciliation and low-stock alerts (issue 15) ---
+# A reorder point or re-arm level (units).
+REORDER_UNITS_MAX = 1_000_000_000
+# Lead time of a reorder setting (whole days).
+LEAD_TIME_DAYS_MAX = 3_650
+# Count lines one POST /v1/reconciliations may carry; larger files: `earmark reconcile`.
+RECONCILIATION_LINES_MAX = 10_000
+# Lines the CLI reads and compares per chunk (bounded memory for any file size).
+RECONCILIATION_CHUNK_LINES = 2_000
+# A count line's quantity (units): as a cycle count's.
+RECONCILIATION_QTY_MAX = 1_000_000_000
+# A reconciliation's source name and a case's assignee, root cause, reason (characters).
+SOURCE_LENGTH_MAX = 64
+ASSIGNEE_LENGTH_MAX = 128
+CASE_TEXT_LENGTH_MAX = 500
+# Discrepancy cases one periodic overdue check announces at most.
+OVERDUE_PER_CHECK_MAX = 500
+# Stock records GET /v1/alerts reads per pipeline.
+ALERTS_PER_READ_MAX = 500
+# Cases and uncounted SKUs one reconciliation report lists (the rest: GET /v1/discrepancies).
+REPORT_LISTED_MAX = 1_000
+# Discrepancy cases per page of GET /v1/discrepancies.
+CASES_PAGE_MAX = 500

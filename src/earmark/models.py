@@ -326,3 +326,88 @@ class SeatUserPage(Frozen):
     tenant: str
     users: list[SeatUser]
     next_cursor: str | None
+
+
+# --- reconciliation and low-stock alerts (issue 15) ---
+
+
+class ReorderSetting(Frozen):
+    """The reorder point of one (sku, location) and its alert's state."""
+
+    sku: str
+    location: str
+    reorder_point: int
+    rearm_above: int
+    lead_time_days: int | None = None
+    low: bool = Field(False, description="the alert fired and waits to re-arm")
+    low_since: datetime | None = None
+
+
+class LowStockAlert(Frozen):
+    """A (sku, location) whose available fell to or below its reorder point and has not
+    risen above ``rearm_above`` since."""
+
+    sku: str
+    location: str
+    available: int
+    on_hand: int
+    reorder_point: int
+    rearm_above: int
+    lead_time_days: int | None = None
+    low_since: datetime = Field(description="when available crossed the reorder point")
+
+
+CaseStatusName = Literal["open", "investigating", "resolved"]
+
+
+class DiscrepancyCase(Frozen):
+    """A counted line over a threshold: open -> investigating -> resolved
+    (docs/reconciliation.md)."""
+
+    id: str
+    reconciliation_id: str
+    source: str
+    sku: str
+    location: str
+    expected: int = Field(description="on_hand the durable record held at counted_at")
+    counted: int = Field(description="the source's count")
+    difference: int = Field(description="counted - expected")
+    counted_at: datetime
+    status: CaseStatusName
+    assignee: str | None = None
+    root_cause: str | None = None
+    notes: str | None = None
+    resolution: Literal["adjust", "write_off", "dismiss"] | None = None
+    reason: str | None = None
+    resolved_by: str | None = None
+    opened_at: datetime
+    due_at: datetime = Field(description="opened_at + EARMARK_DISCREPANCY_SLA_HOURS")
+    resolved_at: datetime | None = None
+    overdue: bool = Field(description="past due_at and not resolved")
+
+
+class StockPlace(Frozen):
+    sku: str
+    location: str
+
+
+class ReconciliationReport(Frozen):
+    """What a reconciliation found, as of ``counted_at``."""
+
+    id: str
+    source: str
+    counted_at: datetime
+    status: Literal["running", "complete", "failed"]
+    threshold_units: int | None = None
+    threshold_percent: float | None = None
+    lines: int = Field(description="count lines compared")
+    matched: int = Field(description="lines within both thresholds")
+    discrepancies: int = Field(description="lines over a threshold: one case each")
+    not_counted: int = Field(description="(sku, location)s of the counted locations not counted")
+    cases: list[DiscrepancyCase] = Field(
+        description="the cases opened (the first REPORT_LISTED_MAX; all: GET /v1/discrepancies)"
+    )
+    not_counted_skus: list[StockPlace] = Field(description="the first REPORT_LISTED_MAX")
+    created_by: str
+    created_at: datetime
+    completed_at: datetime | None = None

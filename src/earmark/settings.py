@@ -123,6 +123,13 @@ class Settings(BaseSettings):
     webhooks_retention_days: float = Field(
         30.0, gt=0, description="delivered messages and attempts are kept this long"
     )
+    # -- reconciliation (issue 15) --
+    discrepancy_sla_hours: float = Field(
+        24.0, gt=0, le=24 * 366, description="a discrepancy case is due this long after it opens"
+    )
+    discrepancy_check_seconds: float = Field(
+        30.0, gt=0, le=3_600, description="how often case openings and lateness are announced"
+    )
     host: str = Field("127.0.0.1", description="where `serve` listens: the address")
     port: int = Field(8000, ge=0, le=65535, description="where `serve` listens: the port")
     workers: int = Field(1, ge=1, le=64, description="`serve`'s uvicorn worker processes")

@@ -170,6 +170,8 @@ def test_every_call_keeps_its_keys_in_one_slot(request: pytest.FixtureRequest) -
     engine.release(other.id)
     engine.get_reservation(held.id)
     engine.availability(skus)
+    engine.set_reorder(skus[11], 1, 3)  # set_reorder (issue 15)
+    engine.note("discrepancy_opened", skus[11], {"case_id": "c"}, idempotency_key="n")
     engine.sweep()
     engine.run(bootstrap(engine.keys, engine.config, initialize=True))
     # A commit that finds another attempt's pin undoes its own pins (unpin_reservation).

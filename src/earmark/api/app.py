@@ -206,7 +206,7 @@ def create_app(
     settings = settings or get_settings()
     metrics = Metrics()
     if durable is None:
-        durable = durable_record_for(settings, metrics.webhooks)
+        durable = durable_record_for(settings, metrics.webhooks, metrics.discrepancies_overdue.set)
     app = FastAPI(
         title="earmark",
         version=__version__,

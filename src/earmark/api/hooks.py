@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from earmark.apikeys import ApiKey
+from earmark.durable.reconciliation import ReconciliationService
 from earmark.durable.service import DurableService
 from earmark.engine.async_engine import AsyncEngine
 from earmark.settings import Settings
@@ -61,6 +62,10 @@ class DurableRecord(Protocol):
         """Every API key of the record (``LedgerUnavailable`` while it is down)."""
         ...
 
+    # Reconciliations and discrepancy cases (None: this record keeps none; the routes
+    # then answer 503 ``ledger_unavailable``).
+    reconciliations: ReconciliationService | None
+
     async def ledger_for_reads(self) -> Ledger | None:
         """The record's ledger for ``GET /v1/ledger`` (its schema in place); None when
         this record keeps none (the route then answers 503 ``ledger_unavailable``)."""
@@ -68,7 +73,9 @@ class DurableRecord(Protocol):
 
 
 def durable_record_for(
-    settings: Settings, webhook_metrics: WebhookMetrics | None = None
+    settings: Settings,
+    webhook_metrics: WebhookMetrics | None = None,
+    on_overdue: Callable[[int], None] | None = None,
 ) -> DurableRecord:
     """The durable record ``serve`` runs with (migrated at every start).
 
@@ -81,6 +88,9 @@ def durable_record_for(
     ``EARMARK_WEBHOOKS_IN_PROCESS=false`` (``earmark webhooks deliver`` runs them alone)."""
     return DurableService(
         settings.database_url,
+        discrepancy_sla_hours=settings.discrepancy_sla_hours,
+        discrepancy_check_seconds=settings.discrepancy_check_seconds,
+        on_overdue=on_overdue,
         flusher_in_process=settings.flusher_in_process or settings.embedded,
         rebuild_on_start=settings.embedded,
         webhooks=from_settings(settings) if settings.webhooks_in_process else None,

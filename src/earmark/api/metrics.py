@@ -57,6 +57,11 @@ class Metrics:
             "How far the durable record lags behind Redis (set by the lag source)",
             registry=registry,
         )
+        self.discrepancies_overdue = Gauge(
+            "earmark_discrepancies_overdue",
+            "Discrepancy cases past their due time and not resolved",
+            registry=registry,
+        )
         self.latency = Histogram(
             "earmark_http_request_duration_seconds",
             "HTTP request latency by method and route template",

@@ -22,7 +22,19 @@ import asyncpg
 import redis.exceptions
 
 from earmark import __version__
-from earmark.cli import drops, durable, keys, ledger, po, seats, status, stock, sweep, webhooks
+from earmark.cli import (
+    drops,
+    durable,
+    keys,
+    ledger,
+    po,
+    reconcile,
+    seats,
+    status,
+    stock,
+    sweep,
+    webhooks,
+)
 from earmark.cli.common import Handler, Subparsers
 from earmark.errors import EarmarkError
 from earmark.settings import get_settings
@@ -50,6 +62,7 @@ COMMANDS: list[Callable[[Subparsers], None]] = [
     webhooks.add_webhooks,
     drops.add_drop,
     seats.add_seats,
+    reconcile.add_reconcile,  # issue 15
 ]
 
 

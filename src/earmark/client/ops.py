@@ -494,6 +494,78 @@ class ClientOps:
         path = f"/v1/tenants/{_seg(tenant)}/invites/{_seg(user)}/accept"
         return Call("POST", path, _model(Seat), write=True, idempotency_key=idempotency_key)
 
+    # -- reorder points, alerts, reconciliation (docs/reconciliation.md) ----------------
+
+    @route("PUT /v1/skus/{sku}/reorder")
+    def set_reorder(
+        self,
+        sku: str,
+        reorder_point: int,
+        rearm_above: int,
+        *,
+        location: str = DEFAULT_LOCATION,
+        lead_time_days: int | None = None,
+    ) -> Call[Json]:
+        """The reorder point of (sku, location) (``Engine.set_reorder``); a PUT sets a
+        value, so it carries no key and is not retried."""
+        body = {"location": location, "reorder_point": reorder_point, "rearm_above": rearm_above}
+        body["lead_time_days"] = lead_time_days
+        return Call("PUT", f"/v1/skus/{_seg(sku)}/reorder", _json, json=body)
+
+    @route("GET /v1/alerts")
+    def alerts(self, status: str = "active") -> Call[Json]:
+        """Low-stock alerts (``Engine.alerts``), as the service's JSON."""
+        return Call("GET", "/v1/alerts", _json, params={"status": status})
+
+    @route("POST /v1/reconciliations")
+    def reconcile(self, body: Json, *, idempotency_key: str | None = None) -> Call[Json]:
+        """Compare external counts with the record as of ``counted_at``; ``body`` as
+        ``POST /v1/reconciliations`` documents it. Returns the report."""
+        return self._write_json("/v1/reconciliations", body, idempotency_key)
+
+    @route("GET /v1/reconciliations/{reconciliation_id}")
+    def get_reconciliation(self, reconciliation_id: str) -> Call[Json]:
+        return Call("GET", f"/v1/reconciliations/{_seg(reconciliation_id)}", _json)
+
+    @route("GET /v1/discrepancies")
+    def discrepancies(
+        self,
+        *,
+        status: str | None = None,
+        source: str | None = None,
+        cursor: str | None = None,
+        limit: int | None = None,
+    ) -> Call[Json]:
+        params: Params = _without_none(
+            {"status": status, "source": source, "cursor": cursor, "limit": limit}
+        )
+        return Call("GET", "/v1/discrepancies", _json, params=params)
+
+    @route("GET /v1/discrepancies/{case_id}")
+    def get_discrepancy(self, case_id: str) -> Call[Json]:
+        return Call("GET", f"/v1/discrepancies/{_seg(case_id)}", _json)
+
+    @route("POST /v1/discrepancies/{case_id}/assign")
+    def assign_discrepancy(
+        self, case_id: str, assignee: str, *, idempotency_key: str | None = None
+    ) -> Call[Json]:
+        path = f"/v1/discrepancies/{_seg(case_id)}/assign"
+        return self._write_json(path, {"assignee": assignee}, idempotency_key)
+
+    @route("POST /v1/discrepancies/{case_id}/resolve")
+    def resolve_discrepancy(
+        self,
+        case_id: str,
+        action: str,
+        reason: str,
+        *,
+        root_cause: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Call[Json]:
+        body = _without_none({"action": action, "reason": reason, "root_cause": root_cause})
+        path = f"/v1/discrepancies/{_seg(case_id)}/resolve"
+        return self._write_json(path, body, idempotency_key)
+
     # -- the durable record -------------------------------------------------------------
 
     @route("GET /v1/ledger")

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 import orjson
 
 from earmark.durable.flusher import Flusher
+from earmark.durable.reorder_restore import reorder_states, restore_reorder
 from earmark.durable.seats import recorded_seats, restore_calls, run_calls
 from earmark.engine.ops.status import Lag
 from earmark.engine.replies import text
@@ -264,6 +265,9 @@ async def rebuild(
     try:
         drained = await flusher.drain(drain_timeout_seconds)
         report = await _restore(engine, ledger, partitions)
+        # reorder settings and alert state (issue 15): from their events, no new event
+        states = await reorder_states(ledger)
+        await drive(engine, restore_reorder(engine.keys, partitions, states))
         await _start(engine, initialize=False)
         await _vouch(engine)  # the restored primary is what the record says: trusted
         await _drain_after(flusher, drain_timeout_seconds)

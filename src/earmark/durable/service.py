@@ -33,6 +33,7 @@ from earmark.durable.rebuild import (
     replay_check,
     verify,
 )
+from earmark.durable.reconciliation import ANNOUNCE_INTERVAL_SECONDS, ReconciliationService
 from earmark.errors import (
     EarmarkError,
     InvalidRequest,
@@ -90,6 +91,9 @@ class DurableService:
         rebuild_on_start: bool = False,
         webhooks: WebhookConfig | None = None,
         webhook_metrics: WebhookMetrics | None = None,
+        discrepancy_sla_hours: float = 24.0,
+        discrepancy_check_seconds: float = ANNOUNCE_INTERVAL_SECONDS,
+        on_overdue: Callable[[int], None] | None = None,
         **flusher_settings: Any,
     ) -> None:
         self.ledger: Ledger = open_ledger(database_url)
@@ -106,6 +110,12 @@ class DurableService:
         self._migrated = False
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # reconciliation (docs/reconciliation.md): cases announced beside the flusher
+        self.discrepancy_sla_hours = discrepancy_sla_hours
+        self.discrepancy_check_seconds = discrepancy_check_seconds
+        self.on_overdue = on_overdue
+        self.reconciliations: ReconciliationService | None = None
+        self._cases_task: asyncio.Task[None] | None = None
 
     async def prepare(self, engine: Any) -> bool:
         """Migrates the schema; returns ``initialize`` for ``engine.start``: True only
@@ -149,6 +159,7 @@ class DurableService:
             )
             self._webhook_task = asyncio.create_task(self._run_webhooks(), name="webhooks")
             self._webhook_task.add_done_callback(_log_if_crashed)
+        self._start_reconciliations(engine)
         if not self.flusher_in_process:
             return
         self.flusher = Flusher.for_engine(
@@ -158,6 +169,18 @@ class DurableService:
             self.flusher.on_recorded = self.webhooks.dispatcher.wake.set
         self._task = asyncio.create_task(self._run(self.flusher), name="flusher")
         self._task.add_done_callback(_log_if_crashed)
+
+    def _start_reconciliations(self, engine: Any) -> None:
+        self.reconciliations = ReconciliationService(
+            engine, self.ledger, sla_hours=self.discrepancy_sla_hours, on_overdue=self.on_overdue
+        )
+        self._cases_task = asyncio.create_task(self._run_cases(), name="discrepancies")
+        self._cases_task.add_done_callback(_log_if_crashed)
+
+    async def _run_cases(self) -> None:
+        """Announces case openings, resolutions and lateness, after the schema is in place."""
+        if self.reconciliations is not None and await self._until_migrated():
+            await self.reconciliations.run(self._stop, self.discrepancy_check_seconds)
 
     async def _until_migrated(self) -> bool:
         """Migrates, retrying while the record is down (``prepare`` may have found it
@@ -192,6 +215,8 @@ class DurableService:
         messages in flight are sent again by the next worker: nothing is lost."""
         try:
             self._stop.set()
+            if self._cases_task is not None:
+                await asyncio.gather(self._cases_task, return_exceptions=True)
             if self._webhook_task is not None and self.webhooks is not None:
                 await asyncio.gather(self._webhook_task, return_exceptions=True)
                 await self.webhooks.close()

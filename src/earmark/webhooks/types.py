@@ -60,6 +60,13 @@ TYPE_OF_EVENT: dict[str, str] = {
     "seat_invited": "seats.invited",
     "seat_invite_revoked": "seats.invite_revoked",
     "seat_invite_expired": "seats.invite_expired",
+    # reorder points, low-stock alerts and discrepancy cases (docs/reconciliation.md)
+    "stock_low": "stock.low",
+    "stock_rearmed": "stock.rearmed",
+    "reorder_set": "stock.reorder_set",
+    "discrepancy_opened": "discrepancy.opened",
+    "discrepancy_resolved": "discrepancy.resolved",
+    "discrepancy_overdue": "discrepancy.overdue",
 }
 STOCK_TYPES = (STOCK_CHANGED, STOCK_OUT, STOCK_BACK)
 WEBHOOK_TYPES: tuple[str, ...] = (*STOCK_TYPES, *TYPE_OF_EVENT.values(), ENDPOINT_DISABLED)

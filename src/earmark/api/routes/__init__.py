@@ -1,6 +1,7 @@
 """One router per resource; ``ROUTERS`` is what the app includes, in this order."""
 
 from earmark.api.routes import (
+    alerts,
     console,
     counts,
     drops,
@@ -9,6 +10,7 @@ from earmark.api.routes import (
     losses,
     overview,
     purchase_orders,
+    reconciliations,
     reservation_lists,
     reservations,
     returns,
@@ -34,4 +36,6 @@ ROUTERS = [
     overview.router,
     console.router,
     seats.router,
+    alerts.router,  # issue 15
+    reconciliations.router,
 ]

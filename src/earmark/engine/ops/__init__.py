@@ -1,11 +1,13 @@
 """Every engine operation, free of I/O, one mixin per resource (see ``earmark.engine.
 operation`` for how a generator method becomes a method of both engines)."""
 
+from earmark.engine.ops.alerts import AlertOps
 from earmark.engine.ops.counts import CountOps
 from earmark.engine.ops.drops import DropOps
 from earmark.engine.ops.keys import KeyOps
 from earmark.engine.ops.listing import ListingOps
 from earmark.engine.ops.losses import LossOps
+from earmark.engine.ops.notes import NoteOps
 from earmark.engine.ops.purchase_orders import PurchaseOrderOps
 from earmark.engine.ops.reservations import ReservationOps
 from earmark.engine.ops.returns import ReturnOps
@@ -30,6 +32,8 @@ class Operations(
     DropOps,
     ListingOps,
     SeatOps,
+    AlertOps,
+    NoteOps,
 ):
     """The whole surface of an engine, composed as redis-py composes ``CoreCommands``."""
 

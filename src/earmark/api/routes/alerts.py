@@ -1,0 +1,70 @@
+"""Reorder points and low-stock alerts (docs/reconciliation.md). Setting needs the
+`stock` scope, listing `read`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field, StrictInt
+from starlette.responses import Response
+
+from earmark import limits
+from earmark.api.deps import Reading, Stocking
+from earmark.api.params import SkuPath
+from earmark.api.responses import model_response, problem_responses
+from earmark.api.schemas import INTEGRAL, Location
+from earmark.api.schemas import Request as Body
+from earmark.errors import InvalidReorderPoint, MalformedJson, UnsupportedMediaType
+from earmark.models import LowStockAlert, ReorderSetting
+
+router = APIRouter(prefix="/v1", tags=["alerts"])
+
+Units = Annotated[StrictInt, Field(ge=0, le=limits.REORDER_UNITS_MAX), INTEGRAL]
+
+
+class ReorderIn(Body):
+    location: Location = limits.DEFAULT_LOCATION
+    reorder_point: Annotated[Units, Field(description="alert when available falls to this")]
+    rearm_above: Annotated[
+        Units, Field(description="re-arm once available is above this (> reorder_point)")
+    ]
+    lead_time_days: (
+        Annotated[StrictInt, Field(ge=0, le=limits.LEAD_TIME_DAYS_MAX), INTEGRAL] | None
+    ) = None
+
+
+class AlertList(BaseModel):
+    items: list[LowStockAlert]
+
+
+@router.put(
+    "/skus/{sku}/reorder",
+    response_model=ReorderSetting,
+    responses=problem_responses(MalformedJson, UnsupportedMediaType, InvalidReorderPoint),
+    summary="Set the reorder point of a SKU at a location, and arm its low-stock alert",
+)
+async def set_reorder(sku: SkuPath, body: ReorderIn, ctx: Stocking) -> Response:
+    """From now on the first write that leaves available at or below `reorder_point`
+    emits one `stock.low` event (and webhook), and none again until available has risen
+    above `rearm_above`. A SKU already low fires at once. 422 `invalid_reorder_point`
+    unless `rearm_above` > `reorder_point`."""
+    setting = await ctx.engine.set_reorder(
+        sku,
+        body.reorder_point,
+        body.rearm_above,
+        location=body.location,
+        lead_time_days=body.lead_time_days,
+        actor=ctx.caller.name,
+    )
+    return model_response(setting)
+
+
+@router.get(
+    "/alerts",
+    response_model=AlertList,
+    responses=problem_responses(),
+    summary="SKUs currently low, with when they crossed their reorder point",
+)
+async def list_alerts(ctx: Reading, status: Literal["active"] = "active") -> Response:
+    return model_response(AlertList(items=await ctx.engine.alerts(status)))
