@@ -701,6 +701,24 @@ class CartSpansDrops(EarmarkError):
     reply_details = ("drops",)
 
 
+class WaitlistDisabled(EarmarkError):
+    """The drop was created with ``waitlist`` false; nobody was added."""
+
+    code = "waitlist_disabled"
+    http_status = 409
+    title = "This drop has no waitlist"
+    subject_detail = "drop"
+
+
+class WaitlistEntryNotFound(EarmarkError):
+    """The customer never joined the waitlist of this SKU of the drop."""
+
+    code = "waitlist_entry_not_found"
+    http_status = 404
+    title = "No waitlist entry for this customer"
+    reply_details = ("customer", "sku")
+
+
 # -- end of drops -------------------------------------------------------------------------
 # -- seats (docs/seats.md) ---------------------------------------------------------------
 
@@ -924,6 +942,15 @@ OUTCOMES: dict[str, Outcome] = {
         RateLimited, "at most {per_second} attempts per second per customer on drop {drop}"
     ),
     "cart_spans_drops": Outcome(CartSpansDrops, "a cart may take the SKUs of one drop only"),
+    "waitlist_disabled": Outcome(WaitlistDisabled, "drop {subject} has no waitlist"),
+    "waitlist_qty_over_limit": Outcome(
+        InvalidRequest,
+        "qty is more than the {limit} units a customer of drop {subject} may hold",
+        {"field": "qty"},
+    ),
+    "waitlist_entry_not_found": Outcome(
+        WaitlistEntryNotFound, "the customer has no waitlist entry on drop {subject}"
+    ),
     # The same customer's entries changed under every round of its reserve call
     # (earmark.engine.ops.drops): concurrent attempts by one identity.
     "drop_keys": Outcome(

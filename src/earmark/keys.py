@@ -131,6 +131,14 @@ class Keys:
         """String: '<second>:<attempts>' of one customer's reserve attempts on a drop."""
         return f"{self.tag(partition)}:drop:{drop_id}:rate:{customer}"
 
+    def drop_waitlist(self, partition: int, drop_id: str) -> str:
+        """Hash: '<sku>|<customer>' -> waitlist entry (json), '#seq' -> last arrival."""
+        return f"{self.tag(partition)}:drop:{drop_id}:waitlist"
+
+    def drop_queue(self, partition: int, drop_id: str, sku: str) -> str:
+        """Sorted set: customer -> arrival number, the entries waiting for one SKU."""
+        return f"{self.tag(partition)}:drop:{drop_id}:queue:{sku}"
+
     # -- seats (docs/seats.md): every key of a tenant lives in the tenant's partition.
 
     def seat_pool(self, partition: int, tenant: str) -> str:

@@ -258,6 +258,32 @@ class Drop(Frozen):
     open: bool = False
     sold: int = 0
     held: int = 0
+    waiting: int = 0
+
+
+WaitlistStatus = Literal["waiting", "offered", "converted", "expired", "declined"]
+
+
+class WaitlistOffer(Frozen):
+    """The hold offered to a waiting customer: an ordinary reservation to commit."""
+
+    reservation_id: str
+    expires_at: datetime
+
+
+class WaitlistEntry(Frozen):
+    """A customer's place on the waitlist of one SKU of a drop (docs/drops.md).
+    ``position`` is 1 for the next in line while ``waiting``, else 0."""
+
+    drop: str
+    customer: str
+    sku: str
+    qty: int
+    status: WaitlistStatus
+    position: int
+    offer: WaitlistOffer | None = None
+    joined_at: datetime
+    changed_at: datetime
 
 
 # -- seats (docs/seats.md) ---------------------------------------------------------------

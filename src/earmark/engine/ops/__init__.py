@@ -16,6 +16,7 @@ from earmark.engine.ops.status import StatusOps
 from earmark.engine.ops.stock import StockOps
 from earmark.engine.ops.sweep import SweepOps
 from earmark.engine.ops.transfers import TransferOps
+from earmark.engine.ops.waitlist import WaitlistOps
 
 
 class Operations(
@@ -29,6 +30,7 @@ class Operations(
     PurchaseOrderOps,
     StatusOps,
     KeyOps,
+    WaitlistOps,
     DropOps,
     ListingOps,
     SeatOps,

@@ -168,7 +168,8 @@ class DropOps(OpsBase):
 
     @operation
     def get_drop(self, drop_id: str) -> Op[Drop]:
-        """A drop's rules and live figures (units sold and held over every location)."""
+        """A drop's rules and live figures (units sold and held over every location,
+        waitlist entries in line)."""
         p, record = yield from self._find_drop(drop_id)
         return (yield from self._drop_view(p, self._lua_view(drop_id, record)))
 
@@ -268,23 +269,27 @@ class DropOps(OpsBase):
 
     def _drop_view(self, p: int, view: Json) -> Op[Drop]:
         """The drop with its live figures: committed and reserved units of its SKUs at
-        every location, and whether it is open on the server clock."""
+        every location, entries waiting in its queues, and whether it is open on the
+        server clock."""
         skus = [str(s) for s in view["skus"]]
         locations = yield Pipeline([("SMEMBERS", self.keys.locations(p, s)) for s in skus])
         pairs = [(s, text(loc)) for s, locs in zip(skus, locations, strict=True) for loc in locs]
         reads: list[tuple[str | int, ...]] = [("TIME",)]
+        reads += [("ZCARD", self.keys.drop_queue(p, str(view["id"]), s)) for s in skus]
         reads += [
             ("HMGET", self.keys.stock(p, s, loc), "reserved", "committed") for s, loc in pairs
         ]
         replies = yield Pipeline(reads)
         seconds, micros = replies[0]
         now_ms = int(seconds) * 1000 + int(micros) // 1000
-        held = sum(int(r[0] or 0) for r in replies[1:])
-        sold = sum(int(r[1] or 0) for r in replies[1:])
-        return _drop(view, now_ms=now_ms, sold=sold, held=held)
+        waiting = sum(int(c) for c in replies[1 : 1 + len(skus)])
+        levels = replies[1 + len(skus) :]
+        held = sum(int(r[0] or 0) for r in levels)
+        sold = sum(int(r[1] or 0) for r in levels)
+        return _drop(view, now_ms=now_ms, sold=sold, held=held, waiting=waiting)
 
 
-def _drop(view: Json, *, now_ms: int, sold: int, held: int) -> Drop:
+def _drop(view: Json, *, now_ms: int, sold: int, held: int, waiting: int = 0) -> Drop:
     # A script's view leaves out what is none (cjson drops nil fields).
     opens, closes = int(view["opens_at"]), view.get("closes_at")
     return Drop(
@@ -302,4 +307,5 @@ def _drop(view: Json, *, now_ms: int, sold: int, held: int) -> Drop:
         open=opens <= now_ms and (closes is None or now_ms < int(closes)),
         sold=sold,
         held=held,
+        waiting=waiting,
     )
