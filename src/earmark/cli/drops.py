@@ -1,4 +1,5 @@
-"""``earmark drop create | update | show``: drops (docs/drops.md)."""
+"""``earmark drop create | update | show | waitlist join | waitlist show | waitlist
+decline``: drops and their waitlists (docs/drops.md)."""
 
 from __future__ import annotations
 
@@ -15,12 +16,12 @@ from earmark.models import UNCHANGED, Drop
 def add_drop(subparsers: Subparsers) -> None:
     parser = subparsers.add_parser(
         "drop",
-        help="drops: create, update (before opening), show",
+        help="drops: create, update (before opening), show, waitlist",
         description="Drops: SKUs of one partition sold from --opens-at (the Redis clock) "
         "under a per-customer limit, decided in the script that claims each hold. " + NEEDS,
     )
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    for add in (add_drop_create, add_drop_update, add_drop_show):
+    for add in (add_drop_create, add_drop_update, add_drop_show, add_drop_waitlist):
         add(actions)
 
 
@@ -56,6 +57,13 @@ def add_rules(parser: argparse.ArgumentParser, *, create: bool) -> None:
     )
     parser.add_argument("--hold-ttl", type=float, dest="hold_ttl_seconds", help="seconds")
     parser.add_argument("--offer-ttl", type=float, dest="offer_ttl_seconds", help="seconds")
+    parser.add_argument(
+        "--waitlist",
+        action=argparse.BooleanOptionalAction,
+        default=False if create else None,
+        help="whether customers may join a waitlist when a SKU is short (default: "
+        + ("no)" if create else "unchanged)"),
+    )
     if not create:
         parser.add_argument("--no-close", action="store_true", help="the drop never closes")
 
@@ -69,13 +77,14 @@ def create_drop(engine: Engine, a: argparse.Namespace) -> Drop:
         per_customer_limit=a.per_customer_limit,
         hold_ttl_seconds=a.hold_ttl_seconds,
         offer_ttl_seconds=a.offer_ttl_seconds,
+        waitlist=a.waitlist,
         **who(a),
     )
 
 
 def update_drop(engine: Engine, a: argparse.Namespace) -> Drop:
     changes: dict[str, Any] = {}
-    for name in ("opens_at", "hold_ttl_seconds", "offer_ttl_seconds", "closes_at"):
+    for name in ("opens_at", "hold_ttl_seconds", "offer_ttl_seconds", "closes_at", "waitlist"):
         if getattr(a, name) is not None:
             changes[name] = getattr(a, name)
     if a.no_close:
@@ -123,3 +132,46 @@ def add_drop_show(actions: Subparsers) -> None:
         lambda engine, a: engine.get_drop(a.drop_id),
     )
     parser.add_argument("drop_id", metavar="DROP_ID")
+
+
+def add_drop_waitlist(actions: Subparsers) -> None:
+    parser = actions.add_parser(
+        "waitlist",
+        help="a drop's waitlist: join, show, decline",
+        description="The line of customers waiting for a drop's SKU (docs/drops.md). " + NEEDS,
+    )
+    steps = parser.add_subparsers(dest="step", required=True, metavar="STEP")
+    join = add_action(
+        steps,
+        "drop waitlist join",
+        "put a customer in line for a SKU of the drop",
+        "Put CUSTOMER in line for --qty units of SKU of DROP_ID; prints the entry and its "
+        "position (joining again returns the same entry).",
+        lambda engine, a: engine.join_waitlist(a.drop_id, a.customer, a.sku, a.qty, **who(a)),
+    )
+    join.add_argument("drop_id", metavar="DROP_ID")
+    join.add_argument("customer", metavar="CUSTOMER")
+    join.add_argument("sku", metavar="SKU")
+    join.add_argument("--qty", type=int, default=1, help="units wanted (default: 1)")
+    add_who(join)
+    show = add_action(
+        steps,
+        "drop waitlist show",
+        "a customer's waitlist entry",
+        "Print CUSTOMER's entry on DROP_ID: status, position (1: next in line), offer.",
+        lambda engine, a: engine.get_waitlist_entry(a.drop_id, a.customer, a.sku),
+    )
+    decline = add_action(
+        steps,
+        "drop waitlist decline",
+        "take a customer out of the line",
+        "CUSTOMER leaves the line of DROP_ID (status declined).",
+        lambda engine, a: engine.decline_waitlist(a.drop_id, a.customer, a.sku, **who(a)),
+    )
+    for parser in (show, decline):
+        parser.add_argument("drop_id", metavar="DROP_ID")
+        parser.add_argument("customer", metavar="CUSTOMER")
+        parser.add_argument(
+            "--sku", help="the entry's SKU (needed when the customer waits for several)"
+        )
+    add_who(decline)

@@ -39,6 +39,7 @@ from earmark.models import (
     StockPage,
     Transfer,
     Unchanged,
+    WaitlistEntry,
 )
 
 M = TypeVar("M", bound=BaseModel)
@@ -738,6 +739,51 @@ class ClientOps:
         path = f"/v1/drops/{_seg(drop_id)}"
         return Call(
             "PATCH", path, _model(Drop), json=body, write=True, idempotency_key=idempotency_key
+        )
+
+    @route("POST /v1/drops/{drop_id}/waitlist")
+    def join_waitlist(
+        self,
+        drop_id: str,
+        customer: str,
+        sku: str,
+        qty: int = 1,
+        *,
+        idempotency_key: str | None = None,
+    ) -> Call[WaitlistEntry]:
+        """Join the line for ``sku`` (``Engine.join_waitlist``)."""
+        body: Json = {"customer": customer, "sku": sku, "qty": qty}
+        path = f"/v1/drops/{_seg(drop_id)}/waitlist"
+        return self._write(path, body, WaitlistEntry, idempotency_key)
+
+    @route("GET /v1/drops/{drop_id}/waitlist/{customer}")
+    def get_waitlist_entry(
+        self, drop_id: str, customer: str, sku: str | None = None
+    ) -> Call[WaitlistEntry]:
+        """A customer's entry (``Engine.get_waitlist_entry``)."""
+        path = f"/v1/drops/{_seg(drop_id)}/waitlist/{_seg(customer)}"
+        params: Params = _without_none({"sku": sku})
+        return Call("GET", path, _model(WaitlistEntry), params=params)
+
+    @route("POST /v1/drops/{drop_id}/waitlist/{customer}/decline")
+    def decline_waitlist(
+        self,
+        drop_id: str,
+        customer: str,
+        sku: str | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> Call[WaitlistEntry]:
+        """Leave the line (``Engine.decline_waitlist``)."""
+        path = f"/v1/drops/{_seg(drop_id)}/waitlist/{_seg(customer)}/decline"
+        params: Params = _without_none({"sku": sku})
+        return Call(
+            "POST",
+            path,
+            _model(WaitlistEntry),
+            params=params,
+            write=True,
+            idempotency_key=idempotency_key,
         )
 
     # -- shared -------------------------------------------------------------------------

@@ -48,6 +48,8 @@ TYPE_OF_EVENT: dict[str, str] = {
     "holds_lost": "adjustment.holds_lost",
     "drop_created": "drop.created",
     "drop_changed": "drop.changed",
+    "waitlist_joined": "drop.waitlist_joined",
+    "waitlist_declined": "drop.waitlist_declined",
     # seats (docs/seats.md)
     "seats_capped": "seats.capped",
     "seats_over_cap": "seats.over_cap",

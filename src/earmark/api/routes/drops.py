@@ -2,23 +2,32 @@
 per-customer limit, decided in the script that claims each hold.
 
 Creating and changing a drop needs the `stock` scope and records the API key's name as
-actor. Reading one needs the `read` scope.
+actor. Reading one needs the `read` scope. Joining and leaving its waitlist need the
+`reserve` scope (the checkout service acts for its shopper); reading an entry `read`.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query
 from pydantic import AwareDatetime, Field, StrictBool, StrictInt
 from starlette.responses import Response
 
 from earmark import limits
-from earmark.api.deps import IdempotencyKey, Reading, Stocking
+from earmark.api.deps import IdempotencyKey, Reading, Reserving, Stocking
 from earmark.api.responses import WRITES, model_response, problem_responses
-from earmark.api.schemas import INTEGRAL, NAME_PATTERN, Request, Sku, TtlSeconds
-from earmark.errors import DropAlreadyOpen, DropExists, DropNotFound, SkuInDrop
-from earmark.models import Drop
+from earmark.api.schemas import INTEGRAL, NAME_PATTERN, PRINTABLE_PATTERN, Request, Sku, TtlSeconds
+from earmark.errors import (
+    DropAlreadyOpen,
+    DropExists,
+    DropNotFound,
+    InvalidRequest,
+    SkuInDrop,
+    WaitlistDisabled,
+    WaitlistEntryNotFound,
+)
+from earmark.models import Drop, WaitlistEntry
 
 router = APIRouter(prefix="/v1/drops", tags=["drops"])
 
@@ -117,3 +126,96 @@ async def update_drop(
         drop_id, **changes, actor=ctx.caller.name, idempotency_key=idempotency_key
     )
     return model_response(drop)
+
+
+# -- the waitlist (docs/drops.md, "Waitlist") ----------------------------------------------
+
+CustomerId = Annotated[str, Path(description="the customer, as sent when joining")]
+EntrySku = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=limits.SKU_LENGTH_MAX,
+        pattern=NAME_PATTERN,
+        description="the SKU of the entry; may be left out while the customer waits for "
+        "one SKU of the drop only",
+    ),
+]
+
+
+class WaitlistJoin(Request):
+    """A customer asking to be next in line for units of one of the drop's SKUs."""
+
+    customer: Annotated[
+        str,
+        Field(
+            max_length=limits.CUSTOMER_LENGTH_MAX,
+            pattern=PRINTABLE_PATTERN,
+            description="the shopper as the checkout trusts it; trimmed and case-folded",
+        ),
+    ]
+    sku: Sku
+    qty: Annotated[
+        StrictInt,
+        Field(ge=1, le=limits.DROP_CUSTOMER_LIMIT_MAX, description="units wanted"),
+        INTEGRAL,
+    ] = 1
+
+
+@router.post(
+    "/{drop_id}/waitlist",
+    status_code=201,
+    response_model=WaitlistEntry,
+    responses=problem_responses(WRITES, DropNotFound, WaitlistDisabled, InvalidRequest),
+    summary="Join a drop's waitlist for one SKU",
+)
+async def join_waitlist(
+    drop_id: DropId, body: WaitlistJoin, ctx: Reserving, idempotency_key: IdempotencyKey
+) -> Response:
+    """201 with the entry and its `position` (1: next in line). Joining again while the
+    entry waits or holds an offer answers 201 with that same entry (its `joined_at` is
+    the first join's); 409 `waitlist_disabled` when the drop has no waitlist; 422
+    `invalid_request` for a SKU not in the drop or more units than the drop's limit."""
+    entry = await ctx.engine.join_waitlist(
+        drop_id,
+        body.customer,
+        body.sku,
+        body.qty,
+        actor=ctx.caller.name,
+        idempotency_key=idempotency_key,
+    )
+    return model_response(entry, 201)
+
+
+@router.get(
+    "/{drop_id}/waitlist/{customer}",
+    response_model=WaitlistEntry,
+    responses=problem_responses(DropNotFound, WaitlistEntryNotFound, InvalidRequest),
+    summary="A customer's waitlist entry: status, position, offer",
+)
+async def get_waitlist_entry(
+    drop_id: DropId, customer: CustomerId, ctx: Reading, sku: EntrySku = None
+) -> Response:
+    """422 `invalid_request` (field `sku`) when the customer waits for several SKUs of the
+    drop and `sku` is left out."""
+    return model_response(await ctx.engine.get_waitlist_entry(drop_id, customer, sku))
+
+
+@router.post(
+    "/{drop_id}/waitlist/{customer}/decline",
+    response_model=WaitlistEntry,
+    responses=problem_responses(WRITES, DropNotFound, WaitlistEntryNotFound, InvalidRequest),
+    summary="Leave a drop's waitlist",
+)
+async def decline_waitlist(
+    drop_id: DropId,
+    customer: CustomerId,
+    ctx: Reserving,
+    idempotency_key: IdempotencyKey,
+    sku: EntrySku = None,
+) -> Response:
+    """The entry, `declined`; declining a finished entry changes nothing."""
+    entry = await ctx.engine.decline_waitlist(
+        drop_id, customer, sku, actor=ctx.caller.name, idempotency_key=idempotency_key
+    )
+    return model_response(entry)

@@ -1,0 +1,152 @@
+"""The waitlist of a drop (docs/drops.md, "Waitlist"): joining in arrival order, joining
+twice is one entry, declining leaves the line, the entry as read back, the drop's
+``waiting`` figure, the ledger events, and bad input refused with nothing written; on
+fakeredis, a real redis-server and a real Redis Cluster (4 partitions)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from earmark import (
+    DropNotFound,
+    Engine,
+    InvalidRequest,
+    WaitlistDisabled,
+    WaitlistEntryNotFound,
+    limits,
+)
+from tests.engine.test_drops import open_drop, server_now
+from tests.support.backends import stream_lengths
+
+
+def waitlist_events(engine: Engine, sku: str = "TEE") -> list[tuple[str, str, str, str]]:
+    p = engine.partition_of(sku)
+    found = engine.client.xrange(engine.keys.events(p))
+    return [
+        (f["type"], f["customer"], f["actor"], f.get("units", ""))
+        for _, f in found
+        if f["type"].startswith("waitlist_")
+    ]
+
+
+def test_customers_queue_in_arrival_order_and_joining_twice_is_one_entry(engine: Engine) -> None:
+    open_drop(engine, units=1, waitlist=True)
+    ann = engine.join_waitlist("drop-TEE", " Ann ", "TEE")
+    bob = engine.join_waitlist("drop-TEE", "bob", "TEE", 2, actor="checkout")
+    assert (ann.customer, ann.status, ann.position, ann.qty, ann.offer) == (
+        "ann",
+        "waiting",
+        1,
+        1,
+        None,
+    )
+    assert (bob.position, bob.qty) == (2, 2)
+    again = engine.join_waitlist("drop-TEE", "ANN", "TEE", 2)
+    assert again == ann  # the same entry: same qty, same place, same joined_at
+    assert engine.get_waitlist_entry("drop-TEE", "bob") == bob
+    assert engine.get_waitlist_entry("drop-TEE", "bob", "TEE") == bob
+    assert engine.get_drop("drop-TEE").waiting == 2
+    assert waitlist_events(engine) == [
+        ("waitlist_joined", "ann", "library", "1"),
+        ("waitlist_joined", "bob", "checkout", "2"),
+    ]
+
+
+def test_declining_leaves_the_line_and_the_next_moves_up(engine: Engine) -> None:
+    open_drop(engine, units=1, waitlist=True)
+    for who in ("ann", "bob", "cy"):
+        engine.join_waitlist("drop-TEE", who, "TEE")
+    declined = engine.decline_waitlist("drop-TEE", "ann")
+    assert (declined.status, declined.position) == ("declined", 0)
+    assert declined.changed_at >= declined.joined_at
+    assert engine.get_waitlist_entry("drop-TEE", "bob").position == 1
+    assert engine.get_waitlist_entry("drop-TEE", "cy").position == 2
+    # Declining again changes nothing and writes nothing.
+    before = stream_lengths(engine)
+    assert engine.decline_waitlist("drop-TEE", "ann") == declined
+    assert stream_lengths(engine) == before
+    # Joining after a finished entry is a new entry at the back of the line.
+    back = engine.join_waitlist("drop-TEE", "ann", "TEE")
+    assert (back.status, back.position) == ("waiting", 3)
+    assert engine.get_drop("drop-TEE").waiting == 3
+    types = [t for t, *_ in waitlist_events(engine)]
+    assert types.count("waitlist_declined") == 1 and types.count("waitlist_joined") == 4
+
+
+def test_a_customer_waiting_for_several_skus_names_one(engine: Engine) -> None:
+    engine.receive("TEE", 1)
+    engine.receive("CAP", 1)
+    engine.create_drop(
+        "duo",
+        ["TEE", "CAP"] if engine.partition_of("TEE") == engine.partition_of("CAP") else ["TEE"],
+        opens_at=server_now(engine) - timedelta(minutes=1),
+        waitlist=True,
+    )
+    skus = engine.get_drop("duo").skus
+    for sku in skus:
+        engine.join_waitlist("duo", "ann", sku)
+    if len(skus) > 1:
+        with pytest.raises(InvalidRequest) as refused:
+            engine.get_waitlist_entry("duo", "ann")
+        assert refused.value.details["field"] == "sku"
+    assert engine.get_waitlist_entry("duo", "ann", skus[-1]).sku == skus[-1]
+
+
+def test_bad_joins_are_refused_and_write_nothing(engine: Engine) -> None:
+    open_drop(engine, sku="TEE", units=1, waitlist=True, per_customer_limit=2)
+    open_drop(engine, sku="OFF", units=1, waitlist=False)
+    engine.receive("PLAIN", 1)
+    before = stream_lengths(engine)
+    with pytest.raises(WaitlistDisabled):
+        engine.join_waitlist("drop-OFF", "ann", "OFF")
+    with pytest.raises(DropNotFound):
+        engine.join_waitlist("nope", "ann", "TEE")
+    bad: list[tuple[object, object, object, str]] = [
+        ("ann", "PLAIN", 1, "sku"),  # not a SKU of the drop
+        ("ann", "bad sku", 1, "sku"),
+        ("ann", "TEE", 0, "qty"),
+        ("ann", "TEE", -1, "qty"),
+        ("ann", "TEE", 3, "qty"),  # more than the limit: never servable
+        ("ann", "TEE", 1.5, "qty"),
+        ("ann", "TEE", "1", "qty"),
+        ("x" * (limits.CUSTOMER_LENGTH_MAX + 1), "TEE", 1, "customer"),
+        ("", "TEE", 1, "customer"),
+        ("   ", "TEE", 1, "customer"),
+        ("tab\there", "TEE", 1, "customer"),
+        (None, "TEE", 1, "customer"),
+    ]
+    for customer, sku, qty, field in bad:
+        with pytest.raises(InvalidRequest) as refused:
+            engine.join_waitlist("drop-TEE", customer, sku, qty)  # type: ignore[arg-type]
+        assert refused.value.details["field"] == field, (customer, sku, qty)
+    with pytest.raises(WaitlistEntryNotFound):
+        engine.get_waitlist_entry("drop-TEE", "ann")
+    with pytest.raises(WaitlistEntryNotFound):
+        engine.decline_waitlist("drop-TEE", "ann", "TEE")
+    with pytest.raises(DropNotFound):
+        engine.get_waitlist_entry("nope", "ann")
+    assert stream_lengths(engine) == before
+    assert engine.get_drop("drop-TEE").waiting == 0
+
+
+def test_a_limit_lowered_before_opening_refuses_a_join_over_it_in_the_script(
+    engine: Engine,
+) -> None:
+    engine.receive("TEE", 1)
+    engine.create_drop(
+        "later",
+        ["TEE"],
+        opens_at=server_now(engine) + timedelta(hours=1),
+        per_customer_limit=3,
+        waitlist=True,
+    )
+    p = engine.partition_of("TEE")
+    # The script decides on the rules it reads, not on the ones Python read before.
+    engine.client.hset(engine.keys.drop(p, "later"), "limit", "1")
+    before = stream_lengths(engine)
+    with pytest.raises(InvalidRequest) as refused:
+        engine.join_waitlist("later", "ann", "TEE", 1 + 1)
+    assert refused.value.details["field"] == "qty"
+    assert stream_lengths(engine) == before
