@@ -10,9 +10,11 @@
     {ok, created = true|false, entry = {customer, sku, qty, status, position, joined_at,
       changed_at}}: created false when the customer already waits (or holds an offer) for
       this SKU: that entry, unchanged (joining twice is one entry)
-    {error = 'drop_not_found'}, {error = 'waitlist_disabled'} (the drop's waitlist is
-    off), {error = 'waitlist_qty_over_limit', limit} (more units than the customer may
-    ever hold), {error = 'store_not_ready' | 'idempotency_conflict' | 'durability_backlog'}
+    {error = 'drop_not_found'}, {error = 'sku_not_in_drop', sku, drop},
+    {error = 'waitlist_disabled'} (the drop's waitlist is off),
+    {error = 'customer_limit_exceeded', drop, limit, used = 0, requested} (more units
+    than a customer may ever hold of the drop),
+    {error = 'store_not_ready' | 'idempotency_conflict' | 'durability_backlog'}
   Events: 'waitlist_joined' at (sku, default), qty 0 and no deltas, with the drop, the
     customer, the units and the arrival number: a join is in the ledger with its actor.
   Invariants: a customer has at most one live (waiting or offered) entry per SKU of a
@@ -44,14 +46,15 @@ for _, s in ipairs(cjson.decode(rules[1])) do
   in_drop = in_drop or s == sku
 end
 if not in_drop then
-  error('earmark: ' .. sku .. ' is not a SKU of drop ' .. drop_id)
+  return finish(ctx, {error = 'sku_not_in_drop', sku = sku, drop = drop_id})
 end
 if rules[2] ~= '1' then
   return finish(ctx, {error = 'waitlist_disabled'})
 end
 local limit = tonumber(rules[3] or '')
 if limit and qty > limit then
-  return finish(ctx, {error = 'waitlist_qty_over_limit', limit = limit})
+  return finish(ctx, {error = 'customer_limit_exceeded', drop = drop_id, limit = limit,
+                      used = 0, requested = qty})
 end
 
 local entry = waitlist_entry(waitlist_key, sku, customer)

@@ -701,6 +701,15 @@ class CartSpansDrops(EarmarkError):
     reply_details = ("drops",)
 
 
+class SkuNotInDrop(EarmarkError):
+    """The SKU named is not one of the drop's (a drop's SKUs never change)."""
+
+    code = "sku_not_in_drop"
+    http_status = 409
+    title = "The SKU is not one of the drop's"
+    reply_details = ("sku", "drop")
+
+
 class WaitlistDisabled(EarmarkError):
     """The drop was created with ``waitlist`` false; nobody was added."""
 
@@ -943,11 +952,7 @@ OUTCOMES: dict[str, Outcome] = {
     ),
     "cart_spans_drops": Outcome(CartSpansDrops, "a cart may take the SKUs of one drop only"),
     "waitlist_disabled": Outcome(WaitlistDisabled, "drop {subject} has no waitlist"),
-    "waitlist_qty_over_limit": Outcome(
-        InvalidRequest,
-        "qty is more than the {limit} units a customer of drop {subject} may hold",
-        {"field": "qty"},
-    ),
+    "sku_not_in_drop": Outcome(SkuNotInDrop, "{sku} is not a SKU of drop {drop}"),
     "waitlist_entry_not_found": Outcome(
         WaitlistEntryNotFound, "the customer has no waitlist entry on drop {subject}"
     ),

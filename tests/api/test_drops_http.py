@@ -124,3 +124,84 @@ async def test_a_hammering_identity_is_rate_limited(api: Api) -> None:
     if response.status_code == 429:
         assert response.headers["retry-after"] == "1"
         problem_of(response, 429, "rate_limited")
+
+
+async def join(api: Api, body: dict[str, Any], drop: str = "launch") -> httpx.Response:
+    key = {"Idempotency-Key": f"join-{uuid.uuid4().hex}"}
+    return await api.reserver.post(f"/v1/drops/{drop}/waitlist", json=body, headers=key)
+
+
+async def test_the_waitlist_over_http(api: Api) -> None:
+    await api.admin.post("/v1/skus/TEE/receipts", json={"qty": 1})
+    assert (await make_drop(api, per_customer_limit=2, waitlist=True)).status_code == 201
+    first = await join(api, {"customer": " Ann ", "sku": "TEE"})
+    assert first.status_code == 201, first.text
+    entry = first.json()
+    assert (entry["customer"], entry["status"], entry["position"], entry["qty"]) == (
+        "ann",
+        "waiting",
+        1,
+        1,
+    )
+    assert entry["offer"] is None
+    second = await join(api, {"customer": "bob", "sku": "TEE", "qty": 2})
+    assert second.json()["position"] == 2
+    again = await join(api, {"customer": "ann", "sku": "TEE", "qty": 2})
+    assert again.status_code == 201 and again.json() == entry  # the same entry
+    read = await api.reader.get("/v1/drops/launch/waitlist/bob", params={"sku": "TEE"})
+    assert read.status_code == 200 and read.json() == second.json()
+    assert (await api.reader.get("/v1/drops/launch")).json()["waiting"] == 2
+    key = {"Idempotency-Key": "decline-ann"}
+    declined = await api.reserver.post("/v1/drops/launch/waitlist/ann/decline", headers=key)
+    assert declined.status_code == 200, declined.text
+    assert (declined.json()["status"], declined.json()["position"]) == ("declined", 0)
+    moved = await api.reader.get("/v1/drops/launch/waitlist/bob")
+    assert moved.json()["position"] == 1
+
+
+async def test_bad_waitlist_requests_are_problems_and_write_nothing(api: Api) -> None:
+    await api.admin.post("/v1/skus/TEE/receipts", json={"qty": 1})
+    await api.admin.post("/v1/skus/OFF/receipts", json={"qty": 1})
+    await make_drop(api, per_customer_limit=2, waitlist=True)
+    closed = {"id": "closed", "skus": ["OFF"], "opens_at": at(-timedelta(minutes=1))}
+    made = await api.admin.post("/v1/drops", json=closed, headers={"Idempotency-Key": "off"})
+    assert made.status_code == 201, made.text
+    before = await api.stream_lengths()
+    problem_of(
+        await join(api, {"customer": "ann", "sku": "OFF"}, "closed"), 409, "waitlist_disabled"
+    )
+    problem_of(await join(api, {"customer": "ann", "sku": "TEE"}, "nope"), 404, "drop_not_found")
+    long = "x" * (limits.CUSTOMER_LENGTH_MAX + 1)
+    bad: list[dict[str, Any]] = [
+        {"customer": "ann", "sku": "TEE", "qty": 0},
+        {"customer": "ann", "sku": "TEE", "qty": -1},
+        {"customer": "ann", "sku": "TEE", "qty": "1"},
+        {"customer": long, "sku": "TEE"},
+        {"customer": "", "sku": "TEE"},
+        {"customer": "ann"},
+        {"sku": "TEE"},
+        {"customer": "ann", "sku": "TEE", "extra": 1},
+    ]
+    for body in bad:
+        problem_of(await join(api, body), 422, "invalid_request")
+    problem_of(await join(api, {"customer": "ann", "sku": "OFF"}), 409, "sku_not_in_drop")
+    over = problem_of(
+        await join(api, {"customer": "ann", "sku": "TEE", "qty": 3}), 409, "customer_limit_exceeded"
+    )
+    assert (over["limit"], over["requested"]) == (2, 3)
+    problem_of(
+        await api.reader.get("/v1/drops/launch/waitlist/ann"), 404, "waitlist_entry_not_found"
+    )
+    key = {"Idempotency-Key": "decline"}
+    problem_of(
+        await api.reserver.post("/v1/drops/launch/waitlist/ann/decline", headers=key),
+        404,
+        "waitlist_entry_not_found",
+    )
+    problem_of(
+        await api.reader.get("/v1/drops/launch/waitlist/ann", params={"sku": "bad sku"}),
+        422,
+        "invalid_request",
+    )
+    assert await api.stream_lengths() == before
+    assert (await api.reader.get("/v1/drops/launch")).json()["waiting"] == 0

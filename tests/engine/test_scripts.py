@@ -191,7 +191,9 @@ def test_every_call_keeps_its_keys_in_one_slot(request: pytest.FixtureRequest) -
     # A drop (write_drop) and a reserve that brings the drop's keys and a customer's
     # pending entries, across partitions with a plain SKU.
     opens = datetime.now(UTC) - timedelta(hours=1)
-    engine.create_drop("drop", [skus[11]], opens_at=opens, per_customer_limit=3)
+    engine.create_drop("drop", [skus[11]], opens_at=opens, per_customer_limit=3, waitlist=True)
+    engine.join_waitlist("drop", "bob", skus[11])
+    engine.decline_waitlist("drop", "bob", skus[11])
     engine.reserve([(skus[11], 1), (skus[0], 1)], idempotency_key="d1", customer="ann")
     engine.reserve([(skus[11], 1)], idempotency_key="d2", customer="ann")
     expected = set(SCRIPT_NAMES) - {"restore_stock"} - set(LIFECYCLE_SCRIPT_NAMES)

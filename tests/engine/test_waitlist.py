@@ -6,17 +6,22 @@ fakeredis, a real redis-server and a real Redis Cluster (4 partitions)."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
 from earmark import (
+    CustomerLimitExceeded,
     DropNotFound,
     Engine,
     InvalidRequest,
+    SkuNotInDrop,
     WaitlistDisabled,
     WaitlistEntryNotFound,
     limits,
 )
+from earmark.engine.replies import script_reply
+from earmark.engine.steps import Call, Op
 from tests.engine.test_drops import open_drop, server_now
 from tests.support.backends import stream_lengths
 
@@ -104,11 +109,9 @@ def test_bad_joins_are_refused_and_write_nothing(engine: Engine) -> None:
     with pytest.raises(DropNotFound):
         engine.join_waitlist("nope", "ann", "TEE")
     bad: list[tuple[object, object, object, str]] = [
-        ("ann", "PLAIN", 1, "sku"),  # not a SKU of the drop
         ("ann", "bad sku", 1, "sku"),
         ("ann", "TEE", 0, "qty"),
         ("ann", "TEE", -1, "qty"),
-        ("ann", "TEE", 3, "qty"),  # more than the limit: never servable
         ("ann", "TEE", 1.5, "qty"),
         ("ann", "TEE", "1", "qty"),
         ("x" * (limits.CUSTOMER_LENGTH_MAX + 1), "TEE", 1, "customer"),
@@ -117,6 +120,11 @@ def test_bad_joins_are_refused_and_write_nothing(engine: Engine) -> None:
         ("tab\there", "TEE", 1, "customer"),
         (None, "TEE", 1, "customer"),
     ]
+    with pytest.raises(SkuNotInDrop):
+        engine.join_waitlist("drop-TEE", "ann", "PLAIN")
+    with pytest.raises(CustomerLimitExceeded) as over:
+        engine.join_waitlist("drop-TEE", "ann", "TEE", 3)  # more than the limit: never served
+    assert (over.value.details["limit"], over.value.details["requested"]) == (2, 3)
     for customer, sku, qty, field in bad:
         with pytest.raises(InvalidRequest) as refused:
             engine.join_waitlist("drop-TEE", customer, sku, qty)  # type: ignore[arg-type]
@@ -131,22 +139,41 @@ def test_bad_joins_are_refused_and_write_nothing(engine: Engine) -> None:
     assert engine.get_drop("drop-TEE").waiting == 0
 
 
-def test_a_limit_lowered_before_opening_refuses_a_join_over_it_in_the_script(
-    engine: Engine,
-) -> None:
+def test_the_script_refuses_a_join_on_the_rules_it_reads(engine: Engine) -> None:
+    """Python checks the SKU and the limit first; the script checks them again on the rules
+    it reads (a PATCH may lower the limit between the two)."""
     engine.receive("TEE", 1)
     engine.create_drop(
         "later",
         ["TEE"],
         opens_at=server_now(engine) + timedelta(hours=1),
-        per_customer_limit=3,
+        per_customer_limit=1,
         waitlist=True,
     )
     p = engine.partition_of("TEE")
-    # The script decides on the rules it reads, not on the ones Python read before.
-    engine.client.hset(engine.keys.drop(p, "later"), "limit", "1")
     before = stream_lengths(engine)
-    with pytest.raises(InvalidRequest) as refused:
-        engine.join_waitlist("later", "ann", "TEE", 1 + 1)
-    assert refused.value.details["field"] == "qty"
+
+    def script(customer: str, sku: str, qty: int) -> dict[str, object]:
+        call = engine._waitlist_call("join_waitlist", p, "later", customer, sku, "", "t", "")
+        call.args.append(qty)
+        reply, _ = script_reply(engine.run(single(call)))
+        return reply
+
+    assert script("ann", "TEE", 2) == {
+        "error": "customer_limit_exceeded",
+        "drop": "later",
+        "limit": 1,
+        "used": 0,
+        "requested": 2,
+    }
+    assert script("ann", "OTHER", 1) == {
+        "error": "sku_not_in_drop",
+        "sku": "OTHER",
+        "drop": "later",
+    }
     assert stream_lengths(engine) == before
+    assert script("ann", "TEE", 1)["ok"] is True
+
+
+def single(call: Call) -> Op[Any]:
+    return (yield call)

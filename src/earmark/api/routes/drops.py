@@ -19,11 +19,13 @@ from earmark.api.deps import IdempotencyKey, Reading, Reserving, Stocking
 from earmark.api.responses import WRITES, model_response, problem_responses
 from earmark.api.schemas import INTEGRAL, NAME_PATTERN, PRINTABLE_PATTERN, Request, Sku, TtlSeconds
 from earmark.errors import (
+    CustomerLimitExceeded,
     DropAlreadyOpen,
     DropExists,
     DropNotFound,
     InvalidRequest,
     SkuInDrop,
+    SkuNotInDrop,
     WaitlistDisabled,
     WaitlistEntryNotFound,
 )
@@ -166,7 +168,9 @@ class WaitlistJoin(Request):
     "/{drop_id}/waitlist",
     status_code=201,
     response_model=WaitlistEntry,
-    responses=problem_responses(WRITES, DropNotFound, WaitlistDisabled, InvalidRequest),
+    responses=problem_responses(
+        WRITES, DropNotFound, WaitlistDisabled, SkuNotInDrop, CustomerLimitExceeded
+    ),
     summary="Join a drop's waitlist for one SKU",
 )
 async def join_waitlist(
@@ -174,8 +178,8 @@ async def join_waitlist(
 ) -> Response:
     """201 with the entry and its `position` (1: next in line). Joining again while the
     entry waits or holds an offer answers 201 with that same entry (its `joined_at` is
-    the first join's); 409 `waitlist_disabled` when the drop has no waitlist; 422
-    `invalid_request` for a SKU not in the drop or more units than the drop's limit."""
+    the first join's); 409 `waitlist_disabled` when the drop has no waitlist,
+    `sku_not_in_drop`, `customer_limit_exceeded` for more units than the drop's limit."""
     entry = await ctx.engine.join_waitlist(
         drop_id,
         body.customer,
@@ -190,7 +194,7 @@ async def join_waitlist(
 @router.get(
     "/{drop_id}/waitlist/{customer}",
     response_model=WaitlistEntry,
-    responses=problem_responses(DropNotFound, WaitlistEntryNotFound, InvalidRequest),
+    responses=problem_responses(DropNotFound, WaitlistEntryNotFound, SkuNotInDrop, InvalidRequest),
     summary="A customer's waitlist entry: status, position, offer",
 )
 async def get_waitlist_entry(
@@ -204,7 +208,9 @@ async def get_waitlist_entry(
 @router.post(
     "/{drop_id}/waitlist/{customer}/decline",
     response_model=WaitlistEntry,
-    responses=problem_responses(WRITES, DropNotFound, WaitlistEntryNotFound, InvalidRequest),
+    responses=problem_responses(
+        WRITES, DropNotFound, WaitlistEntryNotFound, SkuNotInDrop, InvalidRequest
+    ),
     summary="Leave a drop's waitlist",
 )
 async def decline_waitlist(

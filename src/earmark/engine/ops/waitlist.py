@@ -15,7 +15,12 @@ from earmark.engine.ops.base import DEFAULT_ACTOR
 from earmark.engine.ops.drops import DropOps
 from earmark.engine.replies import Json, fingerprint, replayed, text
 from earmark.engine.steps import Call, Op, Pipeline
-from earmark.errors import InvalidRequest, WaitlistEntryNotFound
+from earmark.errors import (
+    CustomerLimitExceeded,
+    InvalidRequest,
+    SkuNotInDrop,
+    WaitlistEntryNotFound,
+)
 from earmark.models import WaitlistEntry
 
 
@@ -34,13 +39,21 @@ class WaitlistOps(DropOps):
         """Puts ``customer`` in line for ``qty`` units of ``sku``, behind everyone already
         waiting. Joining again while waiting (or holding an offer) returns that entry
         unchanged; after the entry has finished (declined, expired, converted) the customer
-        joins again at the back. ``WaitlistDisabled`` when the drop's ``waitlist`` is off."""
+        joins again at the back. ``WaitlistDisabled`` when the drop's ``waitlist`` is off,
+        ``SkuNotInDrop``, ``CustomerLimitExceeded`` for more units than the drop's limit."""
         p, record = yield from self._find_drop(drop_id)
         who = self._waitlister(customer)
-        sku = self._drop_sku(record, sku)
+        sku = self._drop_sku(drop_id, record, sku)
+        units = validation.whole(qty, "qty", 1, limits.DROP_CUSTOMER_LIMIT_MAX)
         limit = record.get("limit", "")
-        high = int(limit) if limit else limits.DROP_CUSTOMER_LIMIT_MAX
-        units = validation.whole(qty, "qty", 1, high)
+        if limit and units > int(limit):
+            raise CustomerLimitExceeded(
+                f"drop {drop_id} allows {limit} units per customer: {units} asked",
+                drop=drop_id,
+                limit=int(limit),
+                used=0,
+                requested=units,
+            )
         actor, idem = self._who(actor, idempotency_key, required=False)
         fp = fingerprint("join_waitlist", drop_id, who, sku, units)
         yield from self._claim(idem, actor, fp, {p}, "")
@@ -106,10 +119,10 @@ class WaitlistOps(DropOps):
         return who
 
     @staticmethod
-    def _drop_sku(record: dict[str, str], sku: object) -> str:
+    def _drop_sku(drop_id: str, record: dict[str, str], sku: object) -> str:
         name = validation.sku(sku)
         if name not in orjson.loads(record["skus"]):
-            raise InvalidRequest(f"{name} is not a SKU of this drop", field="sku")
+            raise SkuNotInDrop(f"{name} is not a SKU of drop {drop_id}", sku=name, drop=drop_id)
         return name
 
     @staticmethod
@@ -123,7 +136,7 @@ class WaitlistOps(DropOps):
     ) -> Op[str]:
         """The SKU a customer's entry is for: the one named, or the only one they have."""
         if sku is not None:
-            return self._drop_sku(record, sku)
+            return self._drop_sku(drop_id, record, sku)
         skus = [str(s) for s in orjson.loads(record["skus"])]
         fields = [f"{s}|{customer}" for s in skus]
         (found,) = yield Pipeline([("HMGET", self.keys.drop_waitlist(p, drop_id), *fields)])
