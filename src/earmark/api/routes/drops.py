@@ -132,7 +132,15 @@ async def update_drop(
 
 # -- the waitlist (docs/drops.md, "Waitlist") ----------------------------------------------
 
-CustomerId = Annotated[str, Path(description="the customer, as sent when joining")]
+CustomerId = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=limits.CUSTOMER_LENGTH_MAX,
+        pattern=PRINTABLE_PATTERN,
+        description="the customer, as sent when joining (trimmed and case-folded)",
+    ),
+]
 EntrySku = Annotated[
     str | None,
     Query(

@@ -76,7 +76,9 @@ class WaitlistOps(DropOps):
         nothing. ``sku`` may be left out while the customer has an entry for one SKU
         only. ``WaitlistEntryNotFound`` when the customer never joined."""
         p, record = yield from self._find_drop(drop_id)
-        who = self._waitlister(customer)
+        who = validation.customer(customer)
+        if not who:
+            raise self._no_entry(drop_id, who, None)
         sku = yield from self._entry_sku(p, drop_id, record, who, sku)
         actor, idem = self._who(actor, idempotency_key, required=False)
         fp = fingerprint("decline_waitlist", drop_id, who, sku)
@@ -93,7 +95,9 @@ class WaitlistOps(DropOps):
         the customer has an entry for one SKU of the drop only (else ``InvalidRequest``,
         field ``sku``). Reads only."""
         p, record = yield from self._find_drop(drop_id)
-        who = self._waitlister(customer)
+        who = validation.customer(customer)
+        if not who:
+            raise self._no_entry(drop_id, who, None)
         sku = yield from self._entry_sku(p, drop_id, record, who, sku)
         replies = yield Pipeline(
             [
