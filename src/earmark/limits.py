@@ -77,6 +77,12 @@ CONNECTIONS_MAX = 100
 CONNECTION_WAIT_S = 10.0
 # Script calls the asyncio engine coalesces into one pipeline, at most.
 COALESCED_CALLS_MAX = 256
+# Concurrent reserves of one partition the asyncio engine sends as ONE script call
+# (lua/reserve_batch.lua), at most, and the most bytes of KEYS and ARGV one such call
+# carries: a batch past either bound is split. 64 carts keep one call's time in Redis
+# near a few milliseconds; 256 KiB keeps it far below Redis's query buffer limits.
+CARTS_PER_CALL_MAX = 64
+BATCH_BYTES_MAX = 256 * 1024
 
 # Replicated writes (EngineConfig.min_replicas_ack): replicas a write may wait for, and
 # how long one WAIT waits for them.
