@@ -172,9 +172,9 @@ def test_a_discrepancy_is_resolved_through_the_page(served: tuple[Serve, str]) -
     server, admin = served
     counted_at = datetime.now(UTC).isoformat()
     with Client(server.url, api_key=admin) as client:
+        counts = [{"sku": "COUNTED", "qty": 7}]
         report = client.reconcile(
-            {"source": "3pl-east", "counted_at": counted_at,
-             "counts": [{"sku": "COUNTED", "qty": 7}]}  # fmt: skip
+            {"source": "3pl-east", "counted_at": counted_at, "counts": counts}
         )
     (case,) = report["cases"]
     with console(server, TOKENS["console-reader"]) as page:

@@ -317,6 +317,9 @@ class DropListing(OpsBase):
 
         def _drop_view(self, p: int, view: Json) -> Op[Drop]: ...
 
+        @staticmethod
+        def _lua_view(drop_id: str, r: dict[str, str]) -> Json: ...
+
     @operation
     def list_drops(self, *, cursor: str | None = None, limit: int = 50) -> Op[DropPage]:
         """Drops with an id after ``cursor`` (the previous page's ``next_cursor``), in id
