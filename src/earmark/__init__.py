@@ -65,6 +65,7 @@ from earmark.errors import (
 from earmark.models import (
     CountResult,
     Drop,
+    DropPage,
     Line,
     PurchaseOrder,
     PurchaseOrderLine,
@@ -104,6 +105,7 @@ __all__ = [
     "DropExists",
     "DropNotFound",
     "DropNotOpen",
+    "DropPage",
     "DurabilityBacklog",
     "EarmarkError",
     "Engine",

@@ -151,3 +151,6 @@ ALERTS_PER_READ_MAX = 500
 REPORT_LISTED_MAX = 1_000
 # Discrepancy cases per page of GET /v1/discrepancies.
 CASES_PAGE_MAX = 500
+
+# Drops per page of GET /v1/drops (the console's Drops page).
+DROP_PAGE_LIMIT_MAX = 100

@@ -411,3 +411,11 @@ class ReconciliationReport(Frozen):
     created_by: str
     created_at: datetime
     completed_at: datetime | None = None
+
+
+class DropPage(Frozen):
+    """One page of drops by id (``GET /v1/drops``): pass ``next_cursor`` back for the
+    next; None when there are no more."""
+
+    items: list[Drop]
+    next_cursor: str | None = None

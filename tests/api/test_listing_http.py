@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tests.support.api import Api, problem_of
@@ -80,3 +81,22 @@ async def test_held_reservations_over_http(api: Api) -> None:
         "sku", "location", "status", "cursor", "limit"
     }  # fmt: skip
     assert "application/problem+json" in operation["responses"]["422"]["content"]
+
+
+async def test_drops_are_listed_in_pages(api: Api) -> None:
+    opens = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    for n in range(3):
+        await api.admin.post(f"/v1/skus/D-{n}/receipts", json={"qty": 4})
+        body = {"id": f"drop-{n}", "skus": [f"D-{n}"], "opens_at": opens}
+        made = await api.admin.post("/v1/drops", json=body, headers={"Idempotency-Key": f"d{n}"})
+        assert made.status_code == 201, made.text
+    first = await api.reader.get("/v1/drops", params={"limit": 2})
+    assert first.status_code == 200, first.text
+    assert [d["id"] for d in first.json()["items"]] == ["drop-0", "drop-1"]
+    assert first.json()["items"][0]["open"] is False
+    rest = await api.reader.get("/v1/drops", params={"cursor": first.json()["next_cursor"]})
+    assert [d["id"] for d in rest.json()["items"]] == ["drop-2"]
+    assert rest.json()["next_cursor"] is None
+    problem_of(await api.reader.get("/v1/drops", params={"limit": 0}), 422, "invalid_request")
+    problem_of(await api.reader.get("/v1/drops", params={"cursor": "a b"}), 422, "invalid_request")
+    problem_of(await api.anon.get("/v1/drops"), 401, "unauthorized")

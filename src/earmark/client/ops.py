@@ -24,6 +24,7 @@ from earmark.models import (
     UNCHANGED,
     CountResult,
     Drop,
+    DropPage,
     Line,
     PurchaseOrder,
     Reservation,
@@ -702,6 +703,12 @@ class ClientOps:
             "offer_ttl_seconds": offer_ttl_seconds,
         }
         return self._write("/v1/drops", body, Drop, idempotency_key)
+
+    @route("GET /v1/drops")
+    def list_drops(self, *, cursor: str | None = None, limit: int = 50) -> Call[DropPage]:
+        """A page of drops by id, with their live figures (``Engine.list_drops``)."""
+        params: Params = _without_none({"cursor": cursor}) | {"limit": limit}
+        return Call("GET", "/v1/drops", _model(DropPage), params=params)
 
     @route("GET /v1/drops/{drop_id}")
     def get_drop(self, drop_id: str) -> Call[Drop]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query
 from pydantic import AwareDatetime, Field, StrictBool, StrictInt
 from starlette.responses import Response
 
@@ -18,7 +18,7 @@ from earmark.api.deps import IdempotencyKey, Reading, Stocking
 from earmark.api.responses import WRITES, model_response, problem_responses
 from earmark.api.schemas import INTEGRAL, NAME_PATTERN, Request, Sku, TtlSeconds
 from earmark.errors import DropAlreadyOpen, DropExists, DropNotFound, SkuInDrop
-from earmark.models import Drop
+from earmark.models import Drop, DropPage
 
 router = APIRouter(prefix="/v1/drops", tags=["drops"])
 
@@ -87,6 +87,32 @@ async def create_drop(body: DropIn, ctx: Stocking, idempotency_key: IdempotencyK
         idempotency_key=idempotency_key,
     )
     return model_response(drop, 201, {"Location": f"{router.prefix}/{drop.id}"})
+
+
+@router.get(
+    "",
+    response_model=DropPage,
+    responses=problem_responses(),
+    summary="Every drop, by id, page by page, with its live figures",
+)
+async def list_drops(
+    ctx: Reading,
+    cursor: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=limits.DROP_ID_LENGTH_MAX,
+            pattern=NAME_PATTERN,
+            description="`next_cursor` of the previous page",
+        ),
+    ] = None,
+    limit: Annotated[
+        int, Query(ge=1, le=limits.DROP_PAGE_LIMIT_MAX, description="drops per page")
+    ] = 50,
+) -> Response:
+    """Each drop as `GET /v1/drops/{id}` answers it (rules, `open`, `sold`, `held`), in id
+    order. Pass `next_cursor` as `cursor` until it is null."""
+    return model_response(await ctx.engine.list_drops(cursor=cursor, limit=limit))
 
 
 @router.get(

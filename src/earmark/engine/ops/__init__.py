@@ -3,7 +3,7 @@ operation`` for how a generator method becomes a method of both engines)."""
 
 from earmark.engine.ops.alerts import AlertOps
 from earmark.engine.ops.counts import CountOps
-from earmark.engine.ops.drops import DropOps
+from earmark.engine.ops.drops import DropListing, DropOps
 from earmark.engine.ops.keys import KeyOps
 from earmark.engine.ops.listing import ListingOps
 from earmark.engine.ops.losses import LossOps
@@ -30,6 +30,7 @@ class Operations(
     StatusOps,
     KeyOps,
     DropOps,
+    DropListing,
     ListingOps,
     SeatOps,
     AlertOps,
