@@ -51,6 +51,7 @@ async def list_reservations(
         Query(
             min_length=1,
             max_length=limits.CUSTOMER_LENGTH_MAX,
+            pattern=r"^[\x20-\x7e]*[\x21-\x7e][\x20-\x7e]*$",  # printable, not blank
             description="only a drop's holds of this customer (trimmed and case-folded as "
             "`POST /v1/reservations` records it)",
         ),
