@@ -145,3 +145,7 @@ ALERTS_PER_READ_MAX = 500
 REPORT_LISTED_MAX = 1_000
 # Discrepancy cases per page of GET /v1/discrepancies.
 CASES_PAGE_MAX = 500
+# Held reservations per page of GET /v1/reservations (`earmark reservations list`), and
+# the statuses it lists: only held ones are indexed in Redis.
+RESERVATION_PAGE_MAX = 100
+LISTED_RESERVATION_STATUSES = ("held",)

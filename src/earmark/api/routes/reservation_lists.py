@@ -14,7 +14,6 @@ from earmark.api.deps import Reading
 from earmark.api.params import LocationQuery
 from earmark.api.responses import model_response, problem_responses
 from earmark.api.schemas import NAME_PATTERN, ReservationPage
-from earmark.engine.ops.listing import LISTED_STATUSES
 
 router = APIRouter(prefix="/v1", tags=["reservations"])
 
@@ -43,7 +42,7 @@ async def list_reservations(
             max_length=16,
             description="only `held` for now: the others are in `GET /v1/ledger` (422 "
             "`invalid_request` saying so)",
-            json_schema_extra={"enum": list(LISTED_STATUSES)},
+            json_schema_extra={"enum": list(limits.LISTED_RESERVATION_STATUSES)},
         ),
     ] = "held",
     customer: Annotated[
@@ -59,7 +58,10 @@ async def list_reservations(
     cursor: Annotated[
         str | None, Query(max_length=64, description="`next_cursor` of the previous page")
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=100, description="reservations per page, at most")] = 50,
+    limit: Annotated[
+        int,
+        Query(ge=1, le=limits.RESERVATION_PAGE_MAX, description="reservations per page, at most"),
+    ] = 50,
 ) -> Response:
     """Held reservations from the expiry indexes in Redis, soonest expiry first: every
     partition's (a cart held in several partitions appears once per partition), or the

@@ -71,7 +71,8 @@ def check_reorder(reorder_point: object, rearm_above: object, lead_time_days: ob
 
 def _alert(sku: str, location: str, raw: list[Any]) -> LowStockAlert | None:
     values = dict(zip(ALERT_FIELDS, (None if v is None else text(v) for v in raw), strict=True))
-    if not is_low(values["alert_low"], values["reorder_point"]):
+    point = values["reorder_point"]
+    if point is None or not is_low(values["alert_low"], point):
         return None
     on_hand = int(values["on_hand"] or 0)
     held = int(values["reserved"] or 0) + int(values["committed"] or 0)
@@ -82,7 +83,7 @@ def _alert(sku: str, location: str, raw: list[Any]) -> LowStockAlert | None:
         location=location,
         available=on_hand - held,
         on_hand=on_hand,
-        reorder_point=int(values["reorder_point"]),
+        reorder_point=int(point),
         rearm_above=int(values["rearm_above"] or 0),
         lead_time_days=None if lead in (None, "") else int(lead),
         low_since=low_since,

@@ -22,8 +22,8 @@ from earmark.engine.steps import Op, Pipeline
 from earmark.errors import InvalidRequest, ReservationNotFound
 from earmark.models import Reservation, ReservationPage
 
-RESERVATION_PAGE_LIMIT_MAX = 100
-LISTED_STATUSES = ("held",)
+RESERVATION_PAGE_LIMIT_MAX = limits.RESERVATION_PAGE_MAX
+LISTED_STATUSES = limits.LISTED_RESERVATION_STATUSES
 
 
 def encode_hold_cursor(partition: int, expiry_ms: int, seen: int) -> str:

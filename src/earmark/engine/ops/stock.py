@@ -205,7 +205,7 @@ class StockOps(OpsBase):
     def _low_only(self, wanted: list[tuple[str, str]]) -> Op[list[tuple[str, str]]]:
         """The records of ``wanted`` whose alert is low, read as ``alerts()`` reads it
         (``alert_low`` set with a reorder point), in one pipeline."""
-        commands = [
+        commands: list[tuple[str | int, ...]] = [
             ("HMGET", self.keys.stock(self.partition_of(sku), sku, loc), *LOW_FIELDS)
             for sku, loc in wanted
         ]
