@@ -149,3 +149,5 @@ CASES_PAGE_MAX = 500
 # the statuses it lists: only held ones are indexed in Redis.
 RESERVATION_PAGE_MAX = 100
 LISTED_RESERVATION_STATUSES = ("held",)
+# Drops /metrics exports per scrape (drops are few; the rest are left out, by id order).
+DROPS_SCRAPED_MAX = 100
