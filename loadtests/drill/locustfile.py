@@ -41,6 +41,7 @@ from loadtests.drill import verdict  # noqa: E402
 from loadtests.drill.client import ApiError, HttpApi, auth_headers, idempotency_key, seed  # noqa: E402
 from loadtests.drill.ledger import SubprocessLedger  # noqa: E402
 from loadtests.drill.scenario import Scenario, ScenarioError  # noqa: E402
+from loadtests.drill.stats_csv import write_final_stats  # noqa: E402
 
 log = logging.getLogger("earmark.drill")
 
@@ -203,6 +204,7 @@ def on_test_stop(environment: Environment, **_: Any) -> None:
     if not state.started or isinstance(environment.runner, WorkerRunner):
         return  # only the master (or the one local runner) judges a run
     log.info("earmark drill: users stopped, checking the engine (holds drain first)")
+    write_final_stats(environment)  # the CSV counts what the tally counts
     observed = verdict.Observed(
         baseline=state.baseline,
         tally=state.tally,
