@@ -154,3 +154,9 @@ CASES_PAGE_MAX = 500
 
 # Drops per page of GET /v1/drops (the console's Drops page).
 DROP_PAGE_LIMIT_MAX = 100
+# Held reservations per page of GET /v1/reservations (`earmark reservations list`), and
+# the statuses it lists: only held ones are indexed in Redis.
+RESERVATION_PAGE_MAX = 100
+LISTED_RESERVATION_STATUSES = ("held",)
+# Drops /metrics exports per scrape (drops are few; the rest are left out, by id order).
+DROPS_SCRAPED_MAX = 100

@@ -260,6 +260,26 @@ class Drop(Frozen):
     held: int = 0
 
 
+class DropSkuFigures(Frozen):
+    """One SKU of a drop: committed (``sold``) and reserved (``held``) units over every
+    location."""
+
+    sku: str
+    sold: int = 0
+    held: int = 0
+
+
+class DropFigures(Frozen):
+    """A drop's live figures as ``/metrics`` exports them (``Engine.drop_figures``):
+    whether it is open on the server clock, its units sold and held, and per SKU."""
+
+    id: str
+    open: bool = False
+    sold: int = 0
+    held: int = 0
+    skus: tuple[DropSkuFigures, ...] = ()
+
+
 # -- seats (docs/seats.md) ---------------------------------------------------------------
 
 SeatOverage = Literal["none", "1.25x", "1.5x", "2x"]

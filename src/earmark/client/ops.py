@@ -136,10 +136,18 @@ class ClientOps:
         location: str | None = None,
         cursor: str | None = None,
         limit: int = 100,
+        low_stock: bool = False,
     ) -> Call[StockPage]:
-        """One page of the stock index (``Engine.stock_page``); pass ``next_cursor`` back."""
+        """One page of the stock index (``Engine.stock_page``); pass ``next_cursor`` back.
+        ``low_stock``: only records whose low-stock alert is active."""
         params: Params = _without_none(
-            {"prefix": prefix or None, "location": location, "cursor": cursor, "limit": limit}
+            {
+                "prefix": prefix or None,
+                "location": location,
+                "cursor": cursor,
+                "limit": limit,
+                "low_stock": "true" if low_stock else None,
+            }
         )
         return Call("GET", "/v1/skus", _model(StockPage), params=params)
 
@@ -280,13 +288,14 @@ class ClientOps:
         sku: str | None = None,
         location: str = DEFAULT_LOCATION,
         status: str = "held",
+        customer: str | None = None,
         cursor: str | None = None,
         limit: int = 50,
     ) -> Call[ReservationPage]:
         """Held reservations, soonest expiry first (``Engine.held_reservations``)."""
         params: Params = _without_none(
-            {"sku": sku, "location": location, "status": status, "cursor": cursor}
-            | {"limit": limit}
+            {"sku": sku, "location": location, "status": status, "customer": customer}
+            | {"cursor": cursor, "limit": limit}
         )
         return Call("GET", "/v1/reservations", _model(ReservationPage), params=params)
 

@@ -3,6 +3,7 @@ operation`` for how a generator method becomes a method of both engines)."""
 
 from earmark.engine.ops.alerts import AlertOps
 from earmark.engine.ops.counts import CountOps
+from earmark.engine.ops.drop_figures import DropFigureOps
 from earmark.engine.ops.drops import DropListing, DropOps
 from earmark.engine.ops.keys import KeyOps
 from earmark.engine.ops.listing import ListingOps
@@ -31,6 +32,7 @@ class Operations(
     KeyOps,
     DropOps,
     DropListing,
+    DropFigureOps,
     ListingOps,
     SeatOps,
     AlertOps,
