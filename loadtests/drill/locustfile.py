@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import gevent
 from locust import FastHttpUser, events, task
 from locust.argument_parser import LocustArgumentParser
 from locust.env import Environment
@@ -41,6 +42,7 @@ from loadtests.drill import verdict  # noqa: E402
 from loadtests.drill.client import ApiError, HttpApi, auth_headers, idempotency_key, seed  # noqa: E402
 from loadtests.drill.ledger import SubprocessLedger  # noqa: E402
 from loadtests.drill.scenario import Scenario, ScenarioError  # noqa: E402
+from loadtests.drill.stats_csv import write_final_stats  # noqa: E402
 
 log = logging.getLogger("earmark.drill")
 
@@ -153,6 +155,8 @@ class Drill:
     started: bool = False  # a test ran (the web UI may quit before any)
     result: verdict.Verdict | None = None
     notes: list[str] = field(default_factory=list)
+    progress: Any = None  # the greenlet printing progress lines while users run
+    started_at: float = 0.0  # time.monotonic() at test_start
 
 
 DRILL: Drill | None = None
@@ -194,6 +198,24 @@ def on_test_start(environment: Environment, **_: Any) -> None:
     except ApiError as error:
         state.baseline, state.baseline_error = None, str(error)
         log.error("earmark drill: the API could not be read at the start: %s", error)
+    state.started_at = time.monotonic()
+    if state.progress is None:
+        state.progress = gevent.spawn(report_progress, environment, state)
+
+
+def print_progress(environment: Environment, state: Drill) -> None:
+    total = environment.stats.total
+    p99 = total.get_response_time_percentile(0.99) if total.num_requests else None
+    elapsed = time.monotonic() - state.started_at
+    print(verdict.progress_line(elapsed, state.tally, p99), flush=True)
+
+
+def report_progress(environment: Environment, state: Drill) -> None:
+    """A progress line every few seconds until the users stop (then test_stop kills it
+    and prints the last one)."""
+    while True:
+        time.sleep(verdict.PROGRESS_INTERVAL_SECONDS)  # gevent-patched: yields
+        print_progress(environment, state)
 
 
 @events.test_stop.add_listener
@@ -202,7 +224,12 @@ def on_test_stop(environment: Environment, **_: Any) -> None:
     state = drill()
     if not state.started or isinstance(environment.runner, WorkerRunner):
         return  # only the master (or the one local runner) judges a run
+    if state.progress is not None:
+        state.progress.kill(block=False)
+        state.progress = None
+    print_progress(environment, state)  # the figures as the users stopped
     log.info("earmark drill: users stopped, checking the engine (holds drain first)")
+    write_final_stats(environment)  # the CSV counts what the tally counts
     observed = verdict.Observed(
         baseline=state.baseline,
         tally=state.tally,

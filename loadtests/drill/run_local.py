@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -83,7 +84,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--sweep-interval", type=float, default=1.0, help="the server's sweep interval, s")
     add("--embedded", action="store_true", help="in-process store + SQLite, no servers")
     add("--out", type=Path, help="report directory (default: a new temp directory)")
+    add("--keep", action="store_true", help="keep the temp directory (without --out it is "
+        "removed at the end, reports and all)")  # fmt: skip
     return parser.parse_args(argv)
+
+
+def clean_up(out: Path, args: argparse.Namespace) -> None:
+    """Removes the temp directory the drill made (never a given --out) unless --keep."""
+    if args.out is None and not args.keep:
+        shutil.rmtree(out, ignore_errors=False)
+        print(f"run_local: removed {out} (--keep keeps it)", flush=True)
 
 
 def scenario_of(args: argparse.Namespace) -> Scenario:
@@ -272,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not skip clean-up
             signal.signal(sig, signal.SIG_IGN)
         stack.close()
+        clean_up(out, args)
 
 
 if __name__ == "__main__":

@@ -95,6 +95,11 @@ class Tally:
     committed_units: Counter[str] = field(default_factory=Counter)  # sku -> units
     unexpected: Counter[str] = field(default_factory=Counter)  # "endpoint -> status"
 
+    @property
+    def holding(self) -> int:
+        """Holds neither committed nor released (abandoned ones until they expire)."""
+        return self.accepted - self.committed - self.released - self.gone
+
     def record_unexpected(self, endpoint: str, status: int | str) -> None:
         self.unexpected[f"{endpoint} -> {status}"] += 1
 
@@ -506,3 +511,16 @@ def _table(rows: Sequence[Sequence[str]]) -> list[str]:
         return "    " + "  ".join(cells).rstrip()
 
     return [line(row) for row in rows]
+
+
+PROGRESS_INTERVAL_SECONDS = 5.0
+
+
+def progress_line(elapsed_seconds: float, tally: Tally, p99_ms: float | None) -> str:
+    """The line the drill prints every ``PROGRESS_INTERVAL_SECONDS`` while it runs."""
+    p99 = "-" if p99_ms is None else f"{p99_ms:.0f} ms"
+    sold = sum(tally.committed_units.values())
+    return (
+        f"drill {elapsed_seconds:5.0f}s: sold {sold} units ({tally.committed} carts), "
+        f"refused {tally.refused}, held {tally.holding}, p99 so far {p99}"
+    )

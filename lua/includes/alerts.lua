@@ -40,17 +40,33 @@ local function demand_24h(stock_key, now)
   return total
 end
 
--- The check every availability change runs once its stock hash is written: `levels` are
--- the buckets after the change, `reserved_units` the units this change reserved (demand;
--- 0 for any other write). With a reorder point set: an armed alert whose available fell
--- to or below it fires ONE 'stock_low' event (no deltas) and disarms; a disarmed one
--- re-arms ('stock_rearmed') only once available is above rearm_above (hysteresis).
-local function check_low_stock(ctx, stock_key, sku, loc, levels, reserved_units)
-  if reserved_units > 0 then
-    record_demand(stock_key, ctx.now, reserved_units)
+-- The stock-hash fields the alert check reads, in this order (see low_stock_check).
+local ALERT_FIELDS = {'reorder_point', 'rearm_above', 'lead_time_days', 'alert_low'}
+
+-- The demand-ring fields of `now`'s hour and the value to write there once `units` more
+-- are reserved, from that slot's current (hour, units) `hour_raw`, `units_raw`.
+local function demand_slot(now, units, hour_raw, units_raw)
+  local hour = math.floor(now / HOUR_MS)
+  local slot = hour % DEMAND_HOURS
+  local total = units
+  if tonumber(hour_raw or '-1') == hour then
+    total = total + tonumber(units_raw or '0')
   end
-  local raw = rcall('HMGET', stock_key, 'reorder_point', 'rearm_above', 'lead_time_days',
-                    'alert_low')
+  return {'dh' .. slot, hour, 'du' .. slot, total}
+end
+
+-- The demand-ring field names of `now`'s hour (to read beside the buckets).
+local function demand_fields(now)
+  local slot = math.floor(now / HOUR_MS) % DEMAND_HOURS
+  return 'dh' .. slot, 'du' .. slot
+end
+
+-- The alert decision on a stock key whose ALERT_FIELDS the caller read (`raw`, in that
+-- order) after its last write to them: `levels` are the buckets after the change. With
+-- a reorder point set: an armed alert whose available fell to or below it fires ONE
+-- 'stock_low' event (no deltas) and disarms; a disarmed one re-arms ('stock_rearmed')
+-- only once available is above rearm_above (hysteresis).
+local function low_stock_check(ctx, stock_key, sku, loc, levels, raw)
   if not raw[1] then
     return
   end
@@ -72,4 +88,16 @@ local function check_low_stock(ctx, stock_key, sku, loc, levels, reserved_units)
     emit(ctx, 'stock_rearmed', sku, loc, 0, {},
          {'available', free, 'on_hand', levels.on_hand, 'rearm_above', rearm})
   end
+end
+
+-- The check every availability change runs once its stock hash is written: `levels` are
+-- the buckets after the change, `reserved_units` the units this change reserved (demand;
+-- 0 for any other write). See low_stock_check; reserve reads the fields with the buckets
+-- and calls low_stock_check itself.
+local function check_low_stock(ctx, stock_key, sku, loc, levels, reserved_units)
+  if reserved_units > 0 then
+    record_demand(stock_key, ctx.now, reserved_units)
+  end
+  low_stock_check(ctx, stock_key, sku, loc, levels,
+                  rcall('HMGET', stock_key, unpack(ALERT_FIELDS)))
 end

@@ -9,6 +9,8 @@ local rcall = redis.call
 -- constant in earmark/limits.py (a test checks they agree).
 -- Lines of one cart, delivery or purchase order part.
 local LINES_MAX = 50
+-- Carts one batched reserve call carries (lua/reserve_batch.lua).
+local CARTS_PER_CALL_MAX = 64
 -- Expired holds one call may give back per line.
 local RECLAIM_PER_LINE_LIMIT = 1000
 -- (sku, location) pairs one read_stock call answers.
@@ -26,10 +28,15 @@ local DROP_CUSTOMER_LIMIT_MAX = 100
 -- no owner a caller could match.
 local REBUILD_ACTOR = 'earmark:rebuild'
 
--- Server clock in whole milliseconds. Scripts never take a client clock.
+-- Server clock in whole milliseconds. Scripts never take a client clock. Read once per
+-- script call: a script (and each cart of a batched call) runs at one instant.
+local clock_ms = nil
 local function now_ms()
-  local t = rcall('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  if not clock_ms then
+    local t = rcall('TIME')
+    clock_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return clock_ms
 end
 
 -- Fails the script (a bug in the caller, not a refusal) unless the call sent `expected`
@@ -54,14 +61,30 @@ end
 local BUCKETS = {'on_hand', 'reserved', 'committed', 'in_transit', 'returned',
                  'damaged', 'written_off', 'inbound', 'version'}
 
--- All buckets of one stock key as a table of integers (missing fields are 0).
-local function read_levels(stock_key)
-  local raw = rcall('HMGET', stock_key, unpack(BUCKETS))
+-- All buckets of one stock key as a table of integers (missing fields are 0), and, when
+-- the caller names `extra` fields, their raw values (a list, nil where unset) read in
+-- the same HMGET.
+local function read_levels(stock_key, extra)
+  local fields = BUCKETS
+  if extra then
+    fields = {unpack(BUCKETS)}
+    for i = 1, #extra do
+      fields[#fields + 1] = extra[i]
+    end
+  end
+  local raw = rcall('HMGET', stock_key, unpack(fields))
   local levels = {}
   for i, name in ipairs(BUCKETS) do
     levels[name] = tonumber(raw[i] or '0')
   end
-  return levels
+  if not extra then
+    return levels
+  end
+  local values = {}
+  for i = 1, #extra do
+    values[i] = raw[#BUCKETS + i]
+  end
+  return levels, values
 end
 
 local function available(levels)
@@ -104,8 +127,9 @@ end
 -- state must be caught before the first write. One HSET writes the changed buckets and
 -- the new version. `log_key` is the stock key's on_hand log; a change of on_hand without
 -- it is refused, so every on_hand change is logged (cycle counts depend on it).
+-- `extra`: further field/value pairs the same HSET writes (none of them a bucket).
 -- Returns `levels`, updated.
-local function apply(stock_key, levels, deltas, log_key)
+local function apply(stock_key, levels, deltas, log_key, extra)
   local changes = {}
   for name, delta in pairs(deltas) do
     if levels[name] == nil or name == 'version' then
@@ -130,6 +154,11 @@ local function apply(stock_key, levels, deltas, log_key)
   levels.version = levels.version + 1
   changes[#changes + 1] = 'version'
   changes[#changes + 1] = levels.version
+  if extra then
+    for i = 1, #extra do
+      changes[#changes + 1] = extra[i]
+    end
+  end
   rcall('HSET', stock_key, unpack(changes))
   if log_key then
     log_on_hand(log_key, before_version, before_on_hand, levels.version, levels.on_hand)

@@ -29,20 +29,26 @@ end
 -- bound was reached). A caller whose answer depends on `reserved` (a refusal, an
 -- exposure) must not give it while `more`: it returns RECLAIM_MORE instead, and Python
 -- calls again (each call gave back `limit` holds: progress), RECLAIM_ROUNDS_MAX times.
-local function reclaim_holds(ctx, stock_key, hexp_key, hqty_key, sku, loc, limit)
+-- `extra` (optional): further fields of the stock hash to return as of after the
+-- reclaim (read with the buckets; read again only when a hold was given back).
+local function reclaim_holds(ctx, stock_key, hexp_key, hqty_key, sku, loc, limit, extra)
   limit = bounded(limit, 'reclaim limit', 0, RECLAIM_PER_LINE_LIMIT)
-  local levels = read_levels(stock_key)
+  local levels, values = read_levels(stock_key, extra)
   if limit == 0 then
-    return levels, false
+    return levels, false, values
   end
   local ids = rcall('ZRANGEBYSCORE', hexp_key, '-inf', ctx.now, 'LIMIT', 0, limit + 1)
   local expiry_ctx = {events = ctx.events, actor = EXPIRY_ACTOR, idem = '', channel = '',
                       now = ctx.now}
-  for i = 1, math.min(#ids, limit) do
+  local given = math.min(#ids, limit)
+  for i = 1, given do
     give_back(expiry_ctx, 'expired', ids[i], stock_key, hexp_key, hqty_key, sku, loc, 'ttl',
               levels)
   end
-  return levels, #ids > limit
+  if extra and given > 0 then
+    values = rcall('HMGET', stock_key, unpack(extra))
+  end
+  return levels, #ids > limit, values
 end
 
 -- The reply of a write that cannot answer yet: expired holds it may not reclaim in this

@@ -14,12 +14,33 @@ local FINGERPRINT_LENGTH = 32
 -- The server's replication id (INFO replication): it changes when a replica is promoted
 -- or a Redis restarts without its replication state.
 -- '' where the server cannot tell (an in-process fakeredis has no INFO).
+-- Asked once per script call (INFO builds a long string): the id cannot change within it.
+local replid_seen = nil
 local function server_replid()
-  local info = redis.pcall('INFO', 'replication')
-  if type(info) ~= 'string' then
-    return ''
+  if replid_seen == nil then
+    local info = redis.pcall('INFO', 'replication')
+    replid_seen = ''
+    if type(info) == 'string' then
+      replid_seen = string.match(info, 'master_replid:(%w+)') or ''
+    end
   end
-  return string.match(info, 'master_replid:(%w+)') or ''
+  return replid_seen
+end
+
+-- The partition's meta fields a write checks, read once per script call per meta key (a
+-- batched call opens many writes on one partition; no write script changes these
+-- fields before it opens a write).
+local META_FIELDS = {'generation', 'fenced', 'replid', 'backlog_max'}
+local meta_seen = {}
+local function read_meta(meta_key)
+  local meta = meta_seen[meta_key]
+  if not meta then
+    local raw = rcall('HMGET', meta_key, unpack(META_FIELDS))
+    meta = {generation = raw[1], fenced = raw[2], replid = raw[3],
+            backlog_max = tonumber(raw[4] or '0')}
+    meta_seen[meta_key] = meta
+  end
+  return meta
 end
 
 -- Why the partition cannot be trusted, or nil when it can: it must carry its generation
@@ -28,14 +49,14 @@ end
 -- primary: a promoted replica answers 'unverified' until the record vouches for it
 -- (earmark.durable.service), so no write lands on it unchecked. Reads check this too.
 local function store_refusal(meta_key)
-  local meta = rcall('HMGET', meta_key, 'generation', 'fenced', 'replid')
-  if not meta[1] then
+  local meta = read_meta(meta_key)
+  if not meta.generation then
     return 'no generation marker: its data was lost or never set up'
   end
-  if meta[2] then
-    return 'fenced: ' .. meta[2]
+  if meta.fenced then
+    return 'fenced: ' .. meta.fenced
   end
-  if meta[3] and meta[3] ~= '' and meta[3] ~= server_replid() then
+  if meta.replid and meta.replid ~= '' and meta.replid ~= server_replid() then
     return 'unverified: this primary has not been checked against the durable record yet'
   end
   return nil
@@ -49,7 +70,7 @@ end
 -- unset: no bound), else the refusal: the durable record is down or far behind, and
 -- new demand must not fill Redis's memory meanwhile.
 local function backlog_refusal(meta_key, events_key)
-  local limit = tonumber(rcall('HGET', meta_key, 'backlog_max') or '0')
+  local limit = read_meta(meta_key).backlog_max
   if limit <= 0 then
     return nil
   end

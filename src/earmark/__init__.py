@@ -68,6 +68,7 @@ from earmark.errors import (
 from earmark.models import (
     CountResult,
     Drop,
+    DropPage,
     Line,
     PurchaseOrder,
     PurchaseOrderLine,
@@ -109,6 +110,7 @@ __all__ = [
     "DropExists",
     "DropNotFound",
     "DropNotOpen",
+    "DropPage",
     "DurabilityBacklog",
     "EarmarkError",
     "Engine",

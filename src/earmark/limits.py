@@ -77,6 +77,12 @@ CONNECTIONS_MAX = 100
 CONNECTION_WAIT_S = 10.0
 # Script calls the asyncio engine coalesces into one pipeline, at most.
 COALESCED_CALLS_MAX = 256
+# Concurrent reserves of one partition the asyncio engine sends as ONE script call
+# (lua/reserve_batch.lua), at most, and the most bytes of KEYS and ARGV one such call
+# carries: a batch past either bound is split. 64 carts keep one call's time in Redis
+# near a few milliseconds; 256 KiB keeps it far below Redis's query buffer limits.
+CARTS_PER_CALL_MAX = 64
+BATCH_BYTES_MAX = 256 * 1024
 
 # Replicated writes (EngineConfig.min_replicas_ack): replicas a write may wait for, and
 # how long one WAIT waits for them.
@@ -145,3 +151,12 @@ ALERTS_PER_READ_MAX = 500
 REPORT_LISTED_MAX = 1_000
 # Discrepancy cases per page of GET /v1/discrepancies.
 CASES_PAGE_MAX = 500
+
+# Drops per page of GET /v1/drops (the console's Drops page).
+DROP_PAGE_LIMIT_MAX = 100
+# Held reservations per page of GET /v1/reservations (`earmark reservations list`), and
+# the statuses it lists: only held ones are indexed in Redis.
+RESERVATION_PAGE_MAX = 100
+LISTED_RESERVATION_STATUSES = ("held",)
+# Drops /metrics exports per scrape (drops are few; the rest are left out, by id order).
+DROPS_SCRAPED_MAX = 100

@@ -286,6 +286,26 @@ class WaitlistEntry(Frozen):
     changed_at: datetime
 
 
+class DropSkuFigures(Frozen):
+    """One SKU of a drop: committed (``sold``) and reserved (``held``) units over every
+    location."""
+
+    sku: str
+    sold: int = 0
+    held: int = 0
+
+
+class DropFigures(Frozen):
+    """A drop's live figures as ``/metrics`` exports them (``Engine.drop_figures``):
+    whether it is open on the server clock, its units sold and held, and per SKU."""
+
+    id: str
+    open: bool = False
+    sold: int = 0
+    held: int = 0
+    skus: tuple[DropSkuFigures, ...] = ()
+
+
 # -- seats (docs/seats.md) ---------------------------------------------------------------
 
 SeatOverage = Literal["none", "1.25x", "1.5x", "2x"]
@@ -437,3 +457,11 @@ class ReconciliationReport(Frozen):
     created_by: str
     created_at: datetime
     completed_at: datetime | None = None
+
+
+class DropPage(Frozen):
+    """One page of drops by id (``GET /v1/drops``): pass ``next_cursor`` back for the
+    next; None when there are no more."""
+
+    items: list[Drop]
+    next_cursor: str | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tests.support.api import Api, problem_of
@@ -39,10 +40,29 @@ async def test_pages_filters_and_bad_input(api: Api) -> None:
     problem_of(await api.anon.get("/v1/skus"), 401, "unauthorized")
 
 
+async def test_low_stock_filter(api: Api) -> None:
+    for sku, qty in (("LOW", 2), ("HIGH", 20), ("PLAIN", 1)):
+        await api.admin.post(f"/v1/skus/{sku}/receipts", json={"qty": qty})
+    for sku in ("LOW", "HIGH"):
+        put = await api.admin.put(
+            f"/v1/skus/{sku}/reorder", json={"reorder_point": 5, "rearm_above": 8}
+        )
+        assert put.status_code == 200, put.text
+    low = await walk(api, low_stock="true")
+    assert [(x["sku"], x["available"]) for x in low] == [("LOW", 2)]
+    alerts = (await api.reader.get("/v1/alerts")).json()["items"]
+    assert [a["sku"] for a in alerts] == [x["sku"] for x in low]
+    assert len(await walk(api, low_stock="false")) == 3
+    problem_of(
+        await api.reader.get("/v1/skus", params={"low_stock": "maybe"}), 422, "invalid_request"
+    )
+
+
 async def test_the_route_is_in_the_openapi_document(api: Api) -> None:
     schema = (await api.anon.get("/openapi.json")).json()
     operation = schema["paths"]["/v1/skus"]["get"]
-    assert {p["name"] for p in operation["parameters"]} >= {"prefix", "location", "cursor", "limit"}
+    names = {p["name"] for p in operation["parameters"]}
+    assert names >= {"prefix", "location", "cursor", "limit", "low_stock"}
     assert "422" in operation["responses"] and "401" in operation["responses"]
     assert "application/problem+json" in operation["responses"]["422"]["content"]
 
@@ -70,13 +90,55 @@ async def test_held_reservations_over_http(api: Api) -> None:
     assert sorted(r["id"] for r in every["items"]) == sorted(ids[:2])
 
     bad = await api.reader.get("/v1/reservations", params={"status": "committed"})
-    problem_of(bad, 422, "invalid_request")
+    assert "GET /v1/ledger" in problem_of(bad, 422, "invalid_request")["detail"]
     bad = await api.reader.get("/v1/reservations", params={"cursor": "x"})
     problem_of(bad, 422, "invalid_request")
     problem_of(await api.anon.get("/v1/reservations"), 401, "unauthorized")
     schema = (await api.anon.get("/openapi.json")).json()
     operation = schema["paths"]["/v1/reservations"]["get"]
     assert {p["name"] for p in operation["parameters"]} == {
-        "sku", "location", "status", "cursor", "limit"
+        "sku", "location", "status", "customer", "cursor", "limit"
     }  # fmt: skip
+    (status,) = [p for p in operation["parameters"] if p["name"] == "status"]
+    assert status["schema"]["enum"] == ["held"]
     assert "application/problem+json" in operation["responses"]["422"]["content"]
+
+
+async def test_drops_are_listed_in_pages(api: Api) -> None:
+    opens = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    for n in range(3):
+        await api.admin.post(f"/v1/skus/D-{n}/receipts", json={"qty": 4})
+        body = {"id": f"drop-{n}", "skus": [f"D-{n}"], "opens_at": opens}
+        made = await api.admin.post("/v1/drops", json=body, headers={"Idempotency-Key": f"d{n}"})
+        assert made.status_code == 201, made.text
+    first = await api.reader.get("/v1/drops", params={"limit": 2})
+    assert first.status_code == 200, first.text
+    assert [d["id"] for d in first.json()["items"]] == ["drop-0", "drop-1"]
+    assert first.json()["items"][0]["open"] is False
+    rest = await api.reader.get("/v1/drops", params={"cursor": first.json()["next_cursor"]})
+    assert [d["id"] for d in rest.json()["items"]] == ["drop-2"]
+    assert rest.json()["next_cursor"] is None
+    problem_of(await api.reader.get("/v1/drops", params={"limit": 0}), 422, "invalid_request")
+    problem_of(await api.reader.get("/v1/drops", params={"cursor": "a b"}), 422, "invalid_request")
+    problem_of(await api.anon.get("/v1/drops"), 401, "unauthorized")
+
+
+async def test_held_reservations_of_a_customer_over_http(api: Api) -> None:
+    await api.admin.post("/v1/skus/TEE/receipts", json={"qty": 10})
+    opens = (datetime.now(UTC) - timedelta(minutes=1)).isoformat()
+    made = await api.admin.post(
+        "/v1/drops",
+        json={"id": "launch", "skus": ["TEE"], "opens_at": opens},
+        headers={"Idempotency-Key": "drop"},
+    )
+    assert made.status_code == 201, made.text
+    ids = {}
+    for customer in ("Ann@X ", "bob"):
+        body = {"lines": [{"sku": "TEE", "qty": 1}], "customer": customer}
+        held = await api.reserver.post("/v1/reservations", json=body)
+        assert held.status_code == 201, held.text
+        ids[customer] = held.json()["id"]
+    page = await api.reader.get("/v1/reservations", params={"customer": " ann@x"})
+    assert [r["id"] for r in page.json()["items"]] == [ids["Ann@X "]]
+    bad = await api.reader.get("/v1/reservations", params={"customer": "  "})
+    problem_of(bad, 422, "invalid_request")

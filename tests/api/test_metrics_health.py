@@ -4,6 +4,7 @@ replays apart from new writes, and reports what it cannot measure as NaN, not 0.
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime, timedelta
 
 import fakeredis
 from prometheus_client.parser import text_string_to_metric_families
@@ -12,6 +13,7 @@ from earmark import AsyncEngine, EngineConfig
 from earmark.api import metrics, responses
 from earmark.api.metrics import Metrics
 from earmark.engine.sweeper import sweep_once
+from earmark.models import DropFigures, DropSkuFigures
 from tests.support.api import Api, make_settings, open_api
 from tests.support.backends import fresh_prefix
 
@@ -106,3 +108,44 @@ async def test_sweeper_failures_are_counted() -> None:
 
 def test_the_replay_header_is_the_one_responses_send() -> None:
     assert responses.REPLAYED_HEADER.lower().encode() == metrics.REPLAYED
+
+
+async def test_per_drop_gauges_after_reserving_in_a_drop(api: Api) -> None:
+    now = datetime.now(UTC)
+    for sku in ("TEE", "CAP", "LATER"):
+        await api.admin.post(f"/v1/skus/{sku}/receipts", json={"qty": 10})
+    drops = [
+        ("launch", ["TEE", "CAP"], now - timedelta(minutes=1)),
+        ("soon", ["LATER"], now + timedelta(hours=1)),
+    ]
+    for drop_id, skus, opens in drops:
+        body = {"id": drop_id, "skus": skus, "opens_at": opens.isoformat()}
+        made = await api.admin.post("/v1/drops", json=body)
+        assert made.status_code == 201, made.text
+    for qty, customer in ((2, "ann"), (3, "bob")):
+        body = {"lines": [{"sku": "TEE", "qty": qty}], "customer": customer}
+        held = await api.reserver.post("/v1/reservations", json=body)
+        assert held.status_code == 201, held.text
+    sold = (await api.reserver.post("/v1/reservations", json={
+        "lines": [{"sku": "CAP", "qty": 1}], "customer": "cat"})).json()["id"]  # fmt: skip
+    assert (await api.reserver.post(f"/v1/reservations/{sold}/commit")).status_code == 200
+
+    found = samples((await api.anon.get("/metrics")).text)
+    assert found[("earmark_drop_open", (("drop", "launch"),))] == 1
+    assert found[("earmark_drop_held", (("drop", "launch"),))] == 5
+    assert found[("earmark_drop_sold", (("drop", "launch"),))] == 1
+    assert found[("earmark_drop_sku_held", (("drop", "launch"), ("sku", "TEE")))] == 5
+    assert found[("earmark_drop_sku_sold", (("drop", "launch"), ("sku", "CAP")))] == 1
+    assert found[("earmark_drop_open", (("drop", "soon"),))] == 0
+    # Per-SKU series only for an open drop's SKUs, none for other SKUs.
+    per_sku = {labels for name, labels in found if name.startswith("earmark_drop_sku_")}
+    assert per_sku == {(("drop", "launch"), ("sku", s)) for s in ("TEE", "CAP")}
+
+
+async def test_no_drop_series_while_redis_is_down() -> None:
+    metrics = Metrics()
+    metrics.set_drops([DropFigures(id="d", open=True, sold=1, held=2,
+                                   skus=(DropSkuFigures(sku="T", sold=1, held=2),))])  # fmt: skip
+    assert value(metrics.render().decode(), "earmark_drop_sku_held", drop="d", sku="T") == 2
+    metrics.set_drops(None)  # stale figures would look like a quiet drop
+    assert not [n for n, _ in samples(metrics.render().decode()) if n.startswith("earmark_drop")]

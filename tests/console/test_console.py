@@ -9,11 +9,15 @@ import asyncio
 import os
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from earmark import Engine, EngineConfig, apikeys
+from earmark import AsyncEngine, Engine, EngineConfig, apikeys
 from earmark.client import Client
 from earmark.durable import service as durable
 from tests.support.api import Api
@@ -25,6 +29,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "artifacts" / "console"
 CHROMIUM_PATHS = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 WAIT_MS = 15_000
+TOKENS: dict[str, str] = {}
+SEEDED_SKUS = 10_000
 
 
 async def test_the_page_and_its_assets_come_from_the_sidecar_alone(api: Api) -> None:
@@ -56,13 +62,22 @@ def chromium() -> str:
 def served(
     redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Serve, str]]:
+    """The server, and the token of a key with every scope; the tokens of a read-only key
+    and of a stock key named ``ops-alice`` are in ``TOKENS``."""
     prefix = fresh_prefix()
     tmp = tmp_path_factory.mktemp("console")
     database_url = f"sqlite:///{tmp / 'earmark.db'}"
     scopes = frozenset(apikeys.SCOPES)
     token, _ = asyncio.run(durable.create_api_key(database_url, "console-operator", scopes))
+    for name, scope in [("console-reader", "read"), ("ops-alice", "stock")]:
+        TOKENS[name], _ = asyncio.run(
+            durable.create_api_key(database_url, name, frozenset({scope}))
+        )
+    TOKENS["prefix"], TOKENS["redis"] = prefix, redis_server.url
     with Engine.from_url(redis_server.url, EngineConfig(prefix=prefix)) as engine:
         engine.receive("SNEAKER", 10, idempotency_key="console-receive")
+        engine.receive("COUNTED", 10, idempotency_key="console-receive-counted")
+        engine.receive("DROP-A", 5, idempotency_key="console-receive-drop")
     env = {
         "EARMARK_REDIS_URL": redis_server.url,
         "EARMARK_PREFIX": prefix,
@@ -124,3 +139,153 @@ def test_the_console_follows_a_reservation_in_a_real_browser(served: tuple[Serve
     assert held.status == "held"
     assert requested, "the page made no request"
     assert all(url.startswith(server.url + "/") for url in requested), sorted(set(requested))
+
+
+@contextmanager
+def console(server: Serve, token: str) -> Iterator[Any]:
+    """A page of the console in Chromium, the key entered; on the way out, every request
+    the page made went to the sidecar (127.0.0.1) and nowhere else."""
+    from playwright.sync_api import expect, sync_playwright
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    requested: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium(), headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1366, "height": 800})
+            page.on("request", lambda request: requested.append(request.url))
+            page.goto(f"{server.url}/console")
+            expect(page.locator("#key-form")).to_be_visible(timeout=WAIT_MS)
+            page.fill("#key-input", token)
+            page.click("#key-form button[type=submit]")
+            page.requested = requested
+            yield page
+        finally:
+            browser.close()
+    assert requested, "the page made no request"
+    assert all(url.startswith(server.url + "/") for url in requested), sorted(set(requested))
+
+
+def test_a_discrepancy_is_resolved_through_the_page(served: tuple[Serve, str]) -> None:
+    from playwright.sync_api import expect
+
+    server, admin = served
+    counted_at = datetime.now(UTC).isoformat()
+    with Client(server.url, api_key=admin) as client:
+        counts = [{"sku": "COUNTED", "qty": 7}]
+        report = client.reconcile(
+            {"source": "3pl-east", "counted_at": counted_at, "counts": counts}
+        )
+    (case,) = report["cases"]
+    with console(server, TOKENS["console-reader"]) as page:
+        page.goto(f"{server.url}/console#/discrepancies")
+        row = page.locator(f'#cases tr[data-case="{case["id"]}"]')
+        expect(row).to_contain_text("COUNTED", timeout=WAIT_MS)
+        page.screenshot(path=str(SCREENSHOTS / "discrepancies.png"), full_page=True)
+        row.get_by_role("button").click()
+        page.fill("#resolve-reason", "the 3PL count is right")
+        page.select_option("#resolve-action", "adjust")
+        page.click("#resolve-form button[type=submit]")
+        # the read key lacks the stock scope: the page asks for a stock key, then resends
+        expect(page.locator("#stock-key-form")).to_be_visible(timeout=WAIT_MS)
+        page.fill("#stock-key-input", TOKENS["ops-alice"])
+        page.keyboard.press("Enter")
+        expect(page.locator("#case-result")).to_contain_text("resolved", timeout=WAIT_MS)
+        assert page.evaluate("sessionStorage.getItem('earmark.console.stock-key')")
+
+        page.goto(f"{server.url}/console#/ledger")
+        page.fill("#ledger-sku", "COUNTED")
+        page.fill("#ledger-type", "adjusted")
+        ledger = page.locator("#ledger-results")
+        for _ in range(30):  # the flusher records the adjustment within moments
+            page.click("#ledger-filter button")
+            page.wait_for_timeout(300)
+            if "ops-alice" in ledger.inner_text():
+                break
+        expect(ledger).to_contain_text("ops-alice")
+        expect(ledger).to_contain_text("on_hand -3")
+    with Client(server.url, api_key=admin) as client:
+        resolved = client.get_discrepancy(case["id"])
+        assert (resolved["status"], resolved["resolved_by"]) == ("resolved", "ops-alice")
+        assert client.stock("COUNTED").on_hand == 7
+
+
+def test_the_drops_page_shows_status_countdown_and_figures(served: tuple[Serve, str]) -> None:
+    from playwright.sync_api import Route, expect
+
+    server, admin = served
+    now = datetime.now(UTC)
+    with Client(server.url, api_key=admin) as client:
+        client.create_drop("launch-later", ["DROP-B"], opens_at=now + timedelta(hours=2))
+        client.create_drop("launch-now", ["DROP-A"], opens_at=now - timedelta(minutes=1))
+        client.reserve([("DROP-A", 2)], customer="ann", ttl_seconds=300)
+    with console(server, TOKENS["console-reader"]) as page:
+        page.goto(f"{server.url}/console#/drops")
+        later = page.locator('#drops tr[data-drop="launch-later"]')
+        expect(later.locator('[data-field="status"]')).to_have_text("scheduled", timeout=WAIT_MS)
+        expect(later.locator('[data-field="countdown"]')).to_contain_text("in 1h 59m")
+        live = page.locator('#drops tr[data-drop="launch-now"]')
+        expect(live.locator('[data-field="status"]')).to_have_text("open")
+        expect(live.locator('[data-field="held"]')).to_have_text("2")
+        expect(page.locator("#drops th", has_text="waiting")).to_have_count(0)
+        page.screenshot(path=str(SCREENSHOTS / "drops.png"), full_page=True)
+
+        def with_waitlist(route: Route) -> None:  # a service whose drops carry the figures
+            body = route.fetch().json()
+            for drop in body["items"]:
+                drop.update(waiting=4, offered=1)
+            route.fulfill(json=body)
+
+        page.route("**/v1/drops?*", with_waitlist)
+        expect(live.locator('[data-field="waiting"]')).to_have_text("4", timeout=WAIT_MS)
+        expect(live.locator('[data-field="offered"]')).to_have_text("1")
+
+
+def seed_skus(count: int) -> None:
+    """``count`` SKUs straight through the engine, many calls at once (coalesced into
+    pipelines), not one HTTP request each."""
+
+    async def seed() -> None:
+        config = EngineConfig(prefix=TOKENS["prefix"])
+        async with AsyncEngine.from_url(TOKENS["redis"], config) as engine:
+            for start in range(0, count, 500):
+                await asyncio.gather(
+                    *(
+                        engine.receive(f"LOAD-{n:05d}", 5, idempotency_key=f"load-{n}")
+                        for n in range(start, min(count, start + 500))
+                    )
+                )
+
+    asyncio.run(seed())
+
+
+def test_ten_thousand_skus_are_paged_never_rendered_whole(served: tuple[Serve, str]) -> None:
+    from playwright.sync_api import expect
+
+    server, _ = served
+    seed_skus(SEEDED_SKUS)
+    with console(server, TOKENS["console-reader"]) as page:
+        rows = page.locator("#overview-skus tbody tr")
+        expect(rows.first).to_be_visible(timeout=WAIT_MS)
+        assert 0 < rows.count() <= 20
+        page.click("text=Every SKU, page by page, with search")
+        listed = page.locator("#sku-list tbody tr")
+        expect(listed.first).to_be_visible(timeout=WAIT_MS)
+        assert 0 < listed.count() <= 50
+        expect(page.locator("#sku-pages-next")).to_be_enabled()
+        page.click("#sku-pages-next")
+        expect(page.locator("#sku-pages-where")).to_contain_text("page 2", timeout=WAIT_MS)
+        assert 0 < listed.count() <= 50
+        page.screenshot(path=str(SCREENSHOTS / "skus.png"), full_page=True)
+        page.fill("#sku-prefix", "LOAD-01234")
+        page.keyboard.press("Enter")
+        # the prefix's matches are read a bounded scan at a time; the exact SKU directly
+        expect(page.locator("#sku-exact")).to_contain_text("5 available", timeout=WAIT_MS)
+        assert listed.count() <= 50
+        page.click("#sku-exact a")
+        expect(page.locator("#sku-locations")).to_contain_text("default", timeout=WAIT_MS)
+        listings = [u for u in page.requested if urlsplit(u).path == "/v1/skus"]
+    assert listings
+    for url in listings:  # every read of the stock index asked for one bounded page
+        (limit,) = parse_qs(urlsplit(url).query)["limit"]
+        assert 1 <= int(limit) <= 50, url

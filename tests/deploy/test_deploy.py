@@ -16,7 +16,8 @@ from tests.support.api import Api
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 METRIC_NAME = re.compile(r"\bearmark_[a-z0-9_]+")
 RULE_ALERTS = {"EarmarkStoreDown", "EarmarkDatabaseDown", "EarmarkFlusherLagging",
-               "EarmarkFenced", "EarmarkWebhookBacklog", "EarmarkSweeperFailing"}  # fmt: skip
+               "EarmarkFenced", "EarmarkWebhookBacklog", "EarmarkSweeperFailing",
+               "EarmarkDiscrepanciesOverdue"}  # fmt: skip
 
 
 async def exported_names(api: Api) -> set[str]:

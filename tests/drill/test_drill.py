@@ -7,9 +7,11 @@ process with gevent, so the drill itself only runs as a subprocess
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import os
 import random
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -406,8 +408,16 @@ def test_a_short_drill_passes(tmp_path: Path) -> None:
     for check in ("no oversell", "no negative bucket", "no phantom locks", "ledger equals API"):
         assert f"[PASS] {check}" in done.stdout, output
     assert "POST /v1/reservations/{id}/commit" in done.stdout
-    assert (tmp_path / "drill_stats.csv").stat().st_size > 0
     assert (tmp_path / "drill.html").stat().st_size > 0
+    # The stats CSV counts the reserves the verdict counts (accepted + refused here: the
+    # run passed, so nothing unexpected), also those of the last second.
+    found = re.search(r"reservations: (\d+) accepted, (\d+) refused", done.stdout)
+    assert found, output
+    with (tmp_path / "drill_stats.csv").open(encoding="utf-8") as handle:
+        rows = {row["Name"]: row for row in csv.DictReader(handle)}
+    reserves = int(rows["/v1/reservations"]["Request Count"])
+    assert reserves == int(found[1]) + int(found[2]) > 0, output
+    assert re.search(r"^drill +\d+s: sold \d+ units .* p99 so far ", done.stdout, re.M), output
 
 
 @pytest.mark.timeout(60)
@@ -417,3 +427,11 @@ def test_a_drill_with_nothing_to_sell_fails(tmp_path: Path) -> None:
     assert done.returncode == 1, output
     assert "earmark drill verdict: FAIL" in done.stdout, output
     assert "had nothing to sell" in done.stdout
+
+
+def test_the_progress_line_says_elapsed_sold_refused_held_and_p99() -> None:
+    tally = verdict.Tally(accepted=10, refused=4, committed=3, released=2, gone=1)
+    tally.record_commit([("A", 2), ("B", 1)])
+    line = verdict.progress_line(12.4, tally, 38.0)
+    assert line == "drill    12s: sold 3 units (4 carts), refused 4, held 3, p99 so far 38 ms"
+    assert verdict.progress_line(0, verdict.Tally(), None).endswith("p99 so far -")

@@ -4,6 +4,7 @@ filtered by SKU prefix and location, on every backend (the cluster has 4 partiti
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -47,6 +48,22 @@ def test_prefix_and_location_filter(engine: Engine) -> None:
     assert [(x.sku, x.location) for x in walk(engine, location="berlin")] == [("CAP-1", "berlin")]
     assert sorted(x.location for x in walk(engine, prefix="CAP")) == ["berlin", "default"]
     assert walk(engine, prefix="NOPE") == []
+
+
+def test_low_stock_filter_agrees_with_the_alerts(engine: Engine) -> None:
+    seed(engine)
+    engine.set_reorder("TEE-02", 5, 8)  # on_hand 3: low at once
+    engine.set_reorder("TEE-20", 5, 8)  # 21: not low
+    engine.set_reorder("CAP-1", 4, 6, location="berlin")  # 5: not low yet
+    engine.reserve([("CAP-1", 1, "berlin")], idempotency_key=key())  # 4: fires
+    engine.receive("CAP-1", 1, location="berlin")  # 5: still low (not above rearm_above)
+    low = sorted((x.sku, x.location) for x in walk(engine, low_stock=True, limit=4))
+    assert low == [("CAP-1", "berlin"), ("TEE-02", "default")]
+    assert low == [(a.sku, a.location) for a in engine.alerts()]
+    assert [x.sku for x in walk(engine, low_stock=True, location="default")] == ["TEE-02"]
+    assert walk(engine, low_stock=True, prefix="TEE-2") == []
+    engine.receive("CAP-1", 2, location="berlin")  # 7 > 6: re-armed, no longer low
+    assert [x.sku for x in walk(engine, low_stock=True)] == ["TEE-02"]
 
 
 @pytest.mark.parametrize(
@@ -109,9 +126,31 @@ def test_ties_on_expiry_are_paged_without_loss(engine: Engine, clock: Any) -> No
     assert sorted(walk_holds(engine, limit=4)) == sorted(held)
 
 
+def test_held_reservations_of_a_customer(engine: Engine) -> None:
+    seconds, _ = engine.client.time()
+    engine.receive("TEE", 20)
+    engine.receive("PLAIN", 20)
+    opened = datetime.fromtimestamp(int(seconds) - 60, tz=UTC)
+    engine.create_drop("launch", ["TEE"], opens_at=opened, per_customer_limit=5)
+
+    def drop_hold(customer: str, lines: list[tuple[str, int]]) -> str:
+        return engine.reserve(lines, customer=customer, idempotency_key=key()).id
+
+    ann = [drop_hold(" Ann@X ", [("TEE", 1)]), drop_hold("ann@x", [("TEE", 2), ("PLAIN", 1)])]
+    bob = drop_hold("bob", [("TEE", 1)])
+    engine.reserve([("PLAIN", 1)], customer="ann@x", idempotency_key=key())  # no drop: unrecorded
+    engine.release(ann[0])
+    assert walk_holds(engine, customer="ANN@x ", limit=1) == ann[1:]
+    assert walk_holds(engine, customer="ann@x", sku="TEE") == ann[1:]
+    assert walk_holds(engine, customer="bob") == [bob]
+    assert walk_holds(engine, customer="carl") == []
+
+
 @pytest.mark.parametrize(
     ("filters", "message"),
     [
+        ({"customer": "  "}, "customer must not be empty"),
+        ({"customer": "x" * 129}, "customer is longer than"),
         ({"status": "committed"}, "only held reservations are indexed"),
         ({"limit": 101}, "limit must be between 1 and 100"),
         ({"cursor": "1.2"}, "is not a cursor"),

@@ -15,7 +15,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from earmark.errors import EarmarkError
-from earmark.models import SweepReport
+from earmark.models import DropFigures, SweepReport
 from earmark.webhooks.metrics import WebhookMetrics
 
 LATENCY_BUCKETS_SECONDS = (
@@ -77,6 +77,7 @@ class Metrics:
         )
         self.webhooks = WebhookMetrics(registry)  # the in-process webhook worker's
         self._up_and_writes(registry)
+        self._drops(registry)
         self._outcomes: dict[tuple[str, str], Counter] = {}
 
     def _up_and_writes(self, registry: CollectorRegistry) -> None:
@@ -106,6 +107,47 @@ class Metrics:
             ["route", "kind"],
             registry=registry,
         )
+
+    def _drops(self, registry: CollectorRegistry) -> None:
+        """Per-drop gauges, set on each scrape from ``Engine.drop_figures``. Cardinality
+        stays bounded: drops are few (at most ``limits.DROPS_SCRAPED_MAX``), and the
+        per-SKU series exist only for the SKUs of a drop open now; every series is
+        cleared before a scrape sets them, so a closed drop's SKUs leave the output."""
+        self.drop_open = Gauge(
+            "earmark_drop_open", "1 while the drop is open (Redis clock)", ["drop"],
+            registry=registry,
+        )  # fmt: skip
+        self.drop_sold = Gauge(
+            "earmark_drop_sold", "Committed units of the drop's SKUs", ["drop"], registry=registry
+        )
+        self.drop_held = Gauge(
+            "earmark_drop_held", "Reserved (held) units of the drop's SKUs", ["drop"],
+            registry=registry,
+        )  # fmt: skip
+        self.drop_sku_sold = Gauge(
+            "earmark_drop_sku_sold", "Committed units of one SKU of an open drop",
+            ["drop", "sku"], registry=registry,
+        )  # fmt: skip
+        self.drop_sku_held = Gauge(
+            "earmark_drop_sku_held", "Reserved units of one SKU of an open drop",
+            ["drop", "sku"], registry=registry,
+        )  # fmt: skip
+
+    def set_drops(self, drops: list[DropFigures] | None) -> None:
+        """The drops as read now; None (Redis did not answer): no drop series at all
+        rather than stale ones."""
+        for gauge in (
+            self.drop_open, self.drop_sold, self.drop_held, self.drop_sku_sold, self.drop_sku_held
+        ):  # fmt: skip
+            gauge.clear()
+        for drop in drops or ():
+            self.drop_open.labels(drop.id).set(1 if drop.open else 0)
+            self.drop_sold.labels(drop.id).set(drop.sold)
+            self.drop_held.labels(drop.id).set(drop.held)
+            if drop.open:
+                for sku in drop.skus:
+                    self.drop_sku_sold.labels(drop.id, sku.sku).set(sku.sold)
+                    self.drop_sku_held.labels(drop.id, sku.sku).set(sku.held)
 
     def sweep_failed(self) -> None:
         self.sweeps.labels("failed").inc()

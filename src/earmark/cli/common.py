@@ -157,8 +157,8 @@ def on_engine(command: str, run: Operation) -> Handler:
                 return 1
         if args.json:
             print(result.model_dump_json(indent=2))
-        else:
-            print("\n".join(describe(result)))
+        else:  # a command group may print its own results (``describe_result``)
+            print("\n".join(getattr(args, "describe_result", describe)(result)))
         return 0
 
     return handler

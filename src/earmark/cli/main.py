@@ -29,6 +29,7 @@ from earmark.cli import (
     ledger,
     po,
     reconcile,
+    reservations,
     seats,
     status,
     stock,
@@ -63,6 +64,7 @@ COMMANDS: list[Callable[[Subparsers], None]] = [
     drops.add_drop,
     seats.add_seats,
     reconcile.add_reconcile,  # issue 15
+    reservations.add_reservations,
 ]
 
 

@@ -24,6 +24,7 @@ from earmark.models import (
     UNCHANGED,
     CountResult,
     Drop,
+    DropPage,
     Line,
     PurchaseOrder,
     Reservation,
@@ -136,10 +137,18 @@ class ClientOps:
         location: str | None = None,
         cursor: str | None = None,
         limit: int = 100,
+        low_stock: bool = False,
     ) -> Call[StockPage]:
-        """One page of the stock index (``Engine.stock_page``); pass ``next_cursor`` back."""
+        """One page of the stock index (``Engine.stock_page``); pass ``next_cursor`` back.
+        ``low_stock``: only records whose low-stock alert is active."""
         params: Params = _without_none(
-            {"prefix": prefix or None, "location": location, "cursor": cursor, "limit": limit}
+            {
+                "prefix": prefix or None,
+                "location": location,
+                "cursor": cursor,
+                "limit": limit,
+                "low_stock": "true" if low_stock else None,
+            }
         )
         return Call("GET", "/v1/skus", _model(StockPage), params=params)
 
@@ -280,13 +289,14 @@ class ClientOps:
         sku: str | None = None,
         location: str = DEFAULT_LOCATION,
         status: str = "held",
+        customer: str | None = None,
         cursor: str | None = None,
         limit: int = 50,
     ) -> Call[ReservationPage]:
         """Held reservations, soonest expiry first (``Engine.held_reservations``)."""
         params: Params = _without_none(
-            {"sku": sku, "location": location, "status": status, "cursor": cursor}
-            | {"limit": limit}
+            {"sku": sku, "location": location, "status": status, "customer": customer}
+            | {"cursor": cursor, "limit": limit}
         )
         return Call("GET", "/v1/reservations", _model(ReservationPage), params=params)
 
@@ -703,6 +713,12 @@ class ClientOps:
             "offer_ttl_seconds": offer_ttl_seconds,
         }
         return self._write("/v1/drops", body, Drop, idempotency_key)
+
+    @route("GET /v1/drops")
+    def list_drops(self, *, cursor: str | None = None, limit: int = 50) -> Call[DropPage]:
+        """A page of drops by id, with their live figures (``Engine.list_drops``)."""
+        params: Params = _without_none({"cursor": cursor}) | {"limit": limit}
+        return Call("GET", "/v1/drops", _model(DropPage), params=params)
 
     @route("GET /v1/drops/{drop_id}")
     def get_drop(self, drop_id: str) -> Call[Drop]:

@@ -34,7 +34,9 @@ class AsyncEngine(AsyncDriver, Operations):
     """Asyncio access to the reservation engine: the operations of ``Engine``, each a
     coroutine function (written once, in ``earmark.engine.ops``).
 
-    Concurrent calls issued in one event-loop turn share a pipeline (``coalesce``)."""
+    Concurrent calls issued in one event-loop turn share a pipeline (``coalesce``), and
+    concurrent reserves of one partition share one script call (``batch``; on a cluster
+    each partition's batch goes to its node on its own)."""
 
     def __init__(
         self,
@@ -43,6 +45,7 @@ class AsyncEngine(AsyncDriver, Operations):
         *,
         cluster: bool = False,
         coalesce: bool = True,
+        batch: bool = True,
         max_connections: int = limits.CONNECTIONS_MAX,
     ) -> None:
         self.client = client
@@ -60,22 +63,31 @@ class AsyncEngine(AsyncDriver, Operations):
         self.state: StoreState | None = None
         self.cluster = cluster
         self.closed = False
-        # Concurrent calls share pipelines on one Redis (a cluster routes each call itself).
         self.replication = (
             Replication(self.config.min_replicas_ack, self.config.replica_ack_timeout_ms)
             if self.config.min_replicas_ack
             else None
         )
+        # Concurrent calls share pipelines on one Redis; on a cluster each unit (a call,
+        # or one partition's batch of reserves) goes to its node on its own.
         self._coalescer = (
-            CallCoalescer(client, self.replication) if coalesce and not cluster else None
+            CallCoalescer(
+                client,
+                self._scripts,
+                self.replication,
+                batching=batch,
+                sender=self._send_call if cluster else None,
+            )
+            if coalesce
+            else None
         )
-        # Without coalescing every operation holds a connection. A cluster client fails
+        # Without a pipeline every operation holds a connection. A cluster client fails
         # past its per-node limit, and redis-py's blocking pool lets newcomers overtake
         # waiters (some starve for its whole timeout): bound the operations in flight
         # with a FIFO semaphore instead, so callers queue fairly.
         self._slots: Any = (
             asyncio.Semaphore(max_connections)
-            if self._coalescer is None
+            if self._coalescer is None or cluster
             else contextlib.nullcontext()
         )
 
@@ -88,12 +100,18 @@ class AsyncEngine(AsyncDriver, Operations):
         cluster: bool = False,
         max_connections: int = limits.CONNECTIONS_MAX,
         coalesce: bool = True,
+        batch: bool = True,
     ) -> Self:
         """A Redis at ``url`` (``redis://``, ``redis+sentinel://``, or a cluster node with
         ``cluster=True``; see ``Engine.from_url``)."""
         client = connect.asyncio_client(url, cluster=cluster, max_connections=max_connections)
         engine = cls(
-            client, config, cluster=cluster, coalesce=coalesce, max_connections=max_connections
+            client,
+            config,
+            cluster=cluster,
+            coalesce=coalesce,
+            batch=batch,
+            max_connections=max_connections,
         )
         engine.url = url
         return engine
@@ -191,11 +209,12 @@ class AsyncEngine(AsyncDriver, Operations):
             op.close()
 
     async def _call(self, call: Call) -> Any:
-        script = self._scripts[call.script]
         if self._coalescer is not None:
-            return await self._coalescer.call(
-                script, call.keys, call.args, writes=call.replicated and writes(call.script)
-            )
+            return await self._coalescer.call(call, writes=call.replicated and writes(call.script))
+        return await self._send_call(call)
+
+    async def _send_call(self, call: Call) -> Any:
+        script = self._scripts[call.script]
         if self.replication is not None and call.replicated and writes(call.script):
             return await self._call_replicated(self.replication, script, call)
         return await script(keys=call.keys, args=call.args)
@@ -235,6 +254,6 @@ class AsyncEngine(AsyncDriver, Operations):
     async def _batch(self, batch: Batch) -> list[Any]:
         """One pipeline through the coalescer (it handles NOSCRIPT); one by one on a
         cluster or without coalescing."""
-        if self._coalescer is None:
+        if self._coalescer is None or self.cluster:
             return [await self._call(c) for c in batch.calls]
         return list(await asyncio.gather(*(self._call(c) for c in batch.calls)))

@@ -1,18 +1,25 @@
 // The earmark operator console: plain ES modules, no build step, no third-party code.
 // Every request goes to this origin (the sidecar); the page keeps bounded state only:
-// at most SAMPLES_MAX samples per watched SKU and WATCHED_MAX watched SKUs.
+// at most SAMPLES_MAX samples per watched SKU, WATCHED_MAX watched SKUs, CURSORS_MAX
+// cursors per pager, and one page of rows per table (lists are read a page at a time,
+// never whole: a store may hold 10,000 SKUs).
 
 const POLL_MS = 2000;
 const SAMPLES_MAX = 150; // 5 minutes at one sample every 2 s
 const WATCHED_MAX = 8;
 const KEY_STORAGE = "earmark.console.key";
+const STOCK_KEY_STORAGE = "earmark.console.stock-key";
+const OVERVIEW_SKUS = 20; // the overview's stock table: the first page only
+const PAGE_SIZE = 50; // rows per page of the SKU, drop and discrepancy lists
+const FILL_REQUESTS_MAX = 4; // a short page of GET /v1/skus is topped up at most this often
+const CURSORS_MAX = 500; // pages remembered for "Previous page"
 const SERIES = [
   ["available", "#0b4f9c"],
   ["reserved", "#b35c00"],
   ["committed", "#0b6b2e"],
 ];
 
-const state = { timer: null, watched: new Map(), selected: null, ledgerCursors: [null] };
+const state = { timer: null, watched: new Map(), selected: null, ledgerCursors: [null], stockKeyWaiter: null };
 
 class Problem extends Error {
   constructor(status, body) {
@@ -28,11 +35,11 @@ function token() {
 
 async function api(path, options = {}) {
   const headers = { accept: "application/json", ...(options.headers || {}) };
-  const key = token();
+  const key = "key" in options ? options.key : token(); // an action may bring the stock key
   if (key) headers.authorization = `Bearer ${key}`;
   if (options.body !== undefined) {
     headers["content-type"] = "application/json";
-    headers["idempotency-key"] = `console-${crypto.randomUUID()}`;
+    headers["idempotency-key"] = options.idempotencyKey || `console-${crypto.randomUUID()}`;
   }
   const response = await fetch(path, {
     method: options.method || "GET",
@@ -41,7 +48,7 @@ async function api(path, options = {}) {
   });
   const text = await response.text();
   const body = text ? JSON.parse(text) : null;
-  if (response.status === 401) askForKey(body && body.detail);
+  if (response.status === 401 && !("key" in options)) askForKey(body && body.detail);
   if (!response.ok) throw new Problem(response.status, body);
   return body;
 }
@@ -170,9 +177,15 @@ function renderOverview(page) {
     el("button", { type: "submit", text: "Watch" }),
   );
   const watched = el("section", { id: "watched", "aria-label": "Watched SKUs" });
-  page.replaceChildren(el("h2", { text: "Overview" }), cards, el("h2", { text: "Sell-through" }), watchForm, watched);
+  const stock = el("div", { id: "overview-stock" });
+  page.replaceChildren(el("h2", { text: "Overview" }), cards, el("h2", { text: "Sell-through" }), watchForm, watched,
+    el("h2", { text: "Stock" }), stock,
+    el("p", {}, el("a", { href: "#/skus", text: "Every SKU, page by page, with search" })));
   poll(async () => {
     const overview = await api("/v1/overview");
+    // one bounded page of the stock index, never the whole of it
+    const first = await api(`/v1/skus?limit=${OVERVIEW_SKUS}`);
+    stock.replaceChildren(stockTable(first.items.slice(0, OVERVIEW_SKUS), "overview-skus"));
     const holds = overview.holds, durable = overview.durable, hooks = overview.webhooks;
     cards.replaceChildren(
       el("section", { class: "card" }, el("h3", { text: "Holds" }),
@@ -285,6 +298,293 @@ function renderLedger(page) {
   load();
 }
 
+// -- SKU list ----------------------------------------------------------------------------
+
+function stockTable(items, id) {
+  if (!items.length) return el("p", { id, text: "No stock records on this page." });
+  const buckets = ["on_hand", "available", "reserved", "committed"];
+  const table = el("table", { id },
+    el("thead", {}, el("tr", {}, el("th", { scope: "col", text: "SKU" }), el("th", { scope: "col", text: "location" }),
+      ...buckets.map((b) => el("th", { scope: "col", class: "num", text: b.replace("_", " ") })))));
+  const body = el("tbody");
+  for (const level of items) {
+    body.append(el("tr", { "data-sku": level.sku },
+      el("td", {}, el("a", { href: `#/sku/${encodeURIComponent(level.sku)}`, text: level.sku })),
+      el("td", { text: level.location }),
+      ...buckets.map((b) => el("td", { class: "num", "data-bucket": b, text: String(level[b]) }))));
+  }
+  table.append(body);
+  return table;
+}
+
+// A pager over cursor pages: remembers where each shown page started (bounded), so
+// "Previous page" goes back without the server keeping anything.
+function pager(id, load) {
+  const starts = [null];
+  let next = null;
+  const previous = el("button", { type: "button", id: `${id}-previous`, text: "Previous page", disabled: "" });
+  const forward = el("button", { type: "button", id: `${id}-next`, text: "Next page", disabled: "" });
+  const where = el("span", { id: `${id}-where`, "aria-live": "polite" });
+  const show = async () => {
+    next = await load(starts[starts.length - 1]);
+    forward.disabled = !next;
+    previous.disabled = starts.length < 2;
+    where.textContent = ` page ${starts.length} `;
+  };
+  previous.addEventListener("click", () => { if (starts.length > 1) { starts.pop(); show(); } });
+  forward.addEventListener("click", () => {
+    if (!next) return;
+    starts.push(next);
+    if (starts.length > CURSORS_MAX) starts.splice(1, 1);
+    show();
+  });
+  return {
+    node: el("p", { class: "pager" }, previous, where, forward),
+    reset: () => { starts.splice(1); return show(); },
+    reload: show,
+  };
+}
+
+function renderSkuList(page) {
+  stopPolling();
+  const results = el("div", { id: "sku-results" });
+  const form = el("form", { id: "sku-search", role: "search", onsubmit: (event) => { event.preventDefault(); pages.reset(); } },
+    el("label", { for: "sku-prefix", text: "SKUs starting with " }),
+    el("input", { id: "sku-prefix", name: "prefix", maxlength: "64", autocomplete: "off" }), " ",
+    el("button", { type: "submit", text: "Search" }));
+  // GET /v1/skus may answer a short page while more follow (a bounded scan per request):
+  // a short page is topped up with a few more requests, never more than FILL_REQUESTS_MAX.
+  const pages = pager("sku-pages", async (cursor) => {
+    const items = [];
+    let at = cursor;
+    for (let i = 0; i <= FILL_REQUESTS_MAX && items.length < PAGE_SIZE; i++) {
+      const params = new URLSearchParams({ limit: String(PAGE_SIZE - items.length) });
+      const prefix = form.elements.prefix.value.trim();
+      if (prefix) params.set("prefix", prefix);
+      if (at) params.set("cursor", at);
+      const found = await api(`/v1/skus?${params}`);
+      items.push(...found.items);
+      at = found.next_cursor;
+      if (!at) break;
+    }
+    // The index is scanned, not sorted: a prefix's matches may be pages away. A SKU named
+    // exactly is read directly too (one request) and shown first.
+    const prefix = form.elements.prefix.value.trim();
+    const exact = prefix && !cursor ? await api(`/v1/skus/${encodeURIComponent(prefix)}`).catch((error) => {
+      if (error.status === 404) return null;
+      throw error;
+    }) : null;
+    results.replaceChildren(
+      ...(exact ? [el("p", { id: "sku-exact" }, "Exactly this SKU: ", el("a", { href: `#/sku/${encodeURIComponent(exact.sku)}`, text: exact.sku }),
+        ` (${exact.available} available of ${exact.on_hand} on hand)`)] : []),
+      stockTable(items.slice(0, PAGE_SIZE), "sku-list"));
+    setStatus(`${Math.min(items.length, PAGE_SIZE)} stock records${at ? "; more follow" : ""}`);
+    return at;
+  });
+  page.replaceChildren(el("h2", { text: "SKUs" }), form, results, pages.node);
+  pages.reset().catch((error) => results.replaceChildren(el("p", { class: "error", role: "alert", text: error.message })));
+}
+
+// -- drops -------------------------------------------------------------------------------
+
+function dropStatus(drop, now) {
+  if (drop.open) return "open";
+  if (drop.closes_at && Date.parse(drop.closes_at) <= now) return "closed";
+  return Date.parse(drop.opens_at) > now ? "scheduled" : "closed";
+}
+
+function duration(ms) {
+  const total = Math.max(0, Math.round(ms / 1000));
+  const h = Math.floor(total / 3600), m = Math.floor((total % 3600) / 60), sec = total % 60;
+  const pad = (n) => String(n).padStart(2, "0");
+  return h ? `${h}h ${pad(m)}m ${pad(sec)}s` : `${m}m ${pad(sec)}s`;
+}
+
+// Figures another version of the service may add to a drop: shown when present.
+const OPTIONAL_DROP_FIGURES = ["waiting", "offered"];
+
+function dropsTable(drops, now) {
+  if (!drops.length) return el("p", { text: "No drops." });
+  const extra = OPTIONAL_DROP_FIGURES.filter((name) => drops.some((d) => typeof d[name] === "number"));
+  const heads = ["drop", "status", "opens", "closes", "SKUs", "per customer", "sold", "held", ...extra];
+  const table = el("table", { id: "drops" },
+    el("thead", {}, el("tr", {}, ...heads.map((h, i) => el("th", { scope: "col", class: i >= 5 ? "num" : "", text: h })))));
+  const body = el("tbody");
+  for (const drop of drops) {
+    const status = dropStatus(drop, now);
+    const opens = Date.parse(drop.opens_at);
+    const countdown = opens > now ? `in ${duration(opens - now)}` : `${duration(now - opens)} ago`;
+    body.append(el("tr", { "data-drop": drop.id },
+      el("th", { scope: "row", text: drop.id }),
+      el("td", { "data-field": "status", class: `drop-${status}`, text: status }),
+      el("td", { "data-field": "countdown" }, el("time", { datetime: drop.opens_at, title: drop.opens_at, text: countdown })),
+      el("td", { text: drop.closes_at ? new Date(drop.closes_at).toLocaleString() : "never" }),
+      el("td", { text: drop.skus.join(", ") }),
+      el("td", { class: "num", text: drop.per_customer_limit == null ? "no limit" : String(drop.per_customer_limit) }),
+      el("td", { class: "num", "data-field": "sold", text: String(drop.sold) }),
+      el("td", { class: "num", "data-field": "held", text: String(drop.held) }),
+      ...extra.map((name) => el("td", { class: "num", "data-field": name, text: typeof drop[name] === "number" ? String(drop[name]) : "" }))));
+  }
+  table.append(body);
+  return table;
+}
+
+function renderDrops(page) {
+  stopPolling();
+  const results = el("div", { id: "drop-results" });
+  let shown = null;
+  const pages = pager("drop-pages", async (cursor) => {
+    shown = cursor;
+    const params = new URLSearchParams({ limit: String(PAGE_SIZE) });
+    if (cursor) params.set("cursor", cursor);
+    const found = await api(`/v1/drops?${params}`);
+    results.replaceChildren(dropsTable(found.items, Date.now()));
+    return found.next_cursor;
+  });
+  page.replaceChildren(el("h2", { text: "Drops" }),
+    el("p", { text: "Status and countdown by this browser's clock; sold and held are units over every location." }),
+    results, pages.node);
+  // live: the page shown is read again every POLL_MS (one page: bounded)
+  let first = true;
+  poll(async () => {
+    if (first) { first = false; await pages.reset(); } else await pages.reload();
+    return shown;
+  });
+}
+
+// -- discrepancies -----------------------------------------------------------------------
+
+function askForStockKey(detail) {
+  const form = document.getElementById("stock-key-form");
+  form.hidden = false;
+  document.getElementById("stock-key-error").textContent = detail || "";
+  document.getElementById("stock-key-input").value = "";
+  document.getElementById("stock-key-input").focus();
+  return new Promise((resolve, reject) => { state.stockKeyWaiter = { resolve, reject }; });
+}
+
+function settleStockKey(value) {
+  const form = document.getElementById("stock-key-form");
+  form.hidden = true;
+  const waiter = state.stockKeyWaiter;
+  state.stockKeyWaiter = null;
+  if (!waiter) return;
+  if (value) waiter.resolve(value);
+  else waiter.reject(new Error("cancelled: no stock key given"));
+}
+
+// An operator action (scope `stock`): with the stock key if one was given this session,
+// else the read key (it may have the scope). Refused for the scope, it asks for a stock
+// key and sends the same request again, under the same Idempotency-Key.
+async function act(path, body) {
+  const idempotencyKey = `console-${crypto.randomUUID()}`;
+  const send = (key) => api(path, { method: "POST", body, key: key || null, idempotencyKey });
+  const stockKey = sessionStorage.getItem(STOCK_KEY_STORAGE);
+  try {
+    return await send(stockKey || token());
+  } catch (error) {
+    if (error.status !== 403 && !(error.status === 401 && stockKey)) throw error;
+    sessionStorage.removeItem(STOCK_KEY_STORAGE);
+    const given = await askForStockKey(error.status === 403 ? "This action needs the stock scope." : error.message);
+    sessionStorage.setItem(STOCK_KEY_STORAGE, given);
+    return send(given);
+  }
+}
+
+function casesTable(cases, onPick) {
+  if (!cases.length) return el("p", { text: "No cases." });
+  const heads = ["case", "SKU", "location", "source", "expected", "counted", "difference", "status", "assignee", "due", ""];
+  const table = el("table", { id: "cases" },
+    el("thead", {}, el("tr", {}, ...heads.map((h, i) => el("th", { scope: "col", class: i >= 4 && i <= 6 ? "num" : "", text: h })))));
+  const body = el("tbody");
+  for (const c of cases) {
+    body.append(el("tr", { "data-case": c.id, class: c.overdue ? "overdue" : "" },
+      el("th", { scope: "row", text: c.id }), el("td", { text: c.sku }), el("td", { text: c.location }),
+      el("td", { text: c.source }), el("td", { class: "num", text: String(c.expected) }),
+      el("td", { class: "num", text: String(c.counted) }),
+      el("td", { class: "num", text: `${c.difference > 0 ? "+" : ""}${c.difference}` }),
+      el("td", { "data-field": "status", text: c.status }), el("td", { text: c.assignee || "" }),
+      el("td", { class: c.overdue ? "bad" : "", text: `${new Date(c.due_at).toLocaleString()}${c.overdue ? " (overdue)" : ""}` }),
+      el("td", {}, el("button", { type: "button", text: "Handle", "aria-label": `Handle case ${c.id}`, onclick: () => onPick(c) }))));
+  }
+  table.append(body);
+  return table;
+}
+
+function casePanel(panel, c, done) {
+  const result = el("p", { id: "case-result", role: "status" });
+  const run = async (path, body, what) => {
+    try {
+      const updated = await act(path, body);
+      result.className = "";
+      result.textContent = `${what}: case ${updated.id} is ${updated.status}`;
+      await done(updated);
+    } catch (error) {
+      result.className = "error";
+      result.textContent = error.message;
+    }
+  };
+  const assign = el("form", { id: "assign-form", onsubmit: (event) => {
+    event.preventDefault();
+    const notes = assign.elements.notes.value.trim();
+    run(`/v1/discrepancies/${encodeURIComponent(c.id)}/assign`,
+      { assignee: assign.elements.assignee.value.trim(), ...(notes ? { notes } : {}) }, "assigned");
+  } },
+  el("h4", { text: "Assign" }),
+  el("label", { for: "assign-name", text: "Assignee " }), el("input", { id: "assign-name", name: "assignee", required: "", maxlength: "128", value: c.assignee || "" }), " ",
+  el("label", { for: "assign-notes", text: "Notes " }), el("input", { id: "assign-notes", name: "notes", maxlength: "1000" }), " ",
+  el("button", { type: "submit", text: "Assign" }));
+  const actions = el("select", { id: "resolve-action", name: "action" },
+    el("option", { value: "adjust", text: "adjust on hand to the count" }),
+    el("option", { value: "write_off", text: "write the shortfall off" }),
+    el("option", { value: "dismiss", text: "dismiss (move nothing)" }));
+  const resolve = el("form", { id: "resolve-form", onsubmit: (event) => {
+    event.preventDefault();
+    const cause = resolve.elements.root_cause.value.trim();
+    run(`/v1/discrepancies/${encodeURIComponent(c.id)}/resolve`,
+      { action: actions.value, reason: resolve.elements.reason.value.trim(), ...(cause ? { root_cause: cause } : {}) }, "resolved");
+  } },
+  el("h4", { text: "Resolve" }),
+  el("label", { for: "resolve-action", text: "Action " }), actions, " ",
+  el("label", { for: "resolve-reason", text: "Reason " }), el("input", { id: "resolve-reason", name: "reason", required: "", maxlength: "1000" }), " ",
+  el("label", { for: "resolve-cause", text: "Root cause " }), el("input", { id: "resolve-cause", name: "root_cause", maxlength: "1000" }), " ",
+  el("button", { type: "submit", text: "Resolve" }));
+  const heading = el("h3", { id: "case-heading", tabindex: "-1", text: `Case ${c.id}: ${c.sku} at ${c.location}` });
+  const facts = figures([["status", c.status], ["expected", c.expected], ["counted", c.counted], ["difference", c.difference],
+    ["counted at", new Date(c.counted_at).toLocaleString()], ["due", new Date(c.due_at).toLocaleString()]]);
+  if (c.status === "resolved") {
+    panel.replaceChildren(heading, facts, el("p", { text: `${c.resolution} by ${c.resolved_by}: ${c.reason}` }), result);
+  } else {
+    panel.replaceChildren(heading, facts, assign, resolve, result);
+  }
+  heading.focus();
+}
+
+function renderDiscrepancies(page) {
+  stopPolling();
+  const status = el("select", { id: "case-status", name: "status" },
+    ...["open", "investigating", "resolved"].map((v) => el("option", { value: v, text: v })));
+  const overdue = el("input", { id: "case-overdue", type: "checkbox", name: "overdue" });
+  const filter = el("form", { id: "case-filter", onsubmit: (event) => { event.preventDefault(); pages.reset(); } },
+    el("label", { for: "case-status", text: "Status " }), status, " ",
+    overdue, el("label", { for: "case-overdue", text: " overdue only" }), " ",
+    el("button", { type: "submit", text: "Show" }));
+  const results = el("div", { id: "case-results" });
+  const panel = el("section", { id: "case-panel", "aria-label": "The chosen case" });
+  const pick = (c) => casePanel(panel, c, async (updated) => { await pages.reload(); casePanel(panel, updated, async () => {}); });
+  const pages = pager("case-pages", async (cursor) => {
+    const params = new URLSearchParams({ status: status.value, limit: String(PAGE_SIZE) });
+    if (cursor) params.set("cursor", cursor);
+    const found = await api(`/v1/discrepancies?${params}`);
+    const shown = overdue.checked ? found.items.filter((c) => c.overdue) : found.items;
+    results.replaceChildren(casesTable(shown, pick));
+    setStatus(`${shown.length} cases on this page`);
+    return found.next_cursor;
+  });
+  page.replaceChildren(el("h2", { text: "Discrepancies" }), filter, results, pages.node, panel);
+  pages.reset().catch((error) => results.replaceChildren(el("p", { class: "error", role: "alert", text: error.message })));
+}
+
 // -- routing -----------------------------------------------------------------------------
 
 async function route() {
@@ -298,7 +598,9 @@ async function route() {
   try {
     if (current === "sku" && arg) await renderSku(page, decodeURIComponent(arg));
     else if (current === "ledger") renderLedger(page);
-    else if (current === "skus") renderSkuSearch(page);
+    else if (current === "skus") renderSkuList(page);
+    else if (current === "drops") renderDrops(page);
+    else if (current === "discrepancies") renderDiscrepancies(page);
     else renderOverview(page);
   } catch (error) {
     page.replaceChildren(el("p", { class: "error", role: "alert", text: error.message }));
@@ -319,5 +621,10 @@ document.getElementById("key-form").addEventListener("submit", (event) => {
   document.getElementById("key-form").hidden = true;
   route();
 });
+document.getElementById("stock-key-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  settleStockKey(document.getElementById("stock-key-input").value.trim());
+});
+document.getElementById("stock-key-cancel").addEventListener("click", () => settleStockKey(""));
 window.addEventListener("hashchange", route);
 route();

@@ -29,7 +29,7 @@ from earmark.errors import (
     WaitlistDisabled,
     WaitlistEntryNotFound,
 )
-from earmark.models import Drop, WaitlistEntry
+from earmark.models import Drop, DropPage, WaitlistEntry
 
 router = APIRouter(prefix="/v1/drops", tags=["drops"])
 
@@ -98,6 +98,32 @@ async def create_drop(body: DropIn, ctx: Stocking, idempotency_key: IdempotencyK
         idempotency_key=idempotency_key,
     )
     return model_response(drop, 201, {"Location": f"{router.prefix}/{drop.id}"})
+
+
+@router.get(
+    "",
+    response_model=DropPage,
+    responses=problem_responses(),
+    summary="Every drop, by id, page by page, with its live figures",
+)
+async def list_drops(
+    ctx: Reading,
+    cursor: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=limits.DROP_ID_LENGTH_MAX,
+            pattern=NAME_PATTERN,
+            description="`next_cursor` of the previous page",
+        ),
+    ] = None,
+    limit: Annotated[
+        int, Query(ge=1, le=limits.DROP_PAGE_LIMIT_MAX, description="drops per page")
+    ] = 50,
+) -> Response:
+    """Each drop as `GET /v1/drops/{id}` answers it (rules, `open`, `sold`, `held`), in id
+    order. Pass `next_cursor` as `cursor` until it is null."""
+    return model_response(await ctx.engine.list_drops(cursor=cursor, limit=limit))
 
 
 @router.get(

@@ -151,15 +151,18 @@ async def scrape_store(engine: AsyncEngine, metrics: Metrics) -> bool:
         await engine.client.ping()
         fences = await engine.fences()
         lag = await engine.durable_lag()
+        drops = await engine.drop_figures()
     except REDIS_ERRORS as error:
         log.warning("/metrics: Redis did not answer: %s: %s", type(error).__name__, error)
         metrics.redis_up.set(0)
         metrics.fenced.set(math.nan)
         metrics.events_waiting.set(math.nan)
+        metrics.set_drops(None)
         return False
     metrics.redis_up.set(1)
     metrics.fenced.set(sum(1 for reason in fences if reason))
     metrics.events_waiting.set(lag.events)
+    metrics.set_drops(drops)
     return True
 
 

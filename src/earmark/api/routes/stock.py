@@ -120,13 +120,23 @@ async def list_stock(
         Query(max_length=64, description="`next_cursor` of the previous page"),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500, description="records per page, about")] = 100,
+    low_stock: Annotated[
+        bool,
+        Query(
+            description="only records whose low-stock alert is active (as `GET /v1/alerts`): "
+            "available fell to the reorder point and has not risen above `rearm_above`"
+        ),
+    ] = False,
 ) -> Response:
     """Each (sku, location) stock record's buckets, from the stock index in Redis (in
     `SSCAN` order, not sorted). Each page does bounded work: it may hold fewer than
     `limit` records (even none) while `next_cursor` is set; follow it until it is null.
     A record present throughout appears at least once. 422 `invalid_request` for a cursor
-    this route did not give. (A low-stock filter is not offered yet.)"""
-    page = await ctx.engine.stock_page(prefix=prefix, location=location, cursor=cursor, limit=limit)
+    this route did not give. With `low_stock=true` only the records that are low, as
+    `GET /v1/alerts` lists them (a SKU with no reorder point is never low)."""
+    page = await ctx.engine.stock_page(
+        prefix=prefix, location=location, cursor=cursor, limit=limit, low_stock=low_stock
+    )
     return model_response(page)
 
 

@@ -3,7 +3,8 @@ operation`` for how a generator method becomes a method of both engines)."""
 
 from earmark.engine.ops.alerts import AlertOps
 from earmark.engine.ops.counts import CountOps
-from earmark.engine.ops.drops import DropOps
+from earmark.engine.ops.drop_figures import DropFigureOps
+from earmark.engine.ops.drops import DropListing, DropOps
 from earmark.engine.ops.keys import KeyOps
 from earmark.engine.ops.listing import ListingOps
 from earmark.engine.ops.losses import LossOps
@@ -32,6 +33,8 @@ class Operations(
     KeyOps,
     WaitlistOps,
     DropOps,
+    DropListing,
+    DropFigureOps,
     ListingOps,
     SeatOps,
     AlertOps,

@@ -29,6 +29,13 @@ ALERT_FIELDS = (
     "committed",
 )
 ALERT_STATUSES = ("active",)
+LOW_FIELDS = ("alert_low", "reorder_point")
+
+
+def is_low(alert_low: str | None, reorder_point: str | None) -> bool:
+    """The one definition of "low" (``GET /v1/alerts``, ``GET /v1/skus?low_stock=true``):
+    the alert fired (available fell to the reorder point) and has not re-armed."""
+    return alert_low == "1" and reorder_point is not None
 
 
 def _units(value: object, name: str) -> int:
@@ -64,7 +71,8 @@ def check_reorder(reorder_point: object, rearm_above: object, lead_time_days: ob
 
 def _alert(sku: str, location: str, raw: list[Any]) -> LowStockAlert | None:
     values = dict(zip(ALERT_FIELDS, (None if v is None else text(v) for v in raw), strict=True))
-    if values["alert_low"] != "1" or values["reorder_point"] is None:
+    point = values["reorder_point"]
+    if point is None or not is_low(values["alert_low"], point):
         return None
     on_hand = int(values["on_hand"] or 0)
     held = int(values["reserved"] or 0) + int(values["committed"] or 0)
@@ -75,7 +83,7 @@ def _alert(sku: str, location: str, raw: list[Any]) -> LowStockAlert | None:
         location=location,
         available=on_hand - held,
         on_hand=on_hand,
-        reorder_point=int(values["reorder_point"]),
+        reorder_point=int(point),
         rearm_above=int(values["rearm_above"] or 0),
         lead_time_days=None if lead in (None, "") else int(lead),
         low_since=low_since,

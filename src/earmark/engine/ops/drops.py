@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -21,7 +21,7 @@ from earmark.engine.ops.base import DEFAULT_ACTOR, OpsBase
 from earmark.engine.replies import Json, fingerprint, replayed, text
 from earmark.engine.steps import Call, Op, Pipeline
 from earmark.errors import DropNotFound, InvalidRequest
-from earmark.models import UNCHANGED, Drop, Unchanged, from_ms
+from earmark.models import UNCHANGED, Drop, DropPage, Unchanged, from_ms
 
 # The reserve script's answer when a cart takes a drop's SKU and the call did not bring
 # that drop's keys (lua/includes/drops.lua, drop_gate).
@@ -309,3 +309,47 @@ def _drop(view: Json, *, now_ms: int, sold: int, held: int, waiting: int = 0) ->
         held=held,
         waiting=waiting,
     )
+
+
+# -- listing (GET /v1/drops, the console's Drops page) -----------------------------------
+
+
+class DropListing(OpsBase):
+    """Drops a page at a time, by id. Each partition's drop index (sku -> drop id) names
+    every drop: a page reads the indexes (their size is the drops' SKUs, a few per drop,
+    and drops are few), then the rules and figures of at most ``limit`` drops."""
+
+    if TYPE_CHECKING:  # from DropOps, beside this mixin in Operations
+
+        def _drop_view(self, p: int, view: Json) -> Op[Drop]: ...
+
+        @staticmethod
+        def _lua_view(drop_id: str, r: dict[str, str]) -> Json: ...
+
+    @operation
+    def list_drops(self, *, cursor: str | None = None, limit: int = 50) -> Op[DropPage]:
+        """Drops with an id after ``cursor`` (the previous page's ``next_cursor``), in id
+        order, with their live figures as ``get_drop`` reads them."""
+        if not 1 <= limit <= limits.DROP_PAGE_LIMIT_MAX:
+            raise InvalidRequest(f"limit must be between 1 and {limits.DROP_PAGE_LIMIT_MAX}")
+        if cursor is not None and not limits.NAME_PATTERN.fullmatch(cursor):
+            raise InvalidRequest(f"{cursor!r} is not a cursor of this listing", field="cursor")
+        indexes = yield Pipeline(
+            [("HVALS", self.keys.drop_index(p)) for p in range(self.partitions)]
+        )
+        home = {text(d): p for p, ids in enumerate(indexes) for d in ids}
+        after = sorted(d for d in home if cursor is None or d > cursor)
+        wanted = after[:limit]
+        parts = sorted({home[d] for d in wanted})
+        trusted = yield Pipeline([self._trusted(p) for p in parts])
+        for reply in trusted:
+            self._check_trusted(reply)
+        records = yield Pipeline([("HGETALL", self.keys.drop(home[d], d)) for d in wanted])
+        items: list[Drop] = []
+        for drop_id, raw in zip(wanted, records, strict=True):
+            if raw:  # the index names a drop whose rules are gone: nothing to show
+                record = {text(k): text(v) for k, v in raw.items()}
+                view = self._lua_view(drop_id, record)
+                items.append((yield from self._drop_view(home[drop_id], view)))
+        more = len(after) > limit
+        return DropPage(items=items, next_cursor=wanted[-1] if more else None)

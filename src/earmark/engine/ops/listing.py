@@ -5,7 +5,9 @@ Only held reservations are indexed in Redis: each partition's ``expiries`` sorte
 (every held part by expiry) and each line's ``holds`` set (the holds counted in that
 (sku, location)'s ``reserved``). A page walks one of them by expiry, then reads each
 reservation; committed, released, expired and shipped ones are found in the durable
-record (``GET /v1/ledger?type=committed``).
+record (``GET /v1/ledger?type=committed``). The customer is recorded on the part of a
+drop's reservation that holds the drop's SKUs (lua/includes/drops.lua, ``drop_record``):
+filtering by customer reads that field beside the index, one pipeline per range read.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from earmark.engine.steps import Op, Pipeline
 from earmark.errors import InvalidRequest, ReservationNotFound
 from earmark.models import Reservation, ReservationPage
 
-RESERVATION_PAGE_LIMIT_MAX = 100
-LISTED_STATUSES = ("held",)
+RESERVATION_PAGE_LIMIT_MAX = limits.RESERVATION_PAGE_MAX
+LISTED_STATUSES = limits.LISTED_RESERVATION_STATUSES
 
 
 def encode_hold_cursor(partition: int, expiry_ms: int, seen: int) -> str:
@@ -55,12 +57,15 @@ class ListingOps(OpsBase):
         sku: str | None = None,
         location: str = limits.DEFAULT_LOCATION,
         status: str = "held",
+        customer: str | None = None,
         cursor: str | None = None,
         limit: int = 50,
     ) -> Op[ReservationPage]:
         """Held reservations, soonest expiry first (of a (sku, location) when ``sku`` is
         given), a page at a time: at most ``limit`` ids read per page. A cart held in
-        several partitions appears once per partition when no ``sku`` is given."""
+        several partitions appears once per partition when no ``sku`` is given.
+        ``customer`` (trimmed and case-folded as ``reserve`` does): only the holds of a
+        drop recorded for that customer; the part recording it is the one listed."""
         if status not in LISTED_STATUSES:
             raise InvalidRequest(
                 f"status {status!r} cannot be listed: only held reservations are indexed in "
@@ -71,6 +76,10 @@ class ListingOps(OpsBase):
             raise InvalidRequest(f"limit must be between 1 and {RESERVATION_PAGE_LIMIT_MAX}")
         if sku is not None:
             sku, location = validation.sku(sku), validation.location(location)
+        if customer is not None:
+            customer = validation.customer(customer)
+            if not customer:
+                raise InvalidRequest("customer must not be empty", field="customer")
         home = None if sku is None else self.partition_of(sku)
         start = (home or 0, 0, 0)
         p, after_ms, seen = start if cursor is None else decode_hold_cursor(cursor, self.partitions)
@@ -86,9 +95,12 @@ class ListingOps(OpsBase):
                        "WITHSCORES")  # fmt: skip
             (reply,) = yield Pipeline([command])
             pairs = scored(reply)
-            for rid, expiry_ms in pairs:
+            owners = (yield from self._customers(p, pairs)) if customer is not None else None
+            for index, (rid, expiry_ms) in enumerate(pairs):
                 seen = seen + 1 if expiry_ms == after_ms else 1
                 after_ms = expiry_ms
+                if owners is not None and owners[index] != customer:
+                    continue
                 try:
                     found = yield from self._get_reservation(rid)
                 except ReservationNotFound:  # released or swept since the range was read
@@ -102,3 +114,13 @@ class ListingOps(OpsBase):
         done = p >= self.partitions
         next_cursor = None if done else encode_hold_cursor(p, after_ms, seen)
         return ReservationPage(items=items, next_cursor=next_cursor)
+
+    def _customers(self, p: int, pairs: list[tuple[str, int]]) -> Op[list[str | None]]:
+        """The customer recorded on each reservation's part in partition ``p`` (None for
+        none: not a drop's hold, or not the part holding the drop's SKUs)."""
+        if not pairs:
+            return []
+        replies = yield Pipeline(
+            [("HGET", self.keys.reservation(p, rid), "customer") for rid, _ in pairs]
+        )
+        return [None if raw is None else text(raw) for raw in replies]

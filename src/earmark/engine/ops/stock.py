@@ -9,6 +9,7 @@ import orjson
 
 from earmark import limits, validation
 from earmark.engine.operation import operation
+from earmark.engine.ops.alerts import LOW_FIELDS, is_low
 from earmark.engine.ops.base import DEFAULT_ACTOR, OpsBase
 from earmark.engine.replies import fingerprint, raise_for_error, replayed, stock_level, text
 from earmark.engine.steps import Batch, Call, Op, Pipeline
@@ -166,12 +167,14 @@ class StockOps(OpsBase):
         location: str | None = None,
         cursor: str | None = None,
         limit: int = 100,
+        low_stock: bool = False,
     ) -> Op[StockPage]:
         """A page of (sku, location) stock records from the stock index, SKUs starting
         with ``prefix`` (at ``location``). Redis ``SSCAN`` order, not sorted: a record
         present for the whole walk appears at least once (rarely twice, if the set is
         resized meanwhile); a page holds at most about ``limit`` records and may be
-        short while ``next_cursor`` is set."""
+        short while ``next_cursor`` is set. ``low_stock``: only the records whose
+        low-stock alert has fired and not re-armed, as ``alerts()`` lists them."""
         if not 1 <= limit <= STOCK_PAGE_LIMIT_MAX:
             raise InvalidRequest(f"limit must be between 1 and {STOCK_PAGE_LIMIT_MAX}")
         # Names hold no glob character (validation): they go into MATCH as they are.
@@ -190,12 +193,28 @@ class StockOps(OpsBase):
                 p, scan = p + 1, 0
             if p == self.partitions or len(wanted) >= limit:
                 break
+        if low_stock and wanted:
+            wanted = yield from self._low_only(wanted)
         levels: list[StockLevel] = []
         for start in range(0, len(wanted), limits.SKUS_PER_READ_MAX):
             found = yield from self._read_stock(wanted[start : start + limits.SKUS_PER_READ_MAX])
             levels += [level for level in found if level is not None]
         done = p == self.partitions
         return StockPage(items=levels, next_cursor=None if done else encode_stock_cursor(p, scan))
+
+    def _low_only(self, wanted: list[tuple[str, str]]) -> Op[list[tuple[str, str]]]:
+        """The records of ``wanted`` whose alert is low, read as ``alerts()`` reads it
+        (``alert_low`` set with a reorder point), in one pipeline."""
+        commands: list[tuple[str | int, ...]] = [
+            ("HMGET", self.keys.stock(self.partition_of(sku), sku, loc), *LOW_FIELDS)
+            for sku, loc in wanted
+        ]
+        replies = yield Pipeline(commands)
+        return [
+            pair
+            for pair, (low, point) in zip(wanted, replies, strict=True)
+            if is_low(None if low is None else text(low), None if point is None else text(point))
+        ]
 
     def _read_stock(self, wanted: list[tuple[str, str]]) -> Op[list[StockLevel | None]]:
         """One read_stock call per partition, all in one batch."""
