@@ -104,6 +104,10 @@ CUSTOMER_LENGTH_MAX = 128
 DROP_KEY_ROUNDS_MAX = 4
 # (partition, sku) -> drop hints an engine keeps to save the first round trip.
 DROP_HINTS_MAX = 10_000
+# Reservation id -> its part's lines an engine remembers (from its own reserves and
+# reads), so commit, release, extend and ship of a one-partition reservation take one
+# round trip; the oldest are forgotten past it (a miss reads the part first).
+KNOWN_PARTS_MAX = 100_000
 # Reserve attempts per customer per drop per second, by default (0: no limit).
 DROP_ATTEMPTS_PER_SECOND_DEFAULT = 5
 DROP_ATTEMPTS_PER_SECOND_MAX = 1_000

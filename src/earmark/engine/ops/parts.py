@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from earmark import validation
+from earmark import limits, validation
 from earmark.engine.ops.base import OpsBase
 from earmark.engine.replies import Json, script_reply
 from earmark.engine.steps import Call, Op
@@ -72,6 +72,34 @@ class ReservationParts(OpsBase):
         args.extend(opts)
         return Call(script, keys, args)
 
+    def _known_parts(self) -> dict[str, tuple[int, list[Json]]]:
+        """Reservation id -> (partition, lines) of one-partition reservations this engine
+        reserved or read. A part's lines never change once reserved, so an entry is never
+        stale: the scripts still check them (``lines_mismatch``) and that the part exists
+        (``reservation_not_found``), and a forgotten entry only costs a read."""
+        known: dict[str, tuple[int, list[Json]]] = self.__dict__.setdefault(
+            "_known_part_table", {}
+        )
+        return known
+
+    def _remember_part(self, reservation_id: str, partition: int, lines: list[Json]) -> None:
+        known = self._known_parts()
+        if len(known) >= limits.KNOWN_PARTS_MAX:
+            del known[next(iter(known))]  # the oldest entry
+        known[reservation_id] = (
+            partition,
+            [{"sku": line["sku"], "location": line["location"]} for line in lines],
+        )
+
+    def _parts_for_write(self, reservation_id: str) -> Op[list[Part]]:
+        """The parts a write on an existing reservation acts on: from memory for a
+        one-partition reservation this engine knows (no round trip), else read."""
+        found = self._known_parts().get(reservation_id)
+        if found is not None:
+            partition, lines = found
+            return [Part(partition, {"lines": lines}, 0)]
+        return (yield from self._read_parts(reservation_id))
+
     def _read_parts(self, reservation_id: str) -> Op[list[Part]]:
         parts = []
         for p in self.parts_of(reservation_id):
@@ -79,6 +107,8 @@ class ReservationParts(OpsBase):
             if record is None:
                 raise ReservationNotFound(f"no reservation {reservation_id}", id=reservation_id)
             parts.append(Part(p, record, now_ms))
+        if len(parts) == 1:
+            self._remember_part(reservation_id, parts[0].partition, parts[0].record["lines"])
         return parts
 
     def _read_parts_or_none(self, rid: str) -> Op[list[Part] | None]:
