@@ -511,14 +511,15 @@ function casesTable(cases, onPick) {
   return table;
 }
 
-function casePanel(panel, c, done) {
-  const result = el("p", { id: "case-result", role: "status" });
+// `message`: what the last action on this case did (kept when the panel is drawn again).
+function casePanel(panel, c, done, message = "") {
+  const result = el("p", { id: "case-result", role: "status", text: message });
   const run = async (path, body, what) => {
     try {
       const updated = await act(path, body);
       result.className = "";
       result.textContent = `${what}: case ${updated.id} is ${updated.status}`;
-      await done(updated);
+      await done(updated, result.textContent);
     } catch (error) {
       result.className = "error";
       result.textContent = error.message;
@@ -571,7 +572,10 @@ function renderDiscrepancies(page) {
     el("button", { type: "submit", text: "Show" }));
   const results = el("div", { id: "case-results" });
   const panel = el("section", { id: "case-panel", "aria-label": "The chosen case" });
-  const pick = (c) => casePanel(panel, c, async (updated) => { await pages.reload(); casePanel(panel, updated, async () => {}); });
+  const pick = (c) => casePanel(panel, c, async (updated, message) => {
+    await pages.reload();
+    casePanel(panel, updated, async () => {}, message);
+  });
   const pages = pager("case-pages", async (cursor) => {
     const params = new URLSearchParams({ status: status.value, limit: String(PAGE_SIZE) });
     if (cursor) params.set("cursor", cursor);
