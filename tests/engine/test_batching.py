@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 import redis.cluster
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from earmark import AsyncEngine, EngineConfig, limits
 from earmark.engine import coalesce
@@ -241,3 +243,69 @@ def test_batches_are_bounded_by_carts_and_bytes() -> None:
         assert coalesce.merge(mixed, batching=False) == mixed
     finally:
         loop.close()
+
+
+CART = st.dictionaries(st.sampled_from(["P", "Q", "R"]), st.integers(1, 4), min_size=1, max_size=3)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    stock=st.fixed_dictionaries({sku: st.integers(0, 8) for sku in ["P", "Q", "R"]}),
+    carts=st.lists(CART, min_size=2, max_size=24),
+    repeat=st.sets(st.integers(0, 23), max_size=4),
+)
+def test_a_batch_answers_as_the_carts_one_after_the_other_would(
+    stock: dict[str, int], carts: list[dict[str, int]], repeat: set[int]
+) -> None:
+    """Against a plain model: concurrent carts on one partition (one batch, in call order)
+    are each all or nothing, in order, as if sent one after the other; a cart that
+    reuses an earlier cart's key replays it (same id, nothing held twice)."""
+    keys = [f"k{i}" for i in range(len(carts))]
+    for i in sorted(repeat):
+        if 0 < i < len(carts):
+            keys[i], carts[i] = keys[i - 1], carts[i - 1]  # the same request again
+
+    async def scenario() -> tuple[list[Any], dict[str, int], int]:
+        engine = AsyncEngine.embedded(EngineConfig(prefix=fresh_prefix()))
+        async with engine:
+            for sku, units in stock.items():
+                if units:
+                    await engine.receive(sku, units)
+            seen: list[coalesce.Merged] = []
+            merge = coalesce.merge
+
+            def spy(pending: list[coalesce.Pending], *, batching: bool) -> list[coalesce.Unit]:
+                units = merge(pending, batching=batching)
+                seen.extend(u for u in units if isinstance(u, coalesce.Merged))
+                return units
+
+            coalesce.merge = spy  # type: ignore[assignment]
+            try:
+                results = await settle(
+                    *(
+                        engine.reserve(list(cart.items()), idempotency_key=key)
+                        for cart, key in zip(carts, keys, strict=True)
+                    )
+                )
+            finally:
+                coalesce.merge = merge  # type: ignore[assignment]
+            reserved = {sku: (await alevel_of(engine, sku)).reserved for sku in stock if stock[sku]}
+            return results, reserved, max((len(u.items) for u in seen), default=1)
+
+    results, reserved, biggest = asyncio.run(scenario())
+    assert biggest == len(carts)  # one call carried every cart
+    free, held_by_key = dict(stock), {}
+    for cart, key, result in zip(carts, keys, results, strict=True):
+        if key in held_by_key:  # a replay of an earlier success
+            assert not isinstance(result, Exception) and result.id == held_by_key[key]
+            assert result.replayed
+            continue
+        fits = all(free[sku] >= qty for sku, qty in cart.items())
+        if fits:
+            assert not isinstance(result, Exception), result
+            held_by_key[key] = result.id
+            for sku, qty in cart.items():
+                free[sku] -= qty
+        else:
+            assert isinstance(result, InsufficientStock | SkuNotFound), result
+    assert reserved == {sku: stock[sku] - free[sku] for sku in stock if stock[sku]}

@@ -77,9 +77,7 @@ class ReservationParts(OpsBase):
         reserved or read. A part's lines never change once reserved, so an entry is never
         stale: the scripts still check them (``lines_mismatch``) and that the part exists
         (``reservation_not_found``), and a forgotten entry only costs a read."""
-        known: dict[str, tuple[int, list[Json]]] = self.__dict__.setdefault(
-            "_known_part_table", {}
-        )
+        known: dict[str, tuple[int, list[Json]]] = self.__dict__.setdefault("_known_part_table", {})
         return known
 
     def _remember_part(self, reservation_id: str, partition: int, lines: list[Json]) -> None:
