@@ -43,8 +43,16 @@ READING = """
   is the bottleneck: in the chart earmark's throughput hardly moves with concurrency
   while its latency grows with the queue of callers, and a second client process
   (`--processes 2`; redis-benchmark then gets 2 threads) raises earmark's figure.
-- **Coalescing.** The same earmark workload with `AsyncEngine(coalesce=True)` against
-  `coalesce=False`: what sharing pipelines between concurrent calls buys.
+- **Coalescing and batching.** The same earmark workload with `AsyncEngine(coalesce=True)`
+  against `coalesce=False`: what sharing pipelines between concurrent calls buys; and
+  `batch=True` against `batch=False` (both coalesced): what sending a partition's
+  concurrent reserves as one `reserve_batch` call buys (Redis parses, defines the
+  helpers, checks the partition and reads the clock once per call, not per cart).
+- **Script cost.** `redis-benchmark` (no Python) driving earmark's one-cart reserve
+  script against the frozen copy of the script as it was before the hot-path work
+  (`loadtests/frozen/reserve_v1.lua`), and against the 5-line decrement. Same keys,
+  arguments and clients on both sides; each call gets a fresh reservation id and
+  idempotency record.
 - **PostgreSQL row lock.** The design users would otherwise pick, in its two honest
   configurations. `synchronous_commit=off` answers before the WAL is on disk, as earmark
   (Redis with AOF `everysec`, ledger written behind by the flusher) does; with
@@ -58,7 +66,22 @@ READING = """
   here: a cluster client routes every call on its own (no coalescing), which costs the
   client more than it spreads. The figure is the cost of cluster routing on the client,
   not the capacity a cluster adds when its nodes have machines of their own. The row
-  against one Redis *without* coalescing isolates routing from coalescing.
+  against one Redis *without* coalescing isolates routing from coalescing. Since each
+  partition's batch now goes to its node as one call, the cluster path batches too.
+- **The scale-out model** (`python -m loadtests.bench.scaleout`). Instead of a race this
+  machine cannot run fairly, it measures what one reservation costs each resource:
+  Redis CPU from `INFO commandstats` (EVALSHA usec over the reservations made, summed
+  over the masters) and the client's CPU (`time.process_time` over the reservations it
+  made). With N masters, each on a core of its own, and one client process per master,
+  carts spread over many partitions: throughput = N / max(Redis, client) per
+  reservation, and the larger of the two is the resource that saturates first. It
+  leaves out the network and carts that span partitions (a claim plus one call per
+  part). `commandstats` times are wall time inside Redis, so a busy machine inflates
+  them: compare rows of one run only.
+- **Memory.** Bytes per live hold (hold entries, reservation part, expiry index,
+  idempotency record) and per waiting event, from `used_memory` around 20,000 reserves
+  (the events trimmed afterwards as the flusher does), and what that gives for
+  1,000,000 live holds on one SKU.
 """
 
 
@@ -125,13 +148,18 @@ def write_markdown(
     header: dict[str, object],
     chart: str,
     skipped: Sequence[str] = (),
+    extra: Sequence[str] = (),
 ) -> None:
+    """``extra``: lines printed by the measurements that are not comparisons (memory per
+    hold, the scale-out model), kept verbatim under their own heading."""
     date, machine = str(header["date"]), str(header["machine"])
     lines = [PREAMBLE.format(**header).rstrip(), "", "## Results", ""]
     lines += summary_table(comparisons, date, machine)
     lines += [f"\n**Skipped** {line}" for line in skipped]
     notes = [f"- *{c.benchmark}*: {c.notes}" for c in comparisons if c.notes]
     lines += ["", *dict.fromkeys(notes)]
+    if extra:
+        lines += ["", "## Memory and the scale-out model", "", "```", *extra, "```"]
     lines += ["", f"![engine hot SKU: throughput and p99 against callers]({chart})"]
     lines += [READING.rstrip(), "", "## Every round", "", *rounds_table(comparisons), ""]
     path.write_text("\n".join(lines))

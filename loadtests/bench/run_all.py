@@ -12,12 +12,20 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from tests.support.servers import ServerUnavailable
 
-from loadtests.bench import cluster, engine, postgres_rowlock, replicas, report
+from loadtests.bench import (
+    cluster,
+    engine,
+    postgres_rowlock,
+    replicas,
+    report,
+    scaleout,
+    scriptcost,
+)
 from loadtests.bench.common import (
     Comparison,
     Settings,
@@ -38,9 +46,22 @@ BENCHMARKS: tuple[tuple[str, Callable[[Settings], list[Comparison]]], ...] = (
 )
 
 
-def run_every(settings: Settings) -> tuple[list[Comparison], list[str]]:
+SCALEOUT_RESERVATIONS, SCALEOUT_RESERVATIONS_QUICK = 20_000, 5_000
+
+
+def run_every(settings: Settings) -> tuple[list[Comparison], list[str], list[str]]:
+    """Every comparison, what was skipped, and the lines of the memory and scale-out
+    measurements."""
     comparisons: list[Comparison] = []
     skipped: list[str] = []
+    print("\n##### scriptcost", flush=True)
+    costs, extra = scriptcost.run(settings)
+    comparisons += costs
+    print("\n##### scaleout", flush=True)
+    total = SCALEOUT_RESERVATIONS_QUICK if settings.quick else SCALEOUT_RESERVATIONS
+    for line in scaleout.measure(total, engine.HEADLINE_CONCURRENCY):
+        print(line, flush=True)
+        extra.append(line)
     for name, run in BENCHMARKS:
         print(f"\n##### {name}", flush=True)
         try:
@@ -48,7 +69,7 @@ def run_every(settings: Settings) -> tuple[list[Comparison], list[str]]:
         except ServerUnavailable as missing:
             print(f"##### {name} SKIPPED: {missing}", flush=True)
             skipped.append(f"{name}: {str(missing).splitlines()[0]}")
-    return comparisons, skipped
+    return comparisons, skipped, extra
 
 
 def write_report(
@@ -57,6 +78,7 @@ def write_report(
     comparisons: list[Comparison],
     skipped: list[str],
     elapsed: float,
+    extra: Sequence[str] = (),
 ) -> None:
     """The markdown always; the chart when the engine's concurrency sweep ran."""
     header = {
@@ -71,7 +93,7 @@ def write_report(
     if hot:
         title = f"engine, hot SKU: earmark vs raw EVALSHA ({header['machine']}, {header['date']})"
         report.write_chart(docs / CHART, hot, title)
-    report.write_markdown(docs / MARKDOWN, comparisons, header, CHART, skipped)
+    report.write_markdown(docs / MARKDOWN, comparisons, header, CHART, skipped, extra)
     print(f"wrote {docs / MARKDOWN}" + (f" and {docs / CHART}" if hot else ""))
 
 
@@ -82,14 +104,16 @@ def main() -> None:
     args = parser.parse_args()
     settings = settings_from(args)
     started = time.monotonic()
-    comparisons, skipped = run_every(settings)
+    comparisons, skipped, extra = run_every(settings)
     elapsed = time.monotonic() - started
     print(f"\n===== summary ({elapsed:.0f} s)")
     for comparison in comparisons:
         print(comparison.summary())
     for line in skipped:
         print(f"SKIPPED {line}")
-    write_report(args.docs, settings, comparisons, skipped, elapsed)
+    for line in extra:
+        print(line)
+    write_report(args.docs, settings, comparisons, skipped, elapsed, extra)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from earmark import (
     EngineConfig,
     InsufficientStock,
     ReservationExpired,
+    ReservationNotFound,
     StoreNotReady,
     StoreUnavailable,
 )
@@ -155,7 +156,8 @@ async def lost(ledger: Ledger, engine: AsyncEngine, acknowledged: list[str]) -> 
             continue
         try:
             in_redis = await engine.get_reservation(rid)
-        except (StoreNotReady, StoreUnavailable):
+        except (StoreNotReady, StoreUnavailable, ReservationNotFound):
+            # not readable, or gone: a rebuilt Redis holds only what the record held
             missing += 1
             continue
         missing += in_redis.status not in ("committed", "shipped")
