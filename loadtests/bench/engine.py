@@ -9,7 +9,11 @@ Redis with the same stock.
 * hot SKU at several concurrencies (the chart), and 10,000 SKUs;
 * a hot SKU that sells out at once (500 units): refusals are counted, oversell checked;
 * the coalescing gain: the same earmark workload with ``coalesce=True`` against
-  ``coalesce=False``.
+  ``coalesce=False``, and the batching gain: ``batch=True`` (concurrent reserves as one
+  reserve_batch call) against ``batch=False`` (one pipelined reserve call each);
+* earmark at 128 callers against redis-benchmark driving earmark's own one-cart reserve
+  script with 64 clients (``loadtests.bench.scriptcost``): the library against the
+  best any client could do with one call per cart.
 
     python -m loadtests.bench.engine [--quick] [--rounds N] [--seconds S] [--processes P]
 """
@@ -37,6 +41,7 @@ from loadtests.bench.common import (
 )
 from loadtests.bench.load import WorkSpec, open_earmark, run_load, worker_pool
 from loadtests.bench.redisbench import RawTarget
+from loadtests.bench.scriptcost import RESERVE_SCRIPT_CLIENTS, ReserveScriptTarget
 
 PREFIX = "bench"
 HOT_UNITS = 2_000_000  # enough that every reserve of a round succeeds
@@ -61,11 +66,23 @@ class Workload:
 
 
 def earmark_round(
-    pool: ProcessPoolExecutor, url: str, settings: Settings, load: Workload, *, coalesce: bool
+    pool: ProcessPoolExecutor,
+    url: str,
+    settings: Settings,
+    load: Workload,
+    *,
+    coalesce: bool,
+    batch: bool = True,
 ) -> Callable[[], Sample]:
     """One earmark round: reset the store, run the callers, check the buckets."""
     config = EngineConfig(prefix=PREFIX, partitions=1)
-    options = {"prefix": PREFIX, "partitions": 1, "cluster": False, "coalesce": coalesce}
+    options = {
+        "prefix": PREFIX,
+        "partitions": 1,
+        "cluster": False,
+        "coalesce": coalesce,
+        "batch": batch,
+    }
 
     def run() -> Sample:
         store.reset(url, config, cluster=False, skus=load.skus, units=load.units)
@@ -138,6 +155,41 @@ def coalescing(
     return alternate(comparison, settings.rounds, on, off)
 
 
+def batching(
+    pool: ProcessPoolExecutor, server: RedisServer, settings: Settings, load: Workload
+) -> Comparison:
+    """Same callers, same store, both coalesced; only ``AsyncEngine(batch=...)`` differs."""
+    comparison = Comparison(
+        benchmark="engine: batching gain, hot SKU",
+        subject="earmark AsyncEngine(batch=True)",
+        baseline="earmark AsyncEngine(batch=False)",
+        command=command_line(),
+        concurrency=load.concurrency,
+    )
+    on = earmark_round(pool, server.url, settings, load, coalesce=True)
+    off = earmark_round(pool, server.url, settings, load, coalesce=True, batch=False)
+    return alternate(comparison, settings.rounds, on, off)
+
+
+def versus_reserve_script(
+    pool: ProcessPoolExecutor, server: RedisServer, settings: Settings, load: Workload
+) -> Comparison:
+    """The library (batching on) against redis-benchmark driving the one-cart reserve
+    script with 64 clients: what one call per cart costs Redis at best."""
+    target = ReserveScriptTarget(server.port, "reserve", RESERVE_SCRIPT_CLIENTS)
+    requests = target.requests_for(settings.seconds)
+    comparison = Comparison(
+        benchmark="engine: hot SKU vs redis-benchmark driving reserve.lua",
+        subject=EARMARK,
+        baseline=f"redis-benchmark EVALSHA reserve.lua, {RESERVE_SCRIPT_CLIENTS} clients",
+        command=f"{command_line()}  |  baseline: {target.describe()}",
+        concurrency=load.concurrency,
+        notes="baseline: one EVALSHA per cart, no Python; subject: 128 asyncio callers",
+    )
+    subject = earmark_round(pool, server.url, settings, load, coalesce=True)
+    return alternate(comparison, settings.rounds, subject, lambda: target.run(requests))
+
+
 def run(settings: Settings) -> list[Comparison]:
     """Every engine-level comparison, on one throwaway Redis."""
     top = HEADLINE_CONCURRENCY
@@ -154,6 +206,9 @@ def run(settings: Settings) -> list[Comparison]:
             versus_raw(pool, server, settings, "engine: hot SKU sold out", sold_out, notes=notes)
         )
         results.append(coalescing(pool, server, settings, Workload(1, HOT_UNITS, top)))
+        results.append(batching(pool, server, settings, Workload(1, HOT_UNITS, top)))
+        hot = Workload(1, HOT_UNITS, top)
+        results.append(versus_reserve_script(pool, server, settings, hot))
     return results
 
 

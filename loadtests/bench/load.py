@@ -170,13 +170,14 @@ def earmark_config(spec_options: dict[str, Any]) -> EngineConfig:
 async def open_earmark(spec: WorkSpec) -> AsyncIterator[Attempt]:
     """earmark's reserve through ``AsyncEngine``: one line, qty 1, its own idempotency key.
 
-    ``options``: prefix, partitions, cluster, coalesce."""
+    ``options``: prefix, partitions, cluster, coalesce, batch (default on)."""
     options = spec.options
     engine = AsyncEngine.from_url(
         spec.target,
         earmark_config(options),
         cluster=options["cluster"],
         coalesce=options["coalesce"],
+        batch=options.get("batch", True),
     )
     names = [sku_name(i) for i in range(spec.skus)]
 
