@@ -3,7 +3,7 @@
 This 2-core machine cannot show a cluster winning (three redis-servers and the client
 share two cores), so instead of a throughput race this measures costs:
 
-* Redis CPU per reservation: ``INFO commandstats`` (the EVALSHA rows: total usec over
+* Redis CPU per reservation: ``INFO commandstats`` (the FCALL rows: total usec over
   the reservations made) on one Redis, and summed over the masters of a local 3-master
   cluster (with batching on, so a call carries many carts);
 * client CPU per reservation: the client process's CPU time (``time.process_time``)
@@ -62,13 +62,13 @@ async def _reset_stats(engine: AsyncEngine, cluster: bool) -> None:
         await engine.client.config_resetstat()
 
 
-def _evalsha_usec(ports: list[int]) -> tuple[float, int]:
-    """Total usec and calls of EVALSHA over the given Redis processes."""
+def _script_usec(ports: list[int]) -> tuple[float, int]:
+    """Total usec and calls of the script calls (FCALL) over the given Redis processes."""
     usec, calls = 0.0, 0
     for port in ports:
         with redis.Redis(host="127.0.0.1", port=port) as client:
             stats: dict[str, Any] = client.info("commandstats")
-            row = stats.get("cmdstat_evalsha")
+            row = stats.get("cmdstat_fcall")
             if row:
                 usec += float(row["usec"])
                 calls += int(row["calls"])
@@ -79,11 +79,11 @@ def measure(total: int, callers: int) -> list[str]:
     lines = []
     with RedisServer() as server:
         client_s = asyncio.run(_reserve(server.url, False, 1, total, callers))
-        usec, calls = _evalsha_usec([server.port])
+        usec, calls = _script_usec([server.port])
         lines.append(_row("one Redis", usec / total, client_s * 1e6, calls, total))
     with RedisCluster(masters=3) as cluster:
         client_s = asyncio.run(_reserve(cluster.url, True, 12, total, callers))
-        usec, calls = _evalsha_usec(cluster.ports)
+        usec, calls = _script_usec(cluster.ports)
         lines.append(_row("3-master cluster", usec / total, client_s * 1e6, calls, total))
     return lines
 
@@ -93,7 +93,7 @@ def _row(name: str, redis_us: float, client_us: float, calls: int, total: int) -
     per_master = 1e6 / max(redis_us, client_us)
     projected = ", ".join(f"{n} masters {n * per_master:,.0f}/s" for n in (1, 3, 6, 12))
     return (
-        f"{name}: Redis {redis_us:.1f} us/reservation ({calls:,} EVALSHA for {total:,} "
+        f"{name}: Redis {redis_us:.1f} us/reservation ({calls:,} FCALL for {total:,} "
         f"reservations), client {client_us:.1f} us/reservation; {first} saturates first; "
         f"projected with one client process per master: {projected}"
     )

@@ -1,6 +1,7 @@
 """Script cost: what Redis pays per cart, with no Python client in the way.
 
-``redis-benchmark`` drives EVALSHA of earmark's one-cart reserve script (the keys and
+``redis-benchmark`` drives earmark's one-cart reserve script as the engine sends it (FCALL
+of its function; the frozen copy, which predates function libraries, with EVALSHA) (the keys and
 arguments the engine sends for a one-line cart, a fresh reservation id and idempotency
 key per call through ``__rand_int__``) against, side by side in alternating rounds:
 
@@ -73,15 +74,18 @@ class ReserveScriptTarget:
     clients: int
 
     def _source(self) -> str:
-        if self.script == "frozen":
-            return FROZEN.read_text()
-        return load_scripts()[self.script].source
+        return FROZEN.read_text()
 
-    def _call(self) -> tuple[str, list[str]]:
+    def _call(self) -> list[str]:
         engine = _fresh_store(self.port)
         try:
             with redis.Redis(host=HOST, port=self.port) as client:
-                sha = str(client.script_load(self._source()))
+                if self.script == "frozen":
+                    command, name = "EVALSHA", str(client.script_load(self._source()))
+                else:
+                    script = load_scripts()[self.script]
+                    client.function_load(script.library, replace=True)
+                    command, name = "FCALL", script.function
             rid = "rsv_" + "0" * 24 + "_0"
             call = engine._reserve_call(
                 rid, 0, [Line(sku=SKU, qty=1)], "f" * 32, 600_000, "", "bench", "k"
@@ -93,7 +97,7 @@ class ReserveScriptTarget:
             keys[3] = engine.keys.reservation(0, "rsv___rand_int___0")
             args = [str(x) for x in [*call.args, "", "", 0, 0]]  # no customer, no drop
             args[4] = "rsv___rand_int___0"
-            return sha, [str(len(keys)), *keys, *args]
+            return [command, name, str(len(keys)), *keys, *args]
         finally:
             engine.close()
 
@@ -101,15 +105,16 @@ class ReserveScriptTarget:
         binary = shutil.which("redis-benchmark")
         if binary is None:
             raise SystemExit("redis-benchmark not found (it ships with redis-server)")
-        sha, call = self._call()
+        call = self._call()
         cmd = [binary, "-h", HOST, "-p", str(self.port), "-c", str(self.clients)]
-        cmd += ["-n", str(requests), "-r", str(KEYSPACE), "--csv", "EVALSHA", sha, *call]
+        cmd += ["-n", str(requests), "-r", str(KEYSPACE), "--csv", *call]
         return cmd
 
     def describe(self) -> str:
         return (
-            f"redis-benchmark -c {self.clients} -n <n> -r {KEYSPACE} --csv EVALSHA "
-            f"<{self.script} reserve sha> <the engine's KEYS and ARGV for a one-line cart>"
+            f"redis-benchmark -c {self.clients} -n <n> -r {KEYSPACE} --csv "
+            f"{'EVALSHA <frozen sha>' if self.script == 'frozen' else 'FCALL <reserve function>'}"
+            " <the engine's KEYS and ARGV for a one-line cart>"
         )
 
     def run(self, requests: int) -> Sample:

@@ -3,7 +3,19 @@
 -- keep one copy of these in the source. Every helper takes what it uses as parameters:
 -- none reads KEYS or ARGV.
 
-local rcall = redis.call
+-- Each script is loaded as a Redis function library (earmark.engine.scripts): the
+-- includes run once, at FUNCTION LOAD, where redis.call does not exist yet, and every
+-- call then starts with begin_call(), which binds it and forgets the memos of the call
+-- before (a library's locals outlive a call).
+local rcall = nil
+-- What a call reads once and remembers for its own duration (the clock, the partition
+-- meta, the server's replication id): see now_ms and includes/write.lua.
+local call_memo = {meta = {}}
+
+local function begin_call()
+  rcall = redis.call
+  call_memo = {meta = {}}
+end
 
 -- Bounds checked in Lua as well as in Python: each has the name and value of its
 -- constant in earmark/limits.py (a test checks they agree).
@@ -30,13 +42,14 @@ local REBUILD_ACTOR = 'earmark:rebuild'
 
 -- Server clock in whole milliseconds. Scripts never take a client clock. Read once per
 -- script call: a script (and each cart of a batched call) runs at one instant.
-local clock_ms = nil
 local function now_ms()
-  if not clock_ms then
+  local clock = call_memo.clock_ms
+  if not clock then
     local t = rcall('TIME')
-    clock_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    clock = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    call_memo.clock_ms = clock
   end
-  return clock_ms
+  return clock
 end
 
 -- Fails the script (a bug in the caller, not a refusal) unless the call sent `expected`
@@ -61,20 +74,26 @@ end
 local BUCKETS = {'on_hand', 'reserved', 'committed', 'in_transit', 'returned',
                  'damaged', 'written_off', 'inbound', 'version'}
 
--- All buckets of one stock key as a table of integers (missing fields are 0), and, when
--- the caller names `extra` fields, their raw values (a list, nil where unset) read in
--- the same HMGET.
-local function read_levels(stock_key, extra)
-  local fields = BUCKETS
+-- The buckets a hold moves or checks (available, then `reserved` and the version): what
+-- reserve reads, since every field an HMGET returns costs the script as much as a
+-- command of its own.
+local HOLD_BUCKETS = {'on_hand', 'reserved', 'committed', 'version'}
+
+-- The buckets of one stock key as a table of integers (missing fields are 0): all of
+-- BUCKETS, or the ones `buckets` names (HOLD_BUCKETS); and, when the caller names
+-- `extra` fields, their raw values (a list, nil where unset) read in the same HMGET.
+local function read_levels(stock_key, extra, buckets)
+  buckets = buckets or BUCKETS
+  local fields = buckets
   if extra then
-    fields = {unpack(BUCKETS)}
+    fields = {unpack(buckets)}
     for i = 1, #extra do
       fields[#fields + 1] = extra[i]
     end
   end
   local raw = rcall('HMGET', stock_key, unpack(fields))
   local levels = {}
-  for i, name in ipairs(BUCKETS) do
+  for i, name in ipairs(buckets) do
     levels[name] = tonumber(raw[i] or '0')
   end
   if not extra then
@@ -82,7 +101,7 @@ local function read_levels(stock_key, extra)
   end
   local values = {}
   for i = 1, #extra do
-    values[i] = raw[#BUCKETS + i]
+    values[i] = raw[#buckets + i]
   end
   return levels, values
 end
@@ -183,10 +202,25 @@ end
 
 -- ctx: {events = stream key, actor, idem = idempotency key, channel, now = ms}
 -- extra: flat list of further field/value pairs.
+-- The clock as text, formatted once per call (Lua formats a number with printf each time
+-- it is passed to a command, and a 13-digit one costs as much as a short command).
+local function now_text()
+  local text = call_memo.now_text
+  if not text then
+    text = tostring(now_ms())
+    call_memo.now_text = text
+  end
+  return text
+end
+
 local function emit(ctx, etype, sku, loc, qty, deltas, extra)
+  local at = ctx.now
+  if at == call_memo.clock_ms then
+    at = now_text()
+  end
   local fields = {'type', etype, 'sku', sku, 'location', loc, 'qty', qty,
                   'deltas', cjson.encode(deltas), 'actor', ctx.actor,
-                  'idempotency_key', ctx.idem, 'channel', ctx.channel or '', 'at', ctx.now}
+                  'idempotency_key', ctx.idem, 'channel', ctx.channel or '', 'at', at}
   if extra then
     for i = 1, #extra do
       fields[#fields + 1] = extra[i]

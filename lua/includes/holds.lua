@@ -31,9 +31,11 @@ end
 -- calls again (each call gave back `limit` holds: progress), RECLAIM_ROUNDS_MAX times.
 -- `extra` (optional): further fields of the stock hash to return as of after the
 -- reclaim (read with the buckets; read again only when a hold was given back).
-local function reclaim_holds(ctx, stock_key, hexp_key, hqty_key, sku, loc, limit, extra)
+-- `buckets` (optional): the buckets to read (read_levels; all by default).
+local function reclaim_holds(ctx, stock_key, hexp_key, hqty_key, sku, loc, limit, extra,
+                             buckets)
   limit = bounded(limit, 'reclaim limit', 0, RECLAIM_PER_LINE_LIMIT)
-  local levels, values = read_levels(stock_key, extra)
+  local levels, values = read_levels(stock_key, extra, buckets)
   if limit == 0 then
     return levels, false, values
   end

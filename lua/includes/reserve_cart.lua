@@ -44,7 +44,7 @@ local function reserve_cart(keys, argv)
     lines[i] = {sku = line.sku, location = line.location, qty = qty}
     local levels, more, fields = reclaim_holds(ctx, line.stock, line.hexp, line.hqty,
                                                line.sku, line.location, reclaim_limit,
-                                               line_fields)
+                                               line_fields, HOLD_BUCKETS)
     local free = available(levels)
     if free < qty then
       shortfalls[#shortfalls + 1] = {sku = line.sku, location = line.location,
@@ -62,20 +62,21 @@ local function reserve_cart(keys, argv)
   end
 
   local expires_at = ctx.now + ttl_ms
+  local expires_text = tostring(expires_at) -- formatted once (now_text)
   for _, h in ipairs(held) do
     local line = h.line
     apply(line.stock, h.levels, {reserved = h.qty}, nil,
           demand_slot(ctx.now, h.qty, h.fields[5], h.fields[6]))
-    rcall('ZADD', line.hexp, expires_at, rid)
+    rcall('ZADD', line.hexp, expires_text, rid)
     rcall('HSET', line.hqty, rid, h.qty)
     emit(ctx, 'reserved', line.sku, line.location, h.qty, {reserved = h.qty},
-         {'reservation', rid, 'expires_at', expires_at})
+         {'reservation', rid, 'expires_at', expires_text})
     low_stock_check(ctx, line.stock, line.sku, line.location, h.levels, h.fields)
   end
-  rcall('HSET', part_key, 'status', 'held', 'expires_at', expires_at, 'created_at', ctx.now,
-        'channel', channel, 'actor', actor, 'retention_ms', retention_ms,
-        'lines', cjson.encode(lines))
-  rcall('ZADD', expiries_key, expires_at, rid)
+  rcall('HSET', part_key, 'status', 'held', 'expires_at', expires_text,
+        'created_at', now_text(), 'channel', channel, 'actor', actor,
+        'retention_ms', retention_ms, 'lines', cjson.encode(lines))
+  rcall('ZADD', expiries_key, expires_text, rid)
   drop_record(drop, part_key, rid) -- [drops]
   return finish(ctx, {ok = true, reservation = {id = rid, status = 'held',
                       expires_at = expires_at, created_at = ctx.now, channel = channel,

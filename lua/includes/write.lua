@@ -15,30 +15,30 @@ local FINGERPRINT_LENGTH = 32
 -- or a Redis restarts without its replication state.
 -- '' where the server cannot tell (an in-process fakeredis has no INFO).
 -- Asked once per script call (INFO builds a long string): the id cannot change within it.
-local replid_seen = nil
 local function server_replid()
-  if replid_seen == nil then
+  local replid = call_memo.replid
+  if replid == nil then
     local info = redis.pcall('INFO', 'replication')
-    replid_seen = ''
+    replid = ''
     if type(info) == 'string' then
-      replid_seen = string.match(info, 'master_replid:(%w+)') or ''
+      replid = string.match(info, 'master_replid:(%w+)') or ''
     end
+    call_memo.replid = replid
   end
-  return replid_seen
+  return replid
 end
 
 -- The partition's meta fields a write checks, read once per script call per meta key (a
 -- batched call opens many writes on one partition; no write script changes these
 -- fields before it opens a write).
 local META_FIELDS = {'generation', 'fenced', 'replid', 'backlog_max'}
-local meta_seen = {}
 local function read_meta(meta_key)
-  local meta = meta_seen[meta_key]
+  local meta = call_memo.meta[meta_key]
   if not meta then
     local raw = rcall('HMGET', meta_key, unpack(META_FIELDS))
     meta = {generation = raw[1], fenced = raw[2], replid = raw[3],
             backlog_max = tonumber(raw[4] or '0')}
-    meta_seen[meta_key] = meta
+    call_memo.meta[meta_key] = meta
   end
   return meta
 end

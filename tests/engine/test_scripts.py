@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import subprocess
 import sys
+import time
 import zipfile
 from collections.abc import Generator
 from datetime import UTC, datetime, timedelta
@@ -12,14 +14,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from redis.crc import key_slot
 
-from earmark import CommitInProgress, Engine, EngineConfig, InsufficientStock
+from earmark import (
+    AsyncEngine,
+    CommitInProgress,
+    Engine,
+    EngineConfig,
+    InsufficientStock,
+    StoreFull,
+    StoreNotReady,
+)
 from earmark.engine.bootstrap import bootstrap
-from earmark.engine.scripts import INCLUDE, load_scripts, lua_dir, script_names
+from earmark.engine.scripts import FREES_HELD, INCLUDE, PLAIN, load_scripts, lua_dir, script_names
 from earmark.engine.steps import Call, Op
 from tests.support.backends import Backend, fresh_prefix
-from tests.support.servers import RedisServer
+from tests.support.servers import RedisCluster, RedisServer, ServerUnavailable, unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT_NAMES = script_names(lua_dir())
@@ -67,7 +78,15 @@ def test_every_script_opens_with_its_header(name: str) -> None:
 def test_includes_are_inlined() -> None:
     for script in load_scripts().values():
         assert not INCLUDE.search(script.source)
-        assert "local rcall = redis.call" in script.source
+        assert not INCLUDE.search(script.library)
+        forms = [script.source, script.library] if script.library else [script.source]
+        for form in forms:
+            assert "local function begin_call()" in form
+            assert form.count("\nbegin_call()\n") == 1  # each call starts with it
+        if not script.library:
+            assert script.name in PLAIN
+            continue
+        assert script.library.startswith(f"#!lua name={script.function}\n")
 
 
 def test_no_stream_is_trimmed_on_write() -> None:
@@ -284,31 +303,147 @@ def test_the_wheel_carries_the_scripts(tmp_path: Path) -> None:
 
 @pytest.mark.redis_server
 def test_scripts_reload_after_the_server_forgets_them(redis_server: RedisServer) -> None:
-    """EVALSHA with NOSCRIPT fallback: a SCRIPT FLUSH (or a restarted Redis) costs nothing."""
+    """FCALL, loading the library again on 'Function not found': a FUNCTION FLUSH (or a
+    restarted Redis) costs nothing."""
     engine = Engine.from_url(redis_server.url, EngineConfig(prefix=fresh_prefix())).start()
     try:
         engine.receive("A", 2)
-        engine.client.script_flush()
+        engine.client.function_flush()
         assert engine.reserve([("A", 1)], idempotency_key="after-flush").status == "held"
+        engine.client.function_flush()
         assert engine.availability(["A"])[0].reserved == 1  # the pipelined path too
     finally:
         engine.close()
 
 
 @pytest.mark.redis_server
+async def test_batched_and_coalesced_calls_reload_after_the_server_forgets_them(
+    redis_server: RedisServer,
+) -> None:
+    engine = AsyncEngine.from_url(redis_server.url, EngineConfig(prefix=fresh_prefix()))
+    async with engine:
+        await engine.receive("A", 10)
+        await engine.client.function_flush()
+        held = await asyncio.gather(
+            *(engine.reserve([("A", 1)], idempotency_key=f"c{i}") for i in range(5))
+        )
+        assert [h.status for h in held] == ["held"] * 5
+        assert (await engine.stock("A")).reserved == 5
+
+
+@pytest.mark.redis_server
+def test_a_library_forgets_the_clock_of_the_call_before(redis_server: RedisServer) -> None:
+    """A function library's locals outlive a call: each call starts with begin_call(),
+    so the clock (and the meta) a call read is never an earlier call's."""
+    engine = Engine.from_url(redis_server.url, EngineConfig(prefix=fresh_prefix())).start()
+    try:
+        engine.receive("A", 2)
+        first = engine.reserve([("A", 1)], idempotency_key="first", ttl_seconds=60)
+        time.sleep(0.02)
+        second = engine.reserve([("A", 1)], idempotency_key="second", ttl_seconds=60)
+        assert second.created_at - first.created_at >= timedelta(milliseconds=15)
+        engine.fence("drill")  # the meta changed between two calls
+        with pytest.raises(StoreNotReady):
+            engine.reserve([("A", 1)], idempotency_key="third")
+    finally:
+        engine.close()
+
+
+@pytest.mark.redis_server
+def test_a_full_redis_still_finishes_holds_and_refuses_new_ones() -> None:
+    """Write functions are refused up front while Redis is at its maxmemory, before they
+    write anything, except those that finish or free what is held (FREES_HELD,
+    allow-oom): a full Redis never strands a hold it cannot commit or release."""
+    try:
+        server = RedisServer(extra_args=["--maxmemory-policy", "noeviction"]).start()
+    except ServerUnavailable as error:
+        unavailable(f"redis-server: {error}")
+    filler = redis.Redis.from_url(server.url)
+    engine = Engine.from_url(server.url, EngineConfig(prefix=fresh_prefix()))
+    try:
+        engine.start()
+        engine.receive("A", 5, idempotency_key="stock")
+        kept = engine.reserve([("A", 1)], idempotency_key="kept")
+        freed = engine.reserve([("A", 1)], idempotency_key="freed")
+        for i in range(300):
+            filler.set(f"filler:{i}", "x" * 10_000)
+        filler.config_set("maxmemory", "1mb")
+        with pytest.raises(StoreFull):
+            engine.reserve([("A", 1)], idempotency_key="new")
+        with pytest.raises(StoreFull):
+            engine.receive("A", 1, idempotency_key="more")
+        assert engine.stock("A").reserved == 2  # reads answer
+        assert engine.commit(kept.id, idempotency_key="c").status == "committed"
+        assert engine.release(freed.id, idempotency_key="r").status == "released"
+        level = engine.stock("A")
+        assert (level.on_hand, level.reserved, level.committed) == (5, 0, 1)
+    finally:
+        filler.close()
+        engine.close()
+        server.close()
+
+
+def test_each_write_script_has_its_memory_rule() -> None:
+    """Reads are no-writes functions; FREES_HELD names only scripts that exist and write."""
+    scripts = load_scripts()
+    assert scripts.keys() >= FREES_HELD
+    for name, script in scripts.items():
+        if name in PLAIN:
+            continue
+        flags = script.library.split("flags = ", 1)[1].split(",", 1)[0]
+        if name.startswith("read_"):
+            assert flags == "{'no-writes'}"
+        else:
+            assert flags == ("{'allow-oom'}" if name in FREES_HELD else "{}"), name
+
+
+@pytest.mark.redis_server
+def test_every_library_loads_on_a_real_redis(redis_server: RedisServer) -> None:
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    try:
+        for script in load_scripts().values():
+            if script.name in PLAIN:
+                continue
+            assert client.function_load(script.library, replace=True) == script.function
+    finally:
+        client.close()
+
+
+@pytest.mark.cluster
+async def test_a_cluster_routes_fcall_by_its_key_alone(redis_cluster: RedisCluster) -> None:
+    """FCALL goes to its slot's master without asking COMMAND GETKEYS first."""
+    nodes = [redis.Redis(host="127.0.0.1", port=port) for port in redis_cluster.ports]
+    engine = AsyncEngine.from_url(
+        redis_cluster.url, EngineConfig(prefix=fresh_prefix()), cluster=True
+    )
+    try:
+        async with engine:
+            await engine.receive("A", 5)
+            for node in nodes:
+                node.config_resetstat()
+            await engine.reserve([("A", 1)], idempotency_key="one")
+            await engine.stock("A")
+        stats = [node.info("commandstats") for node in nodes]
+        assert sum(s.get("cmdstat_fcall", {}).get("calls", 0) for s in stats) >= 2
+        assert not any("cmdstat_command|getkeys" in s for s in stats)
+    finally:
+        for node in nodes:
+            node.close()
+
+
 def test_a_broken_script_fails_at_start(
     monkeypatch: pytest.MonkeyPatch, redis_server: RedisServer
 ) -> None:
     import redis.exceptions
 
     from earmark.engine import sync_engine as engine_module
-    from earmark.engine.scripts import LuaScript
+    from earmark.engine.scripts import build
 
-    broken = {"reserve": LuaScript("reserve", "return {")}
+    broken = {"reserve": build("reserve", '--- @include "common"\nreturn {', lua_dir())}
     monkeypatch.setattr(engine_module, "load_scripts", lambda: broken)
     engine = Engine.from_url(redis_server.url, EngineConfig(prefix=fresh_prefix()))
     try:
-        with pytest.raises(redis.exceptions.ResponseError, match="compiling script"):
+        with pytest.raises(redis.exceptions.ResponseError, match="Error compiling function"):
             engine.start()
     finally:
         engine.close()
@@ -336,5 +471,5 @@ def test_a_call_with_the_wrong_keys_or_counts_fails_before_writing(
     before = engine.client.xlen(engine.keys.events(0))
     keys = [engine.keys.meta(0), engine.keys.events(0)]  # far too few for any layout
     with pytest.raises(redis.exceptions.ResponseError, match="earmark: "):
-        engine._scripts[script](keys=keys, args=args)
+        engine._call(Call(script, keys, list(args)))
     assert engine.client.xlen(engine.keys.events(0)) == before

@@ -11,18 +11,17 @@ from typing import Any, Self, TypeVar
 import redis.asyncio
 import redis.asyncio.cluster
 import redis.exceptions
-from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError
 
 from earmark import limits
 from earmark.engine import connect
 from earmark.engine.bootstrap import StoreState, bootstrap
 from earmark.engine.coalesce import CallCoalescer, Replication
 from earmark.engine.config import EngineConfig
+from earmark.engine.functions import fcall, missing, run_async
 from earmark.engine.operation import AsyncDriver
 from earmark.engine.ops import Operations
 from earmark.engine.refusals import store_error
-from earmark.engine.scripts import load_scripts, writes
+from earmark.engine.scripts import LuaScript, load_scripts, writes
 from earmark.engine.steps import Batch, Call, Op
 from earmark.errors import EarmarkError, EngineClosed, StoreNotReady
 from earmark.keys import Keys
@@ -51,7 +50,7 @@ class AsyncEngine(AsyncDriver, Operations):
         self.client = client
         self.config = config or EngineConfig()
         self.keys = Keys(self.config.prefix)
-        self._scripts: dict[str, AsyncScript] = {}
+        self._scripts: dict[str, LuaScript] = {}
         self._node_clients: dict[str, Any] = {}  # replicated writes on a cluster
         self.url: str | None = None  # set by from_url (other clients are built from it)
         # Checks the Redis primary against the durable record and vouches for it
@@ -128,9 +127,11 @@ class AsyncEngine(AsyncDriver, Operations):
         (see ``Engine.start``)."""
         self._check_open()
         for name, script in load_scripts().items():
-            registered = self.client.register_script(script.source)
-            await self.client.script_load(script.source)
-            self._scripts[name] = registered
+            # A replica refuses FUNCTION LOAD (see Engine.start).
+            if script.library:
+                with contextlib.suppress(redis.exceptions.ReadOnlyError):
+                    await self.client.function_load(script.library, replace=True)
+            self._scripts[name] = script
         self.state = await self.run(bootstrap(self.keys, self.config, initialize=initialize))
         return self
 
@@ -217,10 +218,10 @@ class AsyncEngine(AsyncDriver, Operations):
         script = self._scripts[call.script]
         if self.replication is not None and call.replicated and writes(call.script):
             return await self._call_replicated(self.replication, script, call)
-        return await script(keys=call.keys, args=call.args)
+        return await run_async(self.client, script, call)
 
     async def _call_replicated(
-        self, replication: Replication, script: AsyncScript, call: Call
+        self, replication: Replication, script: LuaScript, call: Call
     ) -> Any:
         """The script and one WAIT in one pipeline: WAIT counts the replicas that have the
         writes of *its own connection*, so both must share one. On a cluster the pipeline
@@ -228,11 +229,11 @@ class AsyncEngine(AsyncDriver, Operations):
         client = self._node_client(call.keys[0]) if self.cluster else self.client
         for _ in range(2):  # a second round after loading a script the server forgot
             pipe = client.pipeline(transaction=False)
-            pipe.evalsha(script.sha, len(call.keys), *call.keys, *call.args)
+            pipe.execute_command(*fcall(script, call))
             pipe.execute_command("WAIT", replication.replicas, replication.timeout_ms)
             reply, acknowledged = await pipe.execute(raise_on_error=False)
-            if isinstance(reply, NoScriptError):
-                await client.script_load(script.script)
+            if missing(reply):
+                await client.function_load(script.library, replace=True)
                 continue
             for answer in (reply, acknowledged):
                 if isinstance(answer, Exception):
@@ -241,7 +242,7 @@ class AsyncEngine(AsyncDriver, Operations):
             if refusal is not None:
                 raise refusal
             return reply
-        raise NoScriptError(f"script {call.script} could not be loaded")
+        raise redis.exceptions.ResponseError(f"script {call.script} could not be loaded")
 
     def _node_client(self, key: str) -> Any:
         node = self.client.get_node_from_key(key)
@@ -252,7 +253,7 @@ class AsyncEngine(AsyncDriver, Operations):
         return found
 
     async def _batch(self, batch: Batch) -> list[Any]:
-        """One pipeline through the coalescer (it handles NOSCRIPT); one by one on a
+        """One pipeline through the coalescer (it loads a function the server lost); one by one on a
         cluster or without coalescing."""
         if self._coalescer is None or self.cluster:
             return [await self._call(c) for c in batch.calls]

@@ -21,10 +21,11 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import ResponseError
 
 from earmark import limits
+from earmark.engine.functions import fcall, missing, run_async
+from earmark.engine.scripts import LuaScript
 from earmark.engine.steps import Call
 from earmark.errors import ReplicationTimeout
 
@@ -143,7 +144,7 @@ class CallCoalescer:
     def __init__(
         self,
         client: Any,
-        scripts: Mapping[str, AsyncScript],
+        scripts: Mapping[str, LuaScript],
         replication: Replication | None = None,
         *,
         batching: bool = True,
@@ -201,8 +202,7 @@ class CallCoalescer:
         pipe = self.client.pipeline(transaction=False)
         for unit in units:
             call = unit.call() if isinstance(unit, Merged) else unit.call
-            script = self.scripts[call.script]
-            pipe.evalsha(script.sha, len(call.keys), *call.keys, *call.args)
+            pipe.execute_command(*fcall(self.scripts[call.script], call))
         waits = self.replication is not None and any(_writes(unit) for unit in units)
         if waits and self.replication is not None:
             pipe.execute_command("WAIT", self.replication.replicas, self.replication.timeout_ms)
@@ -222,8 +222,8 @@ class CallCoalescer:
             else:
                 refusal = self.replication.refusal(int(acknowledged))
         for unit, reply in zip(units, replies, strict=True):
-            if isinstance(reply, NoScriptError):
-                # The server forgot the script (restart, SCRIPT FLUSH): load it and retry
+            if missing(reply):
+                # The server lost the function (restart, FUNCTION FLUSH): load it and retry
                 # each call on its own.
                 for item in _items(unit):
                     if not item.future.done():
@@ -257,8 +257,7 @@ class CallCoalescer:
 
     async def _retry(self, item: Pending) -> None:
         try:
-            script = self.scripts[item.call.script]
-            result = await script(keys=item.call.keys, args=item.call.args)
+            result = await run_async(self.client, self.scripts[item.call.script], item.call)
             if item.writes and self.replication is not None:
                 acknowledged = await self.client.execute_command(
                     "WAIT", self.replication.replicas, self.replication.timeout_ms

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -86,12 +87,35 @@ def sentinel_url(url: str) -> SentinelUrl | None:
     )
 
 
+def _function_slot(keyslot: Callable[[Any], int], args: tuple[Any, ...]) -> int | None:
+    """The slot of ``FCALL function numkeys key...``: the first key's (a script's keys
+    share one slot), or None to let redis-py decide (no keys)."""
+    if len(args) > 3 and str(args[0]).upper() in ("FCALL", "FCALL_RO") and int(args[2]) > 0:
+        return keyslot(args[3])
+    return None
+
+
+class Cluster(redis.cluster.RedisCluster):
+    """redis-py's cluster client, routing FCALL by its first key as it routes EVALSHA
+    (it would otherwise ask the server with COMMAND GETKEYS first: a round trip more)."""
+
+    def determine_slot(self, *args: Any) -> int | None:
+        slot = _function_slot(self.keyslot, args)
+        return slot if slot is not None else super().determine_slot(*args)
+
+
+class AsyncCluster(redis.asyncio.cluster.RedisCluster):
+    """``Cluster`` for redis.asyncio."""
+
+    async def _determine_slot(self, command: str, *args: Any) -> int:
+        slot = _function_slot(self.keyslot, (command, *args))
+        return slot if slot is not None else await super()._determine_slot(command, *args)
+
+
 def blocking_client(url: str, *, cluster: bool, max_connections: int) -> Any:
     """A redis-py client for ``url`` (see the module's docstring)."""
     if cluster:
-        return redis.cluster.RedisCluster.from_url(
-            url, decode_responses=True, max_connections=max_connections
-        )
+        return Cluster.from_url(url, decode_responses=True, max_connections=max_connections)
     found = sentinel_url(url)
     if found is not None:
         sentinel = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
@@ -113,9 +137,7 @@ def blocking_client(url: str, *, cluster: bool, max_connections: int) -> Any:
 def asyncio_client(url: str, *, cluster: bool, max_connections: int) -> Any:
     """A redis.asyncio client for ``url`` (see the module's docstring)."""
     if cluster:
-        return redis.asyncio.cluster.RedisCluster.from_url(
-            url, decode_responses=True, max_connections=max_connections
-        )
+        return AsyncCluster.from_url(url, decode_responses=True, max_connections=max_connections)
     found = sentinel_url(url)
     if found is not None:
         sentinel = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]

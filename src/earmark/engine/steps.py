@@ -17,7 +17,7 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class Call:
-    """Run one Lua script (EVALSHA, loading it on NOSCRIPT)."""
+    """Run one Lua script (FCALL of its function, loaded again where the server lost it)."""
 
     script: str
     keys: list[str]

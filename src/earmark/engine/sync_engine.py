@@ -10,18 +10,18 @@ from typing import Any, Self, TypeVar
 import redis
 import redis.cluster
 import redis.exceptions
-from redis.commands.core import Script
-from redis.exceptions import NoScriptError
 
 from earmark import limits
 from earmark.engine import connect
 from earmark.engine.bootstrap import StoreState, bootstrap
 from earmark.engine.coalesce import Replication
 from earmark.engine.config import EngineConfig
+from earmark.engine.functions import fcall, missing
+from earmark.engine.functions import run as run_function
 from earmark.engine.operation import SyncDriver
 from earmark.engine.ops import Operations
 from earmark.engine.refusals import store_error
-from earmark.engine.scripts import load_scripts, writes
+from earmark.engine.scripts import LuaScript, load_scripts, writes
 from earmark.engine.steps import Batch, Call, Op
 from earmark.errors import EngineClosed
 from earmark.keys import Keys
@@ -49,7 +49,7 @@ class Engine(SyncDriver, Operations):
         self.client = client
         self.config = config or EngineConfig()
         self.keys = Keys(self.config.prefix)
-        self._scripts: dict[str, Script] = {}
+        self._scripts: dict[str, LuaScript] = {}
         self.replication = (
             Replication(self.config.min_replicas_ack, self.config.replica_ack_timeout_ms)
             if self.config.min_replicas_ack
@@ -105,9 +105,12 @@ class Engine(SyncDriver, Operations):
         """
         self._check_open()
         for name, script in load_scripts().items():
-            registered = self.client.register_script(script.source)
-            self.client.script_load(script.source)
-            self._scripts[name] = registered
+            # A replica refuses FUNCTION LOAD (it has its primary's libraries); reads
+            # answer there and writes are refused READONLY, as before.
+            if script.library:
+                with contextlib.suppress(redis.exceptions.ReadOnlyError):
+                    self.client.function_load(script.library, replace=True)
+            self._scripts[name] = script
         self.state = self.run(bootstrap(self.keys, self.config, initialize=initialize))
         return self
 
@@ -172,9 +175,9 @@ class Engine(SyncDriver, Operations):
         script = self._scripts[call.script]
         if self.replication is not None and call.replicated and writes(call.script):
             return self._call_replicated(self.replication, script, call)
-        return script(keys=call.keys, args=call.args)
+        return run_function(self.client, script, call)
 
-    def _call_replicated(self, replication: Replication, script: Script, call: Call) -> Any:
+    def _call_replicated(self, replication: Replication, script: LuaScript, call: Call) -> Any:
         """The script and one WAIT on one connection (WAIT counts the replicas that have
         its own connection's writes); on a cluster, on the master owning the slot."""
         client = (
@@ -184,11 +187,11 @@ class Engine(SyncDriver, Operations):
         )
         for _ in range(2):  # a second round after loading a script the server forgot
             pipe = client.pipeline(transaction=False)
-            pipe.evalsha(script.sha, len(call.keys), *call.keys, *call.args)
+            pipe.execute_command(*fcall(script, call))
             pipe.execute_command("WAIT", replication.replicas, replication.timeout_ms)
             reply, acknowledged = pipe.execute(raise_on_error=False)
-            if isinstance(reply, NoScriptError):
-                client.script_load(script.script)
+            if missing(reply):
+                client.function_load(script.library, replace=True)
                 continue
             for answer in (reply, acknowledged):
                 if isinstance(answer, Exception):
@@ -197,19 +200,18 @@ class Engine(SyncDriver, Operations):
             if refusal is not None:
                 raise refusal
             return reply
-        raise NoScriptError(f"script {call.script} could not be loaded")
+        raise redis.exceptions.ResponseError(f"script {call.script} could not be loaded")
 
     def _batch(self, batch: Batch) -> list[Any]:
         """Script calls pipelined on one Redis; one by one on a cluster, where the calls of
-        a batch may live on different nodes. A call the server answers NOSCRIPT is loaded
-        and retried on its own (redis-py's script pipelining would ask SCRIPT EXISTS first
-        on every batch: a round trip more). With replicated writes one WAIT ends the
+        a batch may live on different nodes. A call whose function the server lost is
+        loaded and retried on its own. With replicated writes one WAIT ends the
         pipeline."""
         if self.cluster:
             return [self._call(c) for c in batch.calls]
         pipe = self.client.pipeline(transaction=False)
         for c in batch.calls:
-            pipe.evalsha(self._scripts[c.script].sha, len(c.keys), *c.keys, *c.args)
+            pipe.execute_command(*fcall(self._scripts[c.script], c))
         replication = self.replication
         waits = replication is not None and any(
             c.replicated and writes(c.script) for c in batch.calls
@@ -225,7 +227,7 @@ class Engine(SyncDriver, Operations):
             refusal = replication.refusal(int(acknowledged))
         results = []
         for c, reply in zip(batch.calls, replies, strict=True):
-            if isinstance(reply, NoScriptError):
+            if missing(reply):
                 reply = self._call(c)
             elif isinstance(reply, Exception):
                 raise reply
