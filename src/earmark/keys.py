@@ -1,7 +1,7 @@
 """The one place that builds Redis key names.
 
 Every key of partition ``p`` carries the hash tag ``{p<p>}`` so that all keys a
-script touches land in one Redis Cluster slot. See ``docs/keys.md``.
+script touches land in one Redis Cluster slot. See ``docs/design/keys.md``.
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ RESERVATION_RETENTION_MS_DEFAULT = 7 * 24 * 60 * 60 * 1_000
 # How long a received transfer or a closed / cancelled purchase order stays readable in Redis.
 FINISHED_RECORD_RETENTION_MS = 30 * 24 * 60 * 60 * 1_000
 
-# Stock lifecycle (docs/lifecycle.md).
+# Stock lifecycle (docs/design/lifecycle.md).
 SUPPLIER_LENGTH_MAX = 128
 # A received transfer may report 0 (all lost) up to this many units (surplus included).
 QTY_RECEIVED_MAX = QTY_MAX
