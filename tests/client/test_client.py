@@ -30,6 +30,7 @@ from earmark.client import AsyncClient, Client, Retry
 from earmark.client.call import routes_of
 from earmark.durable import service as durable
 from earmark.engine.operation import operations_of
+from earmark.models import LowStockAlert, ReorderSetting
 from earmark.errors import (
     Forbidden,
     NotOwner,
@@ -108,6 +109,11 @@ async def test_the_async_client_answers_with_the_librarys_models(api: Api) -> No
         assert level.available == 7
         page = await client.ledger(sku="A")
         assert [e["type"] for e in page["items"]] == []  # no flusher runs in this app
+        setting = await client.set_reorder("A", 7, 9)
+        assert isinstance(setting, ReorderSetting) and setting.low  # available 7: at once
+        assert await client.reorder_settings("A") == [setting]
+        (alert,) = await client.alerts()
+        assert isinstance(alert, LowStockAlert) and alert.low_since == setting.low_since
 
 
 async def test_problems_are_raised_as_the_librarys_exceptions(api: Api) -> None:

@@ -247,9 +247,34 @@ async function renderSku(page, sku) {
     body.append(el("tr", {}, el("th", { scope: "row", text: level.location }), ...buckets.map((b) => el("td", { class: "num", text: String(level[b]) }))));
   }
   table.append(body);
+  const reorder = await api(`/v1/skus/${encodeURIComponent(sku)}/reorder`);
   const since = new Date(Date.now() - 3600_000).toISOString();
   const events = await api(`/v1/ledger?sku=${encodeURIComponent(sku)}&since=${encodeURIComponent(since)}&limit=50`);
-  page.replaceChildren(el("h2", { text: `SKU ${sku}` }), table, el("h3", { text: "Ledger, last hour" }), ledgerTable(events.items));
+  page.replaceChildren(el("h2", { text: `SKU ${sku}` }), table,
+    el("h3", { text: "Reorder point and low-stock alert" }), reorderTable(reorder.items),
+    el("h3", { text: "Ledger, last hour" }), ledgerTable(events.items));
+}
+
+// Each location's reorder point and whether its alert has fired (GET /v1/skus/{sku}/reorder).
+function reorderTable(settings) {
+  if (!settings.length) return el("p", { id: "sku-reorder", text: "No reorder point is set at any location." });
+  const heads = ["location", "reorder point", "re-arms above", "lead time", "alert"];
+  const table = el("table", { id: "sku-reorder" },
+    el("thead", {}, el("tr", {}, ...heads.map((h, i) => el("th", { scope: "col", class: i && i < 4 ? "num" : "", text: h })))));
+  const body = el("tbody");
+  for (const s of settings) {
+    const alert = s.low
+      ? el("td", { "data-field": "alert", class: "bad" }, "low since ", el("time", { datetime: s.low_since, text: new Date(s.low_since).toLocaleString() }))
+      : el("td", { "data-field": "alert", class: "ok", text: "armed" });
+    body.append(el("tr", { "data-location": s.location },
+      el("th", { scope: "row", text: s.location }),
+      el("td", { class: "num", "data-field": "reorder_point", text: String(s.reorder_point) }),
+      el("td", { class: "num", "data-field": "rearm_above", text: String(s.rearm_above) }),
+      el("td", { class: "num", text: s.lead_time_days == null ? "" : `${s.lead_time_days} days` }),
+      alert));
+  }
+  table.append(body);
+  return table;
 }
 
 // -- ledger ------------------------------------------------------------------------------
