@@ -30,7 +30,6 @@ from earmark.client import AsyncClient, Client, Retry
 from earmark.client.call import routes_of
 from earmark.durable import service as durable
 from earmark.engine.operation import operations_of
-from earmark.models import LowStockAlert, ReorderSetting
 from earmark.errors import (
     Forbidden,
     NotOwner,
@@ -39,6 +38,7 @@ from earmark.errors import (
     Unauthorized,
     UnexpectedResponse,
 )
+from earmark.models import LowStockAlert, ReorderSetting
 from tests.support.api import BASE_URL, Api
 from tests.support.backends import fresh_prefix
 from tests.support.serve import Serve
