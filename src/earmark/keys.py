@@ -127,6 +127,11 @@ class Keys:
         """Hash: reservation id -> units of one customer's holds of a drop."""
         return f"{self.tag(partition)}:drop:{drop_id}:customer:{customer}"
 
+    def drop_at_limit(self, partition: int, drop_id: str) -> str:
+        """Set: customers whose last hold brought them to the drop's limit (candidates of
+        ``Drop.customers_at_limit``, re-checked against their entries when read)."""
+        return f"{self.tag(partition)}:drop:{drop_id}:atlimit"
+
     def drop_rate(self, partition: int, drop_id: str, customer: str) -> str:
         """String: '<second>:<attempts>' of one customer's reserve attempts on a drop."""
         return f"{self.tag(partition)}:drop:{drop_id}:rate:{customer}"

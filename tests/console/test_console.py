@@ -269,6 +269,32 @@ def test_the_drops_page_shows_status_countdown_and_figures(served: tuple[Serve, 
         expect(live.locator('[data-field="offered"]')).to_have_text("1")
 
 
+def test_the_drops_page_counts_the_customers_at_their_limit(served: tuple[Serve, str]) -> None:
+    from playwright.sync_api import expect
+
+    server, admin = served
+    now = datetime.now(UTC)
+    with Client(server.url, api_key=admin) as client:
+        client.receive("DROP-C", 10, idempotency_key="console-receive-drop-c")
+        client.create_drop(
+            "launch-limited", ["DROP-C"], opens_at=now - timedelta(minutes=1), per_customer_limit=2
+        )
+        client.reserve([("DROP-C", 2)], customer="ann", ttl_seconds=300)  # at the limit
+        client.reserve([("DROP-C", 1)], customer="bob", ttl_seconds=300)  # below it
+        cat = client.reserve([("DROP-C", 2)], customer="cat", ttl_seconds=300)
+    with console(server, TOKENS["console-reader"]) as page:
+        page.goto(f"{server.url}/console#/drops")
+        limited = page.locator('#drops tr[data-drop="launch-limited"]')
+        figure = limited.locator('[data-field="customers_at_limit"]')
+        expect(figure).to_have_text("2", timeout=WAIT_MS)
+        page.screenshot(path=str(SCREENSHOTS / "drops.png"), full_page=True)
+        with Client(server.url, api_key=admin) as client:
+            client.release(cat.id)
+        expect(figure).to_have_text("1", timeout=WAIT_MS)  # the page polls: cat is below
+        no_limit = page.locator('#drops tr[data-drop="launch-now"]')
+        expect(no_limit.locator('[data-field="customers_at_limit"]')).to_have_text("")
+
+
 def seed_skus(count: int) -> None:
     """``count`` SKUs straight through the engine, many calls at once (coalesced into
     pipelines), not one HTTP request each."""

@@ -431,7 +431,7 @@ const OPTIONAL_DROP_FIGURES = ["waiting", "offered"];
 function dropsTable(drops, now) {
   if (!drops.length) return el("p", { text: "No drops." });
   const extra = OPTIONAL_DROP_FIGURES.filter((name) => drops.some((d) => typeof d[name] === "number"));
-  const heads = ["drop", "status", "opens", "closes", "SKUs", "per customer", "sold", "held", ...extra];
+  const heads = ["drop", "status", "opens", "closes", "SKUs", "per customer", "at limit", "sold", "held", ...extra];
   const table = el("table", { id: "drops" },
     el("thead", {}, el("tr", {}, ...heads.map((h, i) => el("th", { scope: "col", class: i >= 5 ? "num" : "", text: h })))));
   const body = el("tbody");
@@ -446,6 +446,8 @@ function dropsTable(drops, now) {
       el("td", { text: drop.closes_at ? new Date(drop.closes_at).toLocaleString() : "never" }),
       el("td", { text: drop.skus.join(", ") }),
       el("td", { class: "num", text: drop.per_customer_limit == null ? "no limit" : String(drop.per_customer_limit) }),
+      el("td", { class: "num", "data-field": "customers_at_limit", title: "customers whose live holds and sales equal the limit",
+        text: drop.per_customer_limit == null ? "" : drop.customers_at_limit == null ? "unknown" : String(drop.customers_at_limit) }),
       el("td", { class: "num", "data-field": "sold", text: String(drop.sold) }),
       el("td", { class: "num", "data-field": "held", text: String(drop.held) }),
       ...extra.map((name) => el("td", { class: "num", "data-field": name, text: typeof drop[name] === "number" ? String(drop[name]) : "" }))));
@@ -467,7 +469,7 @@ function renderDrops(page) {
     return found.next_cursor;
   });
   page.replaceChildren(el("h2", { text: "Drops" }),
-    el("p", { text: "Status and countdown by this browser's clock; sold and held are units over every location." }),
+    el("p", { text: "Status and countdown by this browser's clock; sold and held are units over every location; at limit counts the customers whose live holds and sales equal the per-customer limit." }),
     results, pages.node);
   // live: the page shown is read again every POLL_MS (one page: bounded)
   let first = true;
