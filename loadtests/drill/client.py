@@ -1,20 +1,20 @@
-"""A small blocking HTTP client of earmark's v1 API, for seeding and checking.
+"""The drill's seeding and checking calls: ``earmark.client.Client`` (httpx), the client
+a checkout service uses, without its retries: the drill reports what the API answered.
 
-Standard library only, so it works both in a plain process (``run_local``) and inside
-Locust's gevent-patched one (the checks at test stop). The shoppers themselves use
-Locust's ``FastHttpUser`` client, whose latencies go into the report.
+It works both in a plain process (``run_local``) and inside Locust's gevent-patched one
+(the checks at test stop). The shoppers use their own ``Client`` each and report their
+calls to Locust (``locustfile.Shopper``, ``timed.Timed``).
 """
 
 from __future__ import annotations
 
-import json
-import urllib.error
 import urllib.parse
-import urllib.request
 import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from earmark.client import NO_RETRY, Client
+from earmark.errors import EarmarkError, NotReady, UnexpectedResponse
 from loadtests.drill.verdict import DrillError, Level
 
 TIMEOUT_SECONDS_DEFAULT = 10.0
@@ -31,13 +31,18 @@ class ApiError(DrillError):
         self.body = body
 
 
-def auth_headers(api_key: str | None) -> dict[str, str]:
-    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
-
-
 def idempotency_key(kind: str) -> str:
     """Unique per request: a retry of the same request would reuse it, we never retry."""
     return f"drill-{kind}-{uuid.uuid4().hex}"
+
+
+def api_error(what: str, error: EarmarkError) -> ApiError:
+    """The drill's error for a call that failed: the status the API answered (0: none)."""
+    if isinstance(error, UnexpectedResponse):
+        status = int(error.details.get("status") or 0)
+    else:
+        status = error.http_status
+    return ApiError(f"{what} answered {status or 'nothing'} ({error.code}): {error}", status)
 
 
 class HttpApi:
@@ -52,75 +57,57 @@ class HttpApi:
         if urllib.parse.urlsplit(base_url).scheme not in {"http", "https"}:
             raise ValueError(f"{base_url!r}: the host must be an http:// or https:// URL")
         self.base_url = base_url.rstrip("/")
-        self.api_key = api_key
-        self.timeout_seconds = timeout_seconds
+        self.client = Client(
+            self.base_url, api_key=api_key, timeout_seconds=timeout_seconds, retry=NO_RETRY
+        )
 
-    def request(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        headers: dict[str, str] | None = None,
-    ) -> tuple[int, Any]:
-        """(status, parsed JSON body or None). Raises ApiError only when nothing answered."""
-        data = None if body is None else json.dumps(body).encode()
-        sent = {"Accept": "application/json", **auth_headers(self.api_key), **(headers or {})}
-        if data is not None:
-            sent["Content-Type"] = "application/json"
-        request = urllib.request.Request(self.base_url + path, data, sent, method=method)
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout_seconds) as response:
-                return response.status, _json(response.read())
-        except urllib.error.HTTPError as error:
-            with error:
-                return error.code, _json(error.read())
-        except (urllib.error.URLError, OSError) as error:
-            raise ApiError(f"{method} {self.base_url}{path}: {error}") from error
-
-    def expect(self, status_wanted: int, method: str, path: str, body: Any = None) -> Any:
-        headers = {"Idempotency-Key": idempotency_key("seed")} if method == "POST" else None
-        status, payload = self.request(method, path, body, headers)
-        if status != status_wanted:
-            detail = payload.get("detail") if isinstance(payload, dict) else payload
-            raise ApiError(f"{method} {path} answered {status}: {detail}", status, payload)
-        return payload
+    def close(self) -> None:
+        self.client.close()
 
     def levels(self, skus: Sequence[str], location: str) -> list[Level]:
         """GET /v1/availability, in chunks of the API's bound."""
         found: list[Level] = []
         for start in range(0, len(skus), SKUS_PER_READ_MAX):
-            query = [("sku", sku) for sku in skus[start : start + SKUS_PER_READ_MAX]]
-            query.append(("location", location))
-            path = "/v1/availability?" + urllib.parse.urlencode(query)
-            payload = self.expect(200, "GET", path)
-            found += [Level.from_json(item) for item in payload["items"]]
+            chunk = [(sku, location) for sku in skus[start : start + SKUS_PER_READ_MAX]]
+            try:
+                answered = self.client.availability(chunk)
+            except EarmarkError as error:
+                raise api_error("GET /v1/availability", error) from error
+            found += [Level.from_json(level.model_dump()) for level in answered]
         return found
 
     def receive(self, sku: str, qty: int, location: str, reference: str) -> Level:
-        body = {"qty": qty, "location": location, "reference": reference}
-        path = f"/v1/skus/{urllib.parse.quote(sku)}/receipts"
-        return Level.from_json(self.expect(200, "POST", path, body))
+        try:
+            level = self.client.receive(
+                sku,
+                qty,
+                location=location,
+                reference=reference,
+                idempotency_key=idempotency_key("seed"),
+            )
+        except EarmarkError as error:
+            raise api_error(f"POST /v1/skus/{sku}/receipts", error) from error
+        return Level.from_json(level.model_dump())
 
     def readiness(self) -> dict[str, Any]:
         """The checks /readyz reports, whether it answers 200 or 503."""
-        status, payload = self.request("GET", "/readyz")
-        if not isinstance(payload, dict) or "checks" not in payload:
-            raise ApiError(f"/readyz answered {status} without checks", status, payload)
+        try:
+            payload = self.client.readiness()
+        except NotReady as error:
+            payload = error.details
+        except EarmarkError as error:
+            raise api_error("GET /readyz", error) from error
+        if not isinstance(payload, dict) or not isinstance(payload.get("checks"), dict):
+            raise ApiError("/readyz answered without checks", body=payload)
         checks: dict[str, Any] = payload["checks"]
         return checks
 
     def ready(self) -> bool:
         try:
-            return self.request("GET", "/readyz")[0] == 200
-        except ApiError:
+            self.client.readiness()
+        except EarmarkError:
             return False
-
-
-def _json(raw: bytes) -> Any:
-    try:
-        return json.loads(raw) if raw else None
-    except ValueError:
-        return raw.decode(errors="replace")[:200]
+        return True
 
 
 def seed(api: HttpApi, skus: Sequence[str], stock: int, location: str) -> list[Level]:

@@ -9,7 +9,8 @@ Spawn every user at once (``-r`` = ``-u``): the drop opens for everyone in the s
 Each shopper reserves a cart (1..``--max-lines`` SKUs, 1..``--max-qty`` units each) with
 its own Idempotency-Key, thinks, then commits (``--commit``), releases (``--release``)
 or abandons the hold to expire. A refusal (409 insufficient_stock) is expected and
-counted; so is a 410 when a hold expired during the thinking.
+counted; so is a 410 when a hold expired during the thinking. Shoppers call the sidecar
+with ``earmark.client.Client``, and report every call to Locust's statistics.
 
 When the test stops, the engine is checked through the API (``verdict.py``): nothing
 oversold, no negative bucket, no hold outliving TTL + sweep interval, and with
@@ -29,20 +30,25 @@ from pathlib import Path
 from typing import Any
 
 import gevent
-from locust import FastHttpUser, events, task
+from locust import User, events, task
 from locust.argument_parser import LocustArgumentParser
 from locust.env import Environment
 from locust.runners import LocalRunner, WorkerRunner
+
+from earmark import InsufficientStock, Reservation
+from earmark.client import NO_RETRY, Client
+from earmark.errors import EarmarkError, ReservationExpired, ReservationReleased
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # locust puts only this file's directory on sys.path
     sys.path.insert(0, str(ROOT))
 
 from loadtests.drill import verdict  # noqa: E402
-from loadtests.drill.client import ApiError, HttpApi, auth_headers, idempotency_key, seed  # noqa: E402
+from loadtests.drill.client import ApiError, HttpApi, idempotency_key, seed  # noqa: E402
 from loadtests.drill.ledger import SubprocessLedger  # noqa: E402
 from loadtests.drill.scenario import Scenario, ScenarioError  # noqa: E402
 from loadtests.drill.stats_csv import write_final_stats  # noqa: E402
+from loadtests.drill.timed import Timed, UnexpectedAnswer, outcome_of  # noqa: E402
 
 log = logging.getLogger("earmark.drill")
 
@@ -309,8 +315,12 @@ def ledger_source(options: Any, api: HttpApi) -> tuple[verdict.LedgerSource | No
 # -- the shoppers ----------------------------------------------------------------------
 
 
-class Shopper(FastHttpUser):
-    """One shopper after another: a cart, a pause, then commit, release or abandon."""
+class Shopper(User):
+    """One shopper after another: a cart, a pause, then commit, release or abandon.
+
+    It calls the sidecar through ``earmark.client.Client`` (what a checkout service in
+    Python uses), one client and connection pool per shopper, without retries: a call is
+    one request, timed and reported to Locust's statistics by ``Timed``."""
 
     def wait_time(self) -> float:
         return self.state.scenario.think_seconds(self.rng)
@@ -318,11 +328,12 @@ class Shopper(FastHttpUser):
     def on_start(self) -> None:
         self.state = drill()
         self.rng = random.Random()
-        self.headers = auth_headers(self.environment.parsed_options.api_key)
+        api_key = self.environment.parsed_options.api_key
+        self.client = Client(self.host or "", api_key=api_key, retry=NO_RETRY)
+        self.timed = Timed(self.environment.events.request.fire)
 
-    def post(self, path: str, name: str, body: Any = None) -> Any:
-        headers = {**self.headers, "Idempotency-Key": idempotency_key("shop")}
-        return self.client.post(path, json=body, headers=headers, name=name, catch_response=True)
+    def on_stop(self) -> None:
+        self.client.close()
 
     @task
     def shop(self) -> None:
@@ -340,53 +351,66 @@ class Shopper(FastHttpUser):
 
     def reserve(self, cart: list[tuple[str, int]]) -> str | None:
         scenario, tally = self.state.scenario, self.state.tally
-        lines = [{"sku": sku, "qty": qty, "location": scenario.location} for sku, qty in cart]
-        body = {"lines": lines, "ttl_seconds": scenario.ttl_seconds, "channel": scenario.channel}
-        with self.post(RESERVE, RESERVE, body) as response:
-            payload = json_of(response)
-            if response.status_code == 201 and payload.get("status") == "held":
-                tally.accepted += 1
-                tally.units_held += sum(qty for _, qty in cart)
-                response.success()
-                return str(payload["id"])
-            if response.status_code == 409 and payload.get("code") == "insufficient_stock":
-                tally.refused += 1
-                response.success()
-                return None
-            self.unexpected(response, RESERVE, payload)
-        return None
+        lines = [(sku, qty, scenario.location) for sku, qty in cart]
+
+        def send() -> Reservation:
+            return self.client.reserve(
+                lines,
+                ttl_seconds=scenario.ttl_seconds,
+                channel=scenario.channel,
+                idempotency_key=idempotency_key("shop"),
+            )
+
+        try:
+            held = self.timed.call(
+                "POST", RESERVE, send, expected=(InsufficientStock,), check=status_is("held")
+            )
+        except InsufficientStock:
+            tally.refused += 1
+            return None
+        except (EarmarkError, UnexpectedAnswer) as error:
+            self.unexpected(RESERVE, error)
+            return None
+        tally.accepted += 1
+        tally.units_held += sum(qty for _, qty in cart)
+        return held.id
 
     def finish(self, hold: str, outcome: str, cart: list[tuple[str, int]]) -> None:
         tally = self.state.tally
         name = COMMIT if outcome == "commit" else RELEASE
-        with self.post(f"{RESERVE}/{hold}/{outcome}", name) as response:
-            payload = json_of(response)
-            wanted = "committed" if outcome == "commit" else "released"
-            if response.status_code == 200 and payload.get("status") == wanted:
-                if outcome == "commit":
-                    tally.record_commit(cart)
-                else:
-                    tally.released += 1
-                response.success()
-            elif response.status_code == 410:
-                tally.gone += 1
-                response.success()
-            else:
-                self.unexpected(response, name, payload)
+        transition = self.client.commit if outcome == "commit" else self.client.release
+        wanted = "committed" if outcome == "commit" else "released"
+        key = idempotency_key("shop")
+        try:
+            self.timed.call(
+                "POST",
+                name,
+                lambda: transition(hold, idempotency_key=key),
+                expected=GONE,
+                check=status_is(wanted),
+            )
+        except GONE:  # the hold expired (or was released) while the shopper thought
+            tally.gone += 1
+            return
+        except (EarmarkError, UnexpectedAnswer) as error:
+            self.unexpected(name, error)
+            return
+        if outcome == "commit":
+            tally.record_commit(cart)
+        else:
+            tally.released += 1
 
-    def unexpected(self, response: Any, endpoint: str, payload: dict[str, Any]) -> None:
-        status = response.status_code or type(getattr(response, "error", None)).__name__
-        code = payload.get("code", "")
-        self.state.tally.record_unexpected(f"POST {endpoint}", f"{status} {code}".strip())
-        response.failure(f"unexpected {status} {code}: {str(payload.get('detail', ''))[:200]}")
+    def unexpected(self, endpoint: str, error: Exception) -> None:
+        answer = outcome_of(error) if isinstance(error, EarmarkError) else str(error)
+        self.state.tally.record_unexpected(f"POST {endpoint}", answer)
 
 
-def json_of(response: Any) -> dict[str, Any]:
-    """The body as a dict ({} for no body, a transport error or non-JSON)."""
-    if not response.content:
-        return {}
-    try:
-        payload = response.json()
-    except ValueError:
-        return {}
-    return payload if isinstance(payload, dict) else {}
+# A commit or release of a hold that is no longer held: 410, expected in a drill.
+GONE = (ReservationExpired, ReservationReleased)
+
+
+def status_is(wanted: str) -> Any:
+    def check(reservation: Reservation) -> str | None:
+        return None if reservation.status == wanted else f"status {reservation.status}"
+
+    return check

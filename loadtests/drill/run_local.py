@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -182,7 +182,7 @@ def start_server(
     command.append("--no-auth")  # throwaway stores on loopback; a Redis without keys is closed
     proc = stack.enter_context(running(command, server_env(backend, args, extra_env), log))
     url = f"http://{HOST}:{port}"
-    api = HttpApi(url)
+    api = stack.enter_context(closing(HttpApi(url)))
     deadline = time.monotonic() + SERVER_START_SECONDS_MAX
     while not api.ready():
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -243,7 +243,8 @@ def drill(stack: ExitStack, args: argparse.Namespace, scenario: Scenario, out: P
     backend = start_backend(stack, args.embedded, out)
     url = start_server(stack, backend, args, out)
     print(f"run_local: earmark serve at {url} on {backend.description}", flush=True)
-    seed(HttpApi(url), scenario.sku_names, scenario.stock, scenario.location)
+    seeder = stack.enter_context(closing(HttpApi(url)))
+    seed(seeder, scenario.sku_names, scenario.stock, scenario.location)
     print(
         f"run_local: seeded {scenario.skus} SKUs x {scenario.stock} units; "
         f"{args.users} users for {run_seconds}s; reports in {out}",

@@ -9,11 +9,15 @@
 --                         reservation parts, so a released or expired hold gives its
 --                         units back to the allowance without any other script's help
 --   rate (string)         '<second>:<attempts>' of one customer on one drop
+--   at limit (set)        customers whose last hold brought their units to the drop's
+--                         limit (and none since left them below it): the candidates the
+--                         `customers_at_limit` figure re-checks when it is read
 
 -- The drop part of a reserve call, from the KEYS after the lines (`first_key`) and the
 -- ARGV after the lines (`first_arg`):
 --   KEYS  [first_key] drop index; when the call names a drop: [+1] drop rules,
---         [+2] customer entries, [+3] rate, then one reservation part per pending entry.
+--         [+2] customer entries, [+3] rate, [+4] customers at the limit, then one
+--         reservation part per pending entry.
 --   ARGV  [first_arg] customer ('' none), [+1] drop id the keys are for ('' none),
 --         [+2] attempts per second allowed (0: no rate limit), [+3] pending entry count
 --         m, [+4 ..] their reservation ids.
@@ -27,12 +31,13 @@ local function drop_call_at(keys, first_key, argv, first_arg)
     check_keys(#keys, first_key)
     return call
   end
-  check_keys(#keys, first_key + 3 + m)
+  check_keys(#keys, first_key + 4 + m)
   call.rules, call.entries, call.rate_key = keys[first_key + 1], keys[first_key + 2],
                                             keys[first_key + 3]
+  call.at_limit = keys[first_key + 4]
   for i = 1, m do
     call.rids[i] = argv[first_arg + 3 + i]
-    call.parts[i] = keys[first_key + 3 + i]
+    call.parts[i] = keys[first_key + 4 + i]
   end
   return call
 end
@@ -173,15 +178,17 @@ local function drop_gate(ctx, call, lines)
     return nil, {error = 'drop_not_open', drop = drop_id, opens_at = opens_at,
                  closes_at = closes_at}
   end
+  local used = 0
   if limit then
-    local used = settle_customer(call.entries, entries, call.rids, call.parts, ctx.now)
+    used = settle_customer(call.entries, entries, call.rids, call.parts, ctx.now)
     if used + requested > limit then
       return nil, {error = 'customer_limit_exceeded', drop = drop_id, limit = limit,
                    used = used, requested = requested}
     end
   end
-  return {id = drop_id, entries = call.entries, customer = call.customer, limit = limit,
-          qty = requested, hold_ttl_ms = tonumber(rules.hold_ttl_ms)}, nil
+  return {id = drop_id, entries = call.entries, at_limit = call.at_limit,
+          customer = call.customer, limit = limit, used = used, qty = requested,
+          hold_ttl_ms = tonumber(rules.hold_ttl_ms)}, nil
 end
 
 -- The hold TTL of a part: the drop's when the cart takes any of its SKUs.
@@ -192,14 +199,20 @@ local function drop_hold_ttl(drop, ttl_ms)
   return ttl_ms
 end
 
--- Records a hold the gate allowed: the customer's entry (when the drop has a limit) and
--- the customer and drop on the reservation part.
+-- Records a hold the gate allowed: the customer's entry (when the drop has a limit), the
+-- customer among those at the limit when this hold reaches it (or no longer, when their
+-- settled units were below it), and the customer and drop on the reservation part.
 local function drop_record(drop, part_key, rid)
   if not drop then
     return
   end
   if drop.limit then
     rcall('HSET', drop.entries, rid, drop.qty)
+    if drop.used + drop.qty >= drop.limit then
+      rcall('SADD', drop.at_limit, drop.customer)
+    else
+      rcall('SREM', drop.at_limit, drop.customer)
+    end
   end
   rcall('HSET', part_key, 'customer', drop.customer, 'drop', drop.id)
 end

@@ -436,7 +436,7 @@ class LedgerConflict(LedgerError):
     """An event arrived with the id of a recorded event but other content: Redis reuses
     ids the record already holds (a failover to a replica that was behind, or a clock
     going backwards). The flusher stops rather than drop either event; see
-    docs/durability.md (Topologies) for the runbook."""
+    docs/design/durability.md (Topologies) for the runbook."""
 
     code = "ledger_conflict"
     http_status = 500

@@ -1,7 +1,7 @@
 """The one place that builds Redis key names.
 
 Every key of partition ``p`` carries the hash tag ``{p<p>}`` so that all keys a
-script touches land in one Redis Cluster slot. See ``docs/keys.md``.
+script touches land in one Redis Cluster slot. See ``docs/design/keys.md``.
 """
 
 from __future__ import annotations
@@ -126,6 +126,11 @@ class Keys:
     def drop_customer(self, partition: int, drop_id: str, customer: str) -> str:
         """Hash: reservation id -> units of one customer's holds of a drop."""
         return f"{self.tag(partition)}:drop:{drop_id}:customer:{customer}"
+
+    def drop_at_limit(self, partition: int, drop_id: str) -> str:
+        """Set: customers whose last hold brought them to the drop's limit (candidates of
+        ``Drop.customers_at_limit``, re-checked against their entries when read)."""
+        return f"{self.tag(partition)}:drop:{drop_id}:atlimit"
 
     def drop_rate(self, partition: int, drop_id: str, customer: str) -> str:
         """String: '<second>:<attempts>' of one customer's reserve attempts on a drop."""

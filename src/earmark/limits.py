@@ -39,7 +39,7 @@ RESERVATION_RETENTION_MS_DEFAULT = 7 * 24 * 60 * 60 * 1_000
 # How long a received transfer or a closed / cancelled purchase order stays readable in Redis.
 FINISHED_RECORD_RETENTION_MS = 30 * 24 * 60 * 60 * 1_000
 
-# Stock lifecycle (docs/lifecycle.md).
+# Stock lifecycle (docs/design/lifecycle.md).
 SUPPLIER_LENGTH_MAX = 128
 # A received transfer may report 0 (all lost) up to this many units (surplus included).
 QTY_RECEIVED_MAX = QTY_MAX
@@ -158,6 +158,11 @@ CASES_PAGE_MAX = 500
 
 # Drops per page of GET /v1/drops (the console's Drops page).
 DROP_PAGE_LIMIT_MAX = 100
+# Customers a drop's `customers_at_limit` figure re-checks per read, at most (each holds
+# the limit's units, so they are at most the drop's units / limit); beyond, the figure is
+# unknown (None) rather than a partial count. And how many are read per pipeline.
+DROP_AT_LIMIT_CHECKED_MAX = 10_000
+DROP_AT_LIMIT_PER_READ_MAX = 500
 # Held reservations per page of GET /v1/reservations (`earmark reservations list`), and
 # the statuses it lists: only held ones are indexed in Redis.
 RESERVATION_PAGE_MAX = 100

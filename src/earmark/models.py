@@ -259,6 +259,11 @@ class Drop(Frozen):
     sold: int = 0
     held: int = 0
     waiting: int = 0
+    customers_at_limit: int | None = Field(
+        None,
+        description="customers whose live holds and sales equal the per-customer limit "
+        "now; null when the drop has no limit (or too many to check in one read)",
+    )
 
 
 WaitlistStatus = Literal["waiting", "offered", "converted", "expired", "declined"]

@@ -53,6 +53,9 @@ async def test_a_drop_is_created_read_and_enforced(api: Api) -> None:
     read = await api.reader.get("/v1/drops/launch")
     assert read.status_code == 200
     assert (read.json()["held"], read.json()["sold"]) == (2, 0)
+    assert read.json()["customers_at_limit"] == 1  # ann holds her 2
+    (listed,) = (await api.reader.get("/v1/drops")).json()["items"]
+    assert listed["customers_at_limit"] == 1
     problem_of(
         await patch(api, "launch", {"per_customer_limit": 3}),
         409,

@@ -1,4 +1,4 @@
-"""The stock lifecycle over HTTP (docs/lifecycle.md): transfers, returns and their
+"""The stock lifecycle over HTTP (docs/design/lifecycle.md): transfers, returns and their
 disposal, damage, write-offs, cycle counts and purchase orders. For each operation: the
 happy path, its refusals (each with its code, nothing written), an idempotent replay and
 a conflict, bad input, and the scope it needs."""

@@ -126,3 +126,8 @@ async def test_reorder_point_and_alerts_over_http(api: Api) -> None:
     assert alert["low_since"]
     low = [e for e in await api.events() if e["type"] == "stock_low"]
     assert len(low) == 1 and low[0]["available"] == "4"
+    (read,) = ok(await api.reader.get("/v1/skus/A/reorder"))["items"]
+    assert (read["location"], read["reorder_point"], read["rearm_above"]) == ("default", 4, 8)
+    assert (read["lead_time_days"], read["low"]) == (14, True)
+    assert read["low_since"] == alert["low_since"]
+    problem_of(await api.reader.get("/v1/skus/NOPE/reorder"), 404, "sku_not_found")

@@ -38,6 +38,7 @@ from earmark.errors import (
     Unauthorized,
     UnexpectedResponse,
 )
+from earmark.models import LowStockAlert, ReorderSetting
 from tests.support.api import BASE_URL, Api
 from tests.support.backends import fresh_prefix
 from tests.support.serve import Serve
@@ -108,6 +109,11 @@ async def test_the_async_client_answers_with_the_librarys_models(api: Api) -> No
         assert level.available == 7
         page = await client.ledger(sku="A")
         assert [e["type"] for e in page["items"]] == []  # no flusher runs in this app
+        setting = await client.set_reorder("A", 7, 9)
+        assert isinstance(setting, ReorderSetting) and setting.low  # available 7: at once
+        assert await client.reorder_settings("A") == [setting]
+        (alert,) = await client.alerts()
+        assert isinstance(alert, LowStockAlert) and alert.low_since == setting.low_since
 
 
 async def test_problems_are_raised_as_the_librarys_exceptions(api: Api) -> None:

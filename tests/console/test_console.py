@@ -210,6 +210,32 @@ def test_a_discrepancy_is_resolved_through_the_page(served: tuple[Serve, str]) -
         assert client.stock("COUNTED").on_hand == 7
 
 
+def test_the_sku_page_shows_reorder_points_and_alert_state(served: tuple[Serve, str]) -> None:
+    from playwright.sync_api import expect
+
+    server, admin = served
+    with Client(server.url, api_key=admin) as client:
+        client.receive("REORDER", 10, idempotency_key="console-receive-reorder")
+        client.receive("REORDER", 10, location="east", idempotency_key="console-reorder-east")
+        client.set_reorder("REORDER", 4, 8, lead_time_days=14)
+        client.set_reorder("REORDER", 2, 5, location="east")
+        client.damage("REORDER", 7, "flood")  # default: available 3, at or below 4
+    with console(server, TOKENS["console-reader"]) as page:
+        page.goto(f"{server.url}/console#/sku/REORDER")
+        default = page.locator('#sku-reorder tr[data-location="default"]')
+        expect(default.locator('[data-field="reorder_point"]')).to_have_text("4", timeout=WAIT_MS)
+        expect(default.locator('[data-field="rearm_above"]')).to_have_text("8")
+        expect(default).to_contain_text("14 days")
+        expect(default.locator('[data-field="alert"]')).to_contain_text("low since")
+        east = page.locator('#sku-reorder tr[data-location="east"]')
+        expect(east.locator('[data-field="alert"]')).to_have_text("armed")
+        page.screenshot(path=str(SCREENSHOTS / "sku.png"), full_page=True)
+        page.goto(f"{server.url}/console#/sku/SNEAKER")
+        expect(page.locator("#sku-reorder")).to_have_text(
+            "No reorder point is set at any location.", timeout=WAIT_MS
+        )
+
+
 def test_the_drops_page_shows_status_countdown_and_figures(served: tuple[Serve, str]) -> None:
     from playwright.sync_api import Route, expect
 
@@ -241,6 +267,32 @@ def test_the_drops_page_shows_status_countdown_and_figures(served: tuple[Serve, 
         page.route("**/v1/drops?*", with_waitlist)
         expect(live.locator('[data-field="waiting"]')).to_have_text("4", timeout=WAIT_MS)
         expect(live.locator('[data-field="offered"]')).to_have_text("1")
+
+
+def test_the_drops_page_counts_the_customers_at_their_limit(served: tuple[Serve, str]) -> None:
+    from playwright.sync_api import expect
+
+    server, admin = served
+    now = datetime.now(UTC)
+    with Client(server.url, api_key=admin) as client:
+        client.receive("DROP-C", 10, idempotency_key="console-receive-drop-c")
+        client.create_drop(
+            "launch-limited", ["DROP-C"], opens_at=now - timedelta(minutes=1), per_customer_limit=2
+        )
+        client.reserve([("DROP-C", 2)], customer="ann", ttl_seconds=300)  # at the limit
+        client.reserve([("DROP-C", 1)], customer="bob", ttl_seconds=300)  # below it
+        cat = client.reserve([("DROP-C", 2)], customer="cat", ttl_seconds=300)
+    with console(server, TOKENS["console-reader"]) as page:
+        page.goto(f"{server.url}/console#/drops")
+        limited = page.locator('#drops tr[data-drop="launch-limited"]')
+        figure = limited.locator('[data-field="customers_at_limit"]')
+        expect(figure).to_have_text("2", timeout=WAIT_MS)
+        page.screenshot(path=str(SCREENSHOTS / "drops.png"), full_page=True)
+        with Client(server.url, api_key=admin) as client:
+            client.release(cat.id)
+        expect(figure).to_have_text("1", timeout=WAIT_MS)  # the page polls: cat is below
+        no_limit = page.locator('#drops tr[data-drop="launch-now"]')
+        expect(no_limit.locator('[data-field="customers_at_limit"]')).to_have_text("")
 
 
 def seed_skus(count: int) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.api import Api
+from tests.support.servers import unavailable
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 METRIC_NAME = re.compile(r"\bearmark_[a-z0-9_]+")
@@ -73,3 +76,23 @@ async def test_every_metric_in_the_dashboard_exists(api: Api) -> None:
     # The dashboard shows what the rules alert on.
     alerted = {name for rule in rules() for name in METRIC_NAME.findall(rule["expr"])}
     assert alerted <= used, sorted(alerted - used)
+
+
+def promtool() -> str:
+    found = shutil.which("promtool")
+    if found is None:
+        unavailable("promtool is not installed (apt-get install prometheus)")
+    return found
+
+
+def test_promtool_accepts_the_rules_and_their_unit_tests_pass() -> None:
+    """What .ci/run runs, from the test suite too: `check rules` and the rules' unit
+    tests (deploy/prometheus-rules.test.yml) with Prometheus's own tool."""
+    tool = promtool()
+    for command in ([tool, "check", "rules", "prometheus-rules.yml"],
+                    [tool, "test", "rules", "prometheus-rules.test.yml"]):  # fmt: skip
+        done = subprocess.run(
+            command, cwd=DEPLOY, capture_output=True, text=True, timeout=60, check=False
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "SUCCESS" in done.stdout, done.stdout

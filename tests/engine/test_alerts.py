@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from earmark import AsyncEngine, Engine, EngineConfig
-from earmark.errors import InvalidReorderPoint
+from earmark.errors import InvalidReorderPoint, SkuNotFound
 from tests.support.backends import Backend, fresh_prefix
 
 
@@ -56,6 +56,25 @@ def test_setting_on_a_low_sku_fires_at_once(engine: Engine) -> None:
     assert setting.low and setting.low_since is not None
     assert len(low_events(engine, "B")) == 1
     assert [a.sku for a in engine.alerts()] == ["B"]
+
+
+def test_reorder_settings_read_the_point_and_alert_state_per_location(engine: Engine) -> None:
+    with pytest.raises(SkuNotFound):
+        engine.reorder_settings("R")
+    engine.receive("R", 10)
+    engine.receive("R", 10, location="east")
+    engine.receive("R", 10, location="west")
+    assert engine.reorder_settings("R") == []  # stocked, no point anywhere
+    engine.set_reorder("R", 3, 6, location="east", lead_time_days=5)
+    engine.set_reorder("R", 4, 9)
+    engine.damage("R", 7, "crushed")  # default: available 3, at or below 4: low
+    default, east = engine.reorder_settings("R")  # west has none: left out
+    assert (default.location, default.reorder_point, default.rearm_above) == ("default", 4, 9)
+    assert default.low and default.low_since is not None
+    assert (east.location, east.reorder_point, east.lead_time_days) == ("east", 3, 5)
+    assert not east.low and east.low_since is None
+    engine.receive("R", 7)  # default: 10 > 9, re-armed
+    assert [s.low for s in engine.reorder_settings("R")] == [False, False]
 
 
 @pytest.mark.parametrize(

@@ -152,6 +152,31 @@ def test_an_expired_hold_gives_its_units_back_to_the_allowance(backend: Backend)
     assert level_of(engine, "TEE").reserved == 1
 
 
+def test_customers_at_their_limit_count_live_holds_and_sales(backend: Backend) -> None:
+    engine = backend.engine()
+    open_drop(engine, units=20, per_customer_limit=2, hold_ttl_seconds=1)
+    assert engine.get_drop("drop-TEE").customers_at_limit == 0
+    engine.reserve([("TEE", 2)], idempotency_key="a", customer="ann")  # at the limit
+    engine.reserve([("TEE", 1)], idempotency_key="b", customer="bob")  # below it
+    sold = engine.reserve([("TEE", 1)], idempotency_key="c1", customer="cat")
+    engine.commit(sold.id)
+    engine.reserve([("TEE", 1)], idempotency_key="c2", customer="cat")  # 1 sold + 1 held
+    dan = engine.reserve([("TEE", 2)], idempotency_key="d", customer="dan")
+    assert engine.get_drop("drop-TEE").customers_at_limit == 3
+    engine.release(dan.id)  # released: below the limit again
+    (listed,) = engine.list_drops().items
+    assert listed.customers_at_limit == 2
+    backend.advance(1.1)  # every hold expired, swept or not: only cat's sale is left
+    assert engine.get_drop("drop-TEE").customers_at_limit == 0
+    engine.reserve([("TEE", 1)], idempotency_key="c3", customer="cat")  # back at it
+    engine.reserve([("TEE", 1)], idempotency_key="a2", customer="ann")  # below: not counted
+    assert engine.get_drop("drop-TEE").customers_at_limit == 1
+    engine.receive("FREE", 5)
+    engine.create_drop("no-limit", ["FREE"], opens_at=server_now(engine))
+    engine.reserve([("FREE", 5)], idempotency_key="f", customer="ann")
+    assert engine.get_drop("no-limit").customers_at_limit is None
+
+
 def test_a_replayed_reserve_is_not_counted_twice(engine: Engine) -> None:
     open_drop(engine, per_customer_limit=1)
     first = engine.reserve([("TEE", 1)], idempotency_key="a", customer="ann")

@@ -1,4 +1,4 @@
-"""The stock lifecycle (docs/lifecycle.md): locations, transfers, returns, damage,
+"""The stock lifecycle (docs/design/lifecycle.md): locations, transfers, returns, damage,
 write-offs, cycle counts and purchase orders, on fakeredis, a real redis-server and a
 real Redis Cluster (4 partitions).
 

@@ -34,7 +34,7 @@ from tests.support.servers import RedisCluster, RedisServer, ServerUnavailable, 
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT_NAMES = script_names(lua_dir())
-# The stock lifecycle scripts (docs/lifecycle.md), slot-checked by tests/test_lifecycle.py.
+# The stock lifecycle scripts (docs/design/lifecycle.md), slot-checked by tests/test_lifecycle.py.
 LIFECYCLE_SCRIPT_NAMES = (
     "close_purchase_order",
     "count_stock",

@@ -107,7 +107,7 @@ class LineIn(Request):
     location: Location = limits.DEFAULT_LOCATION
 
 
-# -- stock lifecycle (docs/lifecycle.md) ------------------------------------------------
+# -- stock lifecycle (docs/design/lifecycle.md) ------------------------------------------------
 
 Reason = Annotated[str, printable(limits.REASON_LENGTH_MAX, "why (recorded on the events)")]
 RequiredReason = Annotated[

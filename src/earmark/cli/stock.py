@@ -27,7 +27,7 @@ def add_stock(subparsers: Subparsers) -> None:
         help="read stock and change it: receive, adjust, damage, write off, count, transfer, "
         "returns",
         description="Read a SKU's stock and run the stock lifecycle operations on it (see "
-        "docs/lifecycle.md). Each write prints the buckets it left; a refusal by the state "
+        "docs/design/lifecycle.md). Each write prints the buckets it left; a refusal by the state "
         "of the stock (e.g. would_oversell) exits 1 and writes nothing. " + NEEDS,
     )
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")

@@ -26,7 +26,9 @@ from earmark.models import (
     Drop,
     DropPage,
     Line,
+    LowStockAlert,
     PurchaseOrder,
+    ReorderSetting,
     Reservation,
     ReservationPage,
     ReturnReceipt,
@@ -54,6 +56,17 @@ LEVELS = TypeAdapter(list[StockLevel])
 def _model(cls: type[M]) -> Any:
     def parse(response: httpx.Response) -> M:
         return cls.model_validate_json(response.content)
+
+    return parse
+
+
+def _items(cls: type[M]) -> Any:
+    """A ``{"items": [...]}`` answer as the list of models the library returns."""
+    adapter = TypeAdapter(list[cls])  # type: ignore[valid-type]
+
+    def parse(response: httpx.Response) -> list[M]:
+        items: list[M] = adapter.validate_python(response.json()["items"])
+        return items
 
     return parse
 
@@ -516,17 +529,23 @@ class ClientOps:
         *,
         location: str = DEFAULT_LOCATION,
         lead_time_days: int | None = None,
-    ) -> Call[Json]:
+    ) -> Call[ReorderSetting]:
         """The reorder point of (sku, location) (``Engine.set_reorder``); a PUT sets a
         value, so it carries no key and is not retried."""
         body = {"location": location, "reorder_point": reorder_point, "rearm_above": rearm_above}
         body["lead_time_days"] = lead_time_days
-        return Call("PUT", f"/v1/skus/{_seg(sku)}/reorder", _json, json=body)
+        return Call("PUT", f"/v1/skus/{_seg(sku)}/reorder", _model(ReorderSetting), json=body)
+
+    @route("GET /v1/skus/{sku}/reorder")
+    def reorder_settings(self, sku: str) -> Call[list[ReorderSetting]]:
+        """The reorder point and alert state of every location of ``sku`` that has one
+        (``Engine.reorder_settings``)."""
+        return Call("GET", f"/v1/skus/{_seg(sku)}/reorder", _items(ReorderSetting))
 
     @route("GET /v1/alerts")
-    def alerts(self, status: str = "active") -> Call[Json]:
-        """Low-stock alerts (``Engine.alerts``), as the service's JSON."""
-        return Call("GET", "/v1/alerts", _json, params={"status": status})
+    def alerts(self, status: str = "active") -> Call[list[LowStockAlert]]:
+        """Low-stock alerts (``Engine.alerts``)."""
+        return Call("GET", "/v1/alerts", _items(LowStockAlert), params={"status": status})
 
     @route("POST /v1/reconciliations")
     def reconcile(self, body: Json, *, idempotency_key: str | None = None) -> Call[Json]:

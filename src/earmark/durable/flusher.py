@@ -9,7 +9,7 @@ idle for ``claim_idle_ms``. Writing an event twice is harmless: its id (partitio
 stream id) is the ledger's primary key, and deltas are applied only for new rows.
 
 While the ledger is down the engine keeps selling, events wait in Redis (see
-``docs/durability.md`` for what that costs), and ``run`` retries with exponential
+``docs/design/durability.md`` for what that costs), and ``run`` retries with exponential
 backoff until it catches up. ``lag()`` tells how far behind the record is.
 """
 

@@ -263,7 +263,7 @@ class DurableService:
         if found.found:
             log.error(
                 "Redis lacks writes the durable record holds: fenced until `earmark "
-                "rebuild` (docs/durability.md, Topologies): %s",
+                "rebuild` (docs/design/durability.md, Topologies): %s",
                 found.reason(),
             )
         elif not self.rebuild_on_start:  # a real Redis, which can fail over: vouch for it

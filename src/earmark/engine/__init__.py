@@ -1,6 +1,6 @@
 """The reservation engine: Lua scripts in Redis, driven by ``Engine`` (blocking) and
 ``AsyncEngine`` (asyncio). Other parts use it through these names and the engines'
-operations; its modules below are its own business (see docs/architecture.md)."""
+operations; its modules below are its own business (see docs/design/architecture.md)."""
 
 from earmark.engine.async_engine import AsyncEngine
 from earmark.engine.bootstrap import StoreState

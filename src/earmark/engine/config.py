@@ -22,7 +22,7 @@ class EngineConfig:
     pin_ms: int = limits.PIN_MS
     sweep_batch_max: int = limits.SWEEP_BATCH_MAX
     # Writes wait for this many replicas (Redis WAIT) before they are acknowledged;
-    # 0: acknowledge what the primary applied (see docs/durability.md, Topologies).
+    # 0: acknowledge what the primary applied (see docs/design/durability.md, Topologies).
     min_replicas_ack: int = 0
     replica_ack_timeout_ms: int = limits.REPLICA_ACK_TIMEOUT_MS_DEFAULT
     # Events waiting for the durable record (all partitions) past which new demand is

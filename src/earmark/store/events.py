@@ -44,8 +44,8 @@ def check_no_collision(sent: Sequence[Event], recorded: Mapping[EventKey, Event]
                 f"event {event.event_id} ({event.type} {event.sku}@{event.location}) collides "
                 f"with the recorded {stored.type} {stored.sku}@{stored.location}: Redis "
                 "reuses event ids the record holds (a failover to a replica that was "
-                "behind?). The flusher stops rather than drop either; see docs/durability.md "
-                "(Topologies) for the runbook.",
+                "behind?). The flusher stops rather than drop either; see "
+                "docs/design/durability.md (Topologies) for the runbook.",
                 event_id=event.event_id,
             )
 
@@ -168,7 +168,7 @@ class Event:
 
 
 class LedgerEntry(BaseModel):
-    """One recorded event (docs/lifecycle.md lists the types and their deltas)."""
+    """One recorded event (docs/design/lifecycle.md lists the types and their deltas)."""
 
     id: str = Field(description="<partition>/<stream id>: unique for the life of the store")
     type: str

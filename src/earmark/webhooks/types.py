@@ -18,7 +18,7 @@ STOCK_CHANGED, STOCK_OUT, STOCK_BACK = "stock.changed", "stock.out", "stock.back
 ENDPOINT_DISABLED = "endpoint.disabled"
 FALLBACK_GROUP = "ledger"
 
-# ledger event type -> webhook type (docs/lifecycle.md, docs/reservations.md).
+# ledger event type -> webhook type (docs/design/lifecycle.md, docs/design/reservations.md).
 TYPE_OF_EVENT: dict[str, str] = {
     "reserved": "reservation.held",
     "committed": "reservation.committed",

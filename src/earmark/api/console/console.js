@@ -247,9 +247,34 @@ async function renderSku(page, sku) {
     body.append(el("tr", {}, el("th", { scope: "row", text: level.location }), ...buckets.map((b) => el("td", { class: "num", text: String(level[b]) }))));
   }
   table.append(body);
+  const reorder = await api(`/v1/skus/${encodeURIComponent(sku)}/reorder`);
   const since = new Date(Date.now() - 3600_000).toISOString();
   const events = await api(`/v1/ledger?sku=${encodeURIComponent(sku)}&since=${encodeURIComponent(since)}&limit=50`);
-  page.replaceChildren(el("h2", { text: `SKU ${sku}` }), table, el("h3", { text: "Ledger, last hour" }), ledgerTable(events.items));
+  page.replaceChildren(el("h2", { text: `SKU ${sku}` }), table,
+    el("h3", { text: "Reorder point and low-stock alert" }), reorderTable(reorder.items),
+    el("h3", { text: "Ledger, last hour" }), ledgerTable(events.items));
+}
+
+// Each location's reorder point and whether its alert has fired (GET /v1/skus/{sku}/reorder).
+function reorderTable(settings) {
+  if (!settings.length) return el("p", { id: "sku-reorder", text: "No reorder point is set at any location." });
+  const heads = ["location", "reorder point", "re-arms above", "lead time", "alert"];
+  const table = el("table", { id: "sku-reorder" },
+    el("thead", {}, el("tr", {}, ...heads.map((h, i) => el("th", { scope: "col", class: i && i < 4 ? "num" : "", text: h })))));
+  const body = el("tbody");
+  for (const s of settings) {
+    const alert = s.low
+      ? el("td", { "data-field": "alert", class: "bad" }, "low since ", el("time", { datetime: s.low_since, text: new Date(s.low_since).toLocaleString() }))
+      : el("td", { "data-field": "alert", class: "ok", text: "armed" });
+    body.append(el("tr", { "data-location": s.location },
+      el("th", { scope: "row", text: s.location }),
+      el("td", { class: "num", "data-field": "reorder_point", text: String(s.reorder_point) }),
+      el("td", { class: "num", "data-field": "rearm_above", text: String(s.rearm_above) }),
+      el("td", { class: "num", text: s.lead_time_days == null ? "" : `${s.lead_time_days} days` }),
+      alert));
+  }
+  table.append(body);
+  return table;
 }
 
 // -- ledger ------------------------------------------------------------------------------
@@ -406,7 +431,7 @@ const OPTIONAL_DROP_FIGURES = ["waiting", "offered"];
 function dropsTable(drops, now) {
   if (!drops.length) return el("p", { text: "No drops." });
   const extra = OPTIONAL_DROP_FIGURES.filter((name) => drops.some((d) => typeof d[name] === "number"));
-  const heads = ["drop", "status", "opens", "closes", "SKUs", "per customer", "sold", "held", ...extra];
+  const heads = ["drop", "status", "opens", "closes", "SKUs", "per customer", "at limit", "sold", "held", ...extra];
   const table = el("table", { id: "drops" },
     el("thead", {}, el("tr", {}, ...heads.map((h, i) => el("th", { scope: "col", class: i >= 5 ? "num" : "", text: h })))));
   const body = el("tbody");
@@ -421,6 +446,8 @@ function dropsTable(drops, now) {
       el("td", { text: drop.closes_at ? new Date(drop.closes_at).toLocaleString() : "never" }),
       el("td", { text: drop.skus.join(", ") }),
       el("td", { class: "num", text: drop.per_customer_limit == null ? "no limit" : String(drop.per_customer_limit) }),
+      el("td", { class: "num", "data-field": "customers_at_limit", title: "customers whose live holds and sales equal the limit",
+        text: drop.per_customer_limit == null ? "" : drop.customers_at_limit == null ? "unknown" : String(drop.customers_at_limit) }),
       el("td", { class: "num", "data-field": "sold", text: String(drop.sold) }),
       el("td", { class: "num", "data-field": "held", text: String(drop.held) }),
       ...extra.map((name) => el("td", { class: "num", "data-field": name, text: typeof drop[name] === "number" ? String(drop[name]) : "" }))));
@@ -442,7 +469,7 @@ function renderDrops(page) {
     return found.next_cursor;
   });
   page.replaceChildren(el("h2", { text: "Drops" }),
-    el("p", { text: "Status and countdown by this browser's clock; sold and held are units over every location." }),
+    el("p", { text: "Status and countdown by this browser's clock; sold and held are units over every location; at limit counts the customers whose live holds and sales equal the per-customer limit." }),
     results, pages.node);
   // live: the page shown is read again every POLL_MS (one page: bounded)
   let first = true;

@@ -15,7 +15,7 @@ from earmark.api.params import SkuPath
 from earmark.api.responses import model_response, problem_responses
 from earmark.api.schemas import INTEGRAL, Location
 from earmark.api.schemas import Request as Body
-from earmark.errors import InvalidReorderPoint, MalformedJson, UnsupportedMediaType
+from earmark.errors import InvalidReorderPoint, MalformedJson, SkuNotFound, UnsupportedMediaType
 from earmark.models import LowStockAlert, ReorderSetting
 
 router = APIRouter(prefix="/v1", tags=["alerts"])
@@ -38,6 +38,10 @@ class AlertList(BaseModel):
     items: list[LowStockAlert]
 
 
+class ReorderList(BaseModel):
+    items: list[ReorderSetting]
+
+
 @router.put(
     "/skus/{sku}/reorder",
     response_model=ReorderSetting,
@@ -58,6 +62,19 @@ async def set_reorder(sku: SkuPath, body: ReorderIn, ctx: Stocking) -> Response:
         actor=ctx.caller.name,
     )
     return model_response(setting)
+
+
+@router.get(
+    "/skus/{sku}/reorder",
+    response_model=ReorderList,
+    responses=problem_responses(SkuNotFound),
+    summary="The reorder point and low-stock alert state of a SKU, per location",
+)
+async def get_reorder(sku: SkuPath, ctx: Reading) -> Response:
+    """Every location of the SKU that has a reorder point, by location, with whether its
+    alert has fired and waits to re-arm (`low`, `low_since`); `items` is empty when no
+    location has one. 404 `sku_not_found` when the SKU has no stock record."""
+    return model_response(ReorderList(items=await ctx.engine.reorder_settings(sku)))
 
 
 @router.get(

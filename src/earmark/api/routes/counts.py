@@ -1,4 +1,4 @@
-"""Cycle counts (docs/lifecycle.md): on_hand corrected to what a counter found, against
+"""Cycle counts (docs/design/lifecycle.md): on_hand corrected to what a counter found, against
 the stock version the counter read. Needs the `stock` scope.
 """
 

@@ -1,4 +1,4 @@
-"""Losses (docs/lifecycle.md): units found damaged, and units written off (from on_hand
+"""Losses (docs/design/lifecycle.md): units found damaged, and units written off (from on_hand
 or from damaged). Every write needs the `stock` scope and records the API key's name as
 actor and the request's `reason`.
 """

@@ -1,4 +1,4 @@
-"""Purchase orders (docs/lifecycle.md): units a supplier promised (inbound), received in
+"""Purchase orders (docs/design/lifecycle.md): units a supplier promised (inbound), received in
 one or more deliveries, then closed (shortfall blamed on the supplier) or cancelled.
 
 An order whose lines live in several partitions is changed part by part: a call that

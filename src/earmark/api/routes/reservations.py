@@ -2,7 +2,7 @@
 
 A reservation belongs to the API key that created it: commit, release, extend and ship
 by another key are refused with 403 `not_owner`, unless that key has the `stock` scope
-(an operator's). See docs/reservations.md.
+(an operator's). See docs/design/reservations.md.
 """
 
 from __future__ import annotations

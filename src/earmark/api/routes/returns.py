@@ -1,4 +1,4 @@
-"""Customer returns (docs/lifecycle.md): units of a shipped reservation come back into
+"""Customer returns (docs/design/lifecycle.md): units of a shipped reservation come back into
 ``returned`` (quarantine), then are restocked, found damaged or written off.
 
 Every write needs the `stock` scope and records the API key's name as actor.

@@ -1,4 +1,4 @@
-"""Transfers between two locations of a SKU (docs/lifecycle.md): units leave on_hand at
+"""Transfers between two locations of a SKU (docs/design/lifecycle.md): units leave on_hand at
 the source for in_transit at the destination, then arrive.
 
 Every write needs the `stock` scope and records the API key's name as actor, and the

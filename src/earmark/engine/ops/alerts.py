@@ -15,7 +15,7 @@ from earmark.engine.operation import operation
 from earmark.engine.ops.base import DEFAULT_ACTOR, OpsBase
 from earmark.engine.replies import replayed, text
 from earmark.engine.steps import Op, Pipeline
-from earmark.errors import InvalidReorderPoint
+from earmark.errors import InvalidReorderPoint, SkuNotFound
 from earmark.models import LowStockAlert, ReorderSetting, from_ms
 
 ALERT_FIELDS = (
@@ -30,6 +30,7 @@ ALERT_FIELDS = (
 )
 ALERT_STATUSES = ("active",)
 LOW_FIELDS = ("alert_low", "reorder_point")
+SETTING_FIELDS = ("reorder_point", "rearm_above", "lead_time_days", "alert_low", "alert_at")
 
 
 def is_low(alert_low: str | None, reorder_point: str | None) -> bool:
@@ -87,6 +88,23 @@ def _alert(sku: str, location: str, raw: list[Any]) -> LowStockAlert | None:
         rearm_above=int(values["rearm_above"] or 0),
         lead_time_days=None if lead in (None, "") else int(lead),
         low_since=low_since,
+    )
+
+
+def _setting(sku: str, location: str, raw: list[Any]) -> ReorderSetting | None:
+    values = dict(zip(SETTING_FIELDS, (None if v is None else text(v) for v in raw), strict=True))
+    point, lead = values["reorder_point"], values["lead_time_days"]
+    if point is None:
+        return None
+    low = is_low(values["alert_low"], point)
+    return ReorderSetting(
+        sku=sku,
+        location=location,
+        reorder_point=int(point),
+        rearm_above=int(values["rearm_above"] or 0),
+        lead_time_days=None if lead in (None, "") else int(lead),
+        low=low,
+        low_since=from_ms(int(values["alert_at"] or 0)) if low else None,
     )
 
 
@@ -155,4 +173,30 @@ class AlertOps(OpsBase):
                     if alert is not None:
                         found.append(alert)
         found.sort(key=lambda a: (a.sku, a.location))
+        return found
+
+    @operation
+    def reorder_settings(self, sku: str) -> Op[list[ReorderSetting]]:
+        """The reorder point and alert state of every location of ``sku`` that has one,
+        by location (``GET /v1/skus/{sku}/reorder``); an empty list when none is set.
+        Raises ``SkuNotFound`` when the SKU has no stock record anywhere."""
+        sku = validation.sku(sku)
+        p = self.partition_of(sku)
+        trusted, members = yield Pipeline(
+            [self._trusted(p), ("SMEMBERS", self.keys.locations(p, sku))]
+        )
+        self._check_trusted(trusted)
+        locations = sorted(text(m) for m in members)
+        if not locations:
+            raise SkuNotFound(f"no stock record for {sku} at any location", sku=sku)
+        found: list[ReorderSetting] = []
+        for start in range(0, len(locations), limits.ALERTS_PER_READ_MAX):
+            chunk = locations[start : start + limits.ALERTS_PER_READ_MAX]
+            replies = yield Pipeline(
+                [("HMGET", self.keys.stock(p, sku, loc), *SETTING_FIELDS) for loc in chunk]
+            )
+            for loc, raw in zip(chunk, replies, strict=True):
+                setting = _setting(sku, loc, raw)
+                if setting is not None:
+                    found.append(setting)
         return found

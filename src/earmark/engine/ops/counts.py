@@ -1,5 +1,5 @@
 """Cycle counts: on_hand corrected to what a counter found, against the stock version
-the counter read, so that sales in between are kept (docs/lifecycle.md)."""
+the counter read, so that sales in between are kept (docs/design/lifecycle.md)."""
 
 from __future__ import annotations
 

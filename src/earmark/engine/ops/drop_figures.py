@@ -1,4 +1,5 @@
-"""Every drop's live figures, for ``/metrics`` (per-drop gauges).
+"""Every drop's live figures, for ``/metrics`` (per-drop gauges), and the customers of a
+drop at their limit (``Drop.customers_at_limit``).
 
 Read from each partition's sku -> drop index (``keys.drop_index``) and the drops' rules,
 then the reserved and committed units of each drop SKU at every location: a few
@@ -15,12 +16,59 @@ from earmark.engine.operation import operation
 from earmark.engine.ops.base import OpsBase
 from earmark.engine.replies import text
 from earmark.engine.steps import Op, Pipeline
+from earmark.keys import Keys
 from earmark.models import DropFigures, DropSkuFigures
+
+# A customer's entry counts while its reservation part is one of these (the rule of
+# settle_customer in lua/includes/drops.lua): held needs its expiry still ahead.
+COUNTING_STATUSES = ("pinned", "committed", "shipped")
 
 
 def _number(raw: Any) -> int | None:
     value = None if raw is None else text(raw)
     return int(value) if value else None
+
+
+def customers_at_limit(keys: Keys, p: int, drop_id: str, limit: int, now_ms: int) -> Op[int | None]:
+    """How many customers of the drop hold its limit now: units of live or pinned holds
+    plus committed ones, counted as the reserve script settles them (read only). The
+    candidates are the drop's at-limit set (the reserve script adds a customer whose hold
+    reaches the limit); each is re-checked, so one whose hold was released or expired
+    since is not counted. None when there are more than ``DROP_AT_LIMIT_CHECKED_MAX``."""
+    at_limit = keys.drop_at_limit(p, drop_id)
+    (size,) = yield Pipeline([("SCARD", at_limit)])
+    if int(size) > limits.DROP_AT_LIMIT_CHECKED_MAX:
+        return None
+    customers: list[str] = []
+    if int(size):
+        (members,) = yield Pipeline([("SMEMBERS", at_limit)])
+        customers = sorted(text(m) for m in members)
+    count = 0
+    for start in range(0, len(customers), limits.DROP_AT_LIMIT_PER_READ_MAX):
+        chunk = customers[start : start + limits.DROP_AT_LIMIT_PER_READ_MAX]
+        entries = yield Pipeline([("HGETALL", keys.drop_customer(p, drop_id, c)) for c in chunk])
+        used = [0] * len(chunk)
+        pending: list[tuple[int, str, int]] = []  # (customer index, reservation id, units)
+        for i, raw in enumerate(entries):
+            for rid, value in ((text(k), text(v)) for k, v in raw.items()):
+                if value.startswith("c:"):
+                    used[i] += int(value[2:])
+                else:
+                    pending.append((i, rid, int(value)))
+        if pending:
+            parts = yield Pipeline(
+                [
+                    ("HMGET", keys.reservation(p, rid), "status", "expires_at")
+                    for _, rid, _ in pending
+                ]
+            )
+            for (i, _, units), (status, expires_at) in zip(pending, parts, strict=True):
+                state = None if status is None else text(status)
+                live = state == "held" and (_number(expires_at) or 0) > now_ms
+                if live or state in COUNTING_STATUSES:
+                    used[i] += units
+        count += sum(1 for units in used if units >= limit)
+    return count
 
 
 class DropFigureOps(OpsBase):

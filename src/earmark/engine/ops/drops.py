@@ -18,6 +18,7 @@ import orjson
 from earmark import limits, validation
 from earmark.engine.operation import operation
 from earmark.engine.ops.base import DEFAULT_ACTOR, OpsBase
+from earmark.engine.ops.drop_figures import customers_at_limit
 from earmark.engine.replies import Json, fingerprint, replayed, text
 from earmark.engine.steps import Call, Op, Pipeline
 from earmark.errors import DropNotFound, InvalidRequest
@@ -72,6 +73,7 @@ class DropReserve(OpsBase):
                     self.keys.drop(p, drop),
                     self.keys.drop_customer(p, drop, customer),
                     self.keys.drop_rate(p, drop, customer),
+                    self.keys.drop_at_limit(p, drop),
                 ]
                 keys += [self.keys.reservation(p, rid) for rid in rids]
             args = [*call.args, customer, drop, rate, len(rids), *rids]
@@ -286,10 +288,23 @@ class DropOps(OpsBase):
         levels = replies[1 + len(skus) :]
         held = sum(int(r[0] or 0) for r in levels)
         sold = sum(int(r[1] or 0) for r in levels)
-        return _drop(view, now_ms=now_ms, sold=sold, held=held, waiting=waiting)
+        limit = view.get("limit")
+        at_limit = None
+        if limit is not None:
+            drop_id = str(view["id"])
+            at_limit = yield from customers_at_limit(self.keys, p, drop_id, int(limit), now_ms)
+        return _drop(view, now_ms=now_ms, sold=sold, held=held, waiting=waiting, at_limit=at_limit)
 
 
-def _drop(view: Json, *, now_ms: int, sold: int, held: int, waiting: int = 0) -> Drop:
+def _drop(
+    view: Json,
+    *,
+    now_ms: int,
+    sold: int,
+    held: int,
+    waiting: int = 0,
+    at_limit: int | None = None,
+) -> Drop:
     # A script's view leaves out what is none (cjson drops nil fields).
     opens, closes = int(view["opens_at"]), view.get("closes_at")
     return Drop(
@@ -308,6 +323,7 @@ def _drop(view: Json, *, now_ms: int, sold: int, held: int, waiting: int = 0) ->
         sold=sold,
         held=held,
         waiting=waiting,
+        customers_at_limit=at_limit,
     )
 
 

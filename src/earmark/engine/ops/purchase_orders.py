@@ -1,4 +1,5 @@
-"""Purchase orders: inbound units from a supplier, received in deliveries (docs/lifecycle.md).
+"""Purchase orders: inbound units from a supplier, received in deliveries
+(docs/design/lifecycle.md).
 
 A purchase order has one part per partition its lines live in (like a reservation), and
 its id names those partitions, home first: ``po_<24 hex>_<p>[-<p>...]``. Each part is

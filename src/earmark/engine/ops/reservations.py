@@ -1,5 +1,5 @@
 """Reservations: hold a cart (all or nothing), then commit, release, extend or ship it.
-See docs/reservations.md for the state machine and docs/keys.md for carts that span
+See docs/design/reservations.md for the state machine and docs/design/keys.md for carts that span
 partitions (held part by part with rollback, committed in two phases)."""
 
 from __future__ import annotations
@@ -208,7 +208,7 @@ class ReservationOps(ReservationParts, DropReserve):
         """Two-phase commit across partitions: pin every part (home first), then commit
         the home part, which is the decision, then the others. A pin that finds a part
         expired or released gives every other part back; the sweeper finishes or undoes
-        the pins of a caller that died half way (see docs/keys.md). A refusal before the
+        the pins of a caller that died half way (see docs/design/keys.md). A refusal before the
         decision frees the key (``_unclaim``)."""
         token = secrets.token_hex(8)
         pinned: list[Part] = []

@@ -1,5 +1,5 @@
 """Customer returns: units of a shipped reservation come back into ``returned``
-(quarantine), then are restocked, found damaged or written off (docs/lifecycle.md)."""
+(quarantine), then are restocked, found damaged or written off (docs/design/lifecycle.md)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The sweeper's pass: expire held parts past their expiry and resolve the pins of
 multi-partition commits whose caller died (``earmark.engine.sweeper`` runs it in a
-loop). Holds never need it to be correct; see docs/keys.md."""
+loop). Holds never need it to be correct; see docs/design/keys.md."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Transfers between two locations of a SKU: units leave on_hand at the source for
-in_transit at the destination, then arrive (docs/lifecycle.md)."""
+in_transit at the destination, then arrive (docs/design/lifecycle.md)."""
 
 from __future__ import annotations
 
