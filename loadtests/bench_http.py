@@ -1,15 +1,20 @@
-"""HTTP benchmark: ``POST /v1/reservations`` of earmark against a minimal endpoint.
+"""HTTP benchmark: ``POST /v1/reservations`` of earmark against the naive FastAPI endpoint
+and a minimal one.
 
 Not part of the tests. Everything runs on 127.0.0.1 and stops by itself:
 
 * a throwaway redis-server (tests/support/servers.py) on a free port;
-* ``earmark serve`` (API key auth on, uvloop + httptools) and ``loadtests/minimal_app.py``
-  (one EVALSHA of a minimal decrement script) on the same Redis, each in a subprocess;
+* ``earmark serve`` (API key auth on, uvloop + httptools), ``loadtests/naive_app.py`` (a
+  pydantic body model and one EVALSHA of a reserve-like script: decrement, a hold with a
+  TTL index, an event) and ``loadtests/minimal_app.py`` (one EVALSHA of a minimal
+  decrement script) on the same Redis, each in a subprocess, the same worker count each;
 * ``wrk`` drives both with the same settings in alternating rounds; a Lua script gives
   every request its own Idempotency-Key. Stock is large enough that nearly every
   request is accepted.
 
-Prints each round and the medians (requests/s, p50, p99) and the throughput ratio.
+Prints each round, the medians (requests/s, p50, p99) and earmark's throughput and p99
+ratios to each baseline (targets: >= 1.5x the naive endpoint with p99 no worse, >= 1.0x
+the minimal one).
 
     python -m loadtests.bench_http [--rounds 3] [--seconds 8] [--connections 32]
 """
@@ -39,6 +44,7 @@ from earmark import Engine, EngineConfig
 from earmark.durable import service as durable
 
 HOST = "127.0.0.1"
+TARGETS = ("earmark", "naive", "minimal")
 SKU = "BENCH"
 RECEIPT_QTY = 1_000_000  # limits.QTY_MAX per receipt
 RECEIPTS = 5
@@ -145,6 +151,7 @@ def prepare_store(url: str, prefix: str, database_url: str) -> str:
     client = redis.Redis.from_url(url)
     try:
         client.set("minimal:stock", RECEIPT_QTY * RECEIPTS)
+        client.set("naive:stock", RECEIPT_QTY * RECEIPTS)
     finally:
         client.close()
     return token
@@ -207,14 +214,26 @@ def servers(
         {"MINIMAL_REDIS_URL": redis_url},
         minimal_port,
     )  # fmt: skip
+    naive_port = free_port()
+    naive = Process(
+        "naive",
+        [
+            sys.executable, "-m", "uvicorn", "loadtests.naive_app:create_app", "--factory",
+            "--host", HOST, "--port", str(naive_port), "--loop", "uvloop", "--http",
+            "httptools", "--no-access-log", "--log-level", "warning", "--workers", str(workers),
+        ],
+        {"NAIVE_REDIS_URL": redis_url},
+        naive_port,
+    )  # fmt: skip
     stack.enter_context(started(earmark, "/healthz"))
+    stack.enter_context(started(naive, "/docs"))
     stack.enter_context(started(minimal, "/docs"))
-    return {"earmark": earmark, "minimal": minimal}
+    return {"earmark": earmark, "naive": naive, "minimal": minimal}
 
 
 def report(rounds: list[Round]) -> dict[str, dict[str, float]]:
     medians: dict[str, dict[str, float]] = {}
-    for target in ("earmark", "minimal"):
+    for target in TARGETS:
         mine = [r for r in rounds if r.target == target]
         medians[target] = {
             "rps": statistics.median(r.rps for r in mine),
@@ -252,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         procs = servers(
             stack, redis_server.url, prefix, database_url, args.workers, args.flusher_in_process
         )
-        tokens = {"earmark": token, "minimal": ""}
+        tokens = {"earmark": token, "naive": "", "minimal": ""}
         for target, proc in procs.items():  # warm-up: imports, pools, JIT-free caches
             warm = argparse.Namespace(**{**vars(args), "seconds": 2})
             run_wrk(proc.url, script, warm, f"warm-{target}", tokens[target])
@@ -268,8 +287,14 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
     medians = report(rounds)
-    ratio = medians["earmark"]["rps"] / medians["minimal"]["rps"]
-    print(json.dumps({"medians": medians, "ratio": round(ratio, 3)}, indent=2))
+    ratios = {
+        baseline: {
+            "throughput": round(medians["earmark"]["rps"] / medians[baseline]["rps"], 3),
+            "p99": round(medians["earmark"]["p99_ms"] / medians[baseline]["p99_ms"], 3),
+        }
+        for baseline in ("naive", "minimal")
+    }
+    print(json.dumps({"medians": medians, "ratios": ratios}, indent=2))
     return 0
 
 
