@@ -24,14 +24,17 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
 from earmark import __version__, apikeys
 from earmark.api import docs, problems, responses
 from earmark.api.auth import Authenticator, AuthMode
 from earmark.api.guard import Limits, RequestGuard
 from earmark.api.hooks import DurableRecord, durable_record_for
+from earmark.api.hot import PATH as HOT_PATH
+from earmark.api.hot import HotReserve
 from earmark.api.metrics import LatencyMiddleware, Metrics
-from earmark.api.routes import ROUTERS
+from earmark.api.routes import ROUTERS, reservations
 from earmark.apikeys import ApiKey
 from earmark.engine.async_engine import AsyncEngine
 from earmark.engine.sweeper import log_if_crashed, run_sweeper
@@ -229,7 +232,7 @@ def create_app(
         max_concurrent_requests=settings.max_concurrent_requests,
         request_timeout_seconds=settings.request_timeout_seconds,
     )
-    app.add_middleware(RequestGuard, state=app.state, limits=limits)
+    app.add_middleware(RequestGuard, state=app.state, limits=limits, hot=hot_route(app))
     app.add_middleware(LatencyMiddleware, metrics=metrics)  # outermost: refusals count too
 
     def openapi() -> dict[str, Any]:
@@ -241,6 +244,15 @@ def create_app(
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def hot_route(app: FastAPI) -> HotReserve:
+    """``POST /v1/reservations`` served in one pass (earmark.api.hot)."""
+    for route in reservations.router.routes:
+        posts = isinstance(route, APIRoute) and "POST" in (route.methods or set())
+        if posts and route.path == HOT_PATH:
+            return HotReserve(app.state, route)
+    raise RuntimeError(f"no POST {HOT_PATH} route")  # pragma: no cover - a wiring bug
 
 
 def create_app_from_env() -> FastAPI:

@@ -58,11 +58,13 @@ class RequestGuard:
     """See the module docstring. ``state`` is the app's state: the authenticator is set
     there by the lifespan, after this middleware was built."""
 
-    def __init__(self, app: ASGIApp, state: Any, limits: Limits) -> None:
+    def __init__(self, app: ASGIApp, state: Any, limits: Limits, hot: Any = None) -> None:
         self.app = app
         self.state = state
         self.limits = limits
         self.in_flight = 0
+        # earmark.api.hot.HotReserve: the hot route served in one pass (None: all routed)
+        self.hot = hot
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -117,6 +119,12 @@ class RequestGuard:
             return
         if body is None:
             return  # the client went away
+        if (
+            self.hot is not None
+            and self.hot.takes(scope)
+            and await self.hot.serve(scope, body, send)
+        ):
+            return
         await self.app(scope, replay(body, receive), send)
 
     async def read_body(self, receive: Receive) -> bytes | None:
