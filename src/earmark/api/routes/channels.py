@@ -48,6 +48,7 @@ Move = Annotated[
         ge=-limits.QTY_MAX,
         le=limits.QTY_MAX,
         description="units to fence (> 0) or give back to the shared pool (< 0); not 0",
+        json_schema_extra={"not": {"const": 0}},
     ),
     INTEGRAL,
 ]
