@@ -20,6 +20,7 @@ from earmark import (
     InsufficientStock,
     InvalidChannelRule,
     InvalidRequest,
+    Line,
     SkuNotFound,
     limits,
 )
@@ -263,3 +264,40 @@ def scenario(
         with pytest.raises(InsufficientStock) as refused:
             engine.reserve([("TEE", qty)], idempotency_key="r", channel="m")
         assert refused.value.shortfalls[0].available == expected
+
+
+# -- the cost on the hot path ----------------------------------------------------------------
+
+
+def commands_of(engine: Engine, run: Callable[[], Any]) -> dict[str, int]:
+    """The Redis commands ``run`` made (scripts' own calls included), from INFO."""
+    engine.client.config_resetstat()
+    run()
+    stats = engine.client.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(s["calls"]) for name, s in stats.items()}
+
+
+@pytest.mark.redis_server
+def test_a_channel_costs_one_hmget_and_no_channel_costs_nothing(redis_server: Any) -> None:
+    """A reserve with a channel makes the same commands as one without, plus one HMGET
+    (its rules); a reserve with no channel sends no channel key."""
+    engine = Engine.from_url(redis_server.url, EngineConfig(prefix=fresh_prefix())).start()
+    try:
+        engine.receive("TEE", 10)
+        engine.set_channel("market", buffer_units=1)
+        engine.reserve([("TEE", 1)], idempotency_key="warm")  # scripts loaded, ring slot set
+        plain = commands_of(engine, lambda: engine.reserve([("TEE", 1)], idempotency_key="plain"))
+        channel = commands_of(
+            engine,
+            lambda: engine.reserve([("TEE", 1)], idempotency_key="ch", channel="market"),
+        )
+        expected = dict(plain)
+        expected["hmget"] = expected.get("hmget", 0) + 1
+        assert channel == expected
+        rid, lines = f"rsv_{'0' * 24}_0", [Line(sku="TEE", qty=1)]
+        bare = engine._reserve_call(rid, 0, lines, "f" * 32, 1000, "", "a", "k")
+        assert len(bare.keys) == 6 + 4 + 1  # the layout, one line, the drop index
+        market = engine._reserve_call(rid, 0, lines, "f" * 32, 1000, "market", "a", "k")
+        assert market.keys == [*bare.keys[:-1], engine.keys.channel(0, "market"), bare.keys[-1]]
+    finally:
+        engine.close()
