@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from earmark import AsyncEngine, EngineConfig
+from earmark import AsyncEngine, ChannelRule, EngineConfig
 from earmark.durable.flusher import Flusher
-from earmark.durable.rebuild import replay_check, start_engine, verify
+from earmark.durable.rebuild import rebuild, replay_check, start_engine, verify
 from earmark.store.ledger import Ledger
 from tests.support.backends import fresh_prefix
 from tests.support.durable import caught_up, eventually, run_flusher, stop_flusher
@@ -48,3 +48,32 @@ async def test_channel_events_verify_and_replay(
     assert (level.on_hand, level.reserved, level.committed) == (10, 0, 6)
     await engine.close()
     await flusher.close()
+
+
+async def test_channel_rules_survive_a_rebuild_and_allocations_go_with_the_holds(
+    aengine: AsyncEngine, pg_ledger: Ledger
+) -> None:
+    await aengine.receive("TEE", 20)
+    await aengine.set_channel("marketplace", buffer_units=9)
+    await aengine.set_channel("marketplace", buffer_units=4, buffer_percent=10)  # the last wins
+    await aengine.set_channel_sku("marketplace", "TEE", floor=20)
+    await aengine.set_channel_sku("marketplace", "CAP", buffer_units=1)
+    await aengine.remove_channel_sku("marketplace", "CAP")
+    await aengine.allocate("marketplace", "TEE", qty=3)
+    flusher = Flusher.for_engine(aengine, pg_ledger, consumer="t")
+    await flusher.drain(30)
+    await flusher.close()
+    for p in range(aengine.partitions):  # the copies are lost
+        await aengine.client.delete(aengine.keys.channel(p, "marketplace"))
+
+    await rebuild(aengine, pg_ledger, force=True)
+    settings = await aengine.channel("marketplace")
+    assert settings.default == ChannelRule(buffer_units=4, buffer_percent=10)
+    assert settings.skus == {"TEE": ChannelRule(floor=20)}
+    for p in range(aengine.partitions):
+        assert await aengine.client.hget(aengine.keys.channel(p, "marketplace"), "*") == "4:10:0"
+    # the allocation was counted in reserved, which the rebuild set to 0 with the holds
+    seen = await aengine.channel_stock("marketplace", "TEE")
+    assert (seen.unbuffered_available, seen.allocated, seen.available) == (20, 0, 0)
+    assert (await verify(aengine, pg_ledger)).ok
+    assert (await replay_check(pg_ledger)).ok
