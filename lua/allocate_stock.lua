@@ -12,7 +12,7 @@
     release_all)
   Returns {json, replayed}; json is
     {ok, levels, allocation = {channel, sku, location, allocated, moved}}
-    {error = 'sku_not_found', sku, location}: no stock record at the (sku, location)
+    {error = 'sku_not_found', sku, location, at}: no stock record at the (sku, location)
     {error = 'insufficient_stock', lines = [{sku, location, requested, available}]}: more
       than available to fence
     {error = 'allocation_short', channel, allocated, requested}: more to give back than
@@ -52,7 +52,8 @@ if not ctx then
 end
 ctx.channel = channel
 if rcall('EXISTS', place.stock) == 0 then
-  return finish(ctx, {error = 'sku_not_found', sku = place.sku, location = place.location})
+  return finish(ctx, {error = 'sku_not_found', sku = place.sku, location = place.location,
+                      at = 'at ' .. place.location})
 end
 local levels, more, values = reclaim_holds(ctx, place.stock, place.hexp, place.hqty,
                                            place.sku, place.location, ARGV[7], {field})

@@ -4,8 +4,9 @@
   per partition, each atomic and idempotent on its own); a SKU override only to the SKU's
   partition.
 
-  KEYS (4): [1] meta, [2] events, [3] idempotency (the write prefix), [4] the channel's
-    settings in this partition
+  KEYS (4 or 5): [1] meta, [2] events, [3] idempotency (the write prefix), [4] the
+    channel's settings in this partition, [5] (setting a SKU's rule only) the SKU's
+    locations set: a SKU with no stock record anywhere takes no rule
   ARGV: [1] fingerprint, [2] actor, [3] idempotency key ('' none), [4] idempotency
     retention (ms), then
     [5] channel
@@ -16,6 +17,7 @@
   Returns {json, replayed}; json is
     {ok, channel, sku ('' default), rule = {buffer_units, buffer_percent, floor} | null,
      removed (bool, remove only: whether a rule was there)}
+    {error = 'sku_not_found', sku, at}: a SKU rule for a SKU never stocked
     {error = 'channel_rules_full', limit}: the channel keeps CHANNEL_RULES_PER_PARTITION_MAX
       rules in this partition already (remove an override first)
     {error = 'store_not_ready' | 'idempotency_conflict'}
@@ -33,7 +35,6 @@
 local meta_key, events_key, idem_key, settings_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local fingerprint, actor, idem, idem_retention_ms = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local channel, sku, mode = ARGV[5], ARGV[6], ARGV[7]
-check_keys(#KEYS, 4)
 if channel == '' or (mode ~= 'set' and mode ~= 'remove') then
   error('earmark: set_channel needs a channel and a mode of set or remove')
 end
@@ -41,6 +42,13 @@ end
 local field, scope = '*', 'default'
 if sku ~= '' then
   field, scope = 'sku:' .. sku, 'sku'
+end
+local locations_key = nil
+if sku ~= '' and mode == 'set' then
+  check_keys(#KEYS, 5)
+  locations_key = KEYS[5]
+else
+  check_keys(#KEYS, 4)
 end
 local rule = cjson.null
 local stored = nil
@@ -61,6 +69,9 @@ if not ctx then
 end
 ctx.channel = channel
 local result = {ok = true, channel = channel, sku = sku, rule = rule}
+if locations_key and rcall('EXISTS', locations_key) == 0 then
+  return finish(ctx, {error = 'sku_not_found', sku = sku, at = 'at any location'})
+end
 if stored then
   if rcall('HEXISTS', settings_key, field) == 0
      and rcall('HLEN', settings_key) >= CHANNEL_RULES_PER_PARTITION_MAX then

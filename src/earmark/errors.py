@@ -966,7 +966,7 @@ OUTCOMES: dict[str, Outcome] = {
     ),
     "purchase_order_not_found": Outcome(PurchaseOrderNotFound, "no purchase order {subject}"),
     "purchase_order_closed": Outcome(PurchaseOrderClosed, "purchase order {subject} is {status}"),
-    "sku_not_found": Outcome(SkuNotFound, "no stock record for {sku} at {location}"),
+    "sku_not_found": Outcome(SkuNotFound, "no stock record for {sku} {at}"),
     # channels (docs/channels.md)
     "allocation_short": Outcome(
         AllocationShort,

@@ -91,6 +91,7 @@ async def test_an_allocation_move_replays_under_its_key(api: Api) -> None:
         ("/v1/channels/marketplace", {"floor": -5}),
         ("/v1/channels/marketplace", {"buffer_units": limits.CHANNEL_BUFFER_UNITS_MAX + 1}),
         ("/v1/channels/marketplace/skus/TEE", {"buffer_percent": 1.5}),
+        ("/v1/channels/marketplace/skus/TEE", {"floor": -1}),
         ("/v1/channels/bad%20name", {}),
         ("/v1/channels/marketplace/skus/bad%20sku", {}),
     ],
@@ -112,6 +113,17 @@ async def test_a_bad_allocation_is_a_problem_and_writes_nothing(api: Api, qty: i
         "/v1/channels/marketplace/allocations", json={"sku": "TEE", "qty": qty}
     )
     problem_of(response, 422, "invalid_channel_rule" if qty == 0 else "invalid_request")
+    assert await api.stream_lengths() == before
+
+
+async def test_an_unknown_sku_is_a_problem_and_writes_nothing(api: Api) -> None:
+    before = await api.stream_lengths()
+    problem_of(await put(api, "/v1/channels/marketplace/skus/NOPE", {}), 404, "sku_not_found")
+    problem_of(
+        await api.reader.get("/v1/skus/NOPE", params={"channel": "marketplace"}),
+        404,
+        "sku_not_found",
+    )
     assert await api.stream_lengths() == before
 
 

@@ -54,6 +54,7 @@ async def test_channel_rules_survive_a_rebuild_and_allocations_go_with_the_holds
     aengine: AsyncEngine, pg_ledger: Ledger
 ) -> None:
     await aengine.receive("TEE", 20)
+    await aengine.receive("CAP", 1)
     await aengine.set_channel("marketplace", buffer_units=9)
     await aengine.set_channel("marketplace", buffer_units=4, buffer_percent=10)  # the last wins
     await aengine.set_channel_sku("marketplace", "TEE", floor=20)

@@ -35,6 +35,7 @@ def events_of(engine: Engine, sku: str, kind: str) -> list[dict[str, Any]]:
 
 
 def test_a_channel_default_is_in_every_partition_and_an_override_wins(engine: Engine) -> None:
+    engine.receive("TEE", 1)
     settings_ = engine.set_channel("marketplace", buffer_units=2, buffer_percent=10, floor=1)
     assert settings_.default == ChannelRule(buffer_units=2, buffer_percent=10, floor=1)
     for p in range(engine.partitions):
@@ -151,13 +152,25 @@ def test_allocation_moves_are_idempotent(engine: Engine) -> None:
     assert two == one and two.replayed
 
 
-def test_allocating_more_than_available_is_refused(engine: Engine) -> None:
+def test_more_than_available_or_an_unknown_sku_is_refused(
+    engine: Engine, untouched: Callable[[], Any]
+) -> None:
     engine.receive("TEE", 3)
+    before = untouched()
     with pytest.raises(InsufficientStock):
         engine.allocate("marketplace", "TEE", qty=4)
-    with pytest.raises(SkuNotFound):
+    with pytest.raises(SkuNotFound) as unknown:
         engine.allocate("marketplace", "NOPE", qty=1)
+    assert unknown.value.details == {"sku": "NOPE", "location": "default"}
+    assert str(unknown.value) == "no stock record for NOPE at default"
+    with pytest.raises(SkuNotFound) as never:
+        engine.set_channel_sku("marketplace", "NOPE", buffer_units=1)
+    assert str(never.value) == "no stock record for NOPE at any location"
+    with pytest.raises(SkuNotFound):
+        engine.channel_stock("marketplace", "NOPE")
+    assert untouched() == before
     assert level_of(engine, "TEE").reserved == 0
+    assert engine.channel("marketplace").skus == {}
 
 
 @pytest.mark.parametrize(

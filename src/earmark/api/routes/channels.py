@@ -106,7 +106,7 @@ async def get_channel(channel: ChannelPath, ctx: Reading) -> Response:
 @router.put(
     "/{channel}/skus/{sku}",
     response_model=ChannelSkuRule,
-    responses=problem_responses(WRITES, *RULE_ERRORS),
+    responses=problem_responses(WRITES, *RULE_ERRORS, SkuNotFound),
     summary="Set a channel's buffer for one SKU (overrides the default)",
 )
 async def set_channel_sku(
@@ -116,6 +116,7 @@ async def set_channel_sku(
     ctx: Stocking,
     idempotency_key: IdempotencyKey,
 ) -> Response:
+    """404 `sku_not_found` for a SKU with no stock record at any location."""
     found = await ctx.engine.set_channel_sku(
         channel,
         sku,

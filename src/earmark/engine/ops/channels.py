@@ -130,7 +130,8 @@ class ChannelOps(StockOps):
         actor: str = DEFAULT_ACTOR,
         idempotency_key: str | None = None,
     ) -> Op[ChannelSkuRule]:
-        """Sets the channel's rule for one SKU (it replaces the default for that SKU)."""
+        """Sets the channel's rule for one SKU (it replaces the default for that SKU).
+        Raises ``SkuNotFound`` for a SKU with no stock record at any location."""
         channel, sku = channel_name(channel), validation.sku(sku)
         rule = check_rule(buffer_units, buffer_percent, floor)
         return (yield from self._sku_rule(channel, sku, "set", rule, actor, idempotency_key))
@@ -253,6 +254,8 @@ class ChannelOps(StockOps):
             self._idem_key(p, actor, idem, parts),
             self.keys.channel(p, channel),
         ]
+        if sku and mode == "set":
+            keys.append(self.keys.locations(p, sku))  # a SKU never stocked takes no rule
         args = self._write_args(fp, actor, idem)
         args += [channel, sku, mode, *(_rule_args(rule) if rule else ("", "", ""))]
         return Call("set_channel", keys, args)
