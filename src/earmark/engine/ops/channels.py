@@ -198,8 +198,9 @@ class ChannelOps(StockOps):
     def channel_stock(self, channel: str, sku: str, location: str | None = None) -> Op[SkuStock]:
         """The SKU as ``channel`` sees it (``GET /v1/skus/{sku}?channel=``): ``available``
         is the channel's view summed over its locations, ``unbuffered_available`` the
-        plain figure. Any channel name may be asked (one never set sees plain
-        availability, less nothing of others' allocations but what ``reserved`` counts)."""
+        plain figure. Any channel a reservation may name can be asked: one with no rule
+        sees plain availability plus its own allocation, if any. The reserve script
+        decides with the same formula; this read is advisory."""
         channel = validation.text(channel, "channel", limits.CHANNEL_LENGTH_MAX, required=True)
         found = yield from self._sku_stock(sku, location)
         p = self.partition_of(found.sku)
@@ -313,8 +314,8 @@ class ChannelOps(StockOps):
                 field = text(name)
                 if field == DEFAULT_FIELD and p == 0:
                     default = parse_rule(raw)
-                elif field.startswith(SKU_FIELD):
-                    skus[field.removeprefix(SKU_FIELD)] = parse_rule(raw)  # type: ignore[assignment]
+                elif field.startswith(SKU_FIELD) and (rule := parse_rule(raw)) is not None:
+                    skus[field.removeprefix(SKU_FIELD)] = rule
         return ChannelSettings(channel=channel, default=default, skus=dict(sorted(skus.items())))
 
     def _allocation(
