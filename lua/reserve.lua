@@ -15,6 +15,8 @@
     [9] reservation retention (ms): how long a finished part stays readable
     [10] line count n (1..LINES_MAX)
     [11..] per line: sku, location, qty (units)
+    then, for a reserve with a channel (ARGV[7] not ''), one more KEY: the channel's
+    settings in this partition (lua/includes/channels.lua); none for no channel,
     then the drop part (lua/includes/drops.lua, drop_call_at): one more KEY (the
     partition's drop index) and, for a cart that takes a drop's SKU, the drop's keys;
     ARGV customer, drop id, attempts per second, pending entries
@@ -29,7 +31,12 @@
     {error = 'drop_keys', drop, rids}: call again with that drop's keys (never stored)
     {error = 'customer_required' | 'drop_not_open' | 'customer_limit_exceeded' |
      'rate_limited' | 'cart_spans_drops', ...}: the drop's rules (docs/drops.md)
-  Events: 'expired' per reclaimed hold; 'reserved' per line (with expires_at, channel).
+  Events: 'expired' per reclaimed hold; 'reserved' per line (with expires_at, channel;
+    with a channel that drew on its allocation, allocation_drawn and allocation after).
+  Channels (docs/channels.md): a reserve with a channel is refused insufficient_stock
+    when the channel's view of a line (its buffer rules over available, plus its
+    allocation) is short; it draws its allocation down first. Allocations are counted in
+    reserved, so a reserve with no channel reads nothing more.
   Invariants: nothing is held unless every line has enough available; reserved
     never exceeds on_hand - committed; an expired hold never blocks a new one
     (expired holds on the cart's lines are reclaimed first, at most ARGV[8] per line per
@@ -41,6 +48,7 @@
 --- @include "holds"
 --- @include "reservation"
 --- @include "drops"
+--- @include "channels"
 --- @include "reserve_cart"
 
 return reserve_cart(KEYS, ARGV)

@@ -14,8 +14,9 @@ local function reserve_cart(keys, argv)
   local rid, ttl_ms, channel = argv[5], tonumber(argv[6]), argv[7]
   local reclaim_limit, retention_ms = argv[8], argv[9]
   local n = bounded(argv[10], 'line count', 1, LINES_MAX)
+  local chan_at = PART_KEYS + KEYS_PER_LINE * n + 1 -- [channels] its key, if any, first
   -- [drops] the keys and argv after the lines, checked there (lua/includes/drops.lua)
-  local drop_call = drop_call_at(keys, PART_KEYS + KEYS_PER_LINE * n + 1, argv, 11 + 3 * n)
+  local drop_call = drop_call_at(keys, chan_at + channel_key_count(channel), argv, 11 + 3 * n)
 
   local ctx, reply = open_write(meta_key, events_key, idem_key, fingerprint, actor, idem,
                                 idem_retention_ms, true)
@@ -32,11 +33,13 @@ local function reserve_cart(keys, argv)
     return finish(ctx, drop_refusal)
   end
   ttl_ms = drop_hold_ttl(drop, ttl_ms)
+  local chan = channel_open(keys[chan_at], channel, argv, 11, n) -- [channels]
 
   local lines, held, shortfalls, more_to_reclaim = {}, {}, {}, false
   local dh, du = demand_fields(ctx.now)
   local line_fields = {ALERT_FIELDS[1], ALERT_FIELDS[2], ALERT_FIELDS[3], ALERT_FIELDS[4],
                        dh, du}
+  line_fields = channel_fields(chan, line_fields) -- [channels] + 'alloc:<channel>'
   for i = 1, n do
     local a = 11 + (i - 1) * 3
     local line = line_at(keys, PART_KEYS + 1, i, argv[a], argv[a + 1])
@@ -45,13 +48,13 @@ local function reserve_cart(keys, argv)
     local levels, more, fields = reclaim_holds(ctx, line.stock, line.hexp, line.hqty,
                                                line.sku, line.location, reclaim_limit,
                                                line_fields, HOLD_BUCKETS)
-    local free = available(levels)
+    local free, fenced = channel_free(chan, line.sku, available(levels), fields[7]) -- [channels]
     if free < qty then
       shortfalls[#shortfalls + 1] = {sku = line.sku, location = line.location,
                                      requested = qty, available = math.max(free, 0)}
       more_to_reclaim = more_to_reclaim or more
     end
-    held[i] = {line = line, levels = levels, qty = qty, fields = fields}
+    held[i] = {line = line, levels = levels, qty = qty, fields = fields, fenced = fenced}
   end
   if more_to_reclaim then
     -- A short line still counts expired holds: a refusal now could be false.
@@ -65,12 +68,13 @@ local function reserve_cart(keys, argv)
   local expires_text = tostring(expires_at) -- formatted once (now_text)
   for _, h in ipairs(held) do
     local line = h.line
-    apply(line.stock, h.levels, {reserved = h.qty}, nil,
-          demand_slot(ctx.now, h.qty, h.fields[5], h.fields[6]))
+    local extra = demand_slot(ctx.now, h.qty, h.fields[5], h.fields[6])
+    local deltas, drawn = channel_take(chan, h.qty, h.fenced, extra) -- [channels]
+    apply(line.stock, h.levels, deltas, nil, extra)
     rcall('ZADD', line.hexp, expires_text, rid)
     rcall('HSET', line.hqty, rid, h.qty)
-    emit(ctx, 'reserved', line.sku, line.location, h.qty, {reserved = h.qty},
-         {'reservation', rid, 'expires_at', expires_text})
+    emit(ctx, 'reserved', line.sku, line.location, h.qty, deltas,
+         channel_flags({'reservation', rid, 'expires_at', expires_text}, drawn)) -- [channels]
     low_stock_check(ctx, line.stock, line.sku, line.location, h.levels, h.fields)
   end
   rcall('HSET', part_key, 'status', 'held', 'expires_at', expires_text,

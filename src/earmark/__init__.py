@@ -6,7 +6,9 @@ from earmark.engine.async_engine import AsyncEngine
 from earmark.engine.config import EngineConfig
 from earmark.engine.sync_engine import Engine
 from earmark.errors import (
+    AllocationShort,
     CartSpansDrops,
+    ChannelRulesFull,
     CommitInProgress,
     CustomerLimitExceeded,
     CustomerRequired,
@@ -22,6 +24,7 @@ from earmark.errors import (
     InsufficientStock,
     InsufficientUnits,
     InternalError,
+    InvalidChannelRule,
     InvalidOverage,
     InvalidRequest,
     InvalidSeatCap,
@@ -66,6 +69,11 @@ from earmark.errors import (
     WouldOversell,
 )
 from earmark.models import (
+    Allocation,
+    ChannelLevel,
+    ChannelRule,
+    ChannelSettings,
+    ChannelSkuRule,
     CountResult,
     Drop,
     DropPage,
@@ -99,8 +107,15 @@ except PackageNotFoundError:  # a source tree on sys.path, never installed
     __version__ = "0+unknown"
 
 __all__ = [
+    "Allocation",
+    "AllocationShort",
     "AsyncEngine",
     "CartSpansDrops",
+    "ChannelLevel",
+    "ChannelRule",
+    "ChannelRulesFull",
+    "ChannelSettings",
+    "ChannelSkuRule",
     "CommitInProgress",
     "CountResult",
     "CustomerLimitExceeded",
@@ -121,6 +136,7 @@ __all__ = [
     "InsufficientStock",
     "InsufficientUnits",
     "InternalError",
+    "InvalidChannelRule",
     "InvalidOverage",
     "InvalidRequest",
     "InvalidSeatCap",

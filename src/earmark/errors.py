@@ -167,6 +167,7 @@ class SkuNotFound(EarmarkError):
     code = "sku_not_found"
     http_status = 404
     title = "No stock record for this SKU"
+    reply_details = ("sku", "location")
 
     @classmethod
     def for_lines(cls, lines: list[tuple[str, str]]) -> SkuNotFound:
@@ -729,6 +730,37 @@ class WaitlistEntryNotFound(EarmarkError):
 
 
 # -- end of drops -------------------------------------------------------------------------
+# -- channels (docs/channels.md) ---------------------------------------------------------
+
+
+class InvalidChannelRule(InvalidRequest):
+    """A buffer rule with a negative number, a percent above 100 or a bound passed;
+    nothing was written."""
+
+    code = "invalid_channel_rule"
+    title = "The channel rule is out of range"
+
+
+class AllocationShort(EarmarkError):
+    """More units to give back than the channel's allocation of the (sku, location)
+    holds; nothing was moved."""
+
+    code = "allocation_short"
+    http_status = 409
+    title = "The channel's allocation holds fewer units"
+    reply_details = ("channel", "allocated", "requested")
+
+
+class ChannelRulesFull(EarmarkError):
+    """The channel keeps the most rules a partition allows; remove an override first."""
+
+    code = "channel_rules_full"
+    http_status = 409
+    title = "The channel has too many rules"
+    reply_details = ("limit",)
+
+
+# -- end of channels ----------------------------------------------------------------------
 # -- seats (docs/seats.md) ---------------------------------------------------------------
 
 
@@ -934,6 +966,15 @@ OUTCOMES: dict[str, Outcome] = {
     ),
     "purchase_order_not_found": Outcome(PurchaseOrderNotFound, "no purchase order {subject}"),
     "purchase_order_closed": Outcome(PurchaseOrderClosed, "purchase order {subject} is {status}"),
+    "sku_not_found": Outcome(SkuNotFound, "no stock record for {sku} {at}"),
+    # channels (docs/channels.md)
+    "allocation_short": Outcome(
+        AllocationShort,
+        "channel {channel} holds {allocated} allocated units here; {requested} cannot go back",
+    ),
+    "channel_rules_full": Outcome(
+        ChannelRulesFull, "channel {subject} keeps {limit} rules in this partition already"
+    ),
     # drops (docs/drops.md)
     "drop_not_found": Outcome(DropNotFound, "no drop {subject}"),
     "drop_exists": Outcome(DropExists, "drop {subject} exists already"),

@@ -144,6 +144,13 @@ class Keys:
         """Sorted set: customer -> arrival number, the entries waiting for one SKU."""
         return f"{self.tag(partition)}:drop:{drop_id}:queue:{sku}"
 
+    # -- channels (docs/channels.md) ----------------------------------------------------
+
+    def channel(self, partition: int, channel: str) -> str:
+        """Hash: a channel's buffer rules as this partition's reserves read them ('*' the
+        default, copied to every partition; 'sku:<sku>' overrides of this partition)."""
+        return f"{self.tag(partition)}:channel:{channel}"
+
     # -- seats (docs/seats.md): every key of a tenant lives in the tenant's partition.
 
     def seat_pool(self, partition: int, tenant: str) -> str:

@@ -30,6 +30,12 @@ IDEMPOTENCY_RETENTION_MS_DEFAULT = 24 * 60 * 60 * 1_000
 IDEMPOTENCY_RETENTION_MS_MIN = 24 * 60 * 60 * 1_000
 
 CHANNEL_LENGTH_MAX = 64
+# Channels (docs/channels.md): a buffer rule's units and floor, and its percent.
+CHANNEL_BUFFER_UNITS_MAX = 1_000_000_000
+CHANNEL_BUFFER_PERCENT_MAX = 100
+# Rules (the default and SKU overrides) one channel keeps per partition; also bounds
+# what GET /v1/channels/{channel} reads. Checked in lua/includes/channels.lua too.
+CHANNEL_RULES_PER_PARTITION_MAX = 10_000
 ACTOR_LENGTH_MAX = 128
 REASON_LENGTH_MAX = 256
 REFERENCE_LENGTH_MAX = 128

@@ -143,6 +143,62 @@ class SkuStock(Frozen):
     written_off: int = 0
     inbound: int = 0
     locations: list[StockLevel] = Field(default_factory=list)
+    channel: str | None = Field(None, description="the channel whose view `available` is")
+    unbuffered_available: int | None = Field(
+        None, description="with a channel: available to a reserve with no channel"
+    )
+    allocated: int | None = Field(None, description="with a channel: its allocated units")
+    channel_locations: list[ChannelLevel] | None = Field(
+        None, description="with a channel: its view of each location"
+    )
+
+
+class ChannelLevel(Frozen):
+    """One location of a SKU as a channel sees it (``GET /v1/skus/{sku}?channel=``)."""
+
+    location: str
+    available: int = Field(description="what the channel may reserve here")
+    unbuffered_available: int = Field(description="available to a reserve with no channel")
+    allocated: int = Field(0, description="units ring-fenced for the channel here")
+
+
+class ChannelRule(Frozen):
+    """A channel's safety buffer (docs/channels.md): over ``free`` shared units the
+    channel sees 0 when free <= floor, else
+    max(0, free - max(buffer_units, ceil(free * buffer_percent / 100)))."""
+
+    buffer_units: int = 0
+    buffer_percent: int = 0
+    floor: int = 0
+
+
+class ChannelSettings(Frozen):
+    """A channel's default rule (None: plain availability) and its SKU overrides."""
+
+    channel: str
+    default: ChannelRule | None = None
+    skus: dict[str, ChannelRule] = Field(default_factory=dict)
+
+
+class ChannelSkuRule(Frozen):
+    """The outcome of setting or removing one SKU's override of a channel."""
+
+    channel: str
+    sku: str
+    rule: ChannelRule | None = Field(None, description="None once removed")
+    removed: bool = Field(False, description="a removal found an override to remove")
+
+
+class Allocation(Frozen):
+    """Units of a (sku, location) ring-fenced for one channel: counted in ``reserved``,
+    reservable by that channel only, drawn down by its reserves."""
+
+    channel: str
+    sku: str
+    location: str
+    allocated: int = Field(description="units fenced for the channel after the move")
+    moved: int = Field(0, description="signed units this move fenced (+) or gave back (-)")
+    levels: StockLevel | None = None
 
 
 TransferStatus = Literal["in_transit", "received"]

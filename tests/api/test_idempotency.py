@@ -134,7 +134,7 @@ async def test_every_post_that_changes_stock_requires_a_key(api: Api) -> None:
         path = template.format(
             sku="A", reservation_id=rid, transfer_id=f"trf_{'0' * 24}_0",
             po_id=f"po_{'0' * 24}_0", endpoint_id="wh_0", tenant="acme", user="ann",
-            case_id="dsc_0", drop_id="launch", customer="ann",
+            case_id="dsc_0", drop_id="launch", customer="ann", channel="market",
         )  # fmt: skip
         response = await api.bare["admin"].post(path, json={})
         body = problem_of(response, 400, "idempotency_key_required")

@@ -573,8 +573,10 @@ def test_every_lua_bound_matches_its_limit() -> None:
     """The bounds Lua checks (lua/includes/common.lua) carry the names and values of their
     constants in earmark.limits, so the two paths refuse the same requests."""
     source = (ROOT / "lua" / "includes" / "common.lua").read_text()
+    source += (ROOT / "lua" / "includes" / "channels.lua").read_text()
     bounds = dict(re.findall(r"^local ([A-Z_]+) = (\d+)$", source, re.MULTILINE))
     assert set(bounds) >= {"LINES_MAX", "ONHAND_LOG_MAX", "SKUS_PER_READ_MAX"}
+    assert "CHANNEL_RULES_PER_PARTITION_MAX" in bounds
     for name, value in bounds.items():
         assert getattr(limits, name) == int(value), name
 

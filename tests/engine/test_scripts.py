@@ -215,6 +215,14 @@ def test_every_call_keeps_its_keys_in_one_slot(request: pytest.FixtureRequest) -
     engine.decline_waitlist("drop", "bob", skus[11])
     engine.reserve([(skus[11], 1), (skus[0], 1)], idempotency_key="d1", customer="ann")
     engine.reserve([(skus[11], 1)], idempotency_key="d2", customer="ann")
+    # Channels: a default in every partition, an override, an allocation, and a reserve
+    # with a channel across partitions (it brings each partition's settings key).
+    engine.set_channel("market", buffer_units=1, idempotency_key="ch")
+    engine.set_channel_sku("market", skus[1], buffer_percent=10)
+    engine.allocate("market", skus[2], qty=1, idempotency_key="al")
+    engine.reserve(
+        [(skus[1], 1), (skus[2], 1), (skus[3], 1)], idempotency_key="ch1", channel="market"
+    )
     expected = set(SCRIPT_NAMES) - {"restore_stock"} - set(LIFECYCLE_SCRIPT_NAMES)
     # reserve_batch is only sent by the asyncio coalescer: tests/engine/test_batching.py
     # checks its keys (and runs it on the cluster).

@@ -249,8 +249,9 @@ def create_app(
 def hot_route(app: FastAPI) -> HotReserve:
     """``POST /v1/reservations`` served in one pass (earmark.api.hot)."""
     for route in reservations.router.routes:
-        posts = isinstance(route, APIRoute) and "POST" in (route.methods or set())
-        if posts and route.path == HOT_PATH:
+        if not isinstance(route, APIRoute):
+            continue
+        if route.path == HOT_PATH and "POST" in (route.methods or set()):
             return HotReserve(app.state, route)
     raise RuntimeError(f"no POST {HOT_PATH} route")  # pragma: no cover - a wiring bug
 

@@ -23,6 +23,7 @@ import redis.exceptions
 
 from earmark import __version__
 from earmark.cli import (
+    channels,
     drops,
     durable,
     keys,
@@ -62,6 +63,7 @@ COMMANDS: list[Callable[[Subparsers], None]] = [
     ledger.add_ledger,
     webhooks.add_webhooks,
     drops.add_drop,
+    channels.add_channel,  # issue 13
     seats.add_seats,
     reconcile.add_reconcile,  # issue 15
     reservations.add_reservations,

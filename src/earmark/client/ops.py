@@ -22,6 +22,9 @@ from earmark.client.call import Call, Params, route
 from earmark.errors import InvalidRequest
 from earmark.models import (
     UNCHANGED,
+    Allocation,
+    ChannelSettings,
+    ChannelSkuRule,
     CountResult,
     Drop,
     DropPage,
@@ -88,7 +91,11 @@ def _one_location(response: httpx.Response) -> SkuStock:
     """``GET /v1/skus/{sku}?location=`` answers one level; the library answers the same
     figures as a ``SkuStock`` whose only location is that level."""
     level = StockLevel.model_validate_json(response.content)
-    totals = {b: getattr(level, b) for b in SkuStock.model_fields if b not in ("sku", "locations")}
+    totals = {
+        b: getattr(level, b)
+        for b in SkuStock.model_fields
+        if b in StockLevel.model_fields and b != "sku"
+    }
     return SkuStock(sku=level.sku, locations=[level], **totals)
 
 
@@ -134,6 +141,13 @@ class ClientOps:
         return Call("GET", "/v1/overview", _json)
 
     # -- stock --------------------------------------------------------------------------
+
+    @route("GET /v1/skus/{sku}")
+    def channel_stock(self, channel: str, sku: str, location: str | None = None) -> Call[SkuStock]:
+        """The SKU as ``channel`` sees it (``Engine.channel_stock``). Declared before
+        ``stock``, which is the route's name in ``routes_of``."""
+        params = _without_none({"channel": channel, "location": location})
+        return Call("GET", f"/v1/skus/{_seg(sku)}", _model(SkuStock), params=params)
 
     @route("GET /v1/skus/{sku}")
     def stock(self, sku: str, location: str | None = None) -> Call[SkuStock]:
@@ -817,6 +831,103 @@ class ClientOps:
             path,
             _model(WaitlistEntry),
             params=params,
+            write=True,
+            idempotency_key=idempotency_key,
+        )
+
+    # -- channels (docs/channels.md) ----------------------------------------------------
+
+    @route("PUT /v1/channels/{channel}")
+    def set_channel(
+        self,
+        channel: str,
+        *,
+        buffer_units: int = 0,
+        buffer_percent: int = 0,
+        floor: int = 0,
+        idempotency_key: str | None = None,
+    ) -> Call[ChannelSettings]:
+        """The channel's default buffer (``Engine.set_channel``)."""
+        body = {"buffer_units": buffer_units, "buffer_percent": buffer_percent, "floor": floor}
+        path = f"/v1/channels/{_seg(channel)}"
+        return Call(
+            "PUT",
+            path,
+            _model(ChannelSettings),
+            json=body,
+            write=True,
+            idempotency_key=idempotency_key,
+        )
+
+    @route("GET /v1/channels/{channel}")
+    def channel(self, channel: str) -> Call[ChannelSettings]:
+        """The channel's default and SKU overrides (``Engine.channel``)."""
+        return Call("GET", f"/v1/channels/{_seg(channel)}", _model(ChannelSettings))
+
+    @route("PUT /v1/channels/{channel}/skus/{sku}")
+    def set_channel_sku(
+        self,
+        channel: str,
+        sku: str,
+        *,
+        buffer_units: int = 0,
+        buffer_percent: int = 0,
+        floor: int = 0,
+        idempotency_key: str | None = None,
+    ) -> Call[ChannelSkuRule]:
+        """The channel's buffer for one SKU (``Engine.set_channel_sku``)."""
+        body = {"buffer_units": buffer_units, "buffer_percent": buffer_percent, "floor": floor}
+        path = f"/v1/channels/{_seg(channel)}/skus/{_seg(sku)}"
+        return Call(
+            "PUT",
+            path,
+            _model(ChannelSkuRule),
+            json=body,
+            write=True,
+            idempotency_key=idempotency_key,
+        )
+
+    @route("DELETE /v1/channels/{channel}/skus/{sku}")
+    def remove_channel_sku(
+        self, channel: str, sku: str, *, idempotency_key: str | None = None
+    ) -> Call[ChannelSkuRule]:
+        """Remove the channel's override of one SKU (``Engine.remove_channel_sku``)."""
+        path = f"/v1/channels/{_seg(channel)}/skus/{_seg(sku)}"
+        return Call(
+            "DELETE", path, _model(ChannelSkuRule), write=True, idempotency_key=idempotency_key
+        )
+
+    @route("POST /v1/channels/{channel}/allocations")
+    def allocate(
+        self,
+        channel: str,
+        sku: str,
+        location: str = DEFAULT_LOCATION,
+        *,
+        qty: int,
+        idempotency_key: str | None = None,
+    ) -> Call[Allocation]:
+        """Fence ``qty`` units for the channel, or give them back (< 0) (``Engine.allocate``)."""
+        body = {"sku": sku, "location": location, "qty": qty}
+        path = f"/v1/channels/{_seg(channel)}/allocations"
+        return self._write(path, body, Allocation, idempotency_key)
+
+    @route("DELETE /v1/channels/{channel}/allocations/{sku}")
+    def deallocate(
+        self,
+        channel: str,
+        sku: str,
+        location: str = DEFAULT_LOCATION,
+        *,
+        idempotency_key: str | None = None,
+    ) -> Call[Allocation]:
+        """Give the channel's whole allocation back (``Engine.deallocate``)."""
+        path = f"/v1/channels/{_seg(channel)}/allocations/{_seg(sku)}"
+        return Call(
+            "DELETE",
+            path,
+            _model(Allocation),
+            params={"location": location},
             write=True,
             idempotency_key=idempotency_key,
         )

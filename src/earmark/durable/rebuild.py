@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 import orjson
 
+from earmark.durable.channel_restore import channel_rules, restore_channels
 from earmark.durable.flusher import Flusher
 from earmark.durable.reorder_restore import reorder_states, restore_reorder
 from earmark.durable.seats import recorded_seats, restore_calls, run_calls
@@ -268,6 +269,8 @@ async def rebuild(
         # reorder settings and alert state (issue 15): from their events, no new event
         states = await reorder_states(ledger)
         await drive(engine, restore_reorder(engine.keys, partitions, states))
+        # channel rules (issue 13): each partition's copy, from their events
+        await drive(engine, restore_channels(engine.keys, partitions, await channel_rules(ledger)))
         await _start(engine, initialize=False)
         await _vouch(engine)  # the restored primary is what the record says: trusted
         await _drain_after(flusher, drain_timeout_seconds)

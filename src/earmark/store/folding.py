@@ -52,10 +52,13 @@ class StockChange:
 
 
 def fold_stock(events: Iterable[Event]) -> list[StockChange]:
-    """Sums deltas per (sku, location), generically: no event type is special. Sorted by
+    """Sums deltas per (sku, location), generically: no event type is special (events at
+    no location, which move no bucket, are about no stock record and left out). Sorted by
     key so that concurrent flushers lock stock_levels rows in one order (no deadlock)."""
     changes: dict[tuple[str, str], StockChange] = {}
     for event in events:
+        if not event.location:
+            continue  # about no stock record (a channel's rule, docs/channels.md)
         change = changes.get((event.sku, event.location))
         if change is None:
             change = StockChange(event.sku, event.location, dict.fromkeys(BUCKETS, 0))

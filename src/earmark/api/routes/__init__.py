@@ -2,6 +2,7 @@
 
 from earmark.api.routes import (
     alerts,
+    channels,
     console,
     counts,
     drops,
@@ -38,4 +39,5 @@ ROUTERS = [
     seats.router,
     alerts.router,  # issue 15
     reconciliations.router,
+    channels.router,  # issue 13
 ]

@@ -16,6 +16,7 @@ from earmark.api.responses import WRITES, model_response, problem_responses
 from earmark.api.schemas import (
     INTEGRAL,
     NAME_PATTERN,
+    PRINTABLE_PATTERN,
     Availability,
     Location,
     Qty,
@@ -89,11 +90,29 @@ SkusQuery = Annotated[
     responses=problem_responses(SkuNotFound),
     summary="Every bucket of a SKU: over the network, or at one location",
 )
-async def get_stock(sku: SkuPath, ctx: Reading, location: LocationQuery | None = None) -> Response:
+async def get_stock(
+    sku: SkuPath,
+    ctx: Reading,
+    location: LocationQuery | None = None,
+    channel: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=limits.CHANNEL_LENGTH_MAX,
+            pattern=PRINTABLE_PATTERN,
+            description="show `available` as this channel sees it (docs/channels.md)",
+        ),
+    ] = None,
+) -> Response:
     """Without `location`: every bucket summed over the SKU's locations, with each location
     (`SkuStock`). With `location`: that location's buckets and `version` (`StockLevel`;
-    a cycle count names that version). 404 `sku_not_found` when the SKU has no stock
+    a cycle count names that version). With `channel`: always a `SkuStock` (of the
+    location, if one is named) whose `available` is what the channel may reserve (its
+    buffer over the shared units, plus its allocation), with `unbuffered_available`,
+    `allocated` and `channel_locations`. 404 `sku_not_found` when the SKU has no stock
     record (at the location)."""
+    if channel is not None:
+        return model_response(await ctx.engine.channel_stock(channel, sku, location))
     found = await ctx.engine.stock(sku, location)
     return model_response(found if location is None else found.locations[0])
 

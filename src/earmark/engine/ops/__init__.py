@@ -2,6 +2,7 @@
 operation`` for how a generator method becomes a method of both engines)."""
 
 from earmark.engine.ops.alerts import AlertOps
+from earmark.engine.ops.channels import ChannelOps
 from earmark.engine.ops.counts import CountOps
 from earmark.engine.ops.drop_figures import DropFigureOps
 from earmark.engine.ops.drops import DropListing, DropOps
@@ -21,6 +22,7 @@ from earmark.engine.ops.waitlist import WaitlistOps
 
 
 class Operations(
+    ChannelOps,
     StockOps,
     ReservationOps,
     SweepOps,

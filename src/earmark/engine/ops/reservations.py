@@ -126,6 +126,8 @@ class ReservationOps(ReservationParts, DropReserve):
         for line in lines:
             keys.extend(self.keys.reservation_line_keys(p, line.sku, line.location))
             args.extend((line.sku, line.location, line.qty))
+        if channel:  # [channels] its rules in this partition (lua/includes/channels.lua)
+            keys.append(self.keys.channel(p, channel))
         keys.append(self.keys.drop_index(p))  # [drops] see _drop_reserving
         return Call("reserve", keys, args)
 

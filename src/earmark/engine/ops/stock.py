@@ -125,6 +125,9 @@ class StockOps(OpsBase):
         alone (its ``StockLevel``, with the ``version`` a count names, is
         ``locations[0]``). Raises ``SkuNotFound`` when it never had stock (there).
         ``availability`` reads bare levels of many SKUs at once."""
+        return (yield from self._sku_stock(sku, location))
+
+    def _sku_stock(self, sku: str, location: str | None) -> Op[SkuStock]:
         if location is None:
             levels = yield from self._locations(sku)
         else:
