@@ -94,6 +94,7 @@ def without_cursor(case: schemathesis.Case) -> schemathesis.Case:
     return case
 
 
+@pytest.mark.scenario
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 def test_the_api_matches_its_openapi_document(mode: GenerationMode) -> None:
     """Every operation, with valid (positive) then invalid (negative) generated requests;
