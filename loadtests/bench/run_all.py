@@ -20,6 +20,7 @@ from tests.support.servers import ServerUnavailable
 from loadtests.bench import (
     cluster,
     engine,
+    instructions,
     postgres_rowlock,
     replicas,
     report,
@@ -47,6 +48,7 @@ BENCHMARKS: tuple[tuple[str, Callable[[Settings], list[Comparison]]], ...] = (
 
 
 SCALEOUT_RESERVATIONS, SCALEOUT_RESERVATIONS_QUICK = 20_000, 5_000
+INSTRUCTION_CALLS_QUICK = 500
 
 
 def run_every(settings: Settings) -> tuple[list[Comparison], list[str], list[str]]:
@@ -57,6 +59,11 @@ def run_every(settings: Settings) -> tuple[list[Comparison], list[str], list[str
     print("\n##### scriptcost", flush=True)
     costs, extra = scriptcost.run(settings)
     comparisons += costs
+    print("\n##### instructions (callgrind)", flush=True)
+    calls = INSTRUCTION_CALLS_QUICK if settings.quick else instructions.CALLS_DEFAULT
+    for line in instructions.report(instructions.measure(calls)):
+        print(line, flush=True)
+        extra.append(line)
     print("\n##### scaleout", flush=True)
     total = SCALEOUT_RESERVATIONS_QUICK if settings.quick else SCALEOUT_RESERVATIONS
     for line in scaleout.measure(total, engine.HEADLINE_CONCURRENCY):

@@ -1,0 +1,157 @@
+"""Script cost in instructions: what Redis executes per call, counted by callgrind.
+
+Wall-clock rates on a shared 2-core machine move with whatever else runs; instruction
+counts do not (the same binary, inputs and calls give the same total). This runs a
+throwaway redis-server under ``valgrind --tool=callgrind`` and, for each script, zeroes
+the counters, lets ``redis-benchmark`` send the same one-cart call ``--calls`` times
+(the keys and arguments of ``loadtests.bench.scriptcost``: a fresh reservation id and
+idempotency record per call, from an emptied store), dumps the counters and divides the
+server's instructions by the calls:
+
+* earmark's reserve as the engine sends it (FCALL of its function library);
+* the same script as a plain script (EVALSHA), which is how it ran before;
+* the frozen copy of reserve.lua from before the hot-path work (EVALSHA);
+* the 5-line decrement (EVALSHA), the floor.
+
+It prints each figure and the ratios the script-cost target names (frozen / today: the
+target is >= 3; today / decrement: the target is <= 4). The counts include the server's
+network and command handling, the same on every row.
+
+    python -m loadtests.bench.instructions [--calls N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import redis
+from tests.support.servers import free_port
+
+from earmark.engine.scripts import load_scripts
+from loadtests.bench.redisbench import RawTarget
+from loadtests.bench.scriptcost import ReserveScriptTarget
+
+HOST = "127.0.0.1"
+CLIENTS = 4
+CALLS_DEFAULT = 2_000
+START_TIMEOUT_S = 60.0
+DUMP_WAIT_S = 30.0
+
+
+@contextmanager
+def counted_redis(folder: Path) -> Iterator[tuple[int, int]]:
+    """A redis-server under callgrind: (port, pid); stopped on exit."""
+    valgrind = shutil.which("valgrind")
+    server = shutil.which("redis-server")
+    if valgrind is None or server is None:
+        raise SystemExit("valgrind and redis-server are needed (apt-get install valgrind)")
+    port = free_port()
+    out = folder / "callgrind.out.%p"
+    proc = subprocess.Popen(
+        [valgrind, "--tool=callgrind", f"--callgrind-out-file={out}", server,
+         "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            try:
+                with redis.Redis(host=HOST, port=port) as client:
+                    client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise SystemExit("redis-server under callgrind did not start") from None
+                time.sleep(0.5)
+        yield port, proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+def _dumped_total(folder: Path, pid: int, before: set[str]) -> int:
+    """The instruction total of the dump callgrind_control just asked for."""
+    deadline = time.monotonic() + DUMP_WAIT_S
+    while time.monotonic() < deadline:
+        fresh = set(glob.glob(str(folder / f"callgrind.out.{pid}.*"))) - before
+        for name in fresh:
+            for line in Path(name).read_text(errors="replace").splitlines():
+                if line.startswith(("summary:", "totals:")):
+                    return int(line.split()[1])
+        time.sleep(0.2)
+    raise SystemExit("callgrind wrote no dump")
+
+
+def instructions_per_call(folder: Path, pid: int, command: list[str], calls: int) -> float:
+    subprocess.run(["callgrind_control", "-z", str(pid)], check=True, capture_output=True)
+    subprocess.run(command, check=True, capture_output=True, timeout=3600)
+    before = set(glob.glob(str(folder / f"callgrind.out.{pid}.*")))
+    subprocess.run(["callgrind_control", "-d", str(pid)], check=True, capture_output=True)
+    return _dumped_total(folder, pid, before) / calls
+
+
+def commands(port: int, calls: int) -> dict[str, list[str]]:
+    """Each row's redis-benchmark command, its store prepared (an emptied store per row
+    is prepared again right before the row runs: see ``measure``)."""
+    fcall = ReserveScriptTarget(port, "reserve", CLIENTS).command(calls)
+    at = fcall.index("FCALL")
+    with redis.Redis(host=HOST, port=port) as client:
+        sha = str(client.script_load(load_scripts()["reserve"].source))
+    plain = [*fcall[:at], "EVALSHA", sha, *fcall[at + 2 :]]
+    return {"reserve (FCALL, today)": fcall, "reserve (EVALSHA, today's script)": plain}
+
+
+def measure(calls: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory(prefix="earmark-callgrind-") as tmp:
+        folder = Path(tmp)
+        with counted_redis(folder) as (port, pid):
+            counts: dict[str, float] = {}
+            # Each store is set up right before its row (ReserveScriptTarget empties it).
+            for label in ("reserve (FCALL, today)", "reserve (EVALSHA, today's script)"):
+                command = commands(port, calls)[label]
+                counts[label] = instructions_per_call(folder, pid, command, calls)
+            frozen = ReserveScriptTarget(port, "frozen", CLIENTS).command(calls)
+            counts["frozen reserve_v1.lua (EVALSHA)"] = instructions_per_call(
+                folder, pid, frozen, calls
+            )
+            raw = RawTarget(port, 1, 1_000_000_000)
+            counts["5-line decrement (EVALSHA)"] = instructions_per_call(
+                folder, pid, raw.command(raw.reset(), CLIENTS, calls), calls
+            )
+    return counts
+
+
+def report(counts: dict[str, float]) -> list[str]:
+    today = counts["reserve (FCALL, today)"]
+    lines = [f"{label:36s} {value:12,.0f} instructions per call" for label, value in counts.items()]
+    frozen = counts["frozen reserve_v1.lua (EVALSHA)"]
+    floor = counts["5-line decrement (EVALSHA)"]
+    lines.append(f"frozen / today: {frozen / today:.2f}x fewer instructions (target >= 3)")
+    lines.append(f"today / decrement: {today / floor:.1f}x the floor (target <= 4)")
+    plain = counts["reserve (EVALSHA, today's script)"]
+    lines.append(f"function library vs plain script: {plain / today:.2f}x")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", type=int, default=CALLS_DEFAULT)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    for line in report(measure(args.calls)):
+        print(line, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
