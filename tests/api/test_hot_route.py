@@ -9,21 +9,26 @@ from typing import Any
 import fastapi.routing
 import pytest
 
-from earmark.api.hot import HotReserve
+from earmark.api.hot import HotRoutes
 from tests.support.api import Api, problem_of
 
 
 @pytest.fixture
 def hot(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The idempotency keys of the requests the one-pass route took to the engine."""
+    """The idempotency keys of the requests the one pass took to the engine, in order."""
     keys: list[str] = []
-    original = HotReserve.reserve
+    reserve, transition = HotRoutes.reserve, HotRoutes.transition
 
-    async def counting(self: HotReserve, scope: Any, cart: Any, key: str) -> Any:
+    async def reserving(self: HotRoutes, scope: Any, cart: Any, key: str) -> Any:
         keys.append(key)
-        return await original(self, scope, cart, key)
+        return await reserve(self, scope, cart, key)
 
-    monkeypatch.setattr(HotReserve, "reserve", counting)
+    async def moving(self: HotRoutes, scope: Any, op: str, rid: str, key: str, ttl: Any) -> Any:
+        keys.append(key)
+        return await transition(self, scope, op, rid, key, ttl)
+
+    monkeypatch.setattr(HotRoutes, "reserve", reserving)
+    monkeypatch.setattr(HotRoutes, "transition", moving)
     return keys
 
 
@@ -150,3 +155,71 @@ async def test_the_latency_metrics_name_the_route(api: Api) -> None:
     )
     assert 'earmark_writes_total{kind="new",route="/v1/reservations"} 1.0' in text
     assert 'earmark_reservations_total{operation="reserve",outcome="ok"} 1.0' in text
+
+
+async def test_transitions_are_served_without_the_router(
+    api: Api, solved: list[str], hot: list[str]
+) -> None:
+    await api.admin.post("/v1/skus/A/receipts", json={"qty": 5})
+    first = (await api.reserver.post("/v1/reservations", json=cart(2))).json()["id"]
+    second = (await api.reserver.post("/v1/reservations", json=cart(1))).json()["id"]
+    solved.clear()
+    extended = await api.reserver.post(
+        f"/v1/reservations/{first}/extend",
+        json={"ttl_seconds": 120},
+        headers={"Idempotency-Key": "x1"},
+    )
+    assert (extended.status_code, extended.json()["status"]) == (200, "held")
+    committed = await api.reserver.post(
+        f"/v1/reservations/{first}/commit", headers={"Idempotency-Key": "c1"}
+    )
+    assert (committed.status_code, committed.json()["status"]) == (200, "committed")
+    again = await api.reserver.post(
+        f"/v1/reservations/{first}/commit", headers={"Idempotency-Key": "c1"}
+    )
+    assert again.json() == committed.json()
+    released = await api.reserver.post(
+        f"/v1/reservations/{second}/release", headers={"Idempotency-Key": "r1"}
+    )
+    assert (released.status_code, released.json()["status"]) == (200, "released")
+    shipped = await api.admin.post(
+        f"/v1/reservations/{first}/ship", headers={"Idempotency-Key": "s1"}
+    )
+    assert (shipped.status_code, shipped.json()["status"]) == (200, "shipped")
+    assert solved == []
+    assert hot[-5:] == ["x1", "c1", "c1", "r1", "s1"]
+    assert await api.levels("A") == (3, 0, 0, 3)
+    text = (await api.anon.get("/metrics")).text
+    commit_route = 'route="/v1/reservations/{reservation_id}/commit",status="200"'
+    assert f'earmark_http_requests_total{{method="POST",{commit_route}}} 2.0' in text
+    assert 'earmark_reservations_total{operation="ship",outcome="ok"} 1.0' in text
+
+
+async def test_transition_refusals_are_the_routes_problems(api: Api, hot: list[str]) -> None:
+    await api.admin.post("/v1/skus/A/receipts", json={"qty": 5})
+    rid = (await api.reserver.post("/v1/reservations", json=cart(1))).json()["id"]
+    problem_of(
+        await api.stocker.post(f"/v1/reservations/{rid}/ship", headers={"Idempotency-Key": "s"}),
+        409,
+        "invalid_transition",
+    )
+    problem_of(
+        await api.reserver.post(f"/v1/reservations/{rid}/ship", headers={"Idempotency-Key": "t"}),
+        403,
+        "forbidden",
+    )
+    gone = await api.reserver.post(
+        "/v1/reservations/rsv_nope_0/commit", headers={"Idempotency-Key": "u"}
+    )
+    assert problem_of(gone, 404, "reservation_not_found")["instance"] == (
+        "/v1/reservations/rsv_nope_0/commit"
+    )
+    taken = len(hot)
+    bad = await api.reserver.post(
+        f"/v1/reservations/{rid}/extend",
+        json={"ttl_seconds": -1},
+        headers={"Idempotency-Key": "v"},
+    )
+    problem_of(bad, 422, "invalid_request")
+    assert len(hot) == taken  # the route answered the bad body
+    assert await api.levels("A") == (5, 1, 0, 4)

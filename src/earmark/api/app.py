@@ -31,8 +31,8 @@ from earmark.api import docs, problems, responses
 from earmark.api.auth import Authenticator, AuthMode
 from earmark.api.guard import Limits, RequestGuard
 from earmark.api.hooks import DurableRecord, durable_record_for
-from earmark.api.hot import PATH as HOT_PATH
-from earmark.api.hot import HotReserve
+from earmark.api.hot import TEMPLATES as HOT_TEMPLATES
+from earmark.api.hot import HotRoutes
 from earmark.api.metrics import LatencyMiddleware, Metrics
 from earmark.api.routes import ROUTERS, reservations
 from earmark.apikeys import ApiKey
@@ -232,7 +232,7 @@ def create_app(
         max_concurrent_requests=settings.max_concurrent_requests,
         request_timeout_seconds=settings.request_timeout_seconds,
     )
-    app.add_middleware(RequestGuard, state=app.state, limits=limits, hot=hot_route(app))
+    app.add_middleware(RequestGuard, state=app.state, limits=limits, hot=hot_routes(app))
     app.add_middleware(LatencyMiddleware, metrics=metrics)  # outermost: refusals count too
 
     def openapi() -> dict[str, Any]:
@@ -246,14 +246,17 @@ def create_app(
     return app
 
 
-def hot_route(app: FastAPI) -> HotReserve:
-    """``POST /v1/reservations`` served in one pass (earmark.api.hot)."""
-    for route in reservations.router.routes:
-        if not isinstance(route, APIRoute):
-            continue
-        if route.path == HOT_PATH and "POST" in (route.methods or set()):
-            return HotReserve(app.state, route)
-    raise RuntimeError(f"no POST {HOT_PATH} route")  # pragma: no cover - a wiring bug
+def hot_routes(app: FastAPI) -> HotRoutes:
+    """The reservation routes served in one pass (earmark.api.hot)."""
+    by_path = {
+        route.path: route
+        for route in reservations.router.routes
+        if isinstance(route, APIRoute) and "POST" in (route.methods or set())
+    }
+    missing = [t for t in HOT_TEMPLATES.values() if t not in by_path]
+    if missing:  # pragma: no cover - a wiring bug
+        raise RuntimeError(f"no POST route for {missing}")
+    return HotRoutes(app.state, {op: by_path[t] for op, t in HOT_TEMPLATES.items()})
 
 
 def create_app_from_env() -> FastAPI:

@@ -63,7 +63,7 @@ class RequestGuard:
         self.state = state
         self.limits = limits
         self.in_flight = 0
-        # earmark.api.hot.HotReserve: the hot route served in one pass (None: all routed)
+        # earmark.api.hot.HotRoutes: the hot routes served in one pass (None: all routed)
         self.hot = hot
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

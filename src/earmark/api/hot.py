@@ -1,20 +1,23 @@
-"""The hot route, served in one pass: ``POST /v1/reservations`` with a well-formed body.
+"""The hot routes, served in one pass: ``POST /v1/reservations`` and the transitions of a
+reservation (``POST /v1/reservations/{id}/commit``, ``release``, ``extend``, ``ship``).
 
-Every checkout's hold goes through this route, so it skips what FastAPI does per request
-that this route does not need: matching the path against every route, solving the
-dependency graph, validating the body a second time on the way into the handler. Here,
-after ``RequestGuard`` authenticated the caller and read the body:
+Every checkout's hold and its commit or release go through these routes, so they skip
+what FastAPI does per request that they do not need: matching the path against every
+route, solving the dependency graph, validating the body a second time on the way into
+the handler. Here, after
+``RequestGuard`` authenticated the caller and read the body:
 
-* the body is parsed and validated in one pass by the route's own model
-  (``ReservationIn.model_validate_json``, pydantic-core), the Idempotency-Key header by
-  the same rule as the route's;
+* a body is parsed and validated in one pass by the route's own model
+  (``ReservationIn`` / ``ExtendIn``, ``model_validate_json``, pydantic-core), the
+  Idempotency-Key header by the same rule as the route's (commit, release and ship take
+  no body: as on the route, one sent is not read);
 * the caller's scope is checked, the engine reserves, and the reply bytes are built once
   from the model the engine returned.
 
 Anything this pass would not answer exactly as the route does (a body or header that
 fails validation, another content type) is handed to FastAPI unchanged, so every bad
-input gets the route's own problem+json. The route stays registered: ``/openapi.json``
-documents it, with its schema and every problem response, from the same model.
+input gets the route's own problem+json. The routes stay registered: ``/openapi.json``
+documents them, with their schemas and every problem response, from the same models.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from earmark.api.auth import require_scope
 from earmark.api.guard import PRINCIPAL
 from earmark.api.problems import error_response, problem
 from earmark.api.responses import model_response
-from earmark.api.routes.reservations import ReservationIn, router
+from earmark.api.routes.reservations import STOCK_SCOPE, ExtendIn, ReservationIn, router
 from earmark.api.schemas import PRINTABLE_PATTERN
 from earmark.engine.refusals import store_error
 from earmark.errors import EarmarkError, InternalError
@@ -40,7 +43,12 @@ from earmark.errors import EarmarkError, InternalError
 log = logging.getLogger("earmark.api")
 
 PATH = router.prefix
-SCOPE = "reserve"
+RESERVE = "reserve"
+# The transitions served here, by the last part of their path, and the scope each needs.
+TRANSITIONS = {"commit": RESERVE, "release": RESERVE, "extend": RESERVE, "ship": STOCK_SCOPE}
+TRANSITION_PATH = re.compile("^" + re.escape(PATH) + "/([^/]+)/(" + "|".join(TRANSITIONS) + ")$")
+# The route of each operation, by its path template (the latency metrics' label).
+TEMPLATES = {RESERVE: PATH} | {op: f"{PATH}/{{reservation_id}}/{op}" for op in TRANSITIONS}
 _KEY = re.compile(PRINTABLE_PATTERN)
 _JSON = re.compile(rb"^application/json\s*(;.*)?$", re.IGNORECASE)
 
@@ -61,48 +69,67 @@ def is_json(scope: Scope) -> bool:
     return len(found) == 1 and _JSON.match(found[0]) is not None
 
 
-class HotReserve:
-    """See the module docstring. ``route`` is the registered APIRoute (its template goes
-    to the latency metrics as for any routed request)."""
+class HotRoutes:
+    """See the module docstring. ``routes``: the registered APIRoute of each operation
+    (``TEMPLATES``); its template goes to the latency metrics as for a routed request."""
 
-    def __init__(self, state: Any, route: Any) -> None:
+    def __init__(self, state: Any, routes: dict[str, Any]) -> None:
         self.state = state
-        self.route = route
+        self.routes = routes
 
     def takes(self, scope: Scope) -> bool:
-        return bool(scope["method"] == "POST" and scope["path"] == PATH)
+        if scope["method"] != "POST":
+            return False
+        path = scope["path"]
+        return bool(path == PATH or TRANSITION_PATH.match(path))
 
     async def serve(self, scope: Scope, body: bytes, send: Send) -> bool:
         """Answers the request and returns True, or returns False having sent nothing
         (FastAPI then answers it)."""
         key = idempotency_key(scope)
-        if key is None or not is_json(scope):
+        if key is None:
             return False
+        path: str = scope["path"]
+        found = TRANSITION_PATH.match(path)
+        operation = found.group(2) if found else RESERVE
+        ttl_seconds = None
+        cart = None
         try:
-            cart = ReservationIn.model_validate_json(body)
+            if operation == RESERVE:
+                if not is_json(scope):
+                    return False
+                cart = ReservationIn.model_validate_json(body)
+            elif operation == "extend":
+                if not is_json(scope):
+                    return False
+                ttl_seconds = ExtendIn.model_validate_json(body).ttl_seconds
         except ValidationError:
             return False
-        scope["route"] = self.route
+        scope["route"] = self.routes[operation]
         try:
-            response = await self.reserve(scope, cart, key)
+            if cart is not None:
+                response = await self.reserve(scope, cart, key)
+            else:
+                assert found is not None
+                response = await self.transition(scope, operation, found.group(1), key, ttl_seconds)
         except EarmarkError as error:
-            response = error_response(error, PATH)
+            response = error_response(error, path)
         except redis.exceptions.RedisError as error:
             mapped = store_error(error)
             if mapped is None:
-                log.exception("POST %s failed", PATH, exc_info=error)
+                log.exception("POST %s failed", path, exc_info=error)
                 detail = "an unexpected error occurred"
-                response = problem(InternalError.code, detail, instance=PATH)
+                response = problem(InternalError.code, detail, instance=path)
             else:
-                log.warning("POST %s: %s", PATH, mapped)
-                response = error_response(mapped, PATH)
+                log.warning("POST %s: %s", path, mapped)
+                response = error_response(mapped, path)
         await response(scope, _no_body, send)
         return True
 
     async def reserve(self, scope: Scope, cart: ReservationIn, key: str) -> Any:
-        caller = require_scope(scope[PRINCIPAL], SCOPE)
+        caller = require_scope(scope[PRINCIPAL], RESERVE)
         state = self.state
-        with state.metrics.reservation("reserve"):
+        with state.metrics.reservation(RESERVE):
             held = await state.engine.reserve(
                 [(line.sku, line.qty, line.location) for line in cart.lines],
                 idempotency_key=key,
@@ -112,6 +139,23 @@ class HotReserve:
                 customer=cart.customer,
             )
         return model_response(held, 201, {"Location": f"{PATH}/{held.id}"})
+
+    async def transition(
+        self, scope: Scope, operation: str, rid: str, key: str, ttl_seconds: float | None
+    ) -> Any:
+        """As earmark.api.routes.reservations' commit, release, extend and ship."""
+        caller = require_scope(scope[PRINCIPAL], TRANSITIONS[operation])
+        engine = self.state.engine
+        # A key acts only on its own reservations unless it has the stock scope.
+        owned = {"actor": caller.name, "idempotency_key": key,
+                 "owner_only": STOCK_SCOPE not in caller.scopes}  # fmt: skip
+        with self.state.metrics.reservation(operation):
+            if operation == "extend":
+                assert ttl_seconds is not None
+                reservation = await engine.extend(rid, ttl_seconds, **owned)
+            else:
+                reservation = await getattr(engine, operation)(rid, **owned)
+        return model_response(reservation)
 
 
 async def _no_body() -> dict[str, Any]:  # pragma: no cover - a response never reads
