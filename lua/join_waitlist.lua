@@ -63,7 +63,8 @@ if entry and (entry.status == 'waiting' or entry.status == 'offered') then
                       entry = waitlist_view(queue_key, sku, customer, entry)})
 end
 local seq = rcall('HINCRBY', waitlist_key, WAITLIST_SEQ_FIELD, 1)
-entry = {qty = qty, seq = seq, status = 'waiting', joined_at = ctx.now, changed_at = ctx.now}
+entry = {qty = qty, seq = seq, status = 'waiting', joined_at = ctx.now, changed_at = ctx.now,
+         actor = actor}
 waitlist_store(waitlist_key, sku, customer, entry)
 rcall('ZADD', queue_key, seq, customer)
 emit(ctx, 'waitlist_joined', sku, 'default', 0, {},

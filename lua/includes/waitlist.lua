@@ -2,12 +2,16 @@
 -- helper takes its keys as parameters.
 --
 --   waitlist (hash, per drop)   '<sku>|<customer>' -> entry json {qty, seq, status,
---                               joined_at, changed_at}; '#seq' -> the last arrival number
---                               ('|' and '#' are outside every SKU name)
+--                               joined_at, changed_at, actor (who put the customer in
+--                               line), reservation and expires_at (of its offer)};
+--                               '#seq' -> the last arrival number, '#offered' -> the
+--                               entries 'offered' ('|' and '#' are outside every SKU name)
 --   queue (sorted set, per sku) customer -> arrival number, of the entries 'waiting'
 --
 -- An entry's status: 'waiting' (in the queue), then 'declined' (the customer left the
--- line); 'offered', 'converted' and 'expired' belong to offers.
+-- line or released its offer), 'offered' (a hold for it, lua/includes/offers.lua), then
+-- 'converted' (committed) or 'expired'; 'skipped': its turn came while its limit left
+-- no room.
 
 local WAITLIST_SEQ_FIELD = '#seq'
 
@@ -39,5 +43,6 @@ local function waitlist_view(queue_key, sku, customer, entry)
     position = rank + 1
   end
   return {customer = customer, sku = sku, qty = entry.qty, status = entry.status,
-          position = position, joined_at = entry.joined_at, changed_at = entry.changed_at}
+          position = position, joined_at = entry.joined_at, changed_at = entry.changed_at,
+          reservation = entry.reservation, expires_at = entry.expires_at}
 end

@@ -119,6 +119,7 @@ class SweepReport(Frozen):
 
     expired: int = Field(0, description="held reservations found expired and given back")
     pins_resolved: int = Field(0, description="stale multi-partition pins resolved")
+    offered: int = Field(0, description="waitlist offers made of a drop's free units")
 
 
 class StockPage(Frozen):
@@ -259,9 +260,10 @@ class Drop(Frozen):
     sold: int = 0
     held: int = 0
     waiting: int = 0
+    offered: int = 0
 
 
-WaitlistStatus = Literal["waiting", "offered", "converted", "expired", "declined"]
+WaitlistStatus = Literal["waiting", "offered", "converted", "expired", "declined", "skipped"]
 
 
 class WaitlistOffer(Frozen):

@@ -269,12 +269,15 @@ class DropOps(OpsBase):
 
     def _drop_view(self, p: int, view: Json) -> Op[Drop]:
         """The drop with its live figures: committed and reserved units of its SKUs at
-        every location, entries waiting in its queues, and whether it is open on the
-        server clock."""
+        every location, entries waiting in its queues and holding an offer, and
+        whether it is open on the server clock."""
         skus = [str(s) for s in view["skus"]]
         locations = yield Pipeline([("SMEMBERS", self.keys.locations(p, s)) for s in skus])
         pairs = [(s, text(loc)) for s, locs in zip(skus, locations, strict=True) for loc in locs]
-        reads: list[tuple[str | int, ...]] = [("TIME",)]
+        reads: list[tuple[str | int, ...]] = [
+            ("TIME",),
+            ("HGET", self.keys.drop_waitlist(p, str(view["id"])), "#offered"),
+        ]
         reads += [("ZCARD", self.keys.drop_queue(p, str(view["id"]), s)) for s in skus]
         reads += [
             ("HMGET", self.keys.stock(p, s, loc), "reserved", "committed") for s, loc in pairs
@@ -282,14 +285,17 @@ class DropOps(OpsBase):
         replies = yield Pipeline(reads)
         seconds, micros = replies[0]
         now_ms = int(seconds) * 1000 + int(micros) // 1000
-        waiting = sum(int(c) for c in replies[1 : 1 + len(skus)])
-        levels = replies[1 + len(skus) :]
+        offered = int(replies[1] or 0)
+        waiting = sum(int(c) for c in replies[2 : 2 + len(skus)])
+        levels = replies[2 + len(skus) :]
         held = sum(int(r[0] or 0) for r in levels)
         sold = sum(int(r[1] or 0) for r in levels)
-        return _drop(view, now_ms=now_ms, sold=sold, held=held, waiting=waiting)
+        return _drop(view, now_ms=now_ms, sold=sold, held=held, waiting=waiting, offered=offered)
 
 
-def _drop(view: Json, *, now_ms: int, sold: int, held: int, waiting: int = 0) -> Drop:
+def _drop(
+    view: Json, *, now_ms: int, sold: int, held: int, waiting: int = 0, offered: int = 0
+) -> Drop:
     # A script's view leaves out what is none (cjson drops nil fields).
     opens, closes = int(view["opens_at"]), view.get("closes_at")
     return Drop(
@@ -308,6 +314,7 @@ def _drop(view: Json, *, now_ms: int, sold: int, held: int, waiting: int = 0) ->
         sold=sold,
         held=held,
         waiting=waiting,
+        offered=offered,
     )
 
 

@@ -1,0 +1,141 @@
+"""Waitlist offers (docs/drops.md, "Offers"): units a release, an expiry or a commit
+that finds its hold expired frees are offered, in that same script, to the next in line;
+an offer is an ordinary reservation counted against the customer's limit; committing it
+converts the entry, letting it expire or declining it passes its units on; a customer
+whose limit leaves no room is skipped; the sweeper's offer pass serves what a freeing
+script could not. On fakeredis, a real redis-server and a real Redis Cluster."""
+
+from __future__ import annotations
+
+import pytest
+
+from earmark import CustomerLimitExceeded, Engine, InsufficientStock, limits
+from tests.engine.test_drops import open_drop
+from tests.engine.test_waitlist import waitlist_events
+from tests.support.backends import Backend, level_of
+
+
+def reserved_events(engine: Engine, sku: str = "TEE") -> list[dict[str, str]]:
+    p = engine.partition_of(sku)
+    return [f for _, f in engine.client.xrange(engine.keys.events(p)) if f["type"] == "reserved"]
+
+
+def test_a_release_offers_its_units_to_the_next_in_line(engine: Engine) -> None:
+    open_drop(engine, units=1, waitlist=True, offer_ttl_seconds=120)
+    held = engine.reserve([("TEE", 1)], idempotency_key="a", customer="ann")
+    engine.join_waitlist("drop-TEE", "bob", "TEE", actor="checkout")
+    engine.join_waitlist("drop-TEE", "cy", "TEE")
+    engine.release(held.id, actor="shop")
+    bob = engine.get_waitlist_entry("drop-TEE", "bob")
+    assert (bob.status, bob.position) == ("offered", 0)
+    assert bob.offer is not None
+    offer = engine.get_reservation(bob.offer.reservation_id)
+    assert offer.status == "held" and offer.lines[0].qty == 1
+    assert abs((offer.expires_at - offer.created_at).total_seconds() - 120) < 0.002
+    assert bob.offer.expires_at == offer.expires_at
+    assert engine.get_waitlist_entry("drop-TEE", "cy").position == 1
+    level = level_of(engine, "TEE")
+    assert (level.reserved, level.available) == (1, 0)
+    drop = engine.get_drop("drop-TEE")
+    assert (drop.waiting, drop.offered, drop.held) == (1, 1, 1)
+    assert ("waitlist_offered", "bob", "shop", "1") in waitlist_events(engine)
+    offered = [f for f in reserved_events(engine) if f.get("reason") == "offer"]
+    assert [(f["reservation"], f["customer"], f["actor"]) for f in offered] == [
+        (bob.offer.reservation_id, "bob", "shop")
+    ]
+
+
+def test_committing_an_offer_converts_the_entry(engine: Engine) -> None:
+    open_drop(engine, units=1, waitlist=True)
+    held = engine.reserve([("TEE", 1)], idempotency_key="a", customer="ann")
+    engine.join_waitlist("drop-TEE", "bob", "TEE", actor="checkout")
+    engine.release(held.id)
+    offer = engine.get_waitlist_entry("drop-TEE", "bob").offer
+    assert offer is not None
+    # The offer belongs to the actor that put bob in line: an owner-only commit works.
+    committed = engine.commit(offer.reservation_id, actor="checkout", owner_only=True)
+    assert committed.status == "committed"
+    bob = engine.get_waitlist_entry("drop-TEE", "bob")
+    assert (bob.status, bob.offer) == ("converted", None)
+    assert engine.get_drop("drop-TEE").offered == 0
+    assert ("waitlist_converted", "bob", "checkout", "") in waitlist_events(engine)
+
+
+def test_an_offer_counts_against_the_limit(engine: Engine) -> None:
+    open_drop(engine, units=3, waitlist=True, per_customer_limit=1)
+    held = engine.reserve([("TEE", 1)], idempotency_key="a", customer="ann")
+    engine.join_waitlist("drop-TEE", "bob", "TEE")
+    engine.release(held.id)
+    bob = engine.get_waitlist_entry("drop-TEE", "bob")
+    assert bob.status == "offered"
+    with pytest.raises(CustomerLimitExceeded):
+        engine.reserve([("TEE", 1)], idempotency_key="b", customer="bob")
+
+
+def test_an_expired_offer_passes_to_the_next_in_line(backend: Backend, clock: object) -> None:
+    engine = backend.engine()
+    open_drop(engine, units=1, waitlist=True, offer_ttl_seconds=1)
+    held = engine.reserve([("TEE", 1)], idempotency_key="a", customer="ann")
+    engine.join_waitlist("drop-TEE", "bob", "TEE")
+    engine.join_waitlist("drop-TEE", "cy", "TEE")
+    engine.release(held.id)
+    first = engine.get_waitlist_entry("drop-TEE", "bob").offer
+    assert first is not None
+    backend.advance(1.1)
+    report = engine.sweep()
+    assert report.expired == 1
+    assert engine.get_waitlist_entry("drop-TEE", "bob").status == "expired"
+    cy = engine.get_waitlist_entry("drop-TEE", "cy")
+    assert cy.status == "offered" and cy.offer is not None
+    assert engine.get_reservation(first.reservation_id).status == "expired"
+    assert level_of(engine, "TEE").reserved == 1
+    types = [t for t, *_ in waitlist_events(engine)]
+    assert types.count("waitlist_expired") == 1 and types.count("waitlist_offered") == 2
+
+
+def test_declining_an_offer_passes_it_on(engine: Engine) -> None:
+    open_drop(engine, units=1, waitlist=True)
+    held = engine.reserve([("TEE", 1)], idempotency_key="a", customer="ann")
+    engine.join_waitlist("drop-TEE", "bob", "TEE")
+    engine.join_waitlist("drop-TEE", "cy", "TEE")
+    engine.release(held.id)
+    offer = engine.get_waitlist_entry("drop-TEE", "bob").offer
+    assert offer is not None
+    declined = engine.decline_waitlist("drop-TEE", "bob", idempotency_key="d-1")
+    assert (declined.status, declined.offer) == ("declined", None)
+    assert engine.get_reservation(offer.reservation_id).status == "released"
+    assert engine.get_waitlist_entry("drop-TEE", "cy").status == "offered"
+    again = engine.decline_waitlist("drop-TEE", "bob", idempotency_key="d-1")
+    assert again.status == "declined" and again.replayed
+    assert level_of(engine, "TEE").reserved == 1
+
+
+def test_a_customer_whose_limit_is_full_is_skipped(engine: Engine) -> None:
+    open_drop(engine, units=2, waitlist=True, per_customer_limit=1)
+    ann = engine.reserve([("TEE", 1)], idempotency_key="a", customer="ann")
+    bob = engine.reserve([("TEE", 1)], idempotency_key="b", customer="bob")
+    engine.join_waitlist("drop-TEE", "bob", "TEE")  # bob already holds his one unit
+    engine.join_waitlist("drop-TEE", "cy", "TEE")
+    engine.release(ann.id)
+    assert engine.get_waitlist_entry("drop-TEE", "bob").status == "skipped"
+    assert engine.get_waitlist_entry("drop-TEE", "cy").status == "offered"
+    assert engine.get_reservation(bob.id).status == "held"
+    assert "waitlist_skipped" in [t for t, *_ in waitlist_events(engine)]
+
+
+def test_the_sweeper_offers_what_one_call_could_not(engine: Engine) -> None:
+    n = limits.OFFERS_PER_CALL_MAX + 3
+    open_drop(engine, units=n, waitlist=True, per_customer_limit=n)
+    held = engine.reserve([("TEE", n)], idempotency_key="a", customer="ann")
+    for i in range(n):
+        engine.join_waitlist("drop-TEE", f"c{i:02}", "TEE")
+    engine.release(held.id)
+    statuses = [engine.get_waitlist_entry("drop-TEE", f"c{i:02}").status for i in range(n)]
+    assert statuses.count("offered") == limits.OFFERS_PER_CALL_MAX
+    assert statuses[: limits.OFFERS_PER_CALL_MAX] == ["offered"] * limits.OFFERS_PER_CALL_MAX
+    assert engine.sweep().offered == 3
+    statuses = [engine.get_waitlist_entry("drop-TEE", f"c{i:02}").status for i in range(n)]
+    assert statuses == ["offered"] * n
+    assert level_of(engine, "TEE").available == 0
+    with pytest.raises(InsufficientStock):
+        engine.reserve([("TEE", 1)], idempotency_key="z", customer="zed")
