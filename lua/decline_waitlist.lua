@@ -42,6 +42,7 @@ if not entry then
 end
 if entry.status == 'waiting' then
   rcall('ZREM', queue_key, customer)
+  waitlist_queued_add(waitlist_key, sku, -entry.qty)
   entry.status = 'declined'
   entry.changed_at = ctx.now
   waitlist_store(waitlist_key, sku, customer, entry)

@@ -67,6 +67,7 @@ entry = {qty = qty, seq = seq, status = 'waiting', joined_at = ctx.now, changed_
          actor = actor}
 waitlist_store(waitlist_key, sku, customer, entry)
 rcall('ZADD', queue_key, seq, customer)
+waitlist_queued_add(waitlist_key, sku, qty)
 emit(ctx, 'waitlist_joined', sku, 'default', 0, {},
      {'drop', drop_id, 'customer', customer, 'units', qty, 'arrival', seq})
 return finish(ctx, {ok = true, created = true,

@@ -25,7 +25,6 @@
 --- @include "common"
 --- @include "write"
 --- @include "holds"
---- @include "reservation"
 --- @include "drops"
 --- @include "waitlist"
 --- @include "offers"

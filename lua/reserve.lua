@@ -16,7 +16,8 @@
     [10] line count n (1..LINES_MAX)
     [11..] per line: sku, location, qty (units)
     then the drop part (lua/includes/drops.lua, drop_call_at): one more KEY (the
-    partition's drop index) and, for a cart that takes a drop's SKU, the drop's keys;
+    partition's drop index) and, for a cart that takes a drop's SKU, the drop's keys
+    (rules, customer entries, rate, waitlist, pending parts);
     ARGV customer, drop id, attempts per second, pending entries
   Returns {json, replayed (0|1)}; json is one of
     {ok, reservation = {id, status = 'held', expires_at, created_at, channel, lines}}
@@ -30,7 +31,9 @@
     {error = 'customer_required' | 'drop_not_open' | 'customer_limit_exceeded' |
      'rate_limited' | 'cart_spans_drops', ...}: the drop's rules (docs/drops.md)
   Events: 'expired' per reclaimed hold; 'reserved' per line (with expires_at, channel).
-  Invariants: nothing is held unless every line has enough available; reserved
+  Invariants: nothing is held unless every line has enough available (for a drop's SKU
+    with a waitlist: free beyond the units its queue waits for, which go to the line as
+    offers; the shortfall's `available` says so); reserved
     never exceeds on_hand - committed; an expired hold never blocks a new one
     (expired holds on the cart's lines are reclaimed first, at most ARGV[8] per line per
     call, and a refusal is only given once none is left on a short line).
@@ -41,6 +44,7 @@
 --- @include "holds"
 --- @include "reservation"
 --- @include "drops"
+--- @include "waitlist"
 --- @include "reserve_cart"
 
 return reserve_cart(KEYS, ARGV)

@@ -22,6 +22,7 @@
 --- @include "holds"
 --- @include "reservation"
 --- @include "drops"
+--- @include "waitlist"
 --- @include "reserve_cart"
 
 local c = bounded(ARGV[1], 'cart count', 1, CARTS_PER_CALL_MAX)

@@ -13,7 +13,8 @@
 -- The drop part of a reserve call, from the KEYS after the lines (`first_key`) and the
 -- ARGV after the lines (`first_arg`):
 --   KEYS  [first_key] drop index; when the call names a drop: [+1] drop rules,
---         [+2] customer entries, [+3] rate, then one reservation part per pending entry.
+--         [+2] customer entries, [+3] rate, [+4] the drop's waitlist, then one
+--         reservation part per pending entry.
 --   ARGV  [first_arg] customer ('' none), [+1] drop id the keys are for ('' none),
 --         [+2] attempts per second allowed (0: no rate limit), [+3] pending entry count
 --         m, [+4 ..] their reservation ids.
@@ -27,12 +28,13 @@ local function drop_call_at(keys, first_key, argv, first_arg)
     check_keys(#keys, first_key)
     return call
   end
-  check_keys(#keys, first_key + 3 + m)
+  check_keys(#keys, first_key + 4 + m)
   call.rules, call.entries, call.rate_key = keys[first_key + 1], keys[first_key + 2],
                                             keys[first_key + 3]
+  call.waitlist = keys[first_key + 4]
   for i = 1, m do
     call.rids[i] = argv[first_arg + 3 + i]
-    call.parts[i] = keys[first_key + 3 + i]
+    call.parts[i] = keys[first_key + 4 + i]
   end
   return call
 end
@@ -180,8 +182,12 @@ local function drop_gate(ctx, call, lines)
                    used = used, requested = requested}
     end
   end
+  local waitlist = nil
+  if rules.waitlist == '1' then
+    waitlist = call.waitlist
+  end
   return {id = drop_id, entries = call.entries, customer = call.customer, limit = limit,
-          qty = requested, hold_ttl_ms = tonumber(rules.hold_ttl_ms)}, nil
+          qty = requested, hold_ttl_ms = tonumber(rules.hold_ttl_ms), waitlist = waitlist}, nil
 end
 
 -- The hold TTL of a part: the drop's when the cart takes any of its SKUs.

@@ -1,5 +1,5 @@
--- Offers (include after "common", "write", "holds", "reservation", "drops" and
--- "waitlist"; docs/drops.md, "Offers"): units of a drop's SKU that a script frees become
+-- Offers (include after "common", "write", "holds", "drops" and "waitlist";
+-- docs/drops.md, "Offers"): units of a drop's SKU that a script frees become
 -- holds for the next customers in that SKU's queue, in the same script. An offer is an
 -- ordinary reservation part (one line, the drop's offer TTL) with 'customer', 'drop'
 -- and 'offer_sku' fields, counted in the customer's entries like any hold of the drop.
@@ -133,6 +133,7 @@ end
 -- ('skipped'): it could hold them only by giving up what it holds or bought.
 local function offer_skip(ctx, oc, cand, entry, used)
   rcall('ZREM', oc.queue, cand.customer)
+  waitlist_queued_add(oc.waitlist, oc.sku, -entry.qty)
   entry.status = 'skipped'
   entry.changed_at = ctx.now
   waitlist_store(oc.waitlist, oc.sku, cand.customer, entry)
@@ -167,6 +168,7 @@ local function offer_hold(ctx, oc, cand, entry, levels, retention_ms, expiries_k
     rcall('HSET', cand.entries, cand.rid, qty)
   end
   rcall('ZREM', oc.queue, cand.customer)
+  waitlist_queued_add(oc.waitlist, oc.sku, -entry.qty)
   entry.status = 'offered'
   entry.reservation = cand.rid
   entry.expires_at = expires_at
@@ -211,4 +213,27 @@ local function make_offers(ctx, oc, retention_ms, expiries_key)
     end
   end
   return made
+end
+
+-- The offer check of a stock script on one (sku, location) (`place`, of
+-- includes/stock.lua): the SKU's drop is read from the partition's drop index; a SKU in
+-- no drop needs no offer keys (and the call brings none).
+local function stock_offer_check(oc, index_key, place)
+  local drop_id = rcall('HGET', index_key, place.sku)
+  if not drop_id then
+    oc.active = false
+    return nil
+  end
+  local line = {sku = place.sku, location = place.location, stock = place.stock,
+                hexp = place.hexp, hqty = place.hqty}
+  return offer_check(oc, {drop = drop_id}, {line}, true)
+end
+
+-- After a stock script's change: offers of what is free at the place, and the reply's
+-- levels as they stand after them.
+local function stock_offers(ctx, oc, place, reply, retention_ms, expiries_key)
+  if make_offers(ctx, oc, retention_ms, expiries_key) > 0 then
+    reply.levels = levels_view(read_levels(place.stock), place.sku, place.location)
+  end
+  return reply
 end

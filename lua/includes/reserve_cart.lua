@@ -45,7 +45,7 @@ local function reserve_cart(keys, argv)
     local levels, more, fields = reclaim_holds(ctx, line.stock, line.hexp, line.hqty,
                                                line.sku, line.location, reclaim_limit,
                                                line_fields)
-    local free = available(levels)
+    local free = available(levels) - waitlist_line_units(drop, line.sku) -- [waitlist]
     if free < qty then
       shortfalls[#shortfalls + 1] = {sku = line.sku, location = line.location,
                                      requested = qty, available = math.max(free, 0)}

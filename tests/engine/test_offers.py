@@ -139,3 +139,55 @@ def test_the_sweeper_offers_what_one_call_could_not(engine: Engine) -> None:
     assert level_of(engine, "TEE").available == 0
     with pytest.raises(InsufficientStock):
         engine.reserve([("TEE", 1)], idempotency_key="z", customer="zed")
+
+
+def test_while_customers_wait_a_reserve_sees_only_what_the_line_does_not_need(
+    engine: Engine,
+) -> None:
+    open_drop(engine, units=3, waitlist=True, per_customer_limit=3)
+    held = engine.reserve([("TEE", 3)], idempotency_key="a", customer="ann")
+    engine.join_waitlist("drop-TEE", "bob", "TEE", 2)
+    engine.release(held.id)  # 3 free: bob is offered 2, one is left beyond the line
+    assert engine.get_waitlist_entry("drop-TEE", "bob").status == "offered"
+    engine.join_waitlist("drop-TEE", "cy", "TEE", 1)
+    # The one free unit is what cy waits for: a reserve by someone not in line is short.
+    with pytest.raises(InsufficientStock) as refused:
+        engine.reserve([("TEE", 1)], idempotency_key="z", customer="zed")
+    assert refused.value.shortfalls[0].available == 0
+    assert level_of(engine, "TEE").available == 1
+    # The sweeper's pass offers it to cy; once nobody waits, units sell as usual.
+    assert engine.sweep().offered == 1
+    engine.decline_waitlist("drop-TEE", "cy")
+    assert level_of(engine, "TEE").available == 1
+    engine.reserve([("TEE", 1)], idempotency_key="z2", customer="zed")
+
+
+def test_a_receipt_offers_its_units_in_the_same_call(engine: Engine) -> None:
+    open_drop(engine, units=1, waitlist=True)
+    engine.reserve([("TEE", 1)], idempotency_key="a", customer="ann")
+    engine.join_waitlist("drop-TEE", "bob", "TEE", 2)
+    engine.join_waitlist("drop-TEE", "cy", "TEE")
+    level = engine.receive("TEE", 2, actor="warehouse")
+    # bob, first in line, waits for 2: both go to him; cy still waits.
+    assert (level.on_hand, level.reserved, level.available) == (3, 3, 0)
+    bob = engine.get_waitlist_entry("drop-TEE", "bob")
+    assert bob.status == "offered" and bob.offer is not None
+    assert engine.get_reservation(bob.offer.reservation_id).lines[0].qty == 2
+    assert engine.get_waitlist_entry("drop-TEE", "cy").position == 1
+    assert ("waitlist_offered", "bob", "warehouse", "2") in waitlist_events(engine)
+    # A SKU in no drop takes one call as before and offers nothing.
+    engine.receive("PLAIN", 3)
+    assert level_of(engine, "PLAIN").available == 3
+
+
+def test_a_restocked_return_goes_to_the_line(engine: Engine) -> None:
+    open_drop(engine, units=1, waitlist=True)
+    sold = engine.reserve([("TEE", 1)], idempotency_key="a", customer="ann")
+    engine.commit(sold.id)
+    engine.ship(sold.id)
+    engine.join_waitlist("drop-TEE", "bob", "TEE")
+    engine.receive_return(sold.id, "TEE", 1)
+    assert engine.get_waitlist_entry("drop-TEE", "bob").status == "waiting"
+    level = engine.dispose_returned("TEE", 1, "restock")
+    assert (level.on_hand, level.reserved, level.available) == (1, 1, 0)
+    assert engine.get_waitlist_entry("drop-TEE", "bob").status == "offered"

@@ -72,6 +72,7 @@ class DropReserve(OpsBase):
                     self.keys.drop(p, drop),
                     self.keys.drop_customer(p, drop, customer),
                     self.keys.drop_rate(p, drop, customer),
+                    self.keys.drop_waitlist(p, drop),
                 ]
                 keys += [self.keys.reservation(p, rid) for rid in rids]
             args = [*call.args, customer, drop, rate, len(rids), *rids]

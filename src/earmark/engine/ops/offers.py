@@ -14,7 +14,7 @@ import orjson
 
 from earmark import limits
 from earmark.engine.ops.base import OpsBase
-from earmark.engine.replies import raise_for_error, script_reply, text
+from earmark.engine.replies import Json, raise_for_error, script_reply, text
 from earmark.engine.steps import Call, Op, Pipeline
 
 # The freeing script's answer when the part is a drop's and the call did not bring that
@@ -95,6 +95,30 @@ class Offering(OpsBase):
             keys += [self.keys.reservation(p, r) for r in rids]
             args += [customer, rid, len(rids), *rids]
         return keys, args
+
+    def _stock_offer_write(
+        self,
+        call: Call,
+        sku: str,
+        location: str,
+        idem: str,
+        actor: str,
+        fp: str,
+        subject: str,
+    ) -> Op[tuple[Json, bool]]:
+        """A stock-layout write that may free units of a drop's SKU (a receipt, a
+        restocked return): the partition's drop index, reservation expiries and the
+        offers' retention go after its own KEYS and ARGV, then the offer part its script
+        asks for. Returns (result, replayed), or the refusal raised (after ``_unclaim``)."""
+        p = self.partition_of(sku)
+        keys = [*call.keys, self.keys.drop_index(p), self.keys.expiries(p)]
+        args = [*call.args, self.config.reservation_retention_ms]
+        reply = yield from self._offering(Call(call.script, keys, args), p, [(sku, location)])
+        result, was_replayed = script_reply(reply)
+        if "error" in result:
+            yield from self._unclaim(idem, actor, fp, {p})
+            raise_for_error(result, subject)
+        return result, was_replayed
 
     def _offer_pass(self, p: int) -> Op[int]:
         """The sweeper's offer pass on partition ``p``: every location of every SKU of a
