@@ -63,7 +63,8 @@ local function offer_check(oc, part, lines, offering)
   if oc.drop ~= part.drop then
     return offer_keys_needed(part.drop)
   end
-  local rules = rcall('HMGET', oc.rules, 'waitlist', 'limit', 'offer_ttl_ms', 'skus')
+  local rules = rcall('HMGET', oc.rules, 'waitlist', 'limit', 'offer_ttl_ms', 'skus',
+                      'opens_at', 'closes_at')
   if not rules[4] then
     error('earmark: drop ' .. part.drop .. ' of a reservation part has no rules')
   end
@@ -77,7 +78,9 @@ local function offer_check(oc, part, lines, offering)
   if not line_of_part then
     error('earmark: the offer line ' .. tostring(oc.sku) .. ' is not a line of the part')
   end
-  oc.open = rules[1] == '1'
+  -- Offers are made while the drop is open (an offer is a sale the customer may commit).
+  local opens_at, closes_at = tonumber(rules[5]), tonumber(rules[6] or '')
+  oc.open = rules[1] == '1' and now_ms() >= opens_at and (not closes_at or now_ms() < closes_at)
   oc.limit = tonumber(rules[2] or '')
   oc.ttl_ms = tonumber(rules[3])
   oc.active = true

@@ -261,6 +261,11 @@ class Drop(Frozen):
     held: int = 0
     waiting: int = 0
     offered: int = 0
+    # The fair opening (docs/drops.md): the seed that ordered the customers who joined the
+    # waitlist before opens_at, published once the drop has opened, and its SHA-256,
+    # published from the start so the seed cannot change after the fact.
+    opening_seed: str | None = None
+    opening_seed_sha256: str | None = None
 
 
 WaitlistStatus = Literal["waiting", "offered", "converted", "expired", "declined", "skipped"]

@@ -7,10 +7,14 @@ script could not. On fakeredis, a real redis-server and a real Redis Cluster."""
 
 from __future__ import annotations
 
+import hashlib
+from datetime import timedelta
+
 import pytest
 
 from earmark import CustomerLimitExceeded, Engine, InsufficientStock, limits
-from tests.engine.test_drops import open_drop
+from earmark.engine.ops.drops import opening_rank
+from tests.engine.test_drops import open_drop, server_now
 from tests.engine.test_waitlist import waitlist_events
 from tests.support.backends import Backend, level_of
 
@@ -191,3 +195,35 @@ def test_a_restocked_return_goes_to_the_line(engine: Engine) -> None:
     level = engine.dispose_returned("TEE", 1, "restock")
     assert (level.on_hand, level.reserved, level.available) == (1, 1, 0)
     assert engine.get_waitlist_entry("drop-TEE", "bob").status == "offered"
+
+
+def test_the_fair_opening_serves_early_customers_in_the_seeds_order(
+    backend: Backend, clock: object
+) -> None:
+    engine = backend.engine()
+    engine.receive("TEE", 1)
+    opens = server_now(engine) + timedelta(seconds=1)
+    created = engine.create_drop(
+        "drop-TEE", ["TEE"], opens_at=opens, per_customer_limit=1, waitlist=True
+    )
+    assert created.opening_seed is None and created.opening_seed_sha256 is not None
+    early = [f"c{i:02}" for i in range(20)]
+    for who in early:
+        engine.join_waitlist("drop-TEE", who, "TEE")
+    assert engine.get_drop("drop-TEE").opening_seed is None  # secret until it opens
+    assert engine.sweep().offered == 0  # no offer before the drop opens
+    backend.advance(1.1)
+    late = engine.join_waitlist("drop-TEE", "late", "TEE")
+    drop = engine.get_drop("drop-TEE")
+    seed = drop.opening_seed
+    assert seed is not None and drop.open
+    assert hashlib.sha256(seed.encode()).hexdigest() == created.opening_seed_sha256
+    # Anyone re-derives the order from the seed and the customers who joined early.
+    expected = sorted(early, key=lambda c: (opening_rank(seed, "TEE", c), c))
+    assert expected != early  # shuffled, not arrival order
+    positions = {c: engine.get_waitlist_entry("drop-TEE", c).position for c in early}
+    assert sorted(early, key=positions.__getitem__) == expected
+    assert late.position == len(early) + 1  # later arrivals queue behind them
+    # The one free unit goes to the first of that order once the sweeper sees it open.
+    assert engine.sweep().offered == 1
+    assert engine.get_waitlist_entry("drop-TEE", expected[0]).status == "offered"

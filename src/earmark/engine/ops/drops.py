@@ -10,6 +10,8 @@ must share one partition).
 from __future__ import annotations
 
 import datetime
+import hashlib
+import secrets
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -223,6 +225,8 @@ class DropOps(OpsBase):
         args += [mode, drop_id, opens, "" if closes is None else closes]
         args += ["" if limit is None else limit, hold_ms, "1" if waitlist else "0", offer_ms]
         args += [len(skus), *skus]
+        if mode == "create":
+            args.append(secrets.token_hex(16))  # the opening seed, secret until opens_at
         return Call("write_drop", keys, args)
 
     def _find_drop(self, drop_id: str) -> Op[tuple[int, dict[str, str]]]:
@@ -263,6 +267,7 @@ class DropOps(OpsBase):
             "created_at": number("created_at"),
             "updated_at": number("updated_at"),
             "actor": r.get("actor", ""),
+            "seed": r.get("seed"),
         }
 
     def _record(self, drop_id: str, record: dict[str, str]) -> Drop:
@@ -299,6 +304,7 @@ def _drop(
 ) -> Drop:
     # A script's view leaves out what is none (cjson drops nil fields).
     opens, closes = int(view["opens_at"]), view.get("closes_at")
+    seed, opened = view.get("seed"), now_ms >= opens
     return Drop(
         id=str(view["id"]),
         skus=tuple(str(s) for s in view["skus"]),
@@ -311,11 +317,13 @@ def _drop(
         created_at=from_ms(view.get("created_at")),
         updated_at=from_ms(view.get("updated_at")),
         actor=str(view["actor"]),
-        open=opens <= now_ms and (closes is None or now_ms < int(closes)),
+        open=opened and (closes is None or now_ms < int(closes)),
         sold=sold,
         held=held,
         waiting=waiting,
         offered=offered,
+        opening_seed=seed if opened else None,
+        opening_seed_sha256=hashlib.sha256(seed.encode()).hexdigest() if seed else None,
     )
 
 
@@ -361,3 +369,13 @@ class DropListing(OpsBase):
                 items.append((yield from self._drop_view(home[drop_id], view)))
         more = len(after) > limit
         return DropPage(items=items, next_cursor=wanted[-1] if more else None)
+
+
+def opening_rank(seed: str, sku: str, customer: str) -> float:
+    """A customer's place among those who joined a SKU's waitlist before the drop opened
+    (docs/drops.md, "Fair opening"): the first 13 hex digits of
+    SHA-256("<seed>|<sku>|<customer>") as a fraction of 16**13, in [0, 1). Sorting those
+    customers by it (ties by customer id) is the order they are served in; anyone with
+    the published seed and the ledger's ``waitlist_joined`` events re-derives it."""
+    digest = hashlib.sha256(f"{seed}|{sku}|{customer}".encode()).hexdigest()
+    return int(digest[:13], 16) / 16**13

@@ -12,7 +12,7 @@ import orjson
 from earmark import limits, validation
 from earmark.engine.operation import operation
 from earmark.engine.ops.base import DEFAULT_ACTOR
-from earmark.engine.ops.drops import DropOps
+from earmark.engine.ops.drops import DropOps, opening_rank
 from earmark.engine.ops.parts import ReservationParts
 from earmark.engine.replies import Json, fingerprint, raise_for_error, replayed, text
 from earmark.engine.steps import Call, Op, Pipeline
@@ -63,7 +63,10 @@ class WaitlistOps(DropOps, ReservationParts):
         fp = fingerprint("join_waitlist", drop_id, who, sku, units)
         yield from self._claim(idem, actor, fp, {p}, "")
         call = self._waitlist_call("join_waitlist", p, drop_id, who, sku, fp, actor, idem)
-        call.args.append(units)
+        seed = record.get("seed")
+        # The script decides on Redis TIME whether the join is before opens_at, and only
+        # then places the customer by this rank (the fair opening).
+        call.args.extend((units, repr(opening_rank(seed, sku, who)) if seed else ""))
         result, was_replayed = yield from self._write(call, idem, actor, fp, {p}, drop_id)
         return replayed(_entry(drop_id, result["entry"]), was_replayed)
 
