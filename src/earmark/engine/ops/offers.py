@@ -49,10 +49,7 @@ class Offering(OpsBase):
             if result.get("error") != OFFER_KEYS:
                 return reply
             keys, args = yield from self._offer_part(partition, str(result["drop"]), lines)
-        raise RuntimeError(
-            f"{call.script}: the waitlist's head moved on every one of "
-            f"{limits.OFFER_KEY_ROUNDS_MAX} calls"
-        )
+        return reply  # still offer_keys: raise_for_error answers it (retry later)
 
     def _offer_part(
         self, p: int, drop_id: str, lines: list[tuple[str, str]]
