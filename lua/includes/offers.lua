@@ -13,9 +13,10 @@
 --   KEYS [f] when a drop is named: drop rules, [f+1] the drop's waitlist, [f+2] the
 --        SKU's queue, then per candidate: customer entries, the offer's reservation part,
 --        the candidate's m pending reservation parts
--- A call whose keys are not those of the part's drop, or whose candidates (or their
--- pending entries) are not the queue's as it stands, is answered {error = 'offer_keys',
--- drop} before anything is written; Python reads them and calls again.
+-- A call whose keys are not those of the part's drop (or that read an empty queue that
+-- has customers now) is answered {error = 'offer_keys', drop} before anything is
+-- written; Python reads them and calls again. Candidates another call served meanwhile
+-- are left out (offer_check): the call serves those still at the head.
 
 local OFFER_KEYS = 'offer_keys'
 local WAITLIST_OFFERED_FIELD = '#offered'
@@ -87,23 +88,35 @@ local function offer_check(oc, part, lines, offering)
   if not offering then
     return nil
   end
+  -- The candidates this call can serve: the queue's head as it stands, in order, as far
+  -- as the call brought each one's keys (and its pending entries are still those sent).
+  -- Another call may have served some of the customers read (the head moved on): those
+  -- who are still at the head are served here, and what this call cannot serve stays
+  -- free for the next call or the sweeper's offer pass (nobody is passed over).
   local heads = rcall('ZRANGE', oc.queue, 0, OFFERS_PER_CALL_MAX - 1)
-  if #heads ~= #oc.cands then
-    return offer_keys_needed(part.drop)
+  local sent, usable = {}, {}
+  for _, cand in ipairs(oc.cands) do
+    sent[cand.customer] = cand
   end
-  for i, cand in ipairs(oc.cands) do
-    if heads[i] ~= cand.customer then
-      return offer_keys_needed(part.drop)
+  for _, customer in ipairs(heads) do
+    local cand = sent[customer]
+    if not cand then
+      break
     end
     if oc.limit then
       cand.table = read_hash(cand.entries)
-      local sent = {unpack(cand.rids)}
-      table.sort(sent)
-      if table.concat(pending_rids(cand.table), ' ') ~= table.concat(sent, ' ') then
-        return offer_keys_needed(part.drop)
+      local rids = {unpack(cand.rids)}
+      table.sort(rids)
+      if table.concat(pending_rids(cand.table), ' ') ~= table.concat(rids, ' ') then
+        break
       end
     end
+    usable[#usable + 1] = cand
   end
+  if #usable == 0 and #heads > 0 and #oc.cands == 0 then
+    return offer_keys_needed(part.drop) -- read with nobody in line: read again
+  end
+  oc.cands = usable
   return nil
 end
 
