@@ -11,9 +11,9 @@
     [o]   mode: 'direct' (a held, live part) or 'pinned' (a part pinned by
           pin_reservation with the token below; the multi-partition commit)
     [o+1] pin token ('' in direct mode)
-    [o+2..] the offer part (lua/includes/offers.lua, no candidates): '' when the call
-          brought no offer keys; a part of a drop needs its drop's, so that an offer
-          committed makes its waitlist entry 'converted'
+    [o+2..] the offer part (lua/includes/offers.lua): '' when the call brought no
+          offer keys; an offer needs its drop's (its entry becomes 'converted'), and so
+          does a drop's hold found expired (its units go to the line)
   Returns {json, replayed}; json is
     {ok, reservation} with status 'committed' (also when it already was committed or shipped)
     {error = 'reservation_expired' (found expired now: its holds are given back in this
@@ -21,7 +21,7 @@
       status, reservation}
     {error = 'reservation_not_found' | 'lines_mismatch' | 'not_owner' | 'store_not_ready' |
       'idempotency_conflict'}
-    {error = 'offer_keys', drop}: a drop's part without its drop's keys; nothing written
+    {error = 'offer_keys', drop}: such a part without its drop's keys; nothing written
   Events: 'committed' per line (reserved -qty, committed +qty); 'waitlist_converted'
     when the part was an offer; a hold found expired passes its units on as
     release_reservation does ('waitlist_expired', 'reserved', 'waitlist_offered').

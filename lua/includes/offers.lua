@@ -55,10 +55,11 @@ end
 -- Checks, before the script writes anything, that the offer part fits the part being
 -- freed or committed (`part`, whose 'drop' field names its drop; `lines` its lines):
 -- nil when it does (or the part is no drop's), else the 'offer_keys' refusal.
--- `offering`: units will be freed, so the candidates must be the queue's head.
+-- `offering`: units will be freed, so the candidates must be the queue's head; a call
+-- that frees nothing (a commit of a live hold) needs the keys only for an offer.
 local function offer_check(oc, part, lines, offering)
-  if not part.drop then
-    oc.active = false
+  if not part.drop or (not offering and not part.offer_sku) then
+    oc.active = false -- nothing to offer, and no offer whose entry changes
     return nil
   end
   if oc.drop ~= part.drop then

@@ -98,7 +98,9 @@ class ReservationParts(Offering):
         )
         if script not in OFFERING_SCRIPTS:
             return script_reply((yield call))
-        return script_reply((yield from self._offering(call, part.partition, part.lines)))
+        # A release of a part read with its drop brings the offer keys at once.
+        hint = str(part.record.get("drop") or "") if script == "release_reservation" else ""
+        return script_reply((yield from self._offering(call, part.partition, part.lines, hint)))
 
     def _known_parts(self) -> dict[str, tuple[int, list[Json]]]:
         """Reservation id -> (partition, lines) of one-partition reservations this engine
