@@ -198,7 +198,8 @@ end
 
 -- Offers the free units of the offer line to the candidates, in queue order, at most
 -- OFFERS_PER_CALL_MAX of them (skips included). The head of the line is served first:
--- when it waits for more units than are free, nobody behind it is offered (FIFO).
+-- a head whose limit leaves no room is skipped; one that waits for more units than are
+-- free stops the call, and nobody behind it is offered (FIFO).
 -- Returns the offers made.
 local function make_offers(ctx, oc, retention_ms, expiries_key)
   if not oc.active or not oc.open then
@@ -214,15 +215,14 @@ local function make_offers(ctx, oc, retention_ms, expiries_key)
     if not entry or entry.status ~= 'waiting' then
       error('earmark: ' .. cand.customer .. ' is in the queue without a waiting entry')
     end
-    if entry.qty > free then
-      break
-    end
     local used = 0
     if oc.limit then
       used = settle_customer(cand.entries, cand.table, cand.rids, cand.parts, ctx.now)
     end
     if oc.limit and used + entry.qty > oc.limit then
       offer_skip(ctx, oc, cand, entry, used)
+    elseif entry.qty > free then
+      break
     else
       offer_hold(ctx, oc, cand, entry, levels, retention_ms, expiries_key)
       free = free - entry.qty

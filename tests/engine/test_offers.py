@@ -227,3 +227,16 @@ def test_the_fair_opening_serves_early_customers_in_the_seeds_order(
     # The one free unit goes to the first of that order once the sweeper sees it open.
     assert engine.sweep().offered == 1
     assert engine.get_waitlist_entry("drop-TEE", expected[0]).status == "offered"
+
+
+def test_a_full_head_is_skipped_even_when_it_waits_for_more_than_is_free(
+    engine: Engine,
+) -> None:
+    open_drop(engine, units=3, waitlist=True, per_customer_limit=2)
+    engine.reserve([("TEE", 2)], idempotency_key="b", customer="bob")  # bob's limit is full
+    ann = engine.reserve([("TEE", 1)], idempotency_key="a", customer="ann")
+    engine.join_waitlist("drop-TEE", "bob", "TEE", 2)
+    engine.join_waitlist("drop-TEE", "cy", "TEE", 1)
+    engine.release(ann.id)  # one unit free: bob could never take it, cy is served
+    assert engine.get_waitlist_entry("drop-TEE", "bob").status == "skipped"
+    assert engine.get_waitlist_entry("drop-TEE", "cy").status == "offered"
