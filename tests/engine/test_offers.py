@@ -240,3 +240,19 @@ def test_a_full_head_is_skipped_even_when_it_waits_for_more_than_is_free(
     engine.release(ann.id)  # one unit free: bob could never take it, cy is served
     assert engine.get_waitlist_entry("drop-TEE", "bob").status == "skipped"
     assert engine.get_waitlist_entry("drop-TEE", "cy").status == "offered"
+
+
+def test_the_head_waits_for_its_whole_quantity(engine: Engine) -> None:
+    open_drop(engine, units=2, waitlist=True, per_customer_limit=2)
+    engine.join_waitlist("drop-TEE", "bob", "TEE", 2)
+    assert engine.sweep().offered == 1  # both units to bob
+    engine.join_waitlist("drop-TEE", "cy", "TEE", 2)
+    engine.join_waitlist("drop-TEE", "dee", "TEE", 1)
+    engine.receive("TEE", 1)  # one unit: cy waits for two, and dee is behind cy
+    assert engine.get_waitlist_entry("drop-TEE", "cy").status == "waiting"
+    assert engine.get_waitlist_entry("drop-TEE", "dee").status == "waiting"
+    level = level_of(engine, "TEE")
+    assert (level.reserved, level.available) == (2, 1)
+    engine.receive("TEE", 1)
+    assert engine.get_waitlist_entry("drop-TEE", "cy").status == "offered"
+    assert level_of(engine, "TEE").available == 0
