@@ -11,6 +11,9 @@
     [o]   mode: 'direct' (a held, live part) or 'pinned' (a part pinned by
           pin_reservation with the token below; the multi-partition commit)
     [o+1] pin token ('' in direct mode)
+    [o+2..] the offer part (lua/includes/offers.lua): '' when the call brought no
+          offer keys; an offer needs its drop's (its entry becomes 'converted'), and so
+          does a drop's hold found expired (its units go to the line)
   Returns {json, replayed}; json is
     {ok, reservation} with status 'committed' (also when it already was committed or shipped)
     {error = 'reservation_expired' (found expired now: its holds are given back in this
@@ -18,7 +21,10 @@
       status, reservation}
     {error = 'reservation_not_found' | 'lines_mismatch' | 'not_owner' | 'store_not_ready' |
       'idempotency_conflict'}
-  Events: 'committed' per line (reserved -qty, committed +qty).
+    {error = 'offer_keys', drop}: such a part without its drop's keys; nothing written
+  Events: 'committed' per line (reserved -qty, committed +qty); 'waitlist_converted'
+    when the part was an offer; a hold found expired passes its units on as
+    release_reservation does ('waitlist_expired', 'reserved', 'waitlist_offered').
   Invariants: only a live hold (or one pinned while live) is committed; every line of
     the part moves at once; reserved + committed is unchanged by a commit.
 ]]
@@ -26,15 +32,20 @@
 --- @include "write"
 --- @include "holds"
 --- @include "reservation"
+--- @include "drops"
+--- @include "waitlist"
+--- @include "offers"
 
 local meta_key, events_key, idem_key = KEYS[1], KEYS[2], KEYS[3]
 local part_key, expiries_key, pins_key = KEYS[4], KEYS[5], KEYS[6]
 local fingerprint, actor, idem, idem_retention_ms = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local rid, owner_only = ARGV[5], ARGV[6] == '1'
 local n = bounded(ARGV[7], 'line count', 1, LINES_MAX)
-local lines = called_lines(KEYS, ARGV, 8, n)
 local o = 8 + 2 * n
 local mode, token = ARGV[o], ARGV[o + 1]
+local first_offer_key = PART_KEYS + KEYS_PER_LINE * n + 1
+local offer = offer_call_at(KEYS, first_offer_key, ARGV, o + 2)
+local lines = called_lines(KEYS, ARGV, 8, n, #KEYS - first_offer_key + 1)
 
 local ctx, part = open_part(meta_key, events_key, idem_key, fingerprint, actor, idem,
                             idem_retention_ms, part_key, lines, owner_only)
@@ -44,8 +55,15 @@ end
 if part.status == 'committed' or part.status == 'shipped' then
   return finish(ctx, ok_part(part, rid))
 end
-if part.status == 'held' and ctx.now >= part.expires_at then
+local expiring = part.status == 'held' and ctx.now >= part.expires_at
+local refusal = offer_check(offer, part, lines, expiring)
+if refusal then
+  return finish(ctx, refusal)
+end
+if expiring then
   expire_part(ctx, part, rid, part_key, expiries_key, pins_key, lines)
+  offer_finished(ctx, offer, part, rid, 'expired')
+  make_offers(ctx, offer, part.retention_ms, expiries_key)
   return finish(ctx, not_held(part, rid))
 end
 local allowed = (mode == 'direct' and part.status == 'held') or
@@ -78,6 +96,7 @@ if part.status == 'pinned' then
   rcall('HDEL', part_key, 'pin_token', 'pin_deadline')
   rcall('ZREM', pins_key, rid)
 end
+offer_finished(ctx, offer, part, rid, 'converted')
 part.status = 'committed'
 part.committed_at = ctx.now
 return finish(ctx, ok_part(part, rid))

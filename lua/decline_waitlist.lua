@@ -12,6 +12,8 @@
       unchanged (declining twice changes nothing)
     {error = 'drop_not_found'}, {error = 'waitlist_entry_not_found'} (the customer never
     joined for this SKU), {error = 'store_not_ready' | 'idempotency_conflict'}
+    {error = 'waitlist_offered', reservation}: the entry holds an offer; declining it is
+      releasing that reservation (release_reservation passes its units on), never stored
   Events: 'waitlist_declined' at (sku, default), qty 0 and no deltas, with the drop and
     the customer.
   Invariants: the queue holds exactly the waiting entries.
@@ -40,12 +42,13 @@ if not entry then
 end
 if entry.status == 'waiting' then
   rcall('ZREM', queue_key, customer)
+  waitlist_queued_add(waitlist_key, sku, -entry.qty)
   entry.status = 'declined'
   entry.changed_at = ctx.now
   waitlist_store(waitlist_key, sku, customer, entry)
   emit(ctx, 'waitlist_declined', sku, 'default', 0, {},
        {'drop', drop_id, 'customer', customer})
 elseif entry.status == 'offered' then
-  error('earmark: offers are not made yet, so no entry can be offered')
+  return finish(ctx, {error = 'waitlist_offered', reservation = entry.reservation})
 end
 return finish(ctx, {ok = true, entry = waitlist_view(queue_key, sku, customer, entry)})

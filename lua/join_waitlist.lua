@@ -5,7 +5,8 @@
     [5] the drop's waitlist (entries), [6] the SKU's queue
   ARGV: [1] fingerprint, [2] actor, [3] idempotency key ('' none), [4] idempotency
     retention (ms), then [5] drop id, [6] customer (normalised), [7] sku (one of the
-    drop's), [8] qty (units, 1..the drop's limit)
+    drop's), [8] qty (units, 1..the drop's limit), [9] the customer's opening rank for
+    this SKU (a number in [0, 1) from the drop's seed, '' for a drop without one)
   Returns {json, replayed}; json is
     {ok, created = true|false, entry = {customer, sku, qty, status, position, joined_at,
       changed_at}}: created false when the customer already waits (or holds an offer) for
@@ -18,7 +19,9 @@
   Events: 'waitlist_joined' at (sku, default), qty 0 and no deltas, with the drop, the
     customer, the units and the arrival number: a join is in the ledger with its actor.
   Invariants: a customer has at most one live (waiting or offered) entry per SKU of a
-    drop; the queue holds exactly the waiting entries, in arrival order.
+    drop; the queue holds exactly the waiting entries: those who joined before opens_at
+    (Redis TIME) by their opening rank (score < 1, the fair opening), then the later
+    arrivals in arrival order (score = arrival number >= 1).
 ]]
 --- @include "common"
 --- @include "write"
@@ -37,7 +40,7 @@ if not ctx then
   return reply
 end
 
-local rules = rcall('HMGET', rules_key, 'skus', 'waitlist', 'limit')
+local rules = rcall('HMGET', rules_key, 'skus', 'waitlist', 'limit', 'opens_at')
 if not rules[1] then
   return finish(ctx, {error = 'drop_not_found'})
 end
@@ -63,9 +66,20 @@ if entry and (entry.status == 'waiting' or entry.status == 'offered') then
                       entry = waitlist_view(queue_key, sku, customer, entry)})
 end
 local seq = rcall('HINCRBY', waitlist_key, WAITLIST_SEQ_FIELD, 1)
-entry = {qty = qty, seq = seq, status = 'waiting', joined_at = ctx.now, changed_at = ctx.now}
+entry = {qty = qty, seq = seq, status = 'waiting', joined_at = ctx.now, changed_at = ctx.now,
+         actor = actor}
+local score = seq
+if ARGV[9] ~= '' and ctx.now < tonumber(rules[4]) then
+  local rank = tonumber(ARGV[9])
+  if not rank or rank < 0 or rank >= 1 then
+    error('earmark: an opening rank is in [0, 1), got ' .. tostring(ARGV[9]))
+  end
+  score = ARGV[9] -- as sent: a Lua number would lose digits on its way to ZADD
+  entry.early = true
+end
 waitlist_store(waitlist_key, sku, customer, entry)
-rcall('ZADD', queue_key, seq, customer)
+rcall('ZADD', queue_key, score, customer)
+waitlist_queued_add(waitlist_key, sku, qty)
 emit(ctx, 'waitlist_joined', sku, 'default', 0, {},
      {'drop', drop_id, 'customer', customer, 'units', qty, 'arrival', seq})
 return finish(ctx, {ok = true, created = true,

@@ -18,7 +18,8 @@
     then, for a reserve with a channel (ARGV[7] not ''), one more KEY: the channel's
     settings in this partition (lua/includes/channels.lua); none for no channel,
     then the drop part (lua/includes/drops.lua, drop_call_at): one more KEY (the
-    partition's drop index) and, for a cart that takes a drop's SKU, the drop's keys;
+    partition's drop index) and, for a cart that takes a drop's SKU, the drop's keys
+    (rules, customer entries, rate, waitlist, pending parts);
     ARGV customer, drop id, attempts per second, pending entries
   Returns {json, replayed (0|1)}; json is one of
     {ok, reservation = {id, status = 'held', expires_at, created_at, channel, lines}}
@@ -37,7 +38,9 @@
     when the channel's view of a line (its buffer rules over available, plus its
     allocation) is short; it draws its allocation down first. Allocations are counted in
     reserved, so a reserve with no channel reads nothing more.
-  Invariants: nothing is held unless every line has enough available; reserved
+  Invariants: nothing is held unless every line has enough available (for a drop's SKU
+    with a waitlist: free beyond the units its queue waits for, which go to the line as
+    offers; the shortfall's `available` says so); reserved
     never exceeds on_hand - committed; an expired hold never blocks a new one
     (expired holds on the cart's lines are reclaimed first, at most ARGV[8] per line per
     call, and a refusal is only given once none is left on a short line).
@@ -49,6 +52,7 @@
 --- @include "reservation"
 --- @include "drops"
 --- @include "channels"
+--- @include "waitlist"
 --- @include "reserve_cart"
 
 return reserve_cart(KEYS, ARGV)

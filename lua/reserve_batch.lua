@@ -23,6 +23,7 @@
 --- @include "reservation"
 --- @include "drops"
 --- @include "channels"
+--- @include "waitlist"
 --- @include "reserve_cart"
 
 local c = bounded(ARGV[1], 'cart count', 1, CARTS_PER_CALL_MAX)

@@ -9,10 +9,12 @@
     [6] drop id
     [7] opens_at (ms), [8] closes_at (ms, '' none), [9] per-customer limit (units, ''
     none), [10] hold ttl (ms), [11] waitlist ('1' | '0'), [12] offer ttl (ms)
-    [13] SKU count k (1..DROP_SKUS_MAX; create only, 0 on update), [14..13+k] the SKUs
+    [13] SKU count k (1..DROP_SKUS_MAX; create only, 0 on update), [14..13+k] the SKUs,
+    [14+k] the opening seed (create only: 32 hex drawn by the caller; kept for good)
   Returns {json, replayed}; json is
     {ok, drop = {id, skus, opens_at, closes_at, limit, hold_ttl_ms, waitlist,
-                 offer_ttl_ms, created_at, updated_at, actor}}
+                 offer_ttl_ms, created_at, updated_at, actor, seed}}: Python publishes the
+      seed only once the drop has opened (docs/drops.md, "Fair opening")
     {error = 'drop_exists'} (create), {error = 'sku_in_drop', sku, drop} (create: a SKU
     belongs to another drop), {error = 'drop_not_found'} (update),
     {error = 'drop_already_open', opens_at} (update at or after opens_at, server clock)
@@ -49,7 +51,7 @@ local function view()
           closes_at = tonumber(r.closes_at or ''), limit = tonumber(r.limit or ''),
           hold_ttl_ms = tonumber(r.hold_ttl_ms), waitlist = r.waitlist == '1',
           offer_ttl_ms = tonumber(r.offer_ttl_ms), created_at = tonumber(r.created_at),
-          updated_at = tonumber(r.updated_at), actor = r.actor}
+          updated_at = tonumber(r.updated_at), actor = r.actor, seed = r.seed}
 end
 
 local exists = rcall('EXISTS', rules_key) == 1
@@ -71,7 +73,8 @@ if mode == 'create' then
   for _, sku in ipairs(skus) do
     rcall('HSET', index_key, sku, drop_id)
   end
-  rcall('HSET', rules_key, 'skus', cjson.encode(skus), 'created_at', ctx.now)
+  rcall('HSET', rules_key, 'skus', cjson.encode(skus), 'created_at', ctx.now,
+        'seed', ARGV[14 + k])
 elseif mode == 'update' then
   if not exists then
     return finish(ctx, {error = 'drop_not_found'})

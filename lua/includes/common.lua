@@ -35,6 +35,8 @@ local ONHAND_LOG_MAX = 256
 -- customer entries one reserve settles (each entry counts at least one unit).
 local DROP_SKUS_MAX = 50
 local DROP_CUSTOMER_LIMIT_MAX = 100
+-- [waitlist] customers of one queue a freeing script offers units to (or passes over).
+local OFFERS_PER_CALL_MAX = 8
 
 -- The actor of what a rebuild restores (events, reservation parts): restored parts have
 -- no owner a caller could match.

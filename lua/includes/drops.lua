@@ -16,7 +16,8 @@
 -- The drop part of a reserve call, from the KEYS after the lines (`first_key`) and the
 -- ARGV after the lines (`first_arg`):
 --   KEYS  [first_key] drop index; when the call names a drop: [+1] drop rules,
---         [+2] customer entries, [+3] rate, [+4] customers at the limit, then one
+--         [+2] customer entries, [+3] rate, [+4] customers at the limit, [+5] the
+--         drop's waitlist, then one
 --         reservation part per pending entry.
 --   ARGV  [first_arg] customer ('' none), [+1] drop id the keys are for ('' none),
 --         [+2] attempts per second allowed (0: no rate limit), [+3] pending entry count
@@ -31,13 +32,14 @@ local function drop_call_at(keys, first_key, argv, first_arg)
     check_keys(#keys, first_key)
     return call
   end
-  check_keys(#keys, first_key + 4 + m)
+  check_keys(#keys, first_key + 5 + m)
   call.rules, call.entries, call.rate_key = keys[first_key + 1], keys[first_key + 2],
                                             keys[first_key + 3]
   call.at_limit = keys[first_key + 4]
+  call.waitlist = keys[first_key + 5]
   for i = 1, m do
     call.rids[i] = argv[first_arg + 3 + i]
-    call.parts[i] = keys[first_key + 4 + i]
+    call.parts[i] = keys[first_key + 5 + i]
   end
   return call
 end
@@ -186,9 +188,13 @@ local function drop_gate(ctx, call, lines)
                    used = used, requested = requested}
     end
   end
+  local waitlist = nil
+  if rules.waitlist == '1' then
+    waitlist = call.waitlist
+  end
   return {id = drop_id, entries = call.entries, at_limit = call.at_limit,
           customer = call.customer, limit = limit, used = used, qty = requested,
-          hold_ttl_ms = tonumber(rules.hold_ttl_ms)}, nil
+          hold_ttl_ms = tonumber(rules.hold_ttl_ms), waitlist = waitlist}, nil
 end
 
 -- The hold TTL of a part: the drop's when the cart takes any of its SKUs.

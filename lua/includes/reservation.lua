@@ -21,9 +21,10 @@ local function line_at(keys, first, i, sku, loc)
 end
 
 -- The n lines a part script was called with (sku, location per line from argv[first]),
--- with their keys; fails the script unless the call sent exactly their keys.
-local function called_lines(keys, argv, first, n)
-  check_keys(#keys, PART_KEYS + KEYS_PER_LINE * n)
+-- with their keys; fails the script unless the call sent exactly their keys (and
+-- `extra_keys` more after them, which the script reads itself; none when nil).
+local function called_lines(keys, argv, first, n, extra_keys)
+  check_keys(#keys, PART_KEYS + KEYS_PER_LINE * n + (extra_keys or 0))
   local lines = {}
   for i = 1, n do
     local a = first + (i - 1) * 2

@@ -48,7 +48,8 @@ local function reserve_cart(keys, argv)
     local levels, more, fields = reclaim_holds(ctx, line.stock, line.hexp, line.hqty,
                                                line.sku, line.location, reclaim_limit,
                                                line_fields, HOLD_BUCKETS)
-    local free, fenced = channel_free(chan, line.sku, available(levels), fields[7]) -- [channels]
+    local shared = available(levels) - waitlist_line_units(drop, line.sku) -- [waitlist]
+    local free, fenced = channel_free(chan, line.sku, shared, fields[7]) -- [channels]
     if free < qty then
       shortfalls[#shortfalls + 1] = {sku = line.sku, location = line.location,
                                      requested = qty, available = math.max(free, 0)}

@@ -997,6 +997,16 @@ OUTCOMES: dict[str, Outcome] = {
     "waitlist_entry_not_found": Outcome(
         WaitlistEntryNotFound, "the customer has no waitlist entry on drop {subject}"
     ),
+    # decline_waitlist found an offer that the release of its reservation did not end
+    # (earmark.engine.ops.waitlist: the release runs first, so this means a stale read).
+    "waitlist_offered": Outcome(
+        InternalError, "the waitlist entry still holds offer {reservation} on drop {subject}"
+    ),
+    # The head of a drop's waitlist moved under every round of a freeing call
+    # (earmark.engine.ops.offers): heavy contention on one SKU's line.
+    "offer_keys": Outcome(
+        RateLimited, "the waitlist of drop {drop} changed under every attempt; retry"
+    ),
     # The same customer's entries changed under every round of its reserve call
     # (earmark.engine.ops.drops): concurrent attempts by one identity.
     "drop_keys": Outcome(

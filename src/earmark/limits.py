@@ -100,9 +100,15 @@ REPLICA_ACK_TIMEOUT_MS_MAX = 10_000
 DURABILITY_BACKLOG_MAX_DEFAULT = 1_000_000
 DURABILITY_BACKLOG_MAX_LIMIT = 100_000_000
 
-# Drops (docs/drops.md). Lua checks the first two as well (lua/includes/common.lua).
+# Drops (docs/drops.md). Lua checks the first three as well (lua/includes/common.lua).
 DROP_SKUS_MAX = 50
 DROP_CUSTOMER_LIMIT_MAX = 100
+# Customers at the head of a SKU's queue one freeing script offers units to or passes
+# over (lua/includes/offers.lua); the sweeper's offer pass serves the rest.
+OFFERS_PER_CALL_MAX = 8
+# Calls one release, commit or expiry may take to bring a drop's offer keys (the queue's
+# head may move between the read and the call).
+OFFER_KEY_ROUNDS_MAX = 8
 DROP_ID_LENGTH_MAX = 64
 CUSTOMER_LENGTH_MAX = 128
 # Reserve calls one cart may take to bring a drop's keys (the drop, then the customer's

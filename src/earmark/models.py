@@ -119,6 +119,7 @@ class SweepReport(Frozen):
 
     expired: int = Field(0, description="held reservations found expired and given back")
     pins_resolved: int = Field(0, description="stale multi-partition pins resolved")
+    offered: int = Field(0, description="waitlist offers made of a drop's free units")
 
 
 class StockPage(Frozen):
@@ -320,9 +321,15 @@ class Drop(Frozen):
         description="customers whose live holds and sales equal the per-customer limit "
         "now; null when the drop has no limit (or too many to check in one read)",
     )
+    offered: int = 0
+    # The fair opening (docs/drops.md): the seed that ordered the customers who joined the
+    # waitlist before opens_at, published once the drop has opened, and its SHA-256,
+    # published from the start so the seed cannot change after the fact.
+    opening_seed: str | None = None
+    opening_seed_sha256: str | None = None
 
 
-WaitlistStatus = Literal["waiting", "offered", "converted", "expired", "declined"]
+WaitlistStatus = Literal["waiting", "offered", "converted", "expired", "declined", "skipped"]
 
 
 class WaitlistOffer(Frozen):

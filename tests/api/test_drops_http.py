@@ -208,3 +208,33 @@ async def test_bad_waitlist_requests_are_problems_and_write_nothing(api: Api) ->
     )
     assert await api.stream_lengths() == before
     assert (await api.reader.get("/v1/drops/launch")).json()["waiting"] == 0
+
+
+async def test_an_offer_over_http(api: Api) -> None:
+    """A release offers its unit to the next in line: the entry shows the offer, the drop
+    its offered figure, and the checkout service that put the customer in line commits
+    it as any reservation (its key has no stock scope: the offer is its own)."""
+    await api.admin.post("/v1/skus/TEE/receipts", json={"qty": 1})
+    created = await make_drop(api, per_customer_limit=1, waitlist=True, offer_ttl_seconds=90)
+    assert created.json()["opening_seed"] is not None  # opened a minute ago
+    held = await reserve(api, "k1", customer="ann")
+    assert held.status_code == 201, held.text
+    assert (await join(api, {"customer": "bob", "sku": "TEE"})).status_code == 201
+    key = {"Idempotency-Key": "release-ann"}
+    released = await api.reserver.post(f"/v1/reservations/{held.json()['id']}/release", headers=key)
+    assert released.status_code == 200, released.text
+    entry = (await api.reader.get("/v1/drops/launch/waitlist/bob")).json()
+    assert entry["status"] == "offered" and entry["position"] == 0
+    offer = entry["offer"]
+    assert set(offer) == {"reservation_id", "expires_at"}
+    drop = (await api.reader.get("/v1/drops/launch")).json()
+    assert (drop["waiting"], drop["offered"], drop["held"]) == (0, 1, 1)
+    key = {"Idempotency-Key": "commit-bob"}
+    commit = await api.reserver.post(
+        f"/v1/reservations/{offer['reservation_id']}/commit", headers=key
+    )
+    assert commit.status_code == 200, commit.text
+    entry = (await api.reader.get("/v1/drops/launch/waitlist/bob")).json()
+    assert (entry["status"], entry["offer"]) == ("converted", None)
+    drop = (await api.reader.get("/v1/drops/launch")).json()
+    assert (drop["offered"], drop["sold"]) == (0, 1)

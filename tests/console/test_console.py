@@ -253,9 +253,9 @@ def test_the_drops_page_shows_status_countdown_and_figures(served: tuple[Serve, 
         live = page.locator('#drops tr[data-drop="launch-now"]')
         expect(live.locator('[data-field="status"]')).to_have_text("open")
         expect(live.locator('[data-field="held"]')).to_have_text("2")
-        # drops carry their waitlist depth; no offered figure yet (offers are not built)
+        # drops carry their waitlist depth and their live offers
         expect(live.locator('[data-field="waiting"]')).to_have_text("0")
-        expect(page.locator("#drops th", has_text="offered")).to_have_count(0)
+        expect(live.locator('[data-field="offered"]')).to_have_text("0")
         page.screenshot(path=str(SCREENSHOTS / "drops.png"), full_page=True)
 
         def with_waitlist(route: Route) -> None:  # a service whose drops carry both figures

@@ -214,7 +214,18 @@ def test_every_call_keeps_its_keys_in_one_slot(request: pytest.FixtureRequest) -
     engine.join_waitlist("drop", "bob", skus[11])
     engine.decline_waitlist("drop", "bob", skus[11])
     engine.reserve([(skus[11], 1), (skus[0], 1)], idempotency_key="d1", customer="ann")
-    engine.reserve([(skus[11], 1)], idempotency_key="d2", customer="ann")
+    d2 = engine.reserve([(skus[11], 1)], idempotency_key="d2", customer="ann")
+    # Offers: the sweeper's offer pass (offer_waitlist) serves bob from the free units,
+    # bob's offer is committed, and a release hands its units to cy with their keys.
+    engine.join_waitlist("drop", "bob", skus[11])
+    assert engine.sweep().offered == 1
+    offer = engine.get_waitlist_entry("drop", "bob", skus[11]).offer
+    assert offer is not None
+    engine.commit(offer.reservation_id)
+    engine.reserve([(skus[11], 1)], idempotency_key="d3", customer="dee")
+    engine.join_waitlist("drop", "cy", skus[11])
+    engine.release(d2.id)
+    assert engine.get_waitlist_entry("drop", "cy", skus[11]).status == "offered"
     # Channels: a default in every partition, an override, an allocation, and a reserve
     # with a channel across partitions (it brings each partition's settings key).
     engine.set_channel("market", buffer_units=1, idempotency_key="ch")

@@ -155,7 +155,7 @@ def test_the_script_refuses_a_join_on_the_rules_it_reads(engine: Engine) -> None
 
     def script(customer: str, sku: str, qty: int) -> dict[str, object]:
         call = engine._waitlist_call("join_waitlist", p, "later", customer, sku, "", "t", "")
-        call.args.append(qty)
+        call.args.extend((qty, ""))  # no opening rank
         reply, _ = script_reply(engine.run(single(call)))
         return reply
 

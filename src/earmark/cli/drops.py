@@ -165,7 +165,8 @@ def add_drop_waitlist(actions: Subparsers) -> None:
         steps,
         "drop waitlist decline",
         "take a customer out of the line",
-        "CUSTOMER leaves the line of DROP_ID (status declined).",
+        "CUSTOMER leaves the line of DROP_ID (status declined); an entry holding an "
+        "offer declines it, and the offer's units go to the next in line.",
         lambda engine, a: engine.decline_waitlist(a.drop_id, a.customer, a.sku, **who(a)),
     )
     for parser in (show, decline):

@@ -50,5 +50,8 @@ def run_sweep(args: argparse.Namespace, settings: Settings) -> int:
         except SWEEP_ERRORS as error:
             print(f"earmark sweep: the pass failed: {error}", file=sys.stderr)
             return 1
-    print(f"expired {report.expired} holds, resolved {report.pins_resolved} pins")
+    print(
+        f"expired {report.expired} holds, resolved {report.pins_resolved} pins, "
+        f"made {report.offered} waitlist offers"
+    )
     return 0

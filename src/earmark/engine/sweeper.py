@@ -39,8 +39,13 @@ async def sweep_once(
         if on_failure is not None:
             on_failure()
         return None
-    if report.expired or report.pins_resolved:
-        log.info("swept: %d holds expired, %d pins resolved", report.expired, report.pins_resolved)
+    if report.expired or report.pins_resolved or report.offered:
+        log.info(
+            "swept: %d holds expired, %d pins resolved, %d waitlist offers",
+            report.expired,
+            report.pins_resolved,
+            report.offered,
+        )
     if on_report is not None:
         on_report(report)
     return report

@@ -50,6 +50,10 @@ TYPE_OF_EVENT: dict[str, str] = {
     "drop_changed": "drop.changed",
     "waitlist_joined": "drop.waitlist_joined",
     "waitlist_declined": "drop.waitlist_declined",
+    "waitlist_offered": "drop.waitlist_offered",
+    "waitlist_converted": "drop.waitlist_converted",
+    "waitlist_expired": "drop.waitlist_expired",
+    "waitlist_skipped": "drop.waitlist_skipped",
     # seats (docs/seats.md)
     "seats_capped": "seats.capped",
     "seats_over_cap": "seats.over_cap",

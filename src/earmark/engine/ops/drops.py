@@ -10,6 +10,8 @@ must share one partition).
 from __future__ import annotations
 
 import datetime
+import hashlib
+import secrets
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -74,6 +76,7 @@ class DropReserve(OpsBase):
                     self.keys.drop_customer(p, drop, customer),
                     self.keys.drop_rate(p, drop, customer),
                     self.keys.drop_at_limit(p, drop),
+                    self.keys.drop_waitlist(p, drop),
                 ]
                 keys += [self.keys.reservation(p, rid) for rid in rids]
             args = [*call.args, customer, drop, rate, len(rids), *rids]
@@ -224,6 +227,8 @@ class DropOps(OpsBase):
         args += [mode, drop_id, opens, "" if closes is None else closes]
         args += ["" if limit is None else limit, hold_ms, "1" if waitlist else "0", offer_ms]
         args += [len(skus), *skus]
+        if mode == "create":
+            args.append(secrets.token_hex(16))  # the opening seed, secret until opens_at
         return Call("write_drop", keys, args)
 
     def _find_drop(self, drop_id: str) -> Op[tuple[int, dict[str, str]]]:
@@ -264,6 +269,7 @@ class DropOps(OpsBase):
             "created_at": number("created_at"),
             "updated_at": number("updated_at"),
             "actor": r.get("actor", ""),
+            "seed": r.get("seed"),
         }
 
     def _record(self, drop_id: str, record: dict[str, str]) -> Drop:
@@ -271,12 +277,15 @@ class DropOps(OpsBase):
 
     def _drop_view(self, p: int, view: Json) -> Op[Drop]:
         """The drop with its live figures: committed and reserved units of its SKUs at
-        every location, entries waiting in its queues, and whether it is open on the
-        server clock."""
+        every location, entries waiting in its queues and holding an offer, and
+        whether it is open on the server clock."""
         skus = [str(s) for s in view["skus"]]
         locations = yield Pipeline([("SMEMBERS", self.keys.locations(p, s)) for s in skus])
         pairs = [(s, text(loc)) for s, locs in zip(skus, locations, strict=True) for loc in locs]
-        reads: list[tuple[str | int, ...]] = [("TIME",)]
+        reads: list[tuple[str | int, ...]] = [
+            ("TIME",),
+            ("HGET", self.keys.drop_waitlist(p, str(view["id"])), "#offered"),
+        ]
         reads += [("ZCARD", self.keys.drop_queue(p, str(view["id"]), s)) for s in skus]
         reads += [
             ("HMGET", self.keys.stock(p, s, loc), "reserved", "committed") for s, loc in pairs
@@ -284,8 +293,9 @@ class DropOps(OpsBase):
         replies = yield Pipeline(reads)
         seconds, micros = replies[0]
         now_ms = int(seconds) * 1000 + int(micros) // 1000
-        waiting = sum(int(c) for c in replies[1 : 1 + len(skus)])
-        levels = replies[1 + len(skus) :]
+        offered = int(replies[1] or 0)
+        waiting = sum(int(c) for c in replies[2 : 2 + len(skus)])
+        levels = replies[2 + len(skus) :]
         held = sum(int(r[0] or 0) for r in levels)
         sold = sum(int(r[1] or 0) for r in levels)
         limit = view.get("limit")
@@ -293,7 +303,15 @@ class DropOps(OpsBase):
         if limit is not None:
             drop_id = str(view["id"])
             at_limit = yield from customers_at_limit(self.keys, p, drop_id, int(limit), now_ms)
-        return _drop(view, now_ms=now_ms, sold=sold, held=held, waiting=waiting, at_limit=at_limit)
+        return _drop(
+            view,
+            now_ms=now_ms,
+            sold=sold,
+            held=held,
+            waiting=waiting,
+            offered=offered,
+            at_limit=at_limit,
+        )
 
 
 def _drop(
@@ -303,10 +321,12 @@ def _drop(
     sold: int,
     held: int,
     waiting: int = 0,
+    offered: int = 0,
     at_limit: int | None = None,
 ) -> Drop:
     # A script's view leaves out what is none (cjson drops nil fields).
     opens, closes = int(view["opens_at"]), view.get("closes_at")
+    seed, opened = view.get("seed"), now_ms >= opens
     return Drop(
         id=str(view["id"]),
         skus=tuple(str(s) for s in view["skus"]),
@@ -319,11 +339,14 @@ def _drop(
         created_at=from_ms(view.get("created_at")),
         updated_at=from_ms(view.get("updated_at")),
         actor=str(view["actor"]),
-        open=opens <= now_ms and (closes is None or now_ms < int(closes)),
+        open=opened and (closes is None or now_ms < int(closes)),
         sold=sold,
         held=held,
         waiting=waiting,
         customers_at_limit=at_limit,
+        offered=offered,
+        opening_seed=seed if opened else None,
+        opening_seed_sha256=hashlib.sha256(seed.encode()).hexdigest() if seed else None,
     )
 
 
@@ -369,3 +392,13 @@ class DropListing(OpsBase):
                 items.append((yield from self._drop_view(home[drop_id], view)))
         more = len(after) > limit
         return DropPage(items=items, next_cursor=wanted[-1] if more else None)
+
+
+def opening_rank(seed: str, sku: str, customer: str) -> float:
+    """A customer's place among those who joined a SKU's waitlist before the drop opened
+    (docs/drops.md, "Fair opening"): the first 13 hex digits of
+    SHA-256("<seed>|<sku>|<customer>") as a fraction of 16**13, in [0, 1). Sorting those
+    customers by it (ties by customer id) is the order they are served in; anyone with
+    the published seed and the ledger's ``waitlist_joined`` events re-derives it."""
+    digest = hashlib.sha256(f"{seed}|{sku}|{customer}".encode()).hexdigest()
+    return int(digest[:13], 16) / 16**13

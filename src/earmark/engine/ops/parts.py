@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from earmark import limits, validation
-from earmark.engine.ops.base import OpsBase
+from earmark.engine.ops.offers import OFFERING_SCRIPTS, Offering
 from earmark.engine.replies import Json, script_reply
 from earmark.engine.steps import Call, Op
 from earmark.errors import ReservationNotFound
@@ -30,7 +30,7 @@ class Part:
         return [(line["sku"], line["location"]) for line in self.record["lines"]]
 
 
-class ReservationParts(OpsBase):
+class ReservationParts(Offering):
     def parts_of(self, reservation_id: str) -> list[int]:
         """The partitions a reservation spans; encoded in its id (home partition first).
 
@@ -71,6 +71,36 @@ class ReservationParts(OpsBase):
             args.extend((sku, location))
         args.extend(opts)
         return Call(script, keys, args)
+
+    def _run_part(
+        self,
+        script: str,
+        reservation_id: str,
+        part: Part,
+        *opts: Any,
+        fp: str = "",
+        actor: str = SWEEPER_ACTOR,
+        idem: str = "",
+        owner_only: bool = False,
+    ) -> Op[tuple[Json, bool]]:
+        """Runs ``script`` on one part, as ``_part_call`` builds it; a release or commit
+        (which may free a drop's units or convert an offer) with the offer part its
+        script asks for. Returns (result, replayed)."""
+        call = self._part_call(
+            script,
+            reservation_id,
+            part,
+            *opts,
+            fp=fp,
+            actor=actor,
+            idem=idem,
+            owner_only=owner_only,
+        )
+        if script not in OFFERING_SCRIPTS:
+            return script_reply((yield call))
+        # A release of a part read with its drop brings the offer keys at once.
+        hint = str(part.record.get("drop") or "") if script == "release_reservation" else ""
+        return script_reply((yield from self._offering(call, part.partition, part.lines, hint)))
 
     def _known_parts(self) -> dict[str, tuple[int, list[Json]]]:
         """Reservation id -> (partition, lines) of one-partition reservations this engine
@@ -121,6 +151,6 @@ class ReservationParts(OpsBase):
         """Runs a cleanup script on every part and returns their replies."""
         replies = []
         for part in parts:
-            raw = yield self._part_call(script, reservation_id, part, *opts)
-            replies.append(script_reply(raw)[0])
+            result, _ = yield from self._run_part(script, reservation_id, part, *opts)
+            replies.append(result)
         return replies

@@ -162,10 +162,9 @@ class ReservationOps(ReservationParts, DropReserve):
         views: list[Json] = []
         every_part_replayed = True
         for part in parts:
-            call = self._part_call(
+            result, was_replayed = yield from self._run_part(
                 script, rid, part, *opts, fp=fp, actor=actor, idem=idem, owner_only=owner_only
             )
-            result, was_replayed = script_reply((yield call))
             if "error" in result and not views:
                 yield from self._unclaim(idem, actor, fp, {p.partition for p in parts})
             raise_for_error(result, rid)
@@ -242,8 +241,9 @@ class ReservationOps(ReservationParts, DropReserve):
             raise_for_error(result, rid)
         views = []
         for part in parts:
-            call = self._part_call("commit_reservation", rid, part, "pinned", token, actor=actor)
-            result, _ = script_reply((yield call))
+            result, _ = yield from self._run_part(
+                "commit_reservation", rid, part, "pinned", token, actor=actor
+            )
             if result.get("error") and part is parts[0]:
                 yield from self._each_part("unpin_reservation", rid, parts[1:], token, 0)
             raise_for_error(result, rid)

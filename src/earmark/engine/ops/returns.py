@@ -88,10 +88,19 @@ class ReturnOps(ReservationParts):
         actor: str = DEFAULT_ACTOR,
         idempotency_key: str | None = None,
     ) -> Op[StockLevel]:
-        """returned -> on_hand (``restock``), ``damaged`` or written_off (``write_off``)."""
+        """returned -> on_hand (``restock``), ``damaged`` or written_off (``write_off``).
+        Restocked units of a drop's SKU go to its waitlist first (offers, in the same
+        script)."""
         disposition = validation.choice(disposition, "disposition", limits.DISPOSITIONS)
         reason = validation.text(reason, "reason", limits.REASON_LENGTH_MAX)
-        result, was_replayed = yield from self._stock_write(
-            "dispose_returned", sku, location, actor, idempotency_key, qty, disposition, reason
+        sku, location = validation.sku(sku), validation.location(location)
+        qty = validation.qty(qty)
+        actor, idem = self._who(actor, idempotency_key, required=False)
+        fp = fingerprint("dispose_returned", sku, location, qty, disposition, reason)
+        yield from self._claim(idem, actor, fp, {self.partition_of(sku)}, "")
+        opts = (qty, disposition, reason)
+        call = self._stock_call("dispose_returned", sku, location, fp, actor, idem, *opts)
+        result, was_replayed = yield from self._stock_offer_write(
+            call, sku, location, idem, actor, fp, f"{sku} at {location}"
         )
         return replayed(stock_level(result["levels"]), was_replayed)

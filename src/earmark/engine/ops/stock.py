@@ -10,7 +10,8 @@ import orjson
 from earmark import limits, validation
 from earmark.engine.operation import operation
 from earmark.engine.ops.alerts import LOW_FIELDS, is_low
-from earmark.engine.ops.base import DEFAULT_ACTOR, OpsBase
+from earmark.engine.ops.base import DEFAULT_ACTOR
+from earmark.engine.ops.offers import Offering
 from earmark.engine.replies import fingerprint, raise_for_error, replayed, stock_level, text
 from earmark.engine.steps import Batch, Call, Op, Pipeline
 from earmark.errors import InvalidRequest, SkuNotFound
@@ -47,7 +48,7 @@ def decode_stock_cursor(cursor: str, partitions: int) -> tuple[int, int]:
     return int(partition), int(scan)
 
 
-class StockOps(OpsBase):
+class StockOps(Offering):
     @operation
     def receive(
         self,
@@ -59,7 +60,8 @@ class StockOps(OpsBase):
         actor: str = DEFAULT_ACTOR,
         idempotency_key: str | None = None,
     ) -> Op[StockLevel]:
-        """Units arrive: on_hand += qty."""
+        """Units arrive: on_hand += qty. Units of a drop's SKU go to its waitlist first
+        (offers to the customers at the head of the line, in the same script)."""
         sku, location = validation.sku(sku), validation.location(location)
         qty = validation.qty(qty)
         reference = validation.text(reference, "reference", limits.REFERENCE_LENGTH_MAX)
@@ -68,7 +70,9 @@ class StockOps(OpsBase):
         parts = {self.partition_of(sku)}
         yield from self._claim(idem, actor, fp, parts, "")
         call = self._stock_call("receive_stock", sku, location, fp, actor, idem, qty, reference)
-        result, was_replayed = yield from self._write(call, idem, actor, fp, parts, "")
+        result, was_replayed = yield from self._stock_offer_write(
+            call, sku, location, idem, actor, fp, ""
+        )
         return replayed(stock_level(result["levels"]), was_replayed)
 
     @operation

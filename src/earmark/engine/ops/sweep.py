@@ -1,12 +1,14 @@
 """The sweeper's pass: expire held parts past their expiry and resolve the pins of
 multi-partition commits whose caller died (``earmark.engine.sweeper`` runs it in a
-loop). Holds never need it to be correct; see docs/design/keys.md."""
+loop), and offer a drop's free units to its waitlist. Holds never need it to be correct;
+see docs/design/keys.md. Offers need it only beyond what a freeing script offers itself
+(docs/drops.md, "Offers")."""
 
 from __future__ import annotations
 
 from earmark.engine.operation import operation
 from earmark.engine.ops.parts import Part, ReservationParts
-from earmark.engine.replies import raise_for_error, script_reply, text
+from earmark.engine.replies import raise_for_error, text
 from earmark.engine.steps import Op, Pipeline
 from earmark.models import SweepReport
 
@@ -15,12 +17,14 @@ class SweepOps(ReservationParts):
     @operation
     def sweep(self) -> Op[SweepReport]:
         """One sweeper pass over every partition: expire overdue holds and resolve stale
-        multi-partition pins, at most ``sweep_batch_max`` of each per partition."""
-        expired = resolved = 0
+        multi-partition pins, at most ``sweep_batch_max`` of each per partition, then
+        offer the units still free of a drop's SKU to the customers waiting for it."""
+        expired = resolved = offered = 0
         for p in range(self.partitions):
             expired += yield from self._sweep_expiries(p)
             resolved += yield from self._sweep_pins(p)
-        return SweepReport(expired=expired, pins_resolved=resolved)
+            offered += yield from self._offer_pass(p)
+        return SweepReport(expired=expired, pins_resolved=resolved, offered=offered)
 
     def _sweep_expiries(self, p: int) -> Op[int]:
         batch = self.config.sweep_batch_max
@@ -34,8 +38,9 @@ class SweepOps(ReservationParts):
             part = Part(p, record, now_ms)
             if record["status"] == "held" and part.now_ms < int(record["expires_at"]):
                 break  # sorted by expiry: the rest are live too
-            call = self._part_call("release_reservation", rid, part, "expire", "ttl", "")
-            result, _ = script_reply((yield call))
+            result, _ = yield from self._run_part(
+                "release_reservation", rid, part, "expire", "ttl", ""
+            )
             raise_for_error(result, rid)
             if record["status"] == "held" and result["reservation"]["status"] == "expired":
                 expired += 1

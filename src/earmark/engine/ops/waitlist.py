@@ -12,8 +12,9 @@ import orjson
 from earmark import limits, validation
 from earmark.engine.operation import operation
 from earmark.engine.ops.base import DEFAULT_ACTOR
-from earmark.engine.ops.drops import DropOps
-from earmark.engine.replies import Json, fingerprint, replayed, text
+from earmark.engine.ops.drops import DropOps, opening_rank
+from earmark.engine.ops.parts import ReservationParts
+from earmark.engine.replies import Json, fingerprint, raise_for_error, replayed, text
 from earmark.engine.steps import Call, Op, Pipeline
 from earmark.errors import (
     CustomerLimitExceeded,
@@ -21,10 +22,14 @@ from earmark.errors import (
     SkuNotInDrop,
     WaitlistEntryNotFound,
 )
-from earmark.models import WaitlistEntry
+from earmark.models import WaitlistEntry, WaitlistOffer, from_ms
+
+# decline_waitlist's answer for an entry that holds an offer: releasing the offer's
+# reservation declines it (and passes its units on in that script).
+WAITLIST_OFFERED = "waitlist_offered"
 
 
-class WaitlistOps(DropOps):
+class WaitlistOps(DropOps, ReservationParts):
     @operation
     def join_waitlist(
         self,
@@ -58,7 +63,10 @@ class WaitlistOps(DropOps):
         fp = fingerprint("join_waitlist", drop_id, who, sku, units)
         yield from self._claim(idem, actor, fp, {p}, "")
         call = self._waitlist_call("join_waitlist", p, drop_id, who, sku, fp, actor, idem)
-        call.args.append(units)
+        seed = record.get("seed")
+        # The script decides on Redis TIME whether the join is before opens_at, and only
+        # then places the customer by this rank (the fair opening).
+        call.args.extend((units, repr(opening_rank(seed, sku, who)) if seed else ""))
         result, was_replayed = yield from self._write(call, idem, actor, fp, {p}, drop_id)
         return replayed(_entry(drop_id, result["entry"]), was_replayed)
 
@@ -73,8 +81,10 @@ class WaitlistOps(DropOps):
         idempotency_key: str | None = None,
     ) -> Op[WaitlistEntry]:
         """The customer leaves the line (``declined``); declining a finished entry changes
-        nothing. ``sku`` may be left out while the customer has an entry for one SKU
-        only. ``WaitlistEntryNotFound`` when the customer never joined."""
+        nothing. An entry holding an offer declines it: the offer's reservation is
+        released and its units go to the next in line in that script. ``sku`` may be
+        left out while the customer has an entry for one SKU only.
+        ``WaitlistEntryNotFound`` when the customer never joined."""
         p, record = yield from self._find_drop(drop_id)
         who = validation.customer(customer)
         if not who:
@@ -84,8 +94,25 @@ class WaitlistOps(DropOps):
         fp = fingerprint("decline_waitlist", drop_id, who, sku)
         yield from self._claim(idem, actor, fp, {p}, "")
         call = self._waitlist_call("decline_waitlist", p, drop_id, who, sku, fp, actor, idem)
-        result, was_replayed = yield from self._write(call, idem, actor, fp, {p}, drop_id)
+        result, was_replayed = yield from self._reclaiming(call)
+        if result.get("error") == WAITLIST_OFFERED:
+            yield from self._decline_offer(str(result["reservation"]), actor)
+            # The entry is finished now: the same call answers it, and keeps the answer.
+            result, was_replayed = yield from self._reclaiming(call)
+        if "error" in result:
+            yield from self._unclaim(idem, actor, fp, {p})
+            raise_for_error(result, drop_id)
         return replayed(_entry(drop_id, result["entry"]), was_replayed)
+
+    def _decline_offer(self, reservation_id: str, actor: str) -> Op[None]:
+        """Releases an offer's reservation as its customer's decline (no idempotency key
+        of its own: releasing twice is a no-op, and the decline keeps the key)."""
+        (part,) = yield from self._read_parts(reservation_id)
+        result, _ = yield from self._run_part(
+            "release_reservation", reservation_id, part, "release", "declined", "", actor=actor
+        )
+        if "error" in result and result.get("status") not in ("committed", "shipped"):
+            raise_for_error(result, reservation_id)  # a committed offer is converted
 
     @operation
     def get_waitlist_entry(
@@ -177,6 +204,12 @@ class WaitlistOps(DropOps):
 
 
 def _entry(drop_id: str, view: Json) -> WaitlistEntry:
+    offer = None
+    if view["status"] == "offered":
+        expires_at = from_ms(int(view["expires_at"]))
+        if expires_at is None:
+            raise RuntimeError(f"drop {drop_id}: an offered entry without its expiry")
+        offer = WaitlistOffer(reservation_id=str(view["reservation"]), expires_at=expires_at)
     return WaitlistEntry(
         drop=drop_id,
         customer=str(view["customer"]),
@@ -184,7 +217,7 @@ def _entry(drop_id: str, view: Json) -> WaitlistEntry:
         qty=int(view["qty"]),
         status=view["status"],
         position=int(view["position"]),
-        offer=None,
+        offer=offer,
         joined_at=_at(view["joined_at"]),
         changed_at=_at(view["changed_at"]),
     )
