@@ -25,10 +25,11 @@ import itertools
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from tests.support.servers import RedisServer
 
-from earmark import EngineConfig
+from earmark import Engine, EngineConfig
 from loadtests.bench import store
 from loadtests.bench.common import (
     Comparison,
@@ -39,7 +40,7 @@ from loadtests.bench.common import (
     command_line,
     settings_from,
 )
-from loadtests.bench.load import WorkSpec, open_earmark, run_load, worker_pool
+from loadtests.bench.load import WorkSpec, open_earmark, run_load, sku_name, worker_pool
 from loadtests.bench.redisbench import RawTarget
 from loadtests.bench.scriptcost import RESERVE_SCRIPT_CLIENTS, ReserveScriptTarget
 
@@ -73,8 +74,11 @@ def earmark_round(
     *,
     coalesce: bool,
     batch: bool = True,
+    drop: bool = False,
 ) -> Callable[[], Sample]:
-    """One earmark round: reset the store, run the callers, check the buckets."""
+    """One earmark round: reset the store, run the callers, check the buckets. ``drop``:
+    the SKUs are a drop's (open, a per-customer limit, its waitlist on) and every call
+    brings a customer of its own."""
     config = EngineConfig(prefix=PREFIX, partitions=1)
     options = {
         "prefix": PREFIX,
@@ -82,10 +86,13 @@ def earmark_round(
         "cluster": False,
         "coalesce": coalesce,
         "batch": batch,
+        "customers": drop,
     }
 
     def run() -> Sample:
         store.reset(url, config, cluster=False, skus=load.skus, units=load.units)
+        if drop:
+            open_drop(url, config, load.skus)
         spec = WorkSpec(
             opener=open_earmark,
             target=url,
@@ -102,6 +109,22 @@ def earmark_round(
         return _with_check(sample, verdict)
 
     return run
+
+
+DROP_LIMIT = 2
+
+
+def open_drop(url: str, config: EngineConfig, skus: int) -> None:
+    """The bench SKUs as one open drop with a per-customer limit and a waitlist."""
+    with Engine.from_url(url, config) as engine:
+        engine.create_drop(
+            "bench-drop",
+            [sku_name(i) for i in range(skus)],
+            opens_at=datetime.now(UTC) - timedelta(hours=1),
+            per_customer_limit=DROP_LIMIT,
+            waitlist=True,
+            idempotency_key="bench-drop",
+        )
 
 
 def _with_check(sample: Sample, verdict: str) -> Sample:
@@ -190,6 +213,24 @@ def versus_reserve_script(
     return alternate(comparison, settings.rounds, subject, lambda: target.run(requests))
 
 
+def with_drop(
+    pool: ProcessPoolExecutor, server: RedisServer, settings: Settings, load: Workload
+) -> Comparison:
+    """The hot SKU in an open drop (limit 2, waitlist on, a customer per call) against the
+    same SKU outside any drop: what the drop's rules cost the hot path."""
+    comparison = Comparison(
+        benchmark="engine: hot SKU in a drop (limit, waitlist) vs plain",
+        subject="earmark AsyncEngine.reserve, drop SKU with customer",
+        baseline="earmark AsyncEngine.reserve, plain SKU",
+        command=command_line(),
+        concurrency=load.concurrency,
+        notes="target: within 15% of plain reserves (ratio >= 0.85)",
+    )
+    dropped = earmark_round(pool, server.url, settings, load, coalesce=True, drop=True)
+    plain = earmark_round(pool, server.url, settings, load, coalesce=True)
+    return alternate(comparison, settings.rounds, dropped, plain)
+
+
 def run(settings: Settings) -> list[Comparison]:
     """Every engine-level comparison, on one throwaway Redis."""
     top = HEADLINE_CONCURRENCY
@@ -209,6 +250,7 @@ def run(settings: Settings) -> list[Comparison]:
         results.append(batching(pool, server, settings, Workload(1, HOT_UNITS, top)))
         hot = Workload(1, HOT_UNITS, top)
         results.append(versus_reserve_script(pool, server, settings, hot))
+        results.append(with_drop(pool, server, settings, hot))
     return results
 
 

@@ -170,7 +170,8 @@ def earmark_config(spec_options: dict[str, Any]) -> EngineConfig:
 async def open_earmark(spec: WorkSpec) -> AsyncIterator[Attempt]:
     """earmark's reserve through ``AsyncEngine``: one line, qty 1, its own idempotency key.
 
-    ``options``: prefix, partitions, cluster, coalesce, batch (default on)."""
+    ``options``: prefix, partitions, cluster, coalesce, batch (default on), customers (a
+    customer per call, as a drop's SKU needs: ``loadtests.bench.engine.with_drop``)."""
     options = spec.options
     engine = AsyncEngine.from_url(
         spec.target,
@@ -180,10 +181,12 @@ async def open_earmark(spec: WorkSpec) -> AsyncIterator[Attempt]:
         batch=options.get("batch", True),
     )
     names = [sku_name(i) for i in range(spec.skus)]
+    customers = bool(options.get("customers", False))
 
     async def attempt(index: int, key: str) -> bool:
+        customer = f"c-{key}" if customers else None
         try:
-            await engine.reserve([(names[index], 1)], idempotency_key=key)
+            await engine.reserve([(names[index], 1)], idempotency_key=key, customer=customer)
         except InsufficientStock:
             return False
         return True
