@@ -9,7 +9,7 @@ from typing import Any
 import fastapi.routing
 import pytest
 
-from earmark.api.hot import HotRoutes
+from earmark.api import hot as hot_module
 from tests.support.api import Api, problem_of
 
 
@@ -17,18 +17,19 @@ from tests.support.api import Api, problem_of
 def hot(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The idempotency keys of the requests the one pass took to the engine, in order."""
     keys: list[str] = []
-    reserve, transition = HotRoutes.reserve, HotRoutes.transition
+    reserve, transition = hot_module.hold, hot_module.act
 
-    async def reserving(self: HotRoutes, scope: Any, cart: Any, key: str) -> Any:
+    async def reserving(ctx: Any, cart: Any, key: str) -> Any:
         keys.append(key)
-        return await reserve(self, scope, cart, key)
+        return await reserve(ctx, cart, key)
 
-    async def moving(self: HotRoutes, scope: Any, op: str, rid: str, key: str, ttl: Any) -> Any:
+    async def moving(ctx: Any, op: str, rid: str, key: str, ttl: Any = None) -> Any:
         keys.append(key)
-        return await transition(self, scope, op, rid, key, ttl)
+        return await transition(ctx, op, rid, key, ttl)
 
-    monkeypatch.setattr(HotRoutes, "reserve", reserving)
-    monkeypatch.setattr(HotRoutes, "transition", moving)
+    # The one pass's own bindings: the routed path calls the route module's.
+    monkeypatch.setattr(hot_module, "hold", reserving)
+    monkeypatch.setattr(hot_module, "act", moving)
     return keys
 
 

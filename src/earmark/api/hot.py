@@ -11,8 +11,9 @@ the handler. Here, after
   (``ReservationIn`` / ``ExtendIn``, ``model_validate_json``, pydantic-core), the
   Idempotency-Key header by the same rule as the route's (commit, release and ship take
   no body: as on the route, one sent is not read);
-* the caller's scope is checked, the engine reserves, and the reply bytes are built once
-  from the model the engine returned.
+* the caller's scope is checked and the route's own handler body answers (``hold`` and
+  ``act`` of earmark.api.routes.reservations), the reply bytes built once from the model
+  the engine returned.
 
 Anything this pass would not answer exactly as the route does (a body or header that
 fails validation, another content type) is handed to FastAPI unchanged, so every bad
@@ -32,10 +33,17 @@ from starlette.types import Scope, Send
 
 from earmark import limits
 from earmark.api.auth import require_scope
+from earmark.api.deps import Context
 from earmark.api.guard import PRINCIPAL
 from earmark.api.problems import error_response, problem
-from earmark.api.responses import model_response
-from earmark.api.routes.reservations import STOCK_SCOPE, ExtendIn, ReservationIn, router
+from earmark.api.routes.reservations import (
+    STOCK_SCOPE,
+    ExtendIn,
+    ReservationIn,
+    act,
+    hold,
+    router,
+)
 from earmark.api.schemas import PRINTABLE_PATTERN
 from earmark.engine.refusals import store_error
 from earmark.errors import EarmarkError, InternalError
@@ -107,11 +115,12 @@ class HotRoutes:
             return False
         scope["route"] = self.routes[operation]
         try:
+            ctx = self.context(scope, operation)
             if cart is not None:
-                response = await self.reserve(scope, cart, key)
+                response = await hold(ctx, cart, key)
             else:
                 assert found is not None
-                response = await self.transition(scope, operation, found.group(1), key, ttl_seconds)
+                response = await act(ctx, operation, found.group(1), key, ttl_seconds)
         except EarmarkError as error:
             response = error_response(error, path)
         except redis.exceptions.RedisError as error:
@@ -126,36 +135,9 @@ class HotRoutes:
         await response(scope, _no_body, send)
         return True
 
-    async def reserve(self, scope: Scope, cart: ReservationIn, key: str) -> Any:
-        caller = require_scope(scope[PRINCIPAL], RESERVE)
-        state = self.state
-        with state.metrics.reservation(RESERVE):
-            held = await state.engine.reserve(
-                [(line.sku, line.qty, line.location) for line in cart.lines],
-                idempotency_key=key,
-                ttl_seconds=cart.ttl_seconds,
-                channel=cart.channel,
-                actor=caller.name,
-                customer=cart.customer,
-            )
-        return model_response(held, 201, {"Location": f"{PATH}/{held.id}"})
-
-    async def transition(
-        self, scope: Scope, operation: str, rid: str, key: str, ttl_seconds: float | None
-    ) -> Any:
-        """As earmark.api.routes.reservations' commit, release, extend and ship."""
-        caller = require_scope(scope[PRINCIPAL], TRANSITIONS[operation])
-        engine = self.state.engine
-        # A key acts only on its own reservations unless it has the stock scope.
-        owned = {"actor": caller.name, "idempotency_key": key,
-                 "owner_only": STOCK_SCOPE not in caller.scopes}  # fmt: skip
-        with self.state.metrics.reservation(operation):
-            if operation == "extend":
-                assert ttl_seconds is not None
-                reservation = await engine.extend(rid, ttl_seconds, **owned)
-            else:
-                reservation = await getattr(engine, operation)(rid, **owned)
-        return model_response(reservation)
+    def context(self, scope: Scope, operation: str) -> Context:
+        caller = require_scope(scope[PRINCIPAL], TRANSITIONS.get(operation, RESERVE))
+        return Context(self.state.engine, self.state.metrics, caller)
 
 
 async def _no_body() -> dict[str, Any]:  # pragma: no cover - a response never reads

@@ -7,7 +7,6 @@ by another key are refused with 403 `not_owner`, unless that key has the `stock`
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
 from typing import Annotated
 
 from fastapi import APIRouter
@@ -103,11 +102,39 @@ def owner_only(ctx: Context) -> bool:
     return STOCK_SCOPE not in ctx.caller.scopes
 
 
-async def transition(
-    ctx: Context, operation: str, reservation_id: str, call: Awaitable[Reservation]
+async def hold(ctx: Context, body: ReservationIn, idempotency_key: str) -> Response:
+    """The reserve route's answer (shared with the one-pass route, earmark.api.hot)."""
+    lines = [(line.sku, line.qty, line.location) for line in body.lines]
+    with ctx.metrics.reservation("reserve"):
+        held = await ctx.engine.reserve(
+            lines,
+            idempotency_key=idempotency_key,
+            ttl_seconds=body.ttl_seconds,
+            channel=body.channel,
+            actor=ctx.caller.name,
+            customer=body.customer,
+        )
+    return model_response(held, 201, {"Location": f"{router.prefix}/{held.id}"})
+
+
+async def act(
+    ctx: Context,
+    operation: str,
+    reservation_id: str,
+    idempotency_key: str,
+    ttl_seconds: float | None = None,
 ) -> Response:
+    """The answer of a transition route (commit, release, extend or ship; shared with
+    earmark.api.hot): a key acts only on its own reservations unless it has the stock scope."""
+    call = getattr(ctx.engine, operation)  # commit, release, extend or ship
+    args = (reservation_id,) if ttl_seconds is None else (reservation_id, ttl_seconds)
     with ctx.metrics.reservation(operation):
-        reservation = await call
+        reservation: Reservation = await call(
+            *args,
+            actor=ctx.caller.name,
+            idempotency_key=idempotency_key,
+            owner_only=owner_only(ctx),
+        )
     return model_response(reservation)
 
 
@@ -128,17 +155,7 @@ async def create_reservation(
     """201 with the hold; 409 `insufficient_stock` naming every short line; 404
     `sku_not_found` naming each line whose SKU has no stock at any location (a typo is
     not a sell-out)."""
-    lines = [(line.sku, line.qty, line.location) for line in body.lines]
-    with ctx.metrics.reservation("reserve"):
-        held = await ctx.engine.reserve(
-            lines,
-            idempotency_key=idempotency_key,
-            ttl_seconds=body.ttl_seconds,
-            channel=body.channel,
-            actor=ctx.caller.name,
-            customer=body.customer,
-        )
-    return model_response(held, 201, {"Location": f"{router.prefix}/{held.id}"})
+    return await hold(ctx, body, idempotency_key)
 
 
 @router.get(
@@ -168,13 +185,7 @@ async def commit(
     `reservation_released` when the hold is gone; 409 `commit_in_progress` while another
     request commits the same reservation; 403 `not_owner` when another API key created
     it (unless this key has the `stock` scope)."""
-    call = ctx.engine.commit(
-        reservation_id,
-        actor=ctx.caller.name,
-        idempotency_key=idempotency_key,
-        owner_only=owner_only(ctx),
-    )
-    return await transition(ctx, "commit", reservation_id, call)
+    return await act(ctx, "commit", reservation_id, idempotency_key)
 
 
 @router.post(
@@ -190,13 +201,7 @@ async def release(
 ) -> Response:
     """Releasing twice returns 200 again; 409 `invalid_transition` once committed; 403
     `not_owner` when another API key created it (unless this key has the `stock` scope)."""
-    call = ctx.engine.release(
-        reservation_id,
-        actor=ctx.caller.name,
-        idempotency_key=idempotency_key,
-        owner_only=owner_only(ctx),
-    )
-    return await transition(ctx, "release", reservation_id, call)
+    return await act(ctx, "release", reservation_id, idempotency_key)
 
 
 @router.post(
@@ -211,14 +216,7 @@ async def extend(
     ctx: Reserving,
     idempotency_key: IdempotencyKey,
 ) -> Response:
-    call = ctx.engine.extend(
-        reservation_id,
-        body.ttl_seconds,
-        actor=ctx.caller.name,
-        idempotency_key=idempotency_key,
-        owner_only=owner_only(ctx),
-    )
-    return await transition(ctx, "extend", reservation_id, call)
+    return await act(ctx, "extend", reservation_id, idempotency_key, body.ttl_seconds)
 
 
 @router.post(
@@ -233,10 +231,4 @@ async def ship(
     idempotency_key: IdempotencyKey,
 ) -> Response:
     """Shipping twice returns 200 again; 409 `invalid_transition` unless committed."""
-    call = ctx.engine.ship(
-        reservation_id,
-        actor=ctx.caller.name,
-        idempotency_key=idempotency_key,
-        owner_only=owner_only(ctx),  # shipping needs the stock scope: never owner-only today
-    )
-    return await transition(ctx, "ship", reservation_id, call)
+    return await act(ctx, "ship", reservation_id, idempotency_key)
