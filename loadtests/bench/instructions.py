@@ -11,11 +11,15 @@ server's instructions by the calls:
 * earmark's reserve as the engine sends it (FCALL of its function library);
 * the same script as a plain script (EVALSHA), which is how it ran before;
 * the frozen copy of reserve.lua from before the hot-path work (EVALSHA);
+* reserve.lua's own commands for the same cart and none of its logic
+  (loadtests/frozen/reserve_commands_only.lua, EVALSHA): what the stored contract alone
+  costs, the floor under any reserve that keeps it;
 * the 5-line decrement (EVALSHA), the floor.
 
 It prints each figure and the ratios the script-cost target names (frozen / today: the
-target is >= 3; today / decrement: the target is <= 4). The counts include the server's
-network and command handling, the same on every row.
+target is >= 3; today / decrement: the target is <= 4), and how today's cost splits
+between the commands the contract needs and the script's own logic. The counts include
+the server's network and command handling, the same on every row.
 
     python -m loadtests.bench.instructions [--calls N]
 """
@@ -44,6 +48,7 @@ from loadtests.bench.scriptcost import ReserveScriptTarget
 HOST = "127.0.0.1"
 CLIENTS = 4
 CALLS_DEFAULT = 2_000
+COMMANDS_ROW = "reserve's commands alone (EVALSHA)"
 START_TIMEOUT_S = 60.0
 DUMP_WAIT_S = 30.0
 
@@ -124,6 +129,8 @@ def measure(calls: int) -> dict[str, float]:
             counts["frozen reserve_v1.lua (EVALSHA)"] = instructions_per_call(
                 folder, pid, frozen, calls
             )
+            floor = ReserveScriptTarget(port, "commands", CLIENTS).command(calls)
+            counts[COMMANDS_ROW] = instructions_per_call(folder, pid, floor, calls)
             raw = RawTarget(port, 1, 1_000_000_000)
             counts["5-line decrement (EVALSHA)"] = instructions_per_call(
                 folder, pid, raw.command(raw.reset(), CLIENTS, calls), calls
@@ -140,6 +147,13 @@ def report(counts: dict[str, float]) -> list[str]:
     lines.append(f"today / decrement: {today / floor:.1f}x the floor (target <= 4)")
     plain = counts["reserve (EVALSHA, today's script)"]
     lines.append(f"function library vs plain script: {plain / today:.2f}x")
+    commands = counts[COMMANDS_ROW]  # a plain script: compare with today's as one
+    lines.append(
+        f"as plain scripts, today's {plain:,.0f} = {commands:,.0f} ({commands / plain:.0%}) for "
+        f"the commands the stored contract needs + {plain - commands:,.0f} for the script's "
+        f"own logic; 3x fewer than the frozen copy would be {frozen / 3:,.0f}, "
+        f"{frozen / 3 / commands:.2f}x the commands alone"
+    )
     return lines
 
 

@@ -44,6 +44,9 @@ from loadtests.bench.common import (
 from loadtests.bench.redisbench import RUN_TIMEOUT_S, RawTarget, _csv_row
 
 FROZEN = Path(__file__).resolve().parents[1] / "frozen" / "reserve_v1.lua"
+# reserve.lua's commands for a one-line cart and none of its logic (the contract's floor).
+COMMANDS_ONLY = FROZEN.with_name("reserve_commands_only.lua")
+PLAIN_SCRIPTS = {"frozen": FROZEN, "commands": COMMANDS_ONLY}  # run with EVALSHA
 PREFIX = "cost"
 SKU = "HOT"
 UNITS = 1_000_000
@@ -67,20 +70,21 @@ def _fresh_store(port: int) -> Engine:
 @dataclass(frozen=True)
 class ReserveScriptTarget:
     """redis-benchmark running one reserve script (``reserve``: today's; ``frozen``: the
-    copy under loadtests/frozen/) with a one-line cart of one unit."""
+    copy under loadtests/frozen/; ``commands``: reserve's commands alone, the floor)
+    with a one-line cart of one unit."""
 
     port: int
     script: str
     clients: int
 
     def _source(self) -> str:
-        return FROZEN.read_text()
+        return PLAIN_SCRIPTS[self.script].read_text()
 
     def _call(self) -> list[str]:
         engine = _fresh_store(self.port)
         try:
             with redis.Redis(host=HOST, port=self.port) as client:
-                if self.script == "frozen":
+                if self.script in PLAIN_SCRIPTS:
                     command, name = "EVALSHA", str(client.script_load(self._source()))
                 else:
                     script = load_scripts()[self.script]
@@ -111,9 +115,9 @@ class ReserveScriptTarget:
         return cmd
 
     def describe(self) -> str:
+        call = f"EVALSHA <{self.script} sha>" if self.script in PLAIN_SCRIPTS else "FCALL <reserve>"
         return (
-            f"redis-benchmark -c {self.clients} -n <n> -r {KEYSPACE} --csv "
-            f"{'EVALSHA <frozen sha>' if self.script == 'frozen' else 'FCALL <reserve function>'}"
+            f"redis-benchmark -c {self.clients} -n <n> -r {KEYSPACE} --csv {call}"
             " <the engine's KEYS and ARGV for a one-line cart>"
         )
 
