@@ -12,9 +12,11 @@ Not part of the tests. Everything runs on 127.0.0.1 and stops by itself:
   every request its own Idempotency-Key. Stock is large enough that nearly every
   request is accepted.
 
-Prints each round, the medians (requests/s, p50, p99) and earmark's throughput and p99
-ratios to each baseline (targets: >= 1.5x the naive endpoint with p99 no worse, >= 1.0x
-the minimal one).
+Prints each round, the medians (requests/s, p50, p99, and the server's CPU time per
+request: its processes' user + system time over the round, from /proc) and earmark's
+throughput and p99 ratios to each baseline (targets: >= 1.5x the naive endpoint with p99
+no worse, >= 1.0x the minimal one). The CPU per request says where a ratio comes from:
+a server that is busy all round serves 1 / (CPU per request) requests a second.
 
     python -m loadtests.bench_http [--rounds 3] [--seconds 8] [--connections 32]
 """
@@ -33,7 +35,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx
@@ -91,6 +93,25 @@ class Round:
     p99_ms: float
     non2xx: int
     socket_errors: int
+    requests: int = 0  # answered within the round (wrk's count)
+    cpu_us: float = 0.0  # the server's CPU time per answered request
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its children (uvicorn's workers), from
+    /proc: what the server spent, whatever else runs on the machine."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(entry.name) == pid or int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
 
 
 class Process:
@@ -174,6 +195,7 @@ def run_wrk(url: str, script: str, args: argparse.Namespace, tag: str, token: st
         p99_ms=raw["p99_us"] / 1000,
         non2xx=raw["non2xx"],
         socket_errors=raw["socket_errors"],
+        requests=raw["requests"],
     )
 
 
@@ -239,6 +261,7 @@ def report(rounds: list[Round]) -> dict[str, dict[str, float]]:
             "rps": statistics.median(r.rps for r in mine),
             "p50_ms": statistics.median(r.p50_ms for r in mine),
             "p99_ms": statistics.median(r.p99_ms for r in mine),
+            "cpu_us_per_request": statistics.median(r.cpu_us for r in mine),
         }
     return medians
 
@@ -278,12 +301,15 @@ def main(argv: list[str] | None = None) -> int:
         rounds: list[Round] = []
         for i in range(args.rounds):
             for target, proc in procs.items():
+                before = tree_cpu_seconds(proc.proc.pid)
                 result = run_wrk(proc.url, script, args, f"r{i}-{target}", tokens[target])
-                rounds.append(Round(target, *list(vars(result).values())[1:]))
+                spent = tree_cpu_seconds(proc.proc.pid) - before
+                cpu_us = spent / max(1, result.requests) * 1e6
+                rounds.append(replace(result, target=target, cpu_us=cpu_us))
                 print(
                     f"round {i + 1} {target:8} {result.rps:8.0f} req/s  p50 {result.p50_ms:6.2f} ms"
-                    f"  p99 {result.p99_ms:6.2f} ms  non-2xx {result.non2xx}"
-                    f"  socket errors {result.socket_errors}",
+                    f"  p99 {result.p99_ms:6.2f} ms  cpu {cpu_us:5.0f} us/request"
+                    f"  non-2xx {result.non2xx}  socket errors {result.socket_errors}",
                     flush=True,
                 )
     medians = report(rounds)

@@ -26,6 +26,7 @@ import statistics
 import sys
 import tempfile
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 
 from tests.support.servers import RedisServer, free_port
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             for k in range(len(servers)):  # each round starts one server later
                 name = servers[(i + k) % len(servers)]
                 result = run_wrk(procs[name].url, script, args, f"r{i}-{name}", token)
-                rounds.append(Round(name, *list(vars(result).values())[1:]))
+                rounds.append(replace(result, target=name))
                 print(
                     f"round {i + 1} {name:8} {result.rps:8.0f} req/s  p50 {result.p50_ms:6.2f} ms"
                     f"  p99 {result.p99_ms:6.2f} ms  non-2xx {result.non2xx}"

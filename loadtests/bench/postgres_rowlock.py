@@ -59,6 +59,8 @@ from loadtests.bench.load import (
 
 PREFIX = "rowlock"
 CONCURRENCY = 64  # callers; PostgreSQL's default max_connections (100) bounds the pool
+LEVELS = (8, 32, CONCURRENCY)  # the chart's series (synchronous_commit=off)
+LEVELS_QUICK = (8, CONCURRENCY)
 UNITS, UNITS_QUICK = 5_000, 1_000  # 500 sells out in ~0.1 s: too short to time
 ATTEMPTS_PER_UNIT = 2
 LAUNCH_TIMEOUT_S = 60.0  # a launch that has not finished by then is cut short (and shows)
@@ -158,12 +160,14 @@ def pg_check(dsn: str, units: int, accepted: int) -> str:
     return f"held {held} of {units}, oversell 0"
 
 
-def _launch(opener: Opener, target: str, units: int, options: dict[str, Any]) -> WorkSpec:
+def _launch(
+    opener: Opener, target: str, units: int, options: dict[str, Any], concurrency: int
+) -> WorkSpec:
     return WorkSpec(
         opener=opener,
         target=target,
         skus=1,
-        concurrency=CONCURRENCY,
+        concurrency=concurrency,
         seconds=LAUNCH_TIMEOUT_S,
         tag=f"l{next(_tags)}",
         attempts=units * ATTEMPTS_PER_UNIT,
@@ -179,11 +183,12 @@ def _sold_out(sample: Sample, units: int, verdict: str) -> Sample:
 
 
 def postgres_round(
-    pool: ProcessPoolExecutor, dsn: str, settings: Settings, units: int, sync: str
-) -> Callable[[], Sample]:
+    pool: ProcessPoolExecutor, dsn: str, settings: Settings, units: int, sync: str,
+    concurrency: int = CONCURRENCY,
+) -> Callable[[], Sample]:  # fmt: skip
     def run() -> Sample:
         pg_reset(dsn, units)
-        spec = _launch(open_postgres, dsn, units, {"synchronous_commit": sync})
+        spec = _launch(open_postgres, dsn, units, {"synchronous_commit": sync}, concurrency)
         sample = run_load(pool, spec, settings.processes)
         return _sold_out(sample, units, pg_check(dsn, units, sample.accepted))
 
@@ -191,14 +196,16 @@ def postgres_round(
 
 
 def earmark_round(
-    pool: ProcessPoolExecutor, url: str, settings: Settings, units: int
-) -> Callable[[], Sample]:
+    pool: ProcessPoolExecutor, url: str, settings: Settings, units: int,
+    concurrency: int = CONCURRENCY,
+) -> Callable[[], Sample]:  # fmt: skip
     config = EngineConfig(prefix=PREFIX, partitions=1)
     options = {"prefix": PREFIX, "partitions": 1, "cluster": False, "coalesce": True}
 
     def run() -> Sample:
         store.reset(url, config, cluster=False, skus=1, units=units)
-        sample = run_load(pool, _launch(open_earmark, url, units, options), settings.processes)
+        spec = _launch(open_earmark, url, units, options, concurrency)
+        sample = run_load(pool, spec, settings.processes)
         verdict = store.check(
             url, config, cluster=False, skus=1, units=units, accepted=sample.accepted
         )
@@ -213,7 +220,9 @@ def fsync_setting(dsn: str) -> str:
 
 
 def run(settings: Settings) -> list[Comparison]:
-    """Both PostgreSQL variants against earmark, on one PostgreSQL and one Redis."""
+    """Both PostgreSQL variants against earmark at ``CONCURRENCY`` callers, and the
+    ``synchronous_commit=off`` one at every level of ``LEVELS`` (the chart's series), on
+    one PostgreSQL and one Redis."""
     units = UNITS_QUICK if settings.quick else UNITS
     results = []
     with (
@@ -222,17 +231,21 @@ def run(settings: Settings) -> list[Comparison]:
         worker_pool(settings.processes) as pool,
     ):
         fsync = fsync_setting(pg.dsn)
-        subject = earmark_round(pool, redis_server.url, settings, units)
-        for sync in ("off", "on"):
+        levels = LEVELS_QUICK if settings.quick else LEVELS
+        runs = [("off", level) for level in levels]
+        runs.append(("on", CONCURRENCY))
+        for sync, level in runs:
             comparison = Comparison(
                 benchmark=f"hot-SKU launch vs PostgreSQL row lock, synchronous_commit={sync}",
                 subject="earmark (Redis, AOF everysec)",
                 baseline=f"PostgreSQL UPDATE+INSERT (fsync={fsync}, synchronous_commit={sync})",
                 command=command_line(),
-                concurrency=CONCURRENCY,
+                concurrency=level,
                 notes=f"{units:,} units, {units * ATTEMPTS_PER_UNIT:,} attempts of 1 unit",
+                group="rowlock" if sync == "off" else "",
             )
-            baseline = postgres_round(pool, pg.dsn, settings, units, sync)
+            subject = earmark_round(pool, redis_server.url, settings, units, level)
+            baseline = postgres_round(pool, pg.dsn, settings, units, sync, level)
             results.append(alternate(comparison, settings.rounds, subject, baseline))
     return results
 

@@ -20,6 +20,7 @@ from tests.support.servers import ServerUnavailable
 from loadtests.bench import (
     cluster,
     engine,
+    http,
     instructions,
     postgres_rowlock,
     replicas,
@@ -40,6 +41,7 @@ from loadtests.bench.common import (
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 MARKDOWN, CHART = "benchmarks.md", "benchmarks.png"
 BENCHMARKS: tuple[tuple[str, Callable[[Settings], list[Comparison]]], ...] = (
+    ("http", http.run),
     ("engine", engine.run),
     ("postgres_rowlock", postgres_rowlock.run),
     ("cluster", cluster.run),
@@ -87,7 +89,7 @@ def write_report(
     elapsed: float,
     extra: Sequence[str] = (),
 ) -> None:
-    """The markdown always; the chart when the engine's concurrency sweep ran."""
+    """The markdown always; the chart when one of its series ran."""
     header = {
         "command": command_line(),
         "date": today(),
@@ -96,12 +98,12 @@ def write_report(
         "rounds": settings.rounds,
         "seconds": settings.seconds,
     }
-    hot = [c for c in comparisons if c.group == "hot"]
-    if hot:
-        title = f"engine, hot SKU: earmark vs raw EVALSHA ({header['machine']}, {header['date']})"
-        report.write_chart(docs / CHART, hot, title)
+    charted = [c for c in comparisons if c.group in {row[0] for row in report.CHART_ROWS}]
+    if charted:
+        title = f"reservations per second against callers ({header['machine']}, {header['date']})"
+        report.write_chart(docs / CHART, charted, title)
     report.write_markdown(docs / MARKDOWN, comparisons, header, CHART, skipped, extra)
-    print(f"wrote {docs / MARKDOWN}" + (f" and {docs / CHART}" if hot else ""))
+    print(f"wrote {docs / MARKDOWN}" + (f" and {docs / CHART}" if charted else ""))
 
 
 def main() -> None:
