@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from loadtests.bench.common import Comparison, Sample
@@ -30,6 +31,37 @@ waited less. Latencies are measured by the caller around each call.
 Every server is a throwaway one on 127.0.0.1 (`tests/support/servers.py`); every round starts
 from an emptied store with the same stock, and after every round the stores are counted
 (the *check* column: oversell is units held beyond stock and must be 0).
+"""
+
+TARGETS_READING = """
+Where a target is not met, the measurements that say why are in this report:
+
+- **Script cost.** The instruction counts under "Memory and the scale-out model" split
+  today's reserve into the commands the stored contract needs (one script that sends
+  exactly reserve's commands for the same cart and does nothing else,
+  `loadtests/frozen/reserve_commands_only.lua`) and the script's own logic. 3x fewer
+  instructions than the frozen copy is below what those commands alone cost: about
+  fifteen commands and eighty arguments (the event's XADD has 24, the reservation
+  record's HSET 15, the stock hash is read once with its ten fields and written once),
+  so no script that keeps the contract (docs/design/keys.md) reaches it. Getting there
+  means storing less per hold (say, the event as one packed field), which changes what
+  the flusher, the rebuild and the readers parse. What the work took out: helpers defined
+  once per library load instead of per call, each hash read once, the reply built from
+  what the script holds, the clock read and formatted once.
+- **Library vs redis-benchmark.** The scale-out lines give the client's CPU per
+  reservation beside Redis's: the Python client (asyncio, redis-py packing every key and
+  argument of every batched cart, the models built from each reply) spends about twice
+  what Redis spends on the reservation, so one Python process cannot keep pace with
+  `redis-benchmark` in C. Coalescing and batching (their rows) are what that work won.
+- **Library vs PostgreSQL.** The row lock serialises the hot row, so the ratio grows with
+  callers (the chart's second row); at 64 callers earmark's figure is the same Python
+  client bound as above.
+- **HTTP.** `python -m loadtests.bench_http` prints each server's CPU time per request:
+  the minimal endpoint (no auth, no validation, one EVALSHA) spends most of what the
+  naive endpoint spends, in uvicorn and Starlette. 1.5x the naive endpoint on the same
+  server would need earmark to spend less per request than the minimal endpoint does.
+  earmark's p99 is below the naive endpoint's at every level, and the naive endpoint is
+  the one that fails (errors, p99) as connections grow (the chart's first row).
 """
 
 READING = """
@@ -60,10 +92,26 @@ READING = """
   1,500, and 2,400 when it is a Lua number (formatted with printf); each field an HMGET
   returns about 2,600; `TIME` about 7,000; each helper a script defines about 1,200.
   Under EVAL a script defines every helper of its includes on every call; as a function
-  library it defines them once, at FUNCTION LOAD. The rest of the reserve is its 14
-  commands and their arguments: the event alone (XADD) has 24, the reservation record 15.
+  library it defines them once, at FUNCTION LOAD. The row "reserve's commands alone" runs
+  a script that sends exactly the commands reserve sends for the same cart, with the same
+  arguments, and nothing else: the floor under any reserve that keeps what it stores.
+- **HTTP.** One `earmark serve` (API keys on, one uvicorn worker) against a naive
+  FastAPI endpoint (`loadtests/naive_app.py`: a pydantic body model and one EVALSHA of a
+  reserve-like script that decrements, writes a hold with a TTL index and XADDs an event)
+  and a minimal one (`loadtests/minimal_app.py`: one EVALSHA of the decrement), one worker
+  each, on one Redis, driven by `wrk` at 8, 32 and 128 connections. Every request has its
+  own Idempotency-Key. After each earmark round the SKU is counted: held grew by the
+  requests answered 201 (plus at most one in flight per connection when wrk stopped).
+  `earmark serve` freezes its start-up objects out of the garbage collector and collects
+  the youngest generation less often (earmark.api.server.tune_gc):
+  `python -m loadtests.bench_servers` measures that against CPython's defaults, and
+  granian against uvicorn, side by side. uvicorn stays the server: granian served about
+  1.1x the requests there, within what this machine's figures move between runs, and
+  earmark's bounded request head (earmark.api.protocol: the 431 and 408 answers) is
+  built on uvicorn's httptools protocol.
 - **PostgreSQL row lock.** The design users would otherwise pick, in its two honest
-  configurations. `synchronous_commit=off` answers before the WAL is on disk, as earmark
+  configurations, at 64 callers, and with `synchronous_commit=off` at 8 and 32 too.
+  `synchronous_commit=off` answers before the WAL is on disk, as earmark
   (Redis with AOF `everysec`, ledger written behind by the flusher) does; with
   `synchronous_commit=on` PostgreSQL promises more than earmark, so that row compares
   different guarantees. fsync is on in both (tests/support/servers.py turns it off for speed;
@@ -137,6 +185,102 @@ def summary_table(comparisons: Sequence[Comparison], date: str, machine: str) ->
     return rows
 
 
+@dataclass(frozen=True)
+class Target:
+    """One target of the hot-path work: a comparison's throughput ratio (and optionally
+    its p99 ratio) against a bound, found by benchmark name and callers."""
+
+    label: str
+    benchmark: str
+    concurrency: int
+    at_least: float
+    p99_at_most: float | None = None
+
+    def find(self, comparisons: Sequence[Comparison]) -> Comparison | None:
+        return next(
+            (c for c in comparisons
+             if c.benchmark == self.benchmark and c.concurrency == self.concurrency),
+            None,
+        )  # fmt: skip
+
+    def met(self, comparison: Comparison) -> bool:
+        p99_ok = self.p99_at_most is None or comparison.p99_ratio <= self.p99_at_most
+        return comparison.ratio >= self.at_least and p99_ok
+
+
+TARGETS = (
+    Target(
+        "script cost vs the frozen reserve.lua",
+        "script cost: one-cart reserve.lua vs the frozen copy",
+        64,
+        3.0,
+    ),
+    Target(
+        "script cost vs the 5-line decrement",
+        "script cost: one-cart reserve.lua vs the 5-line decrement",
+        64,
+        0.25,
+    ),
+    Target(
+        "library vs redis-benchmark driving reserve",
+        "engine: hot SKU vs redis-benchmark driving reserve.lua",
+        128,
+        1.0,
+    ),
+    Target(
+        "library vs the decrement ceiling",
+        "engine: hot SKU",
+        128,
+        0.25,
+    ),
+    Target(
+        "library vs PostgreSQL row lock",
+        "hot-SKU launch vs PostgreSQL row lock, synchronous_commit=off",
+        64,
+        10.0,
+        0.1,
+    ),
+    Target(
+        "HTTP vs the naive endpoint",
+        "HTTP: one earmark serve vs the naive endpoint",
+        32,
+        1.5,
+        1.0,
+    ),
+    Target(
+        "HTTP vs the minimal endpoint",
+        "HTTP: one earmark serve vs the minimal endpoint",
+        32,
+        1.0,
+    ),
+    Target(
+        "a drop's SKU vs a plain one",
+        "engine: hot SKU in a drop (limit, waitlist) vs plain",
+        128,
+        0.85,
+    ),
+)
+
+
+def targets_table(comparisons: Sequence[Comparison]) -> list[str]:
+    """Each target with the ratio this run measured (n/a when its benchmark did not run)."""
+    rows = ["| target | callers | bound | throughput ratio | p99 ratio | met |", "|" + "---|" * 6]
+    for target in TARGETS:
+        bound = f">= {target.at_least:g}x"
+        if target.p99_at_most is not None:
+            bound += f", p99 <= {target.p99_at_most:g}x"
+        found = target.find(comparisons)
+        if found is None:
+            rows.append(f"| {target.label} | {target.concurrency} | {bound} | n/a | n/a | n/a |")
+            continue
+        met = "yes" if target.met(found) else "**no**"
+        rows.append(
+            f"| {target.label} | {target.concurrency} | {bound} | {found.ratio:.3f} "
+            f"| {found.p99_ratio:.2f} | {met} |"
+        )
+    return rows
+
+
 def rounds_table(comparisons: Sequence[Comparison]) -> list[str]:
     """Every round, so a reader can see the spread behind each median."""
     rows = ["| benchmark | callers | side | round | ops/s | p50 ms | p99 ms | accepted | refused |"]
@@ -162,7 +306,9 @@ def write_markdown(
     """``extra``: lines printed by the measurements that are not comparisons (memory per
     hold, the scale-out model), kept verbatim under their own heading."""
     date, machine = str(header["date"]), str(header["machine"])
-    lines = [PREAMBLE.format(**header).rstrip(), "", "## Results", ""]
+    lines = [PREAMBLE.format(**header).rstrip(), "", "## Targets", ""]
+    lines += targets_table(comparisons)
+    lines += ["", TARGETS_READING.strip(), "", "## Results", ""]
     lines += summary_table(comparisons, date, machine)
     lines += [f"\n**Skipped** {line}" for line in skipped]
     notes = [f"- *{c.benchmark}*: {c.notes}" for c in comparisons if c.notes]
