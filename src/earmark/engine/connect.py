@@ -26,6 +26,7 @@ import redis.cluster
 import redis.sentinel
 
 from earmark import limits
+from earmark.engine.packing import hiredis_packed
 
 SENTINEL_SCHEMES = {"redis+sentinel": False, "rediss+sentinel": True}  # scheme -> TLS
 SENTINEL_PORT_DEFAULT = 26379
@@ -105,7 +106,16 @@ class Cluster(redis.cluster.RedisCluster):
 
 
 class AsyncCluster(redis.asyncio.cluster.RedisCluster):
-    """``Cluster`` for redis.asyncio."""
+    """``Cluster`` for redis.asyncio, its connections packing with hiredis (every node it
+    knows now and every node it learns of later)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        nodes = self.nodes_manager
+        connection_class = nodes.connection_kwargs["connection_class"]
+        nodes.connection_kwargs["connection_class"] = hiredis_packed(connection_class)
+        for node in nodes.startup_nodes.values():
+            node.connection_class = hiredis_packed(node.connection_class)
 
     async def _determine_slot(self, command: str, *args: Any) -> int:
         slot = _function_slot(self.keyslot, (command, *args))
@@ -144,16 +154,20 @@ def asyncio_client(url: str, *, cluster: bool, max_connections: int) -> Any:
             list(found.sentinels),
             socket_timeout=limits.CONNECTION_WAIT_S,
         )
-        return sentinel.master_for(
+        client = sentinel.master_for(
             found.service, max_connections=max_connections, **found.master_kwargs()
         )
-    pool = redis.asyncio.BlockingConnectionPool.from_url(
-        url,
-        decode_responses=True,
-        max_connections=max_connections,
-        timeout=limits.CONNECTION_WAIT_S,
-    )
-    return redis.asyncio.Redis.from_pool(pool)
+        pool = client.connection_pool
+    else:
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            url,
+            decode_responses=True,
+            max_connections=max_connections,
+            timeout=limits.CONNECTION_WAIT_S,
+        )
+        client = redis.asyncio.Redis.from_pool(pool)
+    pool.connection_class = hiredis_packed(pool.connection_class)
+    return client
 
 
 def needs_slots(url: str, *, cluster: bool) -> bool:
