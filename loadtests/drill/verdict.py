@@ -174,6 +174,19 @@ Clock = Callable[[], float]
 Sleep = Callable[[float], None]
 
 
+class DropPart(Protocol):
+    """The drop mode's checks (``drop.DropJudge``): some before the holds settle (the
+    line as the users left it), some after (the ledger)."""
+
+    def before_settle(self, clock: Clock, sleep: Sleep) -> list[Check]: ...
+
+    def after_settle(
+        self, baseline: Mapping[str, Level], final: Mapping[str, Level], clock: Clock, sleep: Sleep
+    ) -> list[Check]: ...
+
+    def summary(self) -> list[str]: ...
+
+
 # -- the checks -------------------------------------------------------------------------
 
 
@@ -366,6 +379,7 @@ class Verdict:
     oversold: Mapping[str, int] = field(default_factory=dict)
     phantom_units: int | None = None  # None: never measured (the API could not be read)
     notes: tuple[str, ...] = ()
+    summary: tuple[str, ...] = ()  # more summary lines (the drop mode's)
 
     @property
     def passed(self) -> bool:
@@ -399,10 +413,12 @@ def judge(
     ledger: LedgerSource | None = None,
     ledger_skip_reason: str = "not checked",
     *,
+    drop: DropPart | None = None,
     clock: Clock = time.monotonic,
     sleep: Sleep = time.sleep,
 ) -> Verdict:
-    """Runs every check; a read that fails is a FAIL, never an exception."""
+    """Runs every check; a read that fails is a FAIL, never an exception. With ``drop``,
+    its checks too: the line is checked and closed before the holds settle."""
     tally = observed.tally
     checks = [check_traffic(tally, observed.exceptions)]
     verdict = functools.partial(
@@ -418,6 +434,8 @@ def judge(
         return verdict(checks=(*checks, Check("stock at the start", "FAIL", detail)))
     baseline = by_sku(observed.baseline)
     checks.append(check_stock_at_start(plan, baseline))
+    if drop is not None:
+        checks += drop.before_settle(clock, sleep)
     try:
         settled = settle(api, plan, clock, sleep)
     except DrillError as error:
@@ -435,11 +453,14 @@ def judge(
         checks.append(Check("ledger equals API", "SKIP", ledger_skip_reason))
     else:
         checks.append(check_ledger(ledger, settled.levels, plan, clock, sleep))
+    if drop is not None:
+        checks += drop.after_settle(baseline, final, clock, sleep)
     return verdict(
         checks=tuple(checks),
         final=tuple(settled.levels),
         oversold=oversold,
         phantom_units=settled.phantom_units,
+        summary=tuple(drop.summary()) if drop is not None else (),
     )
 
 
@@ -454,6 +475,7 @@ def render(verdict: Verdict) -> str:
     head = f" earmark drill verdict: {result} "
     lines = [head.center(RULE_WIDTH, "=")]
     lines += _summary(verdict)
+    lines += verdict.summary
     lines += [f"  [{check.status}] {check.name}: {check.detail}" for check in verdict.checks]
     lines += _levels_table(verdict)
     lines += _latency_table(verdict.latencies)
