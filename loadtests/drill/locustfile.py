@@ -243,6 +243,8 @@ def on_init(environment: Environment, **_: Any) -> None:
     except (ScenarioError, ValueError) as error:
         log.error("earmark drill: %s", error)
         sys.exit(2)
+    if rules is not None:  # shoppers in line poll: one INFO line per request drowns the rest
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     DRILL = Drill(scenario, plan, api, rules=rules)
 
 

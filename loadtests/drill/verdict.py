@@ -14,7 +14,8 @@ The checks, each PASS, FAIL or SKIP:
 * no phantom locks: ``reserved`` is back to zero within TTL + sweep interval + grace;
 * ledger equals API: after a flush, the durable record's buckets equal the API's;
 * traffic: reservations were accepted, and no response was unexpected (5xx, transport
-  errors, a status outside the contract).
+  errors, a status outside the contract);
+* with a drop (``drop.DropJudge``), the drop's checks: see ``drop.py``.
 """
 
 from __future__ import annotations
