@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import hashlib
 import random
+import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -280,19 +281,24 @@ def check_waitlist_order(events: Sequence[Event], opens_at_ms: int, seed: str | 
 
 
 def idle_problems(
-    levels: Sequence[Level], entries: Iterable[Entry], drop_waiting: int
+    levels: Sequence[Level], entries: Iterable[Entry], drop_waiting: int, now_ms: int
 ) -> list[str]:
-    """A SKU whose free units cover what the head of its line waits for, while it waits."""
+    """A SKU whose free units cover what the head of its line waits for, while it waits.
+    The units of an offer past its expiry (``now_ms``) count as passing on: the API no
+    longer counts them reserved, and the next sweep offers them to the next in line."""
     heads: dict[str, Entry] = {}
     waiters: Counter[str] = Counter()
+    passing: Counter[str] = Counter()
     for entry in entries:
         if entry.status == "waiting":
             waiters[entry.sku] += 1
             if entry.position == 1:
                 heads[entry.sku] = entry
+        elif entry.status == "offered" and (entry.offer_expires_ms or now_ms + 1) <= now_ms:
+            passing[entry.sku] += entry.qty
     problems = []
     for level in levels:
-        free, head = level["available"], heads.get(level.sku)
+        free, head = level["available"] - passing[level.sku], heads.get(level.sku)
         if head is not None and free >= head.qty:
             problems.append(
                 f"{level.sku}: {free} units available while {waiters[level.sku]} wait "
@@ -306,11 +312,14 @@ def idle_problems(
     return problems
 
 
-def check_idle_units(levels: Sequence[Level], entries: Sequence[Entry], drop_waiting: int) -> Check:
+def check_idle_units(
+    levels: Sequence[Level], entries: Sequence[Entry], drop_waiting: int, now_ms: int
+) -> Check:
     waiting = sum(1 for entry in entries if entry.status == "waiting")
     free = sum(max(level["available"], 0) for level in levels)
     ok = f"after the sweep: {free} units free, {waiting} customers waiting, none idle"
-    return Check.of("every freed unit offered", idle_problems(levels, entries, drop_waiting), ok)
+    problems = idle_problems(levels, entries, drop_waiting, now_ms)
+    return Check.of("every freed unit offered", problems, ok)
 
 
 def offer_outcomes(events: Iterable[Event]) -> dict[str, str | None]:
@@ -375,8 +384,12 @@ class DropJudge:
     close_problems: list[str] = field(default_factory=list)
     closed: int = 0
     state: DropState | None = None
+    wall: Callable[[], float] = time.time  # the server's clock, on the same host
 
     def before_settle(self, clock: Clock, sleep: Sleep) -> list[Check]:
+        """Once the holds of the users' carts can have expired (the plan's TTL), and two
+        sweeps later: the line and the stock as the engine left them, then closing."""
+        sleep(self.plan.ttl_seconds)
         try:
             self.await_sweeps(clock, sleep)
             check, entries = self.idle_check(clock, sleep)
@@ -410,7 +423,8 @@ class DropJudge:
             entries = self.read_entries()
             self.state = self.api.drop_state(self.rules.drop_id)
             levels = self.api.levels(self.plan.skus, self.plan.location)
-            check = check_idle_units(levels, entries, self.state.waiting)
+            now_ms = int(self.wall() * 1000)
+            check = check_idle_units(levels, entries, self.state.waiting, now_ms)
             if check.status == "PASS" or reads >= IDLE_READS_MAX:
                 return check, entries
             self.await_sweeps(clock, sleep, 1)

@@ -402,7 +402,9 @@ class Shopper(User):
         rules = self.state.rules
         self.is_bot = rules is not None and rules.bot and self.number == 0
         self.visits = 0
-        self.customer = drop.BOT_CUSTOMER if self.is_bot else self.new_customer()
+        self.customer = ""  # the default drill reserves without one
+        if rules is not None:
+            self.customer = drop.BOT_CUSTOMER if self.is_bot else self.new_customer()
 
     def on_stop(self) -> None:
         self.client.close()
@@ -562,6 +564,7 @@ class Shopper(User):
         """Joins the line, reads its entry every ``poll_seconds`` until an offer (then
         takes it, declines it or lets it expire) or ``line_wait_seconds`` (then leaves)."""
         drops, customer = self.state.drop_tally, self.customer
+        drops.entries.add((customer, sku))  # before: a join cut short by the stop may count
         joined = self.waitlist_call(
             JOIN,
             lambda: self.client.join_waitlist(
@@ -571,7 +574,6 @@ class Shopper(User):
         if joined is None:
             return
         drops.joined += 1
-        drops.entries.add((customer, sku))
         deadline = time.monotonic() + rules.line_wait_seconds
         while time.monotonic() < deadline:
             time.sleep(rules.poll_seconds)  # gevent-patched: yields

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from loadtests.drill import drop, verdict
+from loadtests.drill import drop, run_local, verdict
 from loadtests.drill.drop import DropJudge, DropRules, DropState, DropTally, Entry, Event
 from loadtests.drill.scenario import ScenarioError
 from loadtests.drill.verdict import DrillError, Level, Observed, Plan, Tally
@@ -17,6 +17,7 @@ from loadtests.drill.verdict import DrillError, Level, Observed, Plan, Tally
 from tests.drill.test_drill import FakeClock, level, run_drill, status
 
 OPENS_MS = 1_000_000
+NOW_MS = OPENS_MS + 60_000
 PLAN = Plan(skus=("A",), location="default", ttl_seconds=2, sweep_interval_seconds=1)
 
 
@@ -111,6 +112,7 @@ def test_an_offer_to_someone_not_in_line_fails() -> None:
 def test_early_joins_are_ordered_by_the_opening_seed() -> None:
     seed = "00112233445566778899aabbccddeeff"
     early = sorted(["ann", "bob", "cat"], key=lambda c: (drop.opening_rank(seed, "A", c), c))
+    assert early == ["cat", "ann", "bob"]  # this seed's order is not the arrival order
     events = [
         joined(i, c, i + 1, at_ms=OPENS_MS - 100) for i, c in enumerate(["ann", "bob", "cat"])
     ]
@@ -118,8 +120,9 @@ def test_early_joins_are_ordered_by_the_opening_seed() -> None:
     in_seed_order = [offered(20 + i, c, f"r{i}") for i, c in enumerate([*early, "late"])]
     assert drop.check_waitlist_order(events + in_seed_order, OPENS_MS, seed).status == "PASS"
     by_arrival = [offered(20 + i, c, f"r{i}") for i, c in enumerate(["ann", "bob", "cat"])]
-    if early != ["ann", "bob", "cat"]:  # the seed's order differs from arrival order
-        assert drop.check_waitlist_order(events + by_arrival, OPENS_MS, seed).status == "FAIL"
+    check = drop.check_waitlist_order(events + by_arrival, OPENS_MS, seed)
+    assert check.status == "FAIL"
+    assert "offer to ann while cat waited ahead" in check.detail
 
 
 # -- every freed unit offered -----------------------------------------------------------------
@@ -131,19 +134,19 @@ def entry(customer: str, position: int, qty: int = 1, status: str = "waiting") -
 
 def test_no_free_unit_while_customers_wait_passes() -> None:
     levels = [level("A", committed=10)]
-    check = drop.check_idle_units(levels, [entry("ann", 1), entry("bob", 2)], 2)
+    check = drop.check_idle_units(levels, [entry("ann", 1), entry("bob", 2)], 2, NOW_MS)
     assert check.status == "PASS"
     assert "0 units free, 2 customers waiting" in check.detail
 
 
 def test_free_units_with_nobody_waiting_pass() -> None:
     done = [entry("ann", 0, status="converted")]
-    assert drop.check_idle_units([level("A", committed=7)], done, 0).status == "PASS"
+    assert drop.check_idle_units([level("A", committed=7)], done, 0, NOW_MS).status == "PASS"
 
 
 def test_a_unit_idle_while_someone_waits_fails() -> None:
     levels = [level("A", committed=9)]  # one unit available
-    check = drop.check_idle_units(levels, [entry("ann", 1), entry("bob", 2)], 2)
+    check = drop.check_idle_units(levels, [entry("ann", 1), entry("bob", 2)], 2, NOW_MS)
     assert check.status == "FAIL"
     assert "A: 1 units available while 2 wait (first in line: ann, 1 units)" in check.detail
 
@@ -151,13 +154,23 @@ def test_a_unit_idle_while_someone_waits_fails() -> None:
 def test_units_waiting_for_a_larger_head_of_line_pass() -> None:
     """FIFO: the head waits for 2, one is free; nobody behind it jumps ahead."""
     levels = [level("A", committed=9)]
-    assert (
-        drop.check_idle_units(levels, [entry("ann", 1, qty=2), entry("bob", 2)], 2).status == "PASS"
-    )
+    line = [entry("ann", 1, qty=2), entry("bob", 2)]
+    assert drop.check_idle_units(levels, line, 2, NOW_MS).status == "PASS"
+
+
+def test_units_of_an_offer_past_its_expiry_are_passing_on_not_idle() -> None:
+    """The API stops counting an expired offer as reserved before the sweep passes it on."""
+    levels = [level("A", committed=9)]
+    lapsed = Entry("cat", "A", 1, "offered", 0, offer_expires_ms=NOW_MS - 200)
+    line = [lapsed, entry("ann", 1), entry("bob", 2)]
+    assert drop.check_idle_units(levels, line, 2, NOW_MS).status == "PASS"
+    live = Entry("cat", "A", 1, "offered", 0, offer_expires_ms=NOW_MS + 2000)
+    line = [live, entry("ann", 1), entry("bob", 2)]
+    assert drop.check_idle_units(levels, line, 2, NOW_MS).status == "FAIL"
 
 
 def test_waiting_customers_the_drill_did_not_see_fail_when_units_are_free() -> None:
-    check = drop.check_idle_units([level("A", committed=8)], [], 3)
+    check = drop.check_idle_units([level("A", committed=8)], [], 3, NOW_MS)
     assert check.status == "FAIL"
     assert "the drop counts 3 waiting" in check.detail
 
@@ -285,10 +298,12 @@ def end_of_drop() -> FakeDropApi:
     return FakeDropApi(levels, entries, events)
 
 
-def judge_drop(api: FakeDropApi, tally: DropTally) -> verdict.Verdict:
-    clock = FakeClock()
+def judge_drop(
+    api: FakeDropApi, tally: DropTally, clock: FakeClock | None = None
+) -> verdict.Verdict:
+    clock = clock or FakeClock()
     rules = DropRules()
-    part = DropJudge(api, PLAN, rules, tally)
+    part = DropJudge(api, PLAN, rules, tally, wall=lambda: NOW_MS / 1000)
     baseline = [level("A", committed=9)]
     seen = Observed(baseline=baseline, tally=Tally(accepted=3, committed=1))
     seen.tally.committed_units["A"] = 1
@@ -326,6 +341,23 @@ def test_a_drop_with_an_idle_unit_and_a_customer_past_the_limit_fails() -> None:
     )
 
 
+def test_the_end_waits_the_ttl_then_two_sweeps_or_two_intervals_when_uncounted() -> None:
+    clock = FakeClock()
+    assert judge_drop(end_of_drop(), drop_tally(), clock).passed
+    waited_counted = clock.slept
+
+    class Uncounted(FakeDropApi):
+        def sweeps(self) -> int | None:
+            return None
+
+    base = end_of_drop()
+    clock = FakeClock()
+    api = Uncounted(base.stock, list(base.entries.values()), base.events)
+    assert judge_drop(api, drop_tally(), clock).passed
+    assert clock.slept == pytest.approx(PLAN.ttl_seconds + 2 * PLAN.sweep_interval_seconds)
+    assert PLAN.ttl_seconds <= waited_counted < clock.slept
+
+
 def test_an_unreadable_ledger_fails_the_ledger_checks() -> None:
     class Broken(FakeDropApi):
         def drop_events(self, sku: str, since_ms: int) -> list[Event]:
@@ -338,6 +370,22 @@ def test_an_unreadable_ledger_fails_the_ledger_checks() -> None:
         "could not read the ledger: ledger_unavailable"
         in status(result, "waitlist order kept").detail
     )
+
+
+def test_run_local_refuses_drop_rules_out_of_bounds(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_local.main(["--drop", "--limit", "0"]) == run_local.EXIT_SETUP_FAILED
+    assert "limit must be between 1 and 100" in capsys.readouterr().err
+
+
+def test_the_default_drill_passes_no_drop_option_to_locust(tmp_path: Path) -> None:
+    backend = run_local.Backend(None, "sqlite:///x.db", "embedded")
+    plain = run_local.parse_args([])
+    scenario = run_local.scenario_of(plain)
+    assert "--drop" not in run_local.locust_command(plain, scenario, "u", backend, tmp_path)
+    dropped = run_local.parse_args(["--drop", "--limit", "3"])
+    command = run_local.locust_command(dropped, scenario, "u", backend, tmp_path)
+    assert command[command.index("--limit") + 1] == "3"
+    assert run_local.locust_bound_seconds(dropped, 30) > run_local.locust_bound_seconds(plain, 30)
 
 
 # -- the drop drill, for real (subprocesses on 127.0.0.1) -------------------------------------
