@@ -294,8 +294,9 @@ def idle_problems(
             waiters[entry.sku] += 1
             if entry.position == 1:
                 heads[entry.sku] = entry
-        elif entry.status == "offered" and (entry.offer_expires_ms or now_ms + 1) <= now_ms:
-            passing[entry.sku] += entry.qty
+        elif entry.status == "offered" and entry.offer_expires_ms is not None:
+            if entry.offer_expires_ms <= now_ms:
+                passing[entry.sku] += entry.qty
     problems = []
     for level in levels:
         free, head = level["available"] - passing[level.sku], heads.get(level.sku)

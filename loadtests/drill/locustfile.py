@@ -591,6 +591,7 @@ class Shopper(User):
         self.leave_line(rules, sku)
 
     def take_offer(self, rules: drop.DropRules, reservation: str, sku: str, qty: int) -> None:
+        """Commits, declines or abandons the offer, with the odds of a cart."""
         drops, tally, scenario = self.state.drop_tally, self.state.tally, self.state.scenario
         drops.offers_seen += 1
         drops.owners[reservation] = self.customer
@@ -604,21 +605,24 @@ class Shopper(User):
             drops.offers_abandoned += 1
             tally.abandoned += 1
         elif choice == "decline":
-            if self.leave_line(rules, sku):
+            left = self.leave_line(rules, sku)
+            if left is not None and left.status == "declined":
                 drops.offers_declined += 1
                 tally.released += 1
+            elif left is not None:  # it expired while the shopper thought: passed on
+                tally.gone += 1
         elif self.finish(reservation, "commit", [(sku, qty)]):
             drops.offers_committed += 1
 
-    def leave_line(self, rules: drop.DropRules, sku: str) -> bool:
+    def leave_line(self, rules: drop.DropRules, sku: str) -> WaitlistEntry | None:
+        """The entry after the decline (a finished one answers as it is), or None."""
         customer = self.customer
-        left = self.waitlist_call(
+        return self.waitlist_call(
             DECLINE,
             lambda: self.client.decline_waitlist(
                 rules.drop_id, customer, sku=sku, idempotency_key=idempotency_key("decline")
             ),
         )
-        return left is not None
 
     def waitlist_call(
         self, name: str, send: Any, request_type: str = "POST"

@@ -9,11 +9,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from loadtests.drill import drop, run_local, verdict
+from loadtests.drill import client, drop, run_local, verdict
 from loadtests.drill.drop import DropJudge, DropRules, DropState, DropTally, Entry, Event
 from loadtests.drill.scenario import ScenarioError
 from loadtests.drill.verdict import DrillError, Level, Observed, Plan, Tally
 
+from earmark import limits
+from earmark.store import ledger
 from tests.drill.test_drill import FakeClock, level, run_drill, status
 
 OPENS_MS = 1_000_000
@@ -221,6 +223,12 @@ def test_a_line_that_could_not_be_closed_fails() -> None:
 def test_drop_rules_refuse_knobs_out_of_bounds(knobs: dict[str, object]) -> None:
     with pytest.raises(ScenarioError):
         DropRules(**knobs)  # type: ignore[arg-type]
+
+
+def test_the_drop_mode_mirrors_the_engines_bounds() -> None:
+    assert drop.LIMIT_MAX == limits.DROP_CUSTOMER_LIMIT_MAX
+    assert client.RESERVATION_PAGE_MAX == limits.RESERVATION_PAGE_MAX
+    assert client.LEDGER_PAGE_MAX == ledger.PAGE_LIMIT_MAX
 
 
 def test_offer_choices_follow_the_probabilities() -> None:
