@@ -132,6 +132,11 @@ class Entry:
     position: int
     offer_expires_ms: int | None = None
 
+    def lapsed(self, now_ms: int) -> bool:
+        """An offer past its expiry, not yet passed on by the sweeper."""
+        expires = self.offer_expires_ms
+        return self.status == "offered" and expires is not None and expires <= now_ms
+
 
 @dataclass(frozen=True, slots=True)
 class DropState:
@@ -294,9 +299,8 @@ def idle_problems(
             waiters[entry.sku] += 1
             if entry.position == 1:
                 heads[entry.sku] = entry
-        elif entry.status == "offered" and entry.offer_expires_ms is not None:
-            if entry.offer_expires_ms <= now_ms:
-                passing[entry.sku] += entry.qty
+        elif entry.lapsed(now_ms):
+            passing[entry.sku] += entry.qty
     problems = []
     for level in levels:
         free, head = level["available"] - passing[level.sku], heads.get(level.sku)
