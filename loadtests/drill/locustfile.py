@@ -6,6 +6,11 @@
         --host http://127.0.0.1:8000 --skus 3 --stock 100 --ttl 10
 
 Spawn every user at once (``-r`` = ``-u``): the drop opens for everyone in the same second.
+With ``--drop`` the SKUs are sold in a drop (``drop.py``, docs/drill.md "Drop mode"): a
+per-customer limit (``--limit``) and a waitlist; shoppers reserve as customers, join the
+line when refused, and commit, decline or abandon their offers; repeat shoppers
+(``--repeat-share``) try to buy past the limit; the first user is a bot hammering one
+identity.
 Each shopper reserves a cart (1..``--max-lines`` SKUs, 1..``--max-qty`` units each) with
 its own Idempotency-Key, thinks, then commits (``--commit``), releases (``--release``)
 or abandons the hold to expire. A refusal (409 insufficient_stock) is expected and
@@ -21,6 +26,7 @@ last, and the process exits 1 on FAIL. Run it in one Locust process (no --proces
 
 from __future__ import annotations
 
+import itertools
 import logging
 import random
 import sys
@@ -37,13 +43,20 @@ from locust.runners import LocalRunner, WorkerRunner
 
 from earmark import InsufficientStock, Reservation
 from earmark.client import NO_RETRY, Client
-from earmark.errors import EarmarkError, ReservationExpired, ReservationReleased
+from earmark.errors import (
+    CustomerLimitExceeded,
+    EarmarkError,
+    RateLimited,
+    ReservationExpired,
+    ReservationReleased,
+)
+from earmark.models import WaitlistEntry
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # locust puts only this file's directory on sys.path
     sys.path.insert(0, str(ROOT))
 
-from loadtests.drill import verdict  # noqa: E402
+from loadtests.drill import drop, verdict  # noqa: E402
 from loadtests.drill.client import ApiError, HttpApi, idempotency_key, seed  # noqa: E402
 from loadtests.drill.ledger import SubprocessLedger  # noqa: E402
 from loadtests.drill.scenario import Scenario, ScenarioError  # noqa: E402
@@ -55,6 +68,9 @@ log = logging.getLogger("earmark.drill")
 RESERVE = "/v1/reservations"
 COMMIT = "/v1/reservations/{id}/commit"
 RELEASE = "/v1/reservations/{id}/release"
+JOIN = "/v1/drops/{id}/waitlist"
+ENTRY = "/v1/drops/{id}/waitlist/{customer}"
+DECLINE = "/v1/drops/{id}/waitlist/{customer}/decline"
 API_KEY_ENV = "EARMARK_DRILL_API_KEY"
 
 
@@ -85,6 +101,26 @@ def add_arguments(parser: LocustArgumentParser) -> None:
         "--seed", action="store_true", help="receive --stock units of every SKU at test start"
     )
     add_check_arguments(parser)
+    add_drop_arguments(parser)
+
+
+def add_drop_arguments(parser: LocustArgumentParser) -> None:
+    d = drop.DropRules()
+    parser.add_argument(
+        "--drop", action="store_true", help="sell the SKUs in a drop with a limit and a waitlist"
+    )
+    parser.add_argument("--drop-id", default=d.drop_id, help="the drop's id (a new one)")
+    parser.add_argument("--limit", type=int, default=d.limit, help="units per customer")
+    parser.add_argument("--offer-ttl", type=float, default=d.offer_ttl_seconds, help="seconds")
+    parser.add_argument(
+        "--repeat-share",
+        type=float,
+        default=d.repeat_share,
+        help="share of shoppers who shop again as the same customer",
+    )
+    parser.add_argument(
+        "--line-wait", type=float, default=d.line_wait_seconds, help="seconds in line, at most"
+    )
 
 
 def add_check_arguments(parser: LocustArgumentParser) -> None:
@@ -136,11 +172,27 @@ def scenario_of(options: Any) -> Scenario:
     )
 
 
-def plan_of(options: Any, scenario: Scenario) -> verdict.Plan:
+def rules_of(options: Any) -> drop.DropRules | None:
+    if not options.drop:
+        return None
+    return drop.DropRules(
+        drop_id=options.drop_id,
+        limit=options.limit,
+        offer_ttl_seconds=options.offer_ttl,
+        repeat_share=options.repeat_share,
+        line_wait_seconds=options.line_wait,
+    )
+
+
+def plan_of(options: Any, scenario: Scenario, rules: drop.DropRules | None) -> verdict.Plan:
+    """In a drop, offers are holds too: the longer of the two TTLs bounds the settling."""
+    ttl = scenario.ttl_seconds
+    if rules is not None:
+        ttl = max(ttl, rules.offer_ttl_seconds)
     return verdict.Plan(
         skus=scenario.sku_names,
         location=scenario.location,
-        ttl_seconds=scenario.ttl_seconds,
+        ttl_seconds=ttl,
         sweep_interval_seconds=options.sweep_interval,
         settle_grace_seconds=options.settle_grace,
         ledger_wait_seconds=options.ledger_wait,
@@ -163,6 +215,9 @@ class Drill:
     notes: list[str] = field(default_factory=list)
     progress: Any = None  # the greenlet printing progress lines while users run
     started_at: float = 0.0  # time.monotonic() at test_start
+    rules: drop.DropRules | None = None  # --drop
+    drop_tally: drop.DropTally = field(default_factory=drop.DropTally)
+    users: Any = field(default_factory=itertools.count)  # numbers the shoppers
 
 
 DRILL: Drill | None = None
@@ -182,24 +237,31 @@ def on_init(environment: Environment, **_: Any) -> None:
         return  # e.g. --list; nothing runs
     try:
         scenario = scenario_of(options)
-        plan = plan_of(options, scenario)
+        rules = rules_of(options)
+        plan = plan_of(options, scenario, rules)
         api = HttpApi(environment.host, options.api_key)
     except (ScenarioError, ValueError) as error:
         log.error("earmark drill: %s", error)
         sys.exit(2)
-    DRILL = Drill(scenario, plan, api)
+    if rules is not None:  # shoppers in line poll: one INFO line per request drowns the rest
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+    DRILL = Drill(scenario, plan, api, rules=rules)
 
 
 @events.test_start.add_listener
 def on_test_start(environment: Environment, **_: Any) -> None:
     state = drill()
     state.tally, state.result, state.notes, state.started = verdict.Tally(), None, [], True
+    state.drop_tally, state.users = drop.DropTally(), itertools.count()
     if not isinstance(environment.runner, LocalRunner):
         state.notes.append("run in one Locust process: workers' tallies are not collected")
     try:
         if environment.parsed_options is not None and environment.parsed_options.seed:
             skus, sc = state.scenario.sku_names, state.scenario
             seed(state.api, skus, sc.stock, sc.location)
+        if state.rules is not None:
+            sc = state.scenario
+            state.api.create_drop(state.rules, sc.sku_names, hold_ttl_seconds=sc.ttl_seconds)
         state.baseline = state.api.levels(state.plan.skus, state.plan.location)
     except ApiError as error:
         state.baseline, state.baseline_error = None, str(error)
@@ -245,7 +307,10 @@ def on_test_stop(environment: Environment, **_: Any) -> None:
         baseline_error=state.baseline_error,
     )
     ledger, skip = ledger_source(environment.parsed_options, state.api)
-    state.result = verdict.judge(state.api, state.plan, observed, ledger, skip)
+    judge_drop = None
+    if state.rules is not None:
+        judge_drop = drop.DropJudge(state.api, state.plan, state.rules, state.drop_tally)
+    state.result = verdict.judge(state.api, state.plan, observed, ledger, skip, drop=judge_drop)
     if not state.result.passed:
         environment.process_exit_code = state.result.exit_code
 
@@ -323,6 +388,8 @@ class Shopper(User):
     one request, timed and reported to Locust's statistics by ``Timed``."""
 
     def wait_time(self) -> float:
+        if self.is_bot:
+            return drop.BOT_PAUSE_SECONDS
         return self.state.scenario.think_seconds(self.rng)
 
     def on_start(self) -> None:
@@ -331,12 +398,28 @@ class Shopper(User):
         api_key = self.environment.parsed_options.api_key
         self.client = Client(self.host or "", api_key=api_key, retry=NO_RETRY)
         self.timed = Timed(self.environment.events.request.fire)
+        self.number = next(self.state.users)
+        rules = self.state.rules
+        self.is_bot = rules is not None and rules.bot and self.number == 0
+        self.visits = 0
+        self.customer = ""  # the default drill reserves without one
+        if rules is not None:
+            self.customer = drop.BOT_CUSTOMER if self.is_bot else self.new_customer()
 
     def on_stop(self) -> None:
         self.client.close()
 
     @task
     def shop(self) -> None:
+        rules = self.state.rules
+        if rules is None:
+            self.shop_cart()
+        elif self.is_bot:
+            self.hammer()
+        else:
+            self.shop_drop(rules)
+
+    def shop_cart(self) -> None:
         scenario = self.state.scenario
         cart = scenario.cart(self.rng)
         hold = self.reserve(cart)
@@ -375,7 +458,8 @@ class Shopper(User):
         tally.units_held += sum(qty for _, qty in cart)
         return held.id
 
-    def finish(self, hold: str, outcome: str, cart: list[tuple[str, int]]) -> None:
+    def finish(self, hold: str, outcome: str, cart: list[tuple[str, int]]) -> bool:
+        """True when the commit or release was answered as asked."""
         tally = self.state.tally
         name = COMMIT if outcome == "commit" else RELEASE
         transition = self.client.commit if outcome == "commit" else self.client.release
@@ -391,14 +475,172 @@ class Shopper(User):
             )
         except GONE:  # the hold expired (or was released) while the shopper thought
             tally.gone += 1
-            return
+            return False
         except (EarmarkError, UnexpectedAnswer) as error:
             self.unexpected(name, error)
-            return
+            return False
         if outcome == "commit":
             tally.record_commit(cart)
+            if self.state.rules is not None:
+                self.state.drop_tally.record_commit(self.customer, sum(q for _, q in cart))
         else:
             tally.released += 1
+        return True
+
+    # -- the drop mode ---------------------------------------------------------------------
+
+    def new_customer(self) -> str:
+        self.visits += 1
+        self.state.drop_tally.customers += 1
+        return f"c-{self.number}-{self.visits}"
+
+    def shop_drop(self, rules: drop.DropRules) -> None:
+        """A customer's cart in the drop; refused for stock, it waits in line. Then the
+        next customer, or (a repeat shopper) the same one again."""
+        scenario, tally = self.state.scenario, self.state.tally
+        cart = scenario.cart(self.rng)
+        hold, refusal = self.reserve_as(self.customer, cart)
+        if hold is not None:
+            time.sleep(scenario.think_seconds(self.rng))  # gevent-patched: yields
+            outcome = scenario.outcome(self.rng)
+            if outcome == "abandon":
+                tally.abandoned += 1
+            else:
+                self.finish(hold, outcome, cart)
+        elif isinstance(refusal, InsufficientStock):
+            sku, qty = cart[0]
+            self.wait_in_line(rules, sku, qty)
+        if not rules.is_repeat_shopper(self.rng):
+            self.customer = self.new_customer()
+
+    def hammer(self) -> None:
+        """The bot: one identity, one unit, as fast as it can; it buys what it holds."""
+        self.state.drop_tally.bot_calls += 1
+        cart = [(self.state.scenario.sku_names[0], 1)]
+        hold, _ = self.reserve_as(self.customer, cart)
+        if hold is not None:
+            self.finish(hold, "commit", cart)
+
+    def reserve_as(
+        self, customer: str, cart: list[tuple[str, int]]
+    ) -> tuple[str | None, EarmarkError | None]:
+        """The hold's id, or None and the expected refusal (None: unexpected, recorded)."""
+        scenario, tally, drops = self.state.scenario, self.state.tally, self.state.drop_tally
+        lines = [(sku, qty, scenario.location) for sku, qty in cart]
+        drops.touched.update((customer, sku) for sku, _ in cart)
+
+        def send() -> Reservation:
+            return self.client.reserve(
+                lines,
+                ttl_seconds=scenario.ttl_seconds,
+                channel=scenario.channel,
+                customer=customer,
+                idempotency_key=idempotency_key("shop"),
+            )
+
+        expected = (InsufficientStock, CustomerLimitExceeded, RateLimited)
+        try:
+            held = self.timed.call(
+                "POST", RESERVE, send, expected=expected, check=status_is("held")
+            )
+        except InsufficientStock as refusal:
+            tally.refused += 1
+            return None, refusal
+        except CustomerLimitExceeded as refusal:
+            drops.limit_refused += 1
+            return None, refusal
+        except RateLimited as refusal:
+            drops.rate_limited += 1
+            return None, refusal
+        except (EarmarkError, UnexpectedAnswer) as error:
+            self.unexpected(RESERVE, error)
+            return None, None
+        tally.accepted += 1
+        tally.units_held += sum(qty for _, qty in cart)
+        drops.owners[held.id] = customer
+        return held.id, None
+
+    def wait_in_line(self, rules: drop.DropRules, sku: str, qty: int) -> None:
+        """Joins the line, reads its entry every ``poll_seconds`` until an offer (then
+        takes it, declines it or lets it expire) or ``line_wait_seconds`` (then leaves)."""
+        drops, customer = self.state.drop_tally, self.customer
+        drops.entries.add((customer, sku))  # before: a join cut short by the stop may count
+        joined = self.waitlist_call(
+            JOIN,
+            lambda: self.client.join_waitlist(
+                rules.drop_id, customer, sku, qty, idempotency_key=idempotency_key("join")
+            ),
+        )
+        if joined is None:
+            return
+        drops.joined += 1
+        deadline = time.monotonic() + rules.line_wait_seconds
+        while time.monotonic() < deadline:
+            time.sleep(rules.poll_seconds)  # gevent-patched: yields
+            entry = self.waitlist_call(
+                ENTRY,
+                lambda: self.client.get_waitlist_entry(rules.drop_id, customer, sku=sku),
+                "GET",
+            )
+            if entry is None or entry.status not in drop.OPEN_STATUSES:
+                return  # skipped, or an offer that came and went between two reads
+            if entry.status == "offered" and entry.offer is not None:
+                self.take_offer(rules, entry.offer.reservation_id, sku, entry.qty)
+                return
+        drops.gave_up += 1
+        self.leave_line(rules, sku)
+
+    def take_offer(self, rules: drop.DropRules, reservation: str, sku: str, qty: int) -> None:
+        """Commits, declines or abandons the offer, with the odds of a cart."""
+        drops, tally, scenario = self.state.drop_tally, self.state.tally, self.state.scenario
+        drops.offers_seen += 1
+        drops.owners[reservation] = self.customer
+        tally.accepted += 1  # the offer is a hold of this shopper's now
+        tally.units_held += qty
+        choice = drop.offer_choice(
+            self.rng, scenario.commit_probability, scenario.release_probability
+        )
+        time.sleep(scenario.think_seconds(self.rng))  # gevent-patched: yields
+        if choice == "abandon":
+            drops.offers_abandoned += 1
+            tally.abandoned += 1
+        elif choice == "decline":
+            left = self.leave_line(rules, sku)
+            if left is not None and left.status == "declined":
+                drops.offers_declined += 1
+                tally.released += 1
+            elif left is not None:  # it expired while the shopper thought: passed on
+                tally.gone += 1
+        elif self.finish(reservation, "commit", [(sku, qty)]):
+            drops.offers_committed += 1
+
+    def leave_line(self, rules: drop.DropRules, sku: str) -> WaitlistEntry | None:
+        """The entry after the decline (a finished one answers as it is), or None."""
+        customer = self.customer
+        return self.waitlist_call(
+            DECLINE,
+            lambda: self.client.decline_waitlist(
+                rules.drop_id, customer, sku=sku, idempotency_key=idempotency_key("decline")
+            ),
+        )
+
+    def waitlist_call(
+        self, name: str, send: Any, request_type: str = "POST"
+    ) -> WaitlistEntry | None:
+        """A waitlist call; a refusal for the limit (a qty the limit cannot serve) is
+        expected and counted, anything else unexpected."""
+        try:
+            entry: WaitlistEntry = self.timed.call(
+                request_type, name, send, expected=(CustomerLimitExceeded,)
+            )
+        except CustomerLimitExceeded:
+            self.state.drop_tally.limit_refused += 1
+            return None
+        except (EarmarkError, UnexpectedAnswer) as error:
+            answer = outcome_of(error) if isinstance(error, EarmarkError) else str(error)
+            self.state.tally.record_unexpected(f"{request_type} {name}", answer)
+            return None
+        return entry
 
     def unexpected(self, endpoint: str, error: Exception) -> None:
         answer = outcome_of(error) if isinstance(error, EarmarkError) else str(error)

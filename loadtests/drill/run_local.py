@@ -2,6 +2,7 @@
 
     python -m loadtests.drill.run_local [--users 100 --skus 3 --stock 100 --run-time 30s
                                          --ttl 5 --embedded --out DIR ...]
+    python -m loadtests.drill.run_local --drop [--limit 2 --offer-ttl 3 ...]
 
 1. Starts a throwaway redis-server and PostgreSQL on free 127.0.0.1 ports
    (``tests/support/servers.py``), or with ``--embedded`` nothing: the server's in-process store
@@ -11,7 +12,8 @@
 3. Seeds ``--stock`` units of every SKU (POST receipts).
 4. Runs Locust headless on ``loadtests/drill/locustfile.py`` (all users spawned within a
    second), writing CSV and HTML reports; its test-stop hook checks the engine and prints
-   the verdict.
+   the verdict. With ``--drop`` the SKUs are sold in a drop with a per-customer limit and
+   a waitlist, which Locust opens at test start (docs/drill.md, "Drop mode").
 5. Exits with Locust's exit code (0 PASS, 1 FAIL), and stops everything it started, also
    on Ctrl-C or SIGTERM (exit 130).
 """
@@ -35,7 +37,7 @@ from typing import IO
 
 from tests.support.servers import PostgresServer, RedisServer, ServerUnavailable, free_port
 
-from loadtests.drill import verdict
+from loadtests.drill import drop, verdict
 from loadtests.drill.client import ApiError, HttpApi, seed
 from loadtests.drill.scenario import Scenario, ScenarioError, timespan_seconds
 
@@ -83,10 +85,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--think-max", type=float, default=d.think_seconds_max, help="seconds")
     add("--sweep-interval", type=float, default=1.0, help="the server's sweep interval, s")
     add("--embedded", action="store_true", help="in-process store + SQLite, no servers")
+    r = drop.DropRules()
+    add("--drop", action="store_true", help="sell in a drop: a per-customer limit, a waitlist, "
+        "repeat shoppers and a bot (docs/drill.md, Drop mode)")  # fmt: skip
+    add("--limit", type=int, default=r.limit, help=f"--drop: units per customer ({r.limit})")
+    add("--offer-ttl", type=float, default=r.offer_ttl_seconds, help="--drop: offer TTL, s")
+    add("--repeat-share", type=float, default=r.repeat_share,
+        help="--drop: share of shoppers who shop again as the same customer")  # fmt: skip
+    add("--line-wait", type=float, default=r.line_wait_seconds,
+        help="--drop: seconds a shopper stays in line, at most")  # fmt: skip
     add("--out", type=Path, help="report directory (default: a new temp directory)")
     add("--keep", action="store_true", help="keep the temp directory (without --out it is "
         "removed at the end, reports and all)")  # fmt: skip
     return parser.parse_args(argv)
+
+
+def rules_of(args: argparse.Namespace) -> drop.DropRules | None:
+    if not args.drop:
+        return None
+    return drop.DropRules(
+        limit=args.limit,
+        offer_ttl_seconds=args.offer_ttl,
+        repeat_share=args.repeat_share,
+        line_wait_seconds=args.line_wait,
+    )
 
 
 def clean_up(out: Path, args: argparse.Namespace) -> None:
@@ -208,12 +230,21 @@ def locust_command(
     command += ["--database-url", backend.database_url]
     if backend.redis_url is not None:
         command += ["--redis-url", backend.redis_url]
+    if args.drop:
+        command += ["--drop", "--limit", str(args.limit), "--offer-ttl", str(args.offer_ttl)]
+        command += ["--repeat-share", str(args.repeat_share), "--line-wait", str(args.line_wait)]
     return command
 
 
 def locust_bound_seconds(args: argparse.Namespace, run_seconds: int) -> float:
-    settle = float(args.ttl) + float(args.sweep_interval) + verdict.SETTLE_GRACE_SECONDS_DEFAULT
-    return run_seconds + settle + verdict.LEDGER_WAIT_SECONDS_DEFAULT + LOCUST_OVERHEAD_SECONDS
+    ttl = max(float(args.ttl), float(args.offer_ttl)) if args.drop else float(args.ttl)
+    settle = ttl + float(args.sweep_interval) + verdict.SETTLE_GRACE_SECONDS_DEFAULT
+    bound = run_seconds + settle + verdict.LEDGER_WAIT_SECONDS_DEFAULT + LOCUST_OVERHEAD_SECONDS
+    if args.drop:  # the sweeps awaited, the line read again, then the ledger once more
+        sweeps = drop.SWEEPS_AWAITED + drop.IDLE_READS_MAX
+        grace = verdict.SETTLE_GRACE_SECONDS_DEFAULT * drop.IDLE_READS_MAX
+        bound += sweeps * float(args.sweep_interval) + grace + verdict.LEDGER_WAIT_SECONDS_DEFAULT
+    return bound
 
 
 def run_locust(stack: ExitStack, command: list[str], bound_seconds: float) -> int:
@@ -264,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         scenario = scenario_of(args)
+        rules_of(args)
         timespan_seconds(args.run_time)
     except ScenarioError as error:
         print(f"run_local: {error}", file=sys.stderr)

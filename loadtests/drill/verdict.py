@@ -14,7 +14,8 @@ The checks, each PASS, FAIL or SKIP:
 * no phantom locks: ``reserved`` is back to zero within TTL + sweep interval + grace;
 * ledger equals API: after a flush, the durable record's buckets equal the API's;
 * traffic: reservations were accepted, and no response was unexpected (5xx, transport
-  errors, a status outside the contract).
+  errors, a status outside the contract);
+* with a drop (``drop.DropJudge``), the drop's checks: see ``drop.py``.
 """
 
 from __future__ import annotations
@@ -172,6 +173,19 @@ class LedgerSource(Protocol):
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], None]
+
+
+class DropPart(Protocol):
+    """The drop mode's checks (``drop.DropJudge``): some before the holds settle (the
+    line as the users left it), some after (the ledger)."""
+
+    def before_settle(self, clock: Clock, sleep: Sleep) -> list[Check]: ...
+
+    def after_settle(
+        self, baseline: Mapping[str, Level], final: Mapping[str, Level], clock: Clock, sleep: Sleep
+    ) -> list[Check]: ...
+
+    def summary(self) -> list[str]: ...
 
 
 # -- the checks -------------------------------------------------------------------------
@@ -366,6 +380,7 @@ class Verdict:
     oversold: Mapping[str, int] = field(default_factory=dict)
     phantom_units: int | None = None  # None: never measured (the API could not be read)
     notes: tuple[str, ...] = ()
+    summary: tuple[str, ...] = ()  # more summary lines (the drop mode's)
 
     @property
     def passed(self) -> bool:
@@ -399,10 +414,12 @@ def judge(
     ledger: LedgerSource | None = None,
     ledger_skip_reason: str = "not checked",
     *,
+    drop: DropPart | None = None,
     clock: Clock = time.monotonic,
     sleep: Sleep = time.sleep,
 ) -> Verdict:
-    """Runs every check; a read that fails is a FAIL, never an exception."""
+    """Runs every check; a read that fails is a FAIL, never an exception. With ``drop``,
+    its checks too: the line is checked and closed before the holds settle."""
     tally = observed.tally
     checks = [check_traffic(tally, observed.exceptions)]
     verdict = functools.partial(
@@ -418,6 +435,8 @@ def judge(
         return verdict(checks=(*checks, Check("stock at the start", "FAIL", detail)))
     baseline = by_sku(observed.baseline)
     checks.append(check_stock_at_start(plan, baseline))
+    if drop is not None:
+        checks += drop.before_settle(clock, sleep)
     try:
         settled = settle(api, plan, clock, sleep)
     except DrillError as error:
@@ -435,11 +454,14 @@ def judge(
         checks.append(Check("ledger equals API", "SKIP", ledger_skip_reason))
     else:
         checks.append(check_ledger(ledger, settled.levels, plan, clock, sleep))
+    if drop is not None:
+        checks += drop.after_settle(baseline, final, clock, sleep)
     return verdict(
         checks=tuple(checks),
         final=tuple(settled.levels),
         oversold=oversold,
         phantom_units=settled.phantom_units,
+        summary=tuple(drop.summary()) if drop is not None else (),
     )
 
 
@@ -454,6 +476,7 @@ def render(verdict: Verdict) -> str:
     head = f" earmark drill verdict: {result} "
     lines = [head.center(RULE_WIDTH, "=")]
     lines += _summary(verdict)
+    lines += verdict.summary
     lines += [f"  [{check.status}] {check.name}: {check.detail}" for check in verdict.checks]
     lines += _levels_table(verdict)
     lines += _latency_table(verdict.latencies)
