@@ -22,7 +22,8 @@
     {error = 'reservation_not_found' | 'lines_mismatch' | 'not_owner' | 'store_not_ready' |
       'idempotency_conflict'}
     {error = 'offer_keys', drop}: such a part without its drop's keys; nothing written
-  Events: 'committed' per line (reserved -qty, committed +qty); 'waitlist_converted'
+  Events: 'committed' per line (reserved -qty, committed +qty; for a drop's hold, with
+    its customer and drop); 'waitlist_converted'
     when the part was an offer; a hold found expired passes its units on as
     release_reservation does ('waitlist_expired', 'reserved', 'waitlist_offered').
   Invariants: only a live hold (or one pinned while live) is committed; every line of
@@ -88,7 +89,8 @@ for i, line in ipairs(lines) do
   apply(line.stock, levels[i], deltas)
   rcall('HDEL', line.hqty, rid)
   rcall('ZREM', line.hexp, rid)
-  emit(ctx, 'committed', line.sku, line.location, qty, deltas, {'reservation', rid})
+  emit(ctx, 'committed', line.sku, line.location, qty, deltas,
+       customer_flags({'reservation', rid}, part.customer, part.drop))
 end
 rcall('HSET', part_key, 'status', 'committed', 'committed_at', ctx.now)
 rcall('ZREM', expiries_key, rid)

@@ -33,7 +33,8 @@
     {error = 'customer_required' | 'drop_not_open' | 'customer_limit_exceeded' |
      'rate_limited' | 'cart_spans_drops', ...}: the drop's rules (docs/drops.md)
   Events: 'expired' per reclaimed hold; 'reserved' per line (with expires_at, channel;
-    with a channel that drew on its allocation, allocation_drawn and allocation after).
+    with a channel that drew on its allocation, allocation_drawn and allocation after;
+    for a drop's SKU, customer and drop).
   Channels (docs/channels.md): a reserve with a channel is refused insufficient_stock
     when the channel's view of a line (its buffer rules over available, plus its
     allocation) is short; it draws its allocation down first. Allocations are counted in

@@ -33,6 +33,19 @@ local function called_lines(keys, argv, first, n, extra_keys)
   return lines
 end
 
+-- `flags` (an event's extra fields) with the customer and the drop of a drop's hold
+-- appended, so that the ledger alone can count a customer's holds and purchases against
+-- the drop's limit; unchanged for a hold of no drop (customer nil).
+local function customer_flags(flags, customer, drop_id)
+  if customer and customer ~= '' then
+    flags[#flags + 1] = 'customer'
+    flags[#flags + 1] = customer
+    flags[#flags + 1] = 'drop'
+    flags[#flags + 1] = drop_id
+  end
+  return flags
+end
+
 -- The part's record as a table; nil when this partition holds no such part.
 local function read_part(part_key)
   local raw = rcall('HGETALL', part_key)

@@ -74,8 +74,11 @@ local function reserve_cart(keys, argv)
     apply(line.stock, h.levels, deltas, nil, extra)
     rcall('ZADD', line.hexp, expires_text, rid)
     rcall('HSET', line.hqty, rid, h.qty)
-    emit(ctx, 'reserved', line.sku, line.location, h.qty, deltas,
-         channel_flags({'reservation', rid, 'expires_at', expires_text}, drawn)) -- [channels]
+    local flags = channel_flags({'reservation', rid, 'expires_at', expires_text}, drawn)
+    if drop then -- [drops] whose hold it is
+      customer_flags(flags, drop.customer, drop.id)
+    end
+    emit(ctx, 'reserved', line.sku, line.location, h.qty, deltas, flags)
     low_stock_check(ctx, line.stock, line.sku, line.location, h.levels, h.fields)
   end
   rcall('HSET', part_key, 'status', 'held', 'expires_at', expires_text,

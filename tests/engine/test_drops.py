@@ -140,6 +140,27 @@ def test_the_limit_counts_every_cart_and_key_and_a_release_gives_units_back(engi
         engine.reserve([("TEE", 4)], idempotency_key="f", customer="cat")
 
 
+def test_a_drops_holds_and_sales_name_their_customer_in_the_events(engine: Engine) -> None:
+    """The ledger alone can count a customer against the limit: the 'reserved' and
+    'committed' events of a drop's hold carry its (normalised) customer and drop; a hold
+    of no drop carries neither."""
+    open_drop(engine)
+    engine.receive("PLAIN", 5)
+    held = engine.reserve([("TEE", 1)], idempotency_key="a", customer=" Ann ")
+    engine.commit(held.id)
+    engine.reserve([("PLAIN", 1)], idempotency_key="b")
+    p = engine.partition_of("TEE")
+    events = [f for _, f in engine.client.xrange(engine.keys.events(p))]
+    ours = [e for e in events if e["type"] in ("reserved", "committed") and e["sku"] == "TEE"]
+    assert [(e["type"], e["customer"], e["drop"]) for e in ours] == [
+        ("reserved", "ann", "drop-TEE"),
+        ("committed", "ann", "drop-TEE"),
+    ]
+    q = engine.partition_of("PLAIN")
+    plain = [f for _, f in engine.client.xrange(engine.keys.events(q)) if f["sku"] == "PLAIN"]
+    assert plain and all("customer" not in e and "drop" not in e for e in plain)
+
+
 def test_an_expired_hold_gives_its_units_back_to_the_allowance(backend: Backend) -> None:
     engine = backend.engine()
     open_drop(engine, per_customer_limit=1, hold_ttl_seconds=1)
