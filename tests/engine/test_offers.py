@@ -114,6 +114,24 @@ def test_declining_an_offer_passes_it_on(engine: Engine) -> None:
     assert level_of(engine, "TEE").reserved == 1
 
 
+def test_declining_an_entry_that_already_ended_answers_it_as_it_was(engine: Engine) -> None:
+    """A decline that comes after the customer took the offer changes nothing: the entry
+    stays converted, the sale stands, no event is written."""
+    open_drop(engine, units=1, waitlist=True)
+    held = engine.reserve([("TEE", 1)], idempotency_key="a", customer="ann")
+    engine.join_waitlist("drop-TEE", "bob", "TEE")
+    engine.release(held.id)
+    offer = engine.get_waitlist_entry("drop-TEE", "bob").offer
+    assert offer is not None
+    engine.commit(offer.reservation_id)
+    before = len(waitlist_events(engine))
+    late = engine.decline_waitlist("drop-TEE", "bob", idempotency_key="late")
+    assert late.status == "converted"
+    assert engine.get_reservation(offer.reservation_id).status == "committed"
+    assert len(waitlist_events(engine)) == before
+    assert level_of(engine, "TEE").committed == 1
+
+
 def test_a_customer_whose_limit_is_full_is_skipped(engine: Engine) -> None:
     open_drop(engine, units=2, waitlist=True, per_customer_limit=1)
     ann = engine.reserve([("TEE", 1)], idempotency_key="a", customer="ann")
