@@ -63,6 +63,18 @@ local function read_hash(key)
   return record
 end
 
+-- The rules the reserve gate reads (one HMGET of these fields, not the whole rules hash:
+-- reserve reads them on every call of a drop's SKU). A missing field is nil.
+local GATE_RULE_FIELDS = {'opens_at', 'closes_at', 'limit', 'hold_ttl_ms', 'waitlist'}
+local function read_gate_rules(key)
+  local raw = rcall('HMGET', key, unpack(GATE_RULE_FIELDS))
+  local rules = {}
+  for i, field in ipairs(GATE_RULE_FIELDS) do
+    rules[field] = raw[i] or nil
+  end
+  return rules
+end
+
 -- The customer's entries not yet seen committed, as a sorted list of reservation ids.
 local function pending_rids(entries)
   local ids = {}
@@ -153,7 +165,7 @@ local function drop_gate(ctx, call, lines)
   if call.customer == '' then
     return nil, {error = 'customer_required', drop = drop_id}
   end
-  local rules = read_hash(call.rules)
+  local rules = read_gate_rules(call.rules)
   if not rules.opens_at then
     error('earmark: drop ' .. drop_id .. ' is indexed but has no rules')
   end
@@ -205,20 +217,30 @@ local function drop_hold_ttl(drop, ttl_ms)
   return ttl_ms
 end
 
--- Records a hold the gate allowed: the customer's entry (when the drop has a limit), the
--- customer among those at the limit when this hold reaches it (or no longer, when their
--- settled units were below it), and the customer and drop on the reservation part.
-local function drop_record(drop, part_key, rid)
-  if not drop then
+-- Records a hold the gate allowed: the customer's entry (when the drop has a limit) and
+-- the customer among those at the limit when this hold reaches it (or no longer, when
+-- their settled units were below it). The caller writes the customer and drop on the
+-- reservation part (drop_part_fields) with the part's other fields.
+local function drop_record(drop, rid)
+  if not drop or not drop.limit then
     return
   end
-  if drop.limit then
-    rcall('HSET', drop.entries, rid, drop.qty)
-    if drop.used + drop.qty >= drop.limit then
-      rcall('SADD', drop.at_limit, drop.customer)
-    else
-      rcall('SREM', drop.at_limit, drop.customer)
-    end
+  rcall('HSET', drop.entries, rid, drop.qty)
+  if drop.used + drop.qty >= drop.limit then
+    rcall('SADD', drop.at_limit, drop.customer)
+  else
+    rcall('SREM', drop.at_limit, drop.customer)
   end
-  rcall('HSET', part_key, 'customer', drop.customer, 'drop', drop.id)
+end
+
+-- `fields` (a part's HSET field-value list) with the customer and drop of the gate's
+-- drop appended; unchanged when the cart takes no drop's SKU.
+local function drop_part_fields(drop, fields)
+  if drop then
+    fields[#fields + 1] = 'customer'
+    fields[#fields + 1] = drop.customer
+    fields[#fields + 1] = 'drop'
+    fields[#fields + 1] = drop.id
+  end
+  return fields
 end

@@ -74,18 +74,19 @@ local function reserve_cart(keys, argv)
     apply(line.stock, h.levels, deltas, nil, extra)
     rcall('ZADD', line.hexp, expires_text, rid)
     rcall('HSET', line.hqty, rid, h.qty)
-    local flags = channel_flags({'reservation', rid, 'expires_at', expires_text}, drawn)
+    local event_fields = channel_flags({'reservation', rid, 'expires_at', expires_text}, drawn)
     if drop then -- [drops] whose hold it is
-      customer_flags(flags, drop.customer, drop.id)
+      customer_flags(event_fields, drop.customer, drop.id)
     end
-    emit(ctx, 'reserved', line.sku, line.location, h.qty, deltas, flags)
+    emit(ctx, 'reserved', line.sku, line.location, h.qty, deltas, event_fields)
     low_stock_check(ctx, line.stock, line.sku, line.location, h.levels, h.fields)
   end
-  rcall('HSET', part_key, 'status', 'held', 'expires_at', expires_text,
-        'created_at', now_text(), 'channel', channel, 'actor', actor,
-        'retention_ms', retention_ms, 'lines', cjson.encode(lines))
+  local part_fields = {'status', 'held', 'expires_at', expires_text, 'created_at', now_text(),
+                       'channel', channel, 'actor', actor, 'retention_ms', retention_ms,
+                       'lines', cjson.encode(lines)}
+  rcall('HSET', part_key, unpack(drop_part_fields(drop, part_fields))) -- [drops] + customer
   rcall('ZADD', expiries_key, expires_text, rid)
-  drop_record(drop, part_key, rid) -- [drops]
+  drop_record(drop, rid) -- [drops]
   return finish(ctx, {ok = true, reservation = {id = rid, status = 'held',
                       expires_at = expires_at, created_at = ctx.now, channel = channel,
                       lines = lines}})
