@@ -14,7 +14,10 @@ server's instructions by the calls:
 * reserve.lua's own commands for the same cart and none of its logic
   (loadtests/frozen/reserve_commands_only.lua, EVALSHA): what the stored contract alone
   costs, the floor under any reserve that keeps it;
-* the 5-line decrement (EVALSHA), the floor.
+* the 5-line decrement (EVALSHA), the floor;
+* reserves sent one at a time by ``AsyncEngine`` of a plain SKU and of a drop's SKU
+  (limit 2, waitlist on, a new customer per cart): what a drop's rules cost Redis per
+  reserve (the drop row of ``loadtests.bench.engine`` measures it in reserves/s).
 
 It prints each figure and the ratios the script-cost target names (frozen / today: the
 target is >= 3; today / decrement: the target is <= 4), and how today's cost splits
@@ -27,6 +30,7 @@ the server's network and command handling, the same on every row.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import glob
 import os
 import shutil
@@ -36,11 +40,13 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import redis
 from tests.support.servers import free_port
 
+from earmark import AsyncEngine, EngineConfig
 from earmark.engine.scripts import load_scripts
 from loadtests.bench.redisbench import RawTarget
 from loadtests.bench.scriptcost import ReserveScriptTarget
@@ -49,6 +55,7 @@ HOST = "127.0.0.1"
 CLIENTS = 4
 CALLS_DEFAULT = 2_000
 COMMANDS_ROW = "reserve's commands alone (EVALSHA)"
+ENGINE_CALLS_MAX = 500  # each is a round trip from Python to a server under callgrind
 START_TIMEOUT_S = 60.0
 DUMP_WAIT_S = 30.0
 
@@ -131,6 +138,7 @@ def measure(calls: int) -> dict[str, float]:
             )
             floor = ReserveScriptTarget(port, "commands", CLIENTS).command(calls)
             counts[COMMANDS_ROW] = instructions_per_call(folder, pid, floor, calls)
+            counts |= asyncio.run(_engine_rows(port, pid, folder, min(calls, ENGINE_CALLS_MAX)))
             raw = RawTarget(port, 1, 1_000_000_000)
             counts["5-line decrement (EVALSHA)"] = instructions_per_call(
                 folder, pid, raw.command(raw.reset(), CLIENTS, calls), calls
@@ -138,15 +146,50 @@ def measure(calls: int) -> dict[str, float]:
     return counts
 
 
+ENGINE_PLAIN_ROW = "engine reserve, plain SKU"
+ENGINE_DROP_ROW = "engine reserve, drop SKU (limit, waitlist)"
+
+
+async def _engine_rows(port: int, pid: int, folder: Path, calls: int) -> dict[str, float]:
+    """Server instructions per reserve the engine sends, plain SKU against a drop's."""
+    engine = AsyncEngine.from_url(
+        f"redis://{HOST}:{port}/0", EngineConfig(prefix="ins-engine", partitions=1)
+    )
+    await engine.start()
+    try:
+        await engine.receive("PLAIN", 1_000_000, idempotency_key="plain")
+        await engine.receive("DROP", 1_000_000, idempotency_key="drop")
+        seconds, _ = await engine.client.time()
+        opens = datetime.fromtimestamp(int(seconds), tz=UTC) - timedelta(seconds=1)
+        await engine.create_drop(
+            "ins", ["DROP"], opens_at=opens, per_customer_limit=2, waitlist=True
+        )
+        await engine.reserve([("DROP", 1)], idempotency_key="warm", customer="warm")
+        counts: dict[str, float] = {}
+        for label, sku in ((ENGINE_PLAIN_ROW, "PLAIN"), (ENGINE_DROP_ROW, "DROP")):
+            subprocess.run(["callgrind_control", "-z", str(pid)], check=True, capture_output=True)
+            for i in range(calls):
+                customer = f"c{i}" if sku == "DROP" else None
+                await engine.reserve([(sku, 1)], idempotency_key=f"{sku}{i}", customer=customer)
+            before = set(glob.glob(str(folder / f"callgrind.out.{pid}.*")))
+            subprocess.run(["callgrind_control", "-d", str(pid)], check=True, capture_output=True)
+            counts[label] = _dumped_total(folder, pid, before) / calls
+        return counts
+    finally:
+        await engine.close()
+
+
 def report(counts: dict[str, float]) -> list[str]:
     today = counts["reserve (FCALL, today)"]
-    lines = [f"{label:36s} {value:12,.0f} instructions per call" for label, value in counts.items()]
+    lines = [f"{label:44s} {value:12,.0f} instructions per call" for label, value in counts.items()]
     frozen = counts["frozen reserve_v1.lua (EVALSHA)"]
     floor = counts["5-line decrement (EVALSHA)"]
     lines.append(f"frozen / today: {frozen / today:.2f}x fewer instructions (target >= 3)")
     lines.append(f"today / decrement: {today / floor:.1f}x the floor (target <= 4)")
     plain = counts["reserve (EVALSHA, today's script)"]
     lines.append(f"function library vs plain script: {plain / today:.2f}x")
+    plain_engine, drop_engine = counts[ENGINE_PLAIN_ROW], counts[ENGINE_DROP_ROW]
+    lines.append(f"a drop's rules per reserve: {drop_engine / plain_engine - 1:+.1%} instructions")
     commands = counts[COMMANDS_ROW]  # a plain script: compare with today's as one
     lines.append(
         f"as plain scripts, today's {plain:,.0f} = {commands:,.0f} ({commands / plain:.0%}) for "
