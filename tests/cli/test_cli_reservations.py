@@ -40,7 +40,9 @@ def test_find_and_free_a_stuck_hold(
         engine.receive("CAP", 10, location="berlin")
         seconds, _ = engine.client.time()
         opened = datetime.fromtimestamp(int(seconds), tz=UTC) - timedelta(minutes=1)
-        engine.create_drop("launch", ["TEE"], opens_at=opened)
+        # The drop's hold TTL is the stuck hold's (a drop's SKU takes the drop's TTL): it
+        # expires before the other hold, which the listing's order shows.
+        engine.create_drop("launch", ["TEE"], opens_at=opened, hold_ttl_seconds=60)
         stuck = engine.reserve([("TEE", 3)], customer="Ann", idempotency_key="a", ttl_seconds=60)
         other = engine.reserve([("CAP", 1, "berlin")], idempotency_key="b", ttl_seconds=900)
         sold = engine.reserve([("CAP", 1, "berlin")], idempotency_key="c")
