@@ -533,3 +533,150 @@ class DropPage(Frozen):
 
     items: list[Drop]
     next_cursor: str | None = None
+
+
+class DiscrepancyPage(BaseModel):
+    """One page of discrepancy cases by id (``GET /v1/discrepancies``)."""
+
+    items: list[DiscrepancyCase]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null: last")
+
+
+# --- the service's own answers (health, overview, ledger, webhooks) ----------------------
+# The sidecar's routes answer these and ``earmark.client`` parses them; they live here,
+# not in ``earmark.api``, because the client may import no API code. Plain models (not
+# ``Frozen``): the service builds some field by field.
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Check(BaseModel):
+    ok: bool
+    detail: str = ""
+    required: bool = Field(
+        True, description="false: reported only; readiness does not depend on it"
+    )
+
+
+class Readiness(BaseModel):
+    status: Literal["ready"]
+    checks: dict[str, Check]
+
+
+class HoldCounts(BaseModel):
+    live: int = Field(description="held reservation parts not yet past their expiry")
+    overdue: int = Field(description="past their expiry, not yet given back by the sweeper")
+    expiring_next_minute: int = Field(description="live parts whose expiry is within 60 s")
+
+
+class DurableBacklog(BaseModel):
+    waiting_events: int = Field(description="events in Redis not yet in the durable record")
+    oldest_age_seconds: float = Field(description="age of the oldest waiting event")
+
+
+class WebhookBacklog(BaseModel):
+    pending_messages: int = Field(description="messages not yet delivered, enabled endpoints")
+    dispatch_behind: int = Field(description="ledger rows the dispatcher has not read yet")
+
+
+class Overview(BaseModel):
+    """``GET /v1/overview``: holds, the durable lag, the webhook backlog, health checks."""
+
+    holds: HoldCounts
+    durable: DurableBacklog
+    webhooks: WebhookBacklog | None = Field(description="null when the record cannot be read now")
+    checks: dict[str, Check]
+
+
+# ``earmark.store.events.ledger_entry`` builds one from a stored event.
+class LedgerEntry(BaseModel):
+    """One recorded event (docs/design/lifecycle.md lists the types and their deltas)."""
+
+    id: str = Field(description="<partition>/<stream id>: unique for the life of the store")
+    type: str
+    sku: str
+    location: str
+    qty: int
+    deltas: dict[str, int] = Field(description="bucket -> signed units")
+    actor: str
+    reason: str | None
+    channel: str
+    reservation_id: str | None
+    idempotency_key: str | None
+    occurred_at: datetime
+    attributes: dict[str, str] = Field(
+        description="every other field of the event (transfer, purchase_order, forced, ...)"
+    )
+
+
+class LedgerPage(BaseModel):
+    """One page of ledger events (``GET /v1/ledger``)."""
+
+    items: list[LedgerEntry]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null: last")
+
+
+class WebhookEndpoint(BaseModel):
+    """A webhook endpoint as ``/v1/webhooks/endpoints`` shows it (never its secret)."""
+
+    id: str
+    url: str
+    events: list[str]
+    description: str
+    disabled: bool
+    disabled_reason: str | None = Field(description="gone (410), failing (5 days), operator")
+    disabled_at: datetime | None
+    failing_since: datetime | None = Field(
+        description="the first failed attempt since the last success"
+    )
+    previous_secret_expires_at: datetime | None = Field(
+        description="until then the previous secret signs beside the current one"
+    )
+    created_at: datetime
+    updated_at: datetime
+
+
+class CreatedWebhookEndpoint(WebhookEndpoint):
+    secret: str = Field(description="whsec_<base64>: shown only now; store it")
+
+
+class WebhookEndpoints(BaseModel):
+    items: list[WebhookEndpoint]
+
+
+class RotatedSecret(BaseModel):
+    id: str
+    secret: str = Field(description="the new whsec_ secret: shown only now")
+    previous_secret_expires_at: datetime
+
+
+class WebhookReplay(BaseModel):
+    id: str
+    endpoint_id: str
+    after_seq: int
+    until_seq: int = Field(description="the newest record_seq when the replay was asked for")
+    since: datetime | None
+    status: str = Field(description="running or done")
+    messages: int = Field(description="messages queued so far")
+    created_at: datetime
+
+
+class DeliveryAttempt(BaseModel):
+    id: int
+    message_id: str = Field(description="the webhook-id header: the same on every retry")
+    type: str
+    record_seq: int
+    attempt: int = Field(description="1 for the first attempt of the message's schedule")
+    attempted_at: datetime
+    status_code: int | None = Field(description="null: no response (timeout, refused)")
+    latency_ms: int
+    outcome: str = Field(description="delivered, failed, timeout, throttled, gone, refused")
+    error: str | None
+    next_attempt_at: datetime | None
+
+
+class DeliveryAttempts(BaseModel):
+    items: list[DeliveryAttempt]
+    next_cursor: str | None = Field(description="pass as `cursor` for older attempts; null: last")

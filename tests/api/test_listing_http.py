@@ -45,7 +45,9 @@ async def test_low_stock_filter(api: Api) -> None:
         await api.admin.post(f"/v1/skus/{sku}/receipts", json={"qty": qty})
     for sku in ("LOW", "HIGH"):
         put = await api.admin.put(
-            f"/v1/skus/{sku}/reorder", json={"reorder_point": 5, "rearm_above": 8}
+            f"/v1/skus/{sku}/reorder",
+            json={"reorder_point": 5, "rearm_above": 8},
+            headers={"Idempotency-Key": f"reorder-{sku}"},
         )
         assert put.status_code == 200, put.text
     low = await walk(api, low_stock="true")

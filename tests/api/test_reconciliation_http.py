@@ -3,6 +3,7 @@ the problem codes of bad input (nothing written), and the resolver as actor."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +18,12 @@ def ok(response: httpx.Response, status: int = 200) -> dict[str, Any]:
     assert response.status_code == status, response.text
     body: dict[str, Any] = response.json()
     return body
+
+
+async def put_reorder(api: Api, sku: str, body: dict[str, Any]) -> httpx.Response:
+    """The reorder PUT with a fresh Idempotency-Key (it needs one, as every write does)."""
+    key = {"Idempotency-Key": f"reorder-{uuid.uuid4().hex}"}
+    return await api.stocker.put(f"/v1/skus/{sku}/reorder", json=body, headers=key)
 
 
 def now() -> str:
@@ -103,20 +110,16 @@ async def test_reorder_point_and_alerts_over_http(api: Api) -> None:
         ({"reorder_point": 5, "rearm_above": 5}, "rearm_above"),
         ({"reorder_point": 9, "rearm_above": 2}, "rearm_above"),
     ):
-        problem = problem_of(
-            await api.stocker.put("/v1/skus/A/reorder", json=body), 422, "invalid_reorder_point"
-        )
+        problem = problem_of(await put_reorder(api, "A", body), 422, "invalid_reorder_point")
         assert problem["field"] == field
     problem_of(
-        await api.stocker.put("/v1/skus/A/reorder", json={"reorder_point": -1, "rearm_above": 2}),
+        await put_reorder(api, "A", {"reorder_point": -1, "rearm_above": 2}),
         422,
         "invalid_request",
     )
     assert await api.stream_lengths() == before
     setting = ok(
-        await api.stocker.put(
-            "/v1/skus/A/reorder", json={"reorder_point": 4, "rearm_above": 8, "lead_time_days": 14}
-        )
+        await put_reorder(api, "A", {"reorder_point": 4, "rearm_above": 8, "lead_time_days": 14})
     )
     assert (setting["reorder_point"], setting["low"]) == (4, False)
     assert ok(await api.reader.get("/v1/alerts", params={"status": "active"}))["items"] == []
@@ -131,3 +134,45 @@ async def test_reorder_point_and_alerts_over_http(api: Api) -> None:
     assert (read["lead_time_days"], read["low"]) == (14, True)
     assert read["low_since"] == alert["low_since"]
     problem_of(await api.reader.get("/v1/skus/NOPE/reorder"), 404, "sku_not_found")
+
+
+async def test_a_reorder_put_with_an_idempotency_key_is_replayed_not_written_again(
+    api: Api,
+) -> None:
+    ok(await api.admin.post("/v1/skus/A/receipts", json={"qty": 10}))
+    body = {"reorder_point": 10, "rearm_above": 12}  # available 10: low at once
+    key = {"Idempotency-Key": "reorder-1"}
+    first = await api.stocker.put("/v1/skus/A/reorder", json=body, headers=key)
+    setting = ok(first)
+    assert "idempotent-replayed" not in first.headers
+    assert (setting["reorder_point"], setting["low"]) == (10, True)
+    after_first = await api.stream_lengths()
+    events = [e["type"] for e in await api.events()]
+    assert events.count("stock_low") == 1
+
+    again = await api.stocker.put("/v1/skus/A/reorder", json=body, headers=key)
+    assert ok(again) == setting
+    assert again.headers["idempotent-replayed"] == "true"
+    other = {"reorder_point": 3, "rearm_above": 5}
+    problem_of(
+        await api.stocker.put("/v1/skus/A/reorder", json=other, headers=key),
+        422,
+        "idempotency_conflict",
+    )
+    assert await api.stream_lengths() == after_first  # neither the replay nor the refusal
+    assert [e["type"] for e in await api.events()] == events
+    (read,) = ok(await api.reader.get("/v1/skus/A/reorder"))["items"]
+    assert (read["reorder_point"], read["rearm_above"]) == (10, 12)
+
+
+async def test_a_reorder_put_without_a_key_is_refused_and_writes_nothing(api: Api) -> None:
+    """It ignored the header before, so a retried PUT wrote (and could alert) again; now
+    it needs a key as the channel and seat PUTs do: 400 before anything is written."""
+    ok(await api.admin.post("/v1/skus/A/receipts", json={"qty": 10}))
+    before = await api.stream_lengths()
+    body = {"reorder_point": 10, "rearm_above": 12}
+    refused = await api.bare["stocker"].put("/v1/skus/A/reorder", json=body)
+    assert "Idempotency-Key" in problem_of(refused, 400, "idempotency_key_required")["detail"]
+    assert await api.stream_lengths() == before
+    assert ok(await api.reader.get("/v1/skus/A/reorder"))["items"] == []
+    assert ok(await api.reader.get("/v1/alerts"))["items"] == []

@@ -38,7 +38,7 @@ from earmark.errors import (
     Unauthorized,
     UnexpectedResponse,
 )
-from earmark.models import LowStockAlert, ReorderSetting
+from earmark.models import Health, LedgerPage, LowStockAlert, ReorderSetting
 from tests.support.api import BASE_URL, Api
 from tests.support.backends import fresh_prefix
 from tests.support.serve import Serve
@@ -108,7 +108,8 @@ async def test_the_async_client_answers_with_the_librarys_models(api: Api) -> No
         (level,) = await client.availability(["A"])
         assert level.available == 7
         page = await client.ledger(sku="A")
-        assert [e["type"] for e in page["items"]] == []  # no flusher runs in this app
+        assert isinstance(page, LedgerPage)
+        assert (page.items, page.next_cursor) == ([], None)  # no flusher runs in this app
         setting = await client.set_reorder("A", 7, 9)
         assert isinstance(setting, ReorderSetting) and setting.low  # available 7: at once
         assert await client.reorder_settings("A") == [setting]
@@ -182,7 +183,7 @@ def test_the_blocking_client_sells_exactly_the_stock_of_a_real_server(
         assert (sold, refused) == (5, 3)
         stock = client.stock("SNEAKER")
         assert (stock.on_hand, stock.committed, stock.available) == (5, 5, 0)
-        assert client.health()["status"] == "ok"
+        assert client.health() == Health(status="ok")
         assert "earmark" in client.metrics()
 
 
@@ -265,6 +266,17 @@ def test_a_request_without_an_idempotency_key_is_never_retried() -> None:
         scripted(script, pauses).update_webhook_endpoint("wh_1", description="x")
     assert len(script.requests) == 1
     assert "idempotency-key" not in script.requests[0].headers
+
+
+def test_a_reorder_put_sends_a_key_and_is_retried_with_it() -> None:
+    setting = {"sku": "A", "location": "default", "reorder_point": 4, "rearm_above": 8}
+    script = Script(problem(503, "overloaded", "1"), httpx.Response(200, json=setting))
+    pauses: list[float] = []
+    answered = scripted(script, pauses).set_reorder("A", 4, 8)
+    assert isinstance(answered, ReorderSetting) and answered.reorder_point == 4
+    assert [r.method for r in script.requests] == ["PUT", "PUT"]
+    keys = {r.headers["idempotency-key"] for r in script.requests}
+    assert len(keys) == 1 and pauses == [1.0]
 
 
 def test_a_refusal_is_not_retried() -> None:

@@ -176,10 +176,10 @@ def test_a_discrepancy_is_resolved_through_the_page(served: tuple[Serve, str]) -
         report = client.reconcile(
             {"source": "3pl-east", "counted_at": counted_at, "counts": counts}
         )
-    (case,) = report["cases"]
+    (case,) = report.cases
     with console(server, TOKENS["console-reader"]) as page:
         page.goto(f"{server.url}/console#/discrepancies")
-        row = page.locator(f'#cases tr[data-case="{case["id"]}"]')
+        row = page.locator(f'#cases tr[data-case="{case.id}"]')
         expect(row).to_contain_text("COUNTED", timeout=WAIT_MS)
         page.screenshot(path=str(SCREENSHOTS / "discrepancies.png"), full_page=True)
         row.get_by_role("button").click()
@@ -205,8 +205,8 @@ def test_a_discrepancy_is_resolved_through_the_page(served: tuple[Serve, str]) -
         expect(ledger).to_contain_text("ops-alice")
         expect(ledger).to_contain_text("on_hand -3")
     with Client(server.url, api_key=admin) as client:
-        resolved = client.get_discrepancy(case["id"])
-        assert (resolved["status"], resolved["resolved_by"]) == ("resolved", "ops-alice")
+        resolved = client.get_discrepancy(case.id)
+        assert (resolved.status, resolved.resolved_by) == ("resolved", "ops-alice")
         assert client.stock("COUNTED").on_hand == 7
 
 

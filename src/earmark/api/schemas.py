@@ -10,7 +10,7 @@ serialize.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
@@ -23,8 +23,11 @@ from pydantic import (
 
 from earmark import limits
 from earmark.models import (
+    Check,
     CountResult,
+    Health,
     PurchaseOrder,
+    Readiness,
     Reservation,
     ReservationLine,
     ReservationPage,
@@ -132,23 +135,6 @@ Lines = Annotated[
 
 class Availability(BaseModel):
     items: list[StockLevel]
-
-
-class Health(BaseModel):
-    status: Literal["ok"]
-
-
-class Check(BaseModel):
-    ok: bool
-    detail: str = ""
-    required: bool = Field(
-        True, description="false: reported only; readiness does not depend on it"
-    )
-
-
-class Readiness(BaseModel):
-    status: Literal["ready"]
-    checks: dict[str, Check]
 
 
 class Problem(BaseModel):

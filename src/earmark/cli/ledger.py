@@ -19,7 +19,7 @@ from earmark.cli.common import (
 from earmark.durable import service as durable
 from earmark.errors import InvalidRequest
 from earmark.settings import Settings
-from earmark.store.events import LedgerEntry
+from earmark.store.events import ledger_entry
 from earmark.store.ledger import (
     PAGE_LIMIT_DEFAULT,
     PAGE_LIMIT_MAX,
@@ -159,4 +159,4 @@ def run_ledger(args: argparse.Namespace, settings: Settings) -> int:
 
 def event_json(event: Event) -> str:
     """One event as ``GET /v1/ledger`` shows it."""
-    return LedgerEntry.of(event).model_dump_json()
+    return ledger_entry(event).model_dump_json()

@@ -4,8 +4,10 @@ A checkout service swaps ``Engine`` for ``Client`` (or ``AsyncEngine`` for
 ``AsyncClient``): ``reserve``, ``commit``, ``stock``... take the same arguments, return
 the same models (``earmark.models``) and raise the same exceptions (``earmark.errors``)
 as the engine does. Writes send an ``Idempotency-Key``: the one given, or a fresh one the
-client keeps for every retry of that call. Routes without a library counterpart (the
-ledger, webhook endpoints, health) return the service's JSON as a ``dict``.
+client keeps for every retry of that call. Routes without an engine counterpart (health,
+the overview, the ledger, reconciliations, webhook endpoints) return the models the
+service answers with, which ``earmark.models`` holds too (``Readiness``, ``LedgerPage``,
+``WebhookEndpoint``...); only ``metrics`` answers text.
 """
 
 from __future__ import annotations
@@ -26,15 +28,25 @@ from earmark.models import (
     ChannelSettings,
     ChannelSkuRule,
     CountResult,
+    CreatedWebhookEndpoint,
+    DeliveryAttempts,
+    DiscrepancyCase,
+    DiscrepancyPage,
     Drop,
     DropPage,
+    Health,
+    LedgerPage,
     Line,
     LowStockAlert,
+    Overview,
     PurchaseOrder,
+    Readiness,
+    ReconciliationReport,
     ReorderSetting,
     Reservation,
     ReservationPage,
     ReturnReceipt,
+    RotatedSecret,
     Seat,
     SeatFreed,
     SeatInvite,
@@ -46,6 +58,8 @@ from earmark.models import (
     Transfer,
     Unchanged,
     WaitlistEntry,
+    WebhookEndpoint,
+    WebhookReplay,
 )
 
 M = TypeVar("M", bound=BaseModel)
@@ -72,11 +86,6 @@ def _items(cls: type[M]) -> Any:
         return items
 
     return parse
-
-
-def _json(response: httpx.Response) -> Json:
-    body: Json = response.json()
-    return body
 
 
 def _nothing(response: httpx.Response) -> None:
@@ -121,14 +130,14 @@ class ClientOps:
     # -- health -----------------------------------------------------------------------
 
     @route("GET /healthz")
-    def health(self) -> Call[Json]:
-        """Liveness: the process answers."""
-        return Call("GET", "/healthz", _json)
+    def health(self) -> Call[Health]:
+        """Liveness: the process answers (``status`` is ``"ok"``)."""
+        return Call("GET", "/healthz", _model(Health))
 
     @route("GET /readyz")
-    def readiness(self) -> Call[Json]:
+    def readiness(self) -> Call[Readiness]:
         """Every readiness check; raises ``NotReady`` (with ``checks``) when one fails."""
-        return Call("GET", "/readyz", _json)
+        return Call("GET", "/readyz", _model(Readiness))
 
     @route("GET /metrics")
     def metrics(self) -> Call[str]:
@@ -136,9 +145,9 @@ class ClientOps:
         return Call("GET", "/metrics", _text)
 
     @route("GET /v1/overview")
-    def overview(self) -> Call[Json]:
+    def overview(self) -> Call[Overview]:
         """Holds live and expiring, the durable lag, the webhook backlog, health checks."""
-        return Call("GET", "/v1/overview", _json)
+        return Call("GET", "/v1/overview", _model(Overview))
 
     # -- stock --------------------------------------------------------------------------
 
@@ -543,12 +552,20 @@ class ClientOps:
         *,
         location: str = DEFAULT_LOCATION,
         lead_time_days: int | None = None,
+        idempotency_key: str | None = None,
     ) -> Call[ReorderSetting]:
-        """The reorder point of (sku, location) (``Engine.set_reorder``); a PUT sets a
-        value, so it carries no key and is not retried."""
+        """The reorder point of (sku, location) (``Engine.set_reorder``)."""
         body = {"location": location, "reorder_point": reorder_point, "rearm_above": rearm_above}
         body["lead_time_days"] = lead_time_days
-        return Call("PUT", f"/v1/skus/{_seg(sku)}/reorder", _model(ReorderSetting), json=body)
+        path = f"/v1/skus/{_seg(sku)}/reorder"
+        return Call(
+            "PUT",
+            path,
+            _model(ReorderSetting),
+            json=body,
+            write=True,
+            idempotency_key=idempotency_key,
+        )
 
     @route("GET /v1/skus/{sku}/reorder")
     def reorder_settings(self, sku: str) -> Call[list[ReorderSetting]]:
@@ -562,14 +579,17 @@ class ClientOps:
         return Call("GET", "/v1/alerts", _items(LowStockAlert), params={"status": status})
 
     @route("POST /v1/reconciliations")
-    def reconcile(self, body: Json, *, idempotency_key: str | None = None) -> Call[Json]:
+    def reconcile(
+        self, body: Json, *, idempotency_key: str | None = None
+    ) -> Call[ReconciliationReport]:
         """Compare external counts with the record as of ``counted_at``; ``body`` as
         ``POST /v1/reconciliations`` documents it. Returns the report."""
-        return self._write_json("/v1/reconciliations", body, idempotency_key)
+        return self._write("/v1/reconciliations", body, ReconciliationReport, idempotency_key)
 
     @route("GET /v1/reconciliations/{reconciliation_id}")
-    def get_reconciliation(self, reconciliation_id: str) -> Call[Json]:
-        return Call("GET", f"/v1/reconciliations/{_seg(reconciliation_id)}", _json)
+    def get_reconciliation(self, reconciliation_id: str) -> Call[ReconciliationReport]:
+        path = f"/v1/reconciliations/{_seg(reconciliation_id)}"
+        return Call("GET", path, _model(ReconciliationReport))
 
     @route("GET /v1/discrepancies")
     def discrepancies(
@@ -579,22 +599,23 @@ class ClientOps:
         source: str | None = None,
         cursor: str | None = None,
         limit: int | None = None,
-    ) -> Call[Json]:
+    ) -> Call[DiscrepancyPage]:
+        """One page of cases by id; pass ``next_cursor`` back as ``cursor``."""
         params: Params = _without_none(
             {"status": status, "source": source, "cursor": cursor, "limit": limit}
         )
-        return Call("GET", "/v1/discrepancies", _json, params=params)
+        return Call("GET", "/v1/discrepancies", _model(DiscrepancyPage), params=params)
 
     @route("GET /v1/discrepancies/{case_id}")
-    def get_discrepancy(self, case_id: str) -> Call[Json]:
-        return Call("GET", f"/v1/discrepancies/{_seg(case_id)}", _json)
+    def get_discrepancy(self, case_id: str) -> Call[DiscrepancyCase]:
+        return Call("GET", f"/v1/discrepancies/{_seg(case_id)}", _model(DiscrepancyCase))
 
     @route("POST /v1/discrepancies/{case_id}/assign")
     def assign_discrepancy(
         self, case_id: str, assignee: str, *, idempotency_key: str | None = None
-    ) -> Call[Json]:
+    ) -> Call[DiscrepancyCase]:
         path = f"/v1/discrepancies/{_seg(case_id)}/assign"
-        return self._write_json(path, {"assignee": assignee}, idempotency_key)
+        return self._write(path, {"assignee": assignee}, DiscrepancyCase, idempotency_key)
 
     @route("POST /v1/discrepancies/{case_id}/resolve")
     def resolve_discrepancy(
@@ -605,10 +626,10 @@ class ClientOps:
         *,
         root_cause: str | None = None,
         idempotency_key: str | None = None,
-    ) -> Call[Json]:
+    ) -> Call[DiscrepancyCase]:
         body = _without_none({"action": action, "reason": reason, "root_cause": root_cause})
         path = f"/v1/discrepancies/{_seg(case_id)}/resolve"
-        return self._write_json(path, body, idempotency_key)
+        return self._write(path, body, DiscrepancyCase, idempotency_key)
 
     # -- the durable record -------------------------------------------------------------
 
@@ -622,7 +643,7 @@ class ClientOps:
         since: datetime | None = None,
         cursor: str | None = None,
         limit: int | None = None,
-    ) -> Call[Json]:
+    ) -> Call[LedgerPage]:
         """One page of ledger events; pass ``next_cursor`` back as ``cursor``."""
         params: Params = _without_none(
             {
@@ -634,7 +655,7 @@ class ClientOps:
                 "limit": limit,
             }
         )
-        return Call("GET", "/v1/ledger", _json, params=params)
+        return Call("GET", "/v1/ledger", _model(LedgerPage), params=params)
 
     # -- webhook endpoints --------------------------------------------------------------
 
@@ -646,21 +667,24 @@ class ClientOps:
         events: Iterable[str] | None = None,
         description: str = "",
         idempotency_key: str | None = None,
-    ) -> Call[Json]:
+    ) -> Call[CreatedWebhookEndpoint]:
         """A new endpoint; the answer carries its signing ``secret`` (shown once)."""
         body = _without_none(
             {"url": url, "events": None if events is None else list(events)}
             | {"description": description}
         )
-        return self._write_json("/v1/webhooks/endpoints", body, idempotency_key)
+        path = "/v1/webhooks/endpoints"
+        return self._write(path, body, CreatedWebhookEndpoint, idempotency_key)
 
     @route("GET /v1/webhooks/endpoints")
-    def list_webhook_endpoints(self) -> Call[Json]:
-        return Call("GET", "/v1/webhooks/endpoints", _json)
+    def list_webhook_endpoints(self) -> Call[list[WebhookEndpoint]]:
+        """Every endpoint (without secrets)."""
+        return Call("GET", "/v1/webhooks/endpoints", _items(WebhookEndpoint))
 
     @route("GET /v1/webhooks/endpoints/{endpoint_id}")
-    def get_webhook_endpoint(self, endpoint_id: str) -> Call[Json]:
-        return Call("GET", f"/v1/webhooks/endpoints/{_seg(endpoint_id)}", _json)
+    def get_webhook_endpoint(self, endpoint_id: str) -> Call[WebhookEndpoint]:
+        path = f"/v1/webhooks/endpoints/{_seg(endpoint_id)}"
+        return Call("GET", path, _model(WebhookEndpoint))
 
     @route("PATCH /v1/webhooks/endpoints/{endpoint_id}")
     def update_webhook_endpoint(
@@ -671,13 +695,14 @@ class ClientOps:
         events: Iterable[str] | None = None,
         description: str | None = None,
         disabled: bool | None = None,
-    ) -> Call[Json]:
+    ) -> Call[WebhookEndpoint]:
         """Change what is given (a PATCH carries no Idempotency-Key: it is not retried)."""
         body = _without_none(
             {"url": url, "events": None if events is None else list(events)}
             | {"description": description, "disabled": disabled}
         )
-        return Call("PATCH", f"/v1/webhooks/endpoints/{_seg(endpoint_id)}", _json, json=body)
+        path = f"/v1/webhooks/endpoints/{_seg(endpoint_id)}"
+        return Call("PATCH", path, _model(WebhookEndpoint), json=body)
 
     @route("DELETE /v1/webhooks/endpoints/{endpoint_id}")
     def delete_webhook_endpoint(self, endpoint_id: str) -> Call[None]:
@@ -690,9 +715,10 @@ class ClientOps:
         *,
         grace_seconds: float | None = None,
         idempotency_key: str | None = None,
-    ) -> Call[Json]:
+    ) -> Call[RotatedSecret]:
         path = f"/v1/webhooks/endpoints/{_seg(endpoint_id)}/rotate-secret"
-        return self._write_json(path, {"grace_seconds": grace_seconds}, idempotency_key)
+        body = {"grace_seconds": grace_seconds}
+        return self._write(path, body, RotatedSecret, idempotency_key)
 
     @route("POST /v1/webhooks/endpoints/{endpoint_id}/replay")
     def replay_webhooks(
@@ -702,21 +728,22 @@ class ClientOps:
         after_seq: int | None = None,
         since: datetime | None = None,
         idempotency_key: str | None = None,
-    ) -> Call[Json]:
+    ) -> Call[WebhookReplay]:
         """Send recorded events again: those after ``after_seq``, or since ``since``."""
         if (after_seq is None) == (since is None):
             raise ValueError("give exactly one of after_seq and since")
         body: Json = {"after_seq": after_seq} if since is None else {"since": since.isoformat()}
         path = f"/v1/webhooks/endpoints/{_seg(endpoint_id)}/replay"
-        return self._write_json(path, body, idempotency_key)
+        return self._write(path, body, WebhookReplay, idempotency_key)
 
     @route("GET /v1/webhooks/endpoints/{endpoint_id}/deliveries")
     def webhook_deliveries(
         self, endpoint_id: str, *, cursor: str | None = None, limit: int | None = None
-    ) -> Call[Json]:
+    ) -> Call[DeliveryAttempts]:
+        """Delivery attempts, newest first; pass ``next_cursor`` back as ``cursor``."""
         params: Params = _without_none({"cursor": cursor, "limit": limit})
         path = f"/v1/webhooks/endpoints/{_seg(endpoint_id)}/deliveries"
-        return Call("GET", path, _json, params=params)
+        return Call("GET", path, _model(DeliveryAttempts), params=params)
 
     # -- drops (docs/drops.md) ----------------------------------------------------------
 
@@ -936,9 +963,6 @@ class ClientOps:
 
     def _write(self, path: str, body: Json, result: type[M], key: str | None) -> Call[M]:
         return Call("POST", path, _model(result), json=body, write=True, idempotency_key=key)
-
-    def _write_json(self, path: str, body: Json, key: str | None) -> Call[Json]:
-        return Call("POST", path, _json, json=body, write=True, idempotency_key=key)
 
     def _transition(
         self, reservation_id: str, action: str, body: Json | None, key: str | None

@@ -1,6 +1,6 @@
 """Events as the durable record keeps them: one ``Event`` per stream entry, with its
-unique key (partition, stream id), and ``LedgerEntry``, its public view (``GET
-/v1/ledger``, ``earmark ledger --json``)."""
+unique key (partition, stream id), and ``ledger_entry``, its public view
+(``earmark.models.LedgerEntry``: ``GET /v1/ledger``, ``earmark ledger --json``)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, Field
 
 from earmark.errors import LedgerConflict, LedgerError
-from earmark.models import StockLevel
+from earmark.models import LedgerEntry, StockLevel
 
 # Every stock bucket an event's ``deltas`` may name (``version`` is bookkeeping, not a bucket).
 BUCKETS = (
@@ -167,39 +166,21 @@ class Event:
         return orjson.dumps(dict(self.flags)).decode()
 
 
-class LedgerEntry(BaseModel):
-    """One recorded event (docs/design/lifecycle.md lists the types and their deltas)."""
-
-    id: str = Field(description="<partition>/<stream id>: unique for the life of the store")
-    type: str
-    sku: str
-    location: str
-    qty: int
-    deltas: dict[str, int] = Field(description="bucket -> signed units")
-    actor: str
-    reason: str | None
-    channel: str
-    reservation_id: str | None
-    idempotency_key: str | None
-    occurred_at: datetime.datetime
-    attributes: dict[str, str] = Field(
-        description="every other field of the event (transfer, purchase_order, forced, ...)"
+def ledger_entry(event: Event) -> LedgerEntry:
+    """The public view of a recorded event (``GET /v1/ledger``, ``earmark ledger --json``,
+    the webhook payloads)."""
+    return LedgerEntry(
+        id=event.event_id,
+        type=event.type,
+        sku=event.sku,
+        location=event.location,
+        qty=event.qty,
+        deltas=dict(event.deltas),
+        actor=event.actor,
+        reason=event.reason,
+        channel=event.channel,
+        reservation_id=event.reservation_id,
+        idempotency_key=event.idempotency_key,
+        occurred_at=datetime.datetime.fromtimestamp(event.occurred_at_ms / 1000, datetime.UTC),
+        attributes=dict(event.flags),
     )
-
-    @classmethod
-    def of(cls, event: Event) -> LedgerEntry:
-        return cls(
-            id=event.event_id,
-            type=event.type,
-            sku=event.sku,
-            location=event.location,
-            qty=event.qty,
-            deltas=dict(event.deltas),
-            actor=event.actor,
-            reason=event.reason,
-            channel=event.channel,
-            reservation_id=event.reservation_id,
-            idempotency_key=event.idempotency_key,
-            occurred_at=datetime.datetime.fromtimestamp(event.occurred_at_ms / 1000, datetime.UTC),
-            attributes=dict(event.flags),
-        )

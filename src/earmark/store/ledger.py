@@ -17,13 +17,13 @@ from typing import Literal, Protocol
 
 from earmark.apikeys import ApiKey
 from earmark.errors import LedgerError
-from earmark.models import StockLevel
+from earmark.models import LedgerEntry, StockLevel
 from earmark.store.events import (
     BUCKETS,
     COLUMN_FIELDS,
     Event,
     EventKey,
-    LedgerEntry,
+    ledger_entry,
     level_of,
     split_stream_id,
 )
@@ -194,6 +194,7 @@ __all__ = [
     "encode_cursor",
     "fold_reservations",
     "fold_stock",
+    "ledger_entry",
     "level_of",
     "migrate",
     "migrations",

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from earmark.store.events import BUCKETS, Event, LedgerEntry
+from earmark.store.events import BUCKETS, Event, ledger_entry
 from earmark.store.webhooks import EndpointRow, NewMessage, RecordedEvent, StockKey, StockState
 from earmark.webhooks.types import (
     ENDPOINT_DISABLED,
@@ -88,7 +88,7 @@ def crossing_data(event: Event, after: StockState, recorded: RecordedEvent) -> d
 
 
 def event_data(recorded: RecordedEvent) -> dict[str, Any]:
-    entry = LedgerEntry.of(recorded.event).model_dump(mode="json")
+    entry = ledger_entry(recorded.event).model_dump(mode="json")
     entry["occurred_at"] = rfc3339(recorded.event.occurred_at_ms)
     entry["event_id"] = entry.pop("id")
     entry["event_type"] = entry.pop("type")

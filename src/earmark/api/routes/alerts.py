@@ -10,12 +10,12 @@ from pydantic import BaseModel, Field, StrictInt
 from starlette.responses import Response
 
 from earmark import limits
-from earmark.api.deps import Reading, Stocking
+from earmark.api.deps import IdempotencyKey, Reading, Stocking
 from earmark.api.params import SkuPath
-from earmark.api.responses import model_response, problem_responses
+from earmark.api.responses import WRITES, model_response, problem_responses
 from earmark.api.schemas import INTEGRAL, Location
 from earmark.api.schemas import Request as Body
-from earmark.errors import InvalidReorderPoint, MalformedJson, SkuNotFound, UnsupportedMediaType
+from earmark.errors import InvalidReorderPoint, SkuNotFound
 from earmark.models import LowStockAlert, ReorderSetting
 
 router = APIRouter(prefix="/v1", tags=["alerts"])
@@ -45,14 +45,19 @@ class ReorderList(BaseModel):
 @router.put(
     "/skus/{sku}/reorder",
     response_model=ReorderSetting,
-    responses=problem_responses(MalformedJson, UnsupportedMediaType, InvalidReorderPoint),
+    responses=problem_responses(WRITES, InvalidReorderPoint),
     summary="Set the reorder point of a SKU at a location, and arm its low-stock alert",
 )
-async def set_reorder(sku: SkuPath, body: ReorderIn, ctx: Stocking) -> Response:
+async def set_reorder(
+    sku: SkuPath, body: ReorderIn, ctx: Stocking, idempotency_key: IdempotencyKey
+) -> Response:
     """From now on the first write that leaves available at or below `reorder_point`
     emits one `stock.low` event (and webhook), and none again until available has risen
     above `rearm_above`. A SKU already low fires at once. 422 `invalid_reorder_point`
-    unless `rearm_above` > `reorder_point`."""
+    unless `rearm_above` > `reorder_point`. Like every write it needs an `Idempotency-Key`
+    (400 `idempotency_key_required`): a replay of the same body answers the first result
+    without writing again (`Idempotent-Replayed: true`); the key with another body is 422
+    `idempotency_conflict`."""
     setting = await ctx.engine.set_reorder(
         sku,
         body.reorder_point,
@@ -60,6 +65,7 @@ async def set_reorder(sku: SkuPath, body: ReorderIn, ctx: Stocking) -> Response:
         location=body.location,
         lead_time_days=body.lead_time_days,
         actor=ctx.caller.name,
+        idempotency_key=idempotency_key,
     )
     return model_response(setting)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime
 from starlette.responses import Response
 
 from earmark import limits
@@ -14,15 +14,11 @@ from earmark.api.hooks import DurableRecord
 from earmark.api.responses import model_response, problem_responses
 from earmark.api.schemas import NAME_PATTERN
 from earmark.errors import LedgerUnavailable
+from earmark.models import LedgerPage
 from earmark.store import ledger
-from earmark.store.events import LedgerEntry
+from earmark.store.events import ledger_entry
 
 router = APIRouter(prefix="/v1/ledger", tags=["ledger"])
-
-
-class LedgerPage(BaseModel):
-    items: list[LedgerEntry]
-    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null: last")
 
 
 EVENT_TYPE_PATTERN = "^[a-z][a-z_]*$"
@@ -107,5 +103,5 @@ async def read_ledger(
         limit=limit,
     )
     page = await (await ledger_of(request)).page(query)
-    items = [LedgerEntry.of(event) for event in page.events]
+    items = [ledger_entry(event) for event in page.events]
     return model_response(LedgerPage(items=items, next_cursor=page.next_cursor))

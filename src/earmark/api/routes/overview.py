@@ -5,42 +5,18 @@ The console's overview polls it; a script may too."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field
 from starlette.responses import Response
 
 from earmark.api.deps import Reading
 from earmark.api.responses import model_response, problem_responses
 from earmark.api.routes.health import check_backlog, check_store
 from earmark.api.routes.webhooks import store_of
-from earmark.api.schemas import Check
 from earmark.errors import LedgerUnavailable
+from earmark.models import Check, DurableBacklog, HoldCounts, Overview, WebhookBacklog
 
 router = APIRouter(prefix="/v1/overview", tags=["overview"])
 
 EXPIRING_WINDOW_SECONDS = 60.0
-
-
-class Holds(BaseModel):
-    live: int = Field(description="held reservation parts not yet past their expiry")
-    overdue: int = Field(description="past their expiry, not yet given back by the sweeper")
-    expiring_next_minute: int = Field(description="live parts whose expiry is within 60 s")
-
-
-class Durable(BaseModel):
-    waiting_events: int = Field(description="events in Redis not yet in the durable record")
-    oldest_age_seconds: float = Field(description="age of the oldest waiting event")
-
-
-class Webhooks(BaseModel):
-    pending_messages: int = Field(description="messages not yet delivered, enabled endpoints")
-    dispatch_behind: int = Field(description="ledger rows the dispatcher has not read yet")
-
-
-class Overview(BaseModel):
-    holds: Holds
-    durable: Durable
-    webhooks: Webhooks | None = Field(description="null when the record cannot be read now")
-    checks: dict[str, Check]
 
 
 @router.get(
@@ -67,16 +43,18 @@ async def overview(request: Request, ctx: Reading) -> Response:
             except LedgerUnavailable as error:
                 checks["database"] = Check(ok=False, detail=str(error), required=False)
             else:
-                webhooks = Webhooks(
+                webhooks = WebhookBacklog(
                     pending_messages=backlog.messages, dispatch_behind=backlog.dispatch_behind
                 )
     figures = Overview(
-        holds=Holds(
+        holds=HoldCounts(
             live=sum(live for live, _ in counts),
             overdue=sum(overdue for _, overdue in counts),
             expiring_next_minute=expiring,
         ),
-        durable=Durable(waiting_events=lag.events, oldest_age_seconds=lag.oldest_age_seconds),
+        durable=DurableBacklog(
+            waiting_events=lag.events, oldest_age_seconds=lag.oldest_age_seconds
+        ),
         webhooks=webhooks,
         checks=checks,
     )

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 import orjson
 from fastapi import APIRouter, Path, Query, Request
-from pydantic import AwareDatetime, BaseModel, Field, StrictInt
+from pydantic import AwareDatetime, Field, StrictInt
 from starlette.responses import Response
 
 from earmark import limits
@@ -27,7 +27,7 @@ from earmark.errors import (
     ReconciliationTooLarge,
     WouldOversell,
 )
-from earmark.models import DiscrepancyCase, ReconciliationReport
+from earmark.models import DiscrepancyCase, DiscrepancyPage, ReconciliationReport
 from earmark.store.pages import ms_since
 from earmark.store.reconciliation import CaseQuery
 
@@ -84,11 +84,6 @@ class ResolveIn(Body):
     root_cause: Annotated[str, printable(limits.CASE_TEXT_LENGTH_MAX, "what caused it")] | None = (
         None
     )
-
-
-class DiscrepancyPage(BaseModel):
-    items: list[DiscrepancyCase]
-    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null: last")
 
 
 IdPath = Annotated[str, Path(min_length=1, max_length=96, pattern=PRINTABLE_PATTERN)]

@@ -32,6 +32,15 @@ from earmark.errors import (
     WebhookEndpointsFull,
 )
 from earmark.keys import idempotency_digest
+from earmark.models import (
+    CreatedWebhookEndpoint,
+    DeliveryAttempt,
+    DeliveryAttempts,
+    RotatedSecret,
+    WebhookEndpoint,
+    WebhookEndpoints,
+    WebhookReplay,
+)
 from earmark.settings import Settings
 from earmark.store.ledger import ms_since, time_of_ms
 from earmark.store.webhooks import (
@@ -128,111 +137,49 @@ def _time(ms: int | None) -> datetime.datetime | None:
     return None if ms is None else time_of_ms(ms)
 
 
-class Endpoint(BaseModel):
-    id: str
-    url: str
-    events: list[str]
-    description: str
-    disabled: bool
-    disabled_reason: str | None = Field(description="gone (410), failing (5 days), operator")
-    disabled_at: datetime.datetime | None
-    failing_since: datetime.datetime | None = Field(
-        description="the first failed attempt since the last success"
+def endpoint_of(row: EndpointRow) -> WebhookEndpoint:
+    return WebhookEndpoint(
+        id=row.id,
+        url=row.url,
+        events=list(row.events),
+        description=row.description,
+        disabled=row.disabled,
+        disabled_reason=row.disabled_reason,
+        disabled_at=_time(row.disabled_at_ms),
+        failing_since=_time(row.failing_since_ms),
+        previous_secret_expires_at=_time(row.previous_secret_expires_at_ms),
+        created_at=time_of_ms(row.created_at_ms),
+        updated_at=time_of_ms(row.updated_at_ms),
     )
-    previous_secret_expires_at: datetime.datetime | None = Field(
-        description="until then the previous secret signs beside the current one"
+
+
+def replay_of(row: ReplayRow) -> WebhookReplay:
+    return WebhookReplay(
+        id=row.id,
+        endpoint_id=row.endpoint_id,
+        after_seq=row.after_seq,
+        until_seq=row.until_seq,
+        since=_time(row.since_ms),
+        status="running" if row.finished_at_ms is None else "done",
+        messages=row.messages,
+        created_at=time_of_ms(row.created_at_ms),
     )
-    created_at: datetime.datetime
-    updated_at: datetime.datetime
-
-    @classmethod
-    def of(cls, row: EndpointRow) -> Endpoint:
-        return cls(
-            id=row.id,
-            url=row.url,
-            events=list(row.events),
-            description=row.description,
-            disabled=row.disabled,
-            disabled_reason=row.disabled_reason,
-            disabled_at=_time(row.disabled_at_ms),
-            failing_since=_time(row.failing_since_ms),
-            previous_secret_expires_at=_time(row.previous_secret_expires_at_ms),
-            created_at=time_of_ms(row.created_at_ms),
-            updated_at=time_of_ms(row.updated_at_ms),
-        )
 
 
-class CreatedEndpoint(Endpoint):
-    secret: str = Field(description="whsec_<base64>: shown only now; store it")
-
-
-class Endpoints(BaseModel):
-    items: list[Endpoint]
-
-
-class RotatedSecret(BaseModel):
-    id: str
-    secret: str = Field(description="the new whsec_ secret: shown only now")
-    previous_secret_expires_at: datetime.datetime
-
-
-class Replay(BaseModel):
-    id: str
-    endpoint_id: str
-    after_seq: int
-    until_seq: int = Field(description="the newest record_seq when the replay was asked for")
-    since: datetime.datetime | None
-    status: str = Field(description="running or done")
-    messages: int = Field(description="messages queued so far")
-    created_at: datetime.datetime
-
-    @classmethod
-    def of(cls, row: ReplayRow) -> Replay:
-        return cls(
-            id=row.id,
-            endpoint_id=row.endpoint_id,
-            after_seq=row.after_seq,
-            until_seq=row.until_seq,
-            since=_time(row.since_ms),
-            status="running" if row.finished_at_ms is None else "done",
-            messages=row.messages,
-            created_at=time_of_ms(row.created_at_ms),
-        )
-
-
-class Attempt(BaseModel):
-    id: int
-    message_id: str = Field(description="the webhook-id header: the same on every retry")
-    type: str
-    record_seq: int
-    attempt: int = Field(description="1 for the first attempt of the message's schedule")
-    attempted_at: datetime.datetime
-    status_code: int | None = Field(description="null: no response (timeout, refused)")
-    latency_ms: int
-    outcome: str = Field(description="delivered, failed, timeout, throttled, gone, refused")
-    error: str | None
-    next_attempt_at: datetime.datetime | None
-
-    @classmethod
-    def of(cls, row: AttemptRow) -> Attempt:
-        return cls(
-            id=row.id,
-            message_id=row.message_id,
-            type=row.type,
-            record_seq=row.record_seq,
-            attempt=row.attempt,
-            attempted_at=time_of_ms(row.attempted_at_ms),
-            status_code=row.status_code,
-            latency_ms=row.latency_ms,
-            outcome=row.outcome,
-            error=row.error,
-            next_attempt_at=_time(row.next_attempt_at_ms),
-        )
-
-
-class Attempts(BaseModel):
-    items: list[Attempt]
-    next_cursor: str | None = Field(description="pass as `cursor` for older attempts; null: last")
+def attempt_of(row: AttemptRow) -> DeliveryAttempt:
+    return DeliveryAttempt(
+        id=row.id,
+        message_id=row.message_id,
+        type=row.type,
+        record_seq=row.record_seq,
+        attempt=row.attempt,
+        attempted_at=time_of_ms(row.attempted_at_ms),
+        status_code=row.status_code,
+        latency_ms=row.latency_ms,
+        outcome=row.outcome,
+        error=row.error,
+        next_attempt_at=_time(row.next_attempt_at_ms),
+    )
 
 
 async def store_of(request: Request) -> WebhookStore:
@@ -284,7 +231,7 @@ FOUND = (LedgerUnavailable, WebhookEndpointNotFound)
 @router.post(
     "/endpoints",
     status_code=201,
-    response_model=CreatedEndpoint,
+    response_model=CreatedWebhookEndpoint,
     responses=problem_responses(WRITES, LedgerUnavailable, InvalidWebhookUrl, WebhookEndpointsFull),
     summary="Subscribe a URL to webhook events; the secret is shown once",
 )
@@ -301,7 +248,7 @@ async def create_endpoint(
         row = await endpoints.create(
             store, config_of(request), body.url, body.events, body.description
         )
-        return 201, CreatedEndpoint(**Endpoint.of(row).model_dump(), secret=row.secret)
+        return 201, CreatedWebhookEndpoint(**endpoint_of(row).model_dump(), secret=row.secret)
 
     def location(endpoint_id: str) -> str:
         return f"{router.prefix}/endpoints/{endpoint_id}"
@@ -311,29 +258,29 @@ async def create_endpoint(
 
 @router.get(
     "/endpoints",
-    response_model=Endpoints,
+    response_model=WebhookEndpoints,
     responses=problem_responses(READS),
     summary="Every webhook endpoint (without secrets)",
 )
 async def list_endpoints(request: Request, ctx: Reading) -> Response:
     rows = await (await store_of(request)).endpoints()
-    return model_response(Endpoints(items=[Endpoint.of(row) for row in rows]))
+    return model_response(WebhookEndpoints(items=[endpoint_of(row) for row in rows]))
 
 
 @router.get(
     "/endpoints/{endpoint_id}",
-    response_model=Endpoint,
+    response_model=WebhookEndpoint,
     responses=problem_responses(FOUND),
     summary="One webhook endpoint (without its secret)",
 )
 async def get_endpoint(request: Request, endpoint_id: EndpointId, ctx: Reading) -> Response:
     row = await endpoints.find(await store_of(request), endpoint_id)
-    return model_response(Endpoint.of(row))
+    return model_response(endpoint_of(row))
 
 
 @router.patch(
     "/endpoints/{endpoint_id}",
-    response_model=Endpoint,
+    response_model=WebhookEndpoint,
     responses=problem_responses(WRITES, FOUND, InvalidWebhookUrl),
     summary="Change an endpoint's url, events or description, or disable / enable it",
 )
@@ -349,7 +296,7 @@ async def patch_endpoint(
         disabled=body.disabled,
     )
     row = await endpoints.update(await store_of(request), config_of(request), endpoint_id, changes)
-    return model_response(Endpoint.of(row))
+    return model_response(endpoint_of(row))
 
 
 @router.delete(
@@ -395,7 +342,7 @@ async def rotate_secret(
 @router.post(
     "/endpoints/{endpoint_id}/replay",
     status_code=202,
-    response_model=Replay,
+    response_model=WebhookReplay,
     responses=problem_responses(WRITES, FOUND),
     summary="Re-send recorded events after a record_seq or since a time, however old",
 )
@@ -417,7 +364,7 @@ async def replay(
 
     async def respond() -> tuple[int, BaseModel]:
         row = await endpoints.replay(store, endpoint_id, after_seq=after_seq, since_ms=since_ms)
-        return 202, Replay.of(row)
+        return 202, replay_of(row)
 
     return await idempotent(request, ctx, idempotency_key, store, respond)
 
@@ -436,7 +383,7 @@ Limit = Annotated[int, Query(ge=1, le=ATTEMPTS_PAGE_MAX, description="attempts p
 
 @router.get(
     "/endpoints/{endpoint_id}/deliveries",
-    response_model=Attempts,
+    response_model=DeliveryAttempts,
     responses=problem_responses(FOUND),
     summary="Delivery attempts of an endpoint, newest first, page by page",
 )
@@ -455,8 +402,8 @@ async def deliveries(
     rows = await store.attempts(endpoint_id, before, limit + 1)
     shown = rows[:limit]
     more = len(rows) > limit
-    page = Attempts(
-        items=[Attempt.of(row) for row in shown],
+    page = DeliveryAttempts(
+        items=[attempt_of(row) for row in shown],
         next_cursor=str(shown[-1].id) if more and shown else None,
     )
     return model_response(page)
