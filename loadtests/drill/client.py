@@ -101,7 +101,7 @@ class HttpApi:
     def readiness(self) -> dict[str, Any]:
         """The checks /readyz reports, whether it answers 200 or 503."""
         try:
-            payload = self.client.readiness()
+            payload = self.client.readiness().model_dump()
         except NotReady as error:
             payload = error.details
         except EarmarkError as error:
@@ -202,10 +202,10 @@ class HttpApi:
                 )  # fmt: skip
             except EarmarkError as error:
                 raise api_error("GET /v1/ledger", error) from error
-            for item in page["items"]:
-                occurred = datetime.fromisoformat(str(item["occurred_at"]))
-                events.append(Event.from_json(item, epoch_ms(occurred)))
-            cursor = page.get("next_cursor")
+            for entry in page.items:
+                item = entry.model_dump(mode="json")
+                events.append(Event.from_json(item, epoch_ms(entry.occurred_at)))
+            cursor = page.next_cursor
             if cursor is None:
                 return events
         raise ApiError(f"GET /v1/ledger: more than {PAGES_READ_MAX} pages")
