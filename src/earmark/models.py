@@ -1,4 +1,7 @@
-"""Typed results and requests of the engine (pydantic models)."""
+"""Typed results and requests of the engine (pydantic models), and the sidecar's answers
+that have no engine twin (health, the overview, ledger pages, webhook endpoints...): the
+routes declare them and ``earmark.client``, which may import no API or store code,
+returns them."""
 
 from __future__ import annotations
 

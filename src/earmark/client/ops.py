@@ -554,7 +554,8 @@ class ClientOps:
         lead_time_days: int | None = None,
         idempotency_key: str | None = None,
     ) -> Call[ReorderSetting]:
-        """The reorder point of (sku, location) (``Engine.set_reorder``)."""
+        """The reorder point of (sku, location) (``Engine.set_reorder``); the PUT carries
+        an ``Idempotency-Key``, so a retry after a timeout sets it once."""
         body = {"location": location, "reorder_point": reorder_point, "rearm_above": rearm_above}
         body["lead_time_days"] = lead_time_days
         path = f"/v1/skus/{_seg(sku)}/reorder"
