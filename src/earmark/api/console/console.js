@@ -548,8 +548,9 @@ function handoffCells(drop, handoff) {
 function dropsTable(drops, now, handoff = null) {
   if (!drops.length) return el("p", { text: "No drops." });
   const extra = OPTIONAL_DROP_FIGURES.filter((name) => drops.some((d) => typeof d[name] === "number"));
+  const lined = drops.some((d) => d.waitlist);
   const heads = ["drop", "status", "opens", "closes", "SKUs", "per customer", "at limit", "sold", "held", ...extra,
-    "offers per minute (count)", "offers converted"];
+    ...(lined ? ["offers per minute (count)", "offers converted"] : [])];
   const table = el("table", { id: "drops" },
     el("thead", {}, el("tr", {}, ...heads.map((h, i) => el("th", { scope: "col", class: i >= 5 ? "num" : "", text: h })))));
   const body = el("tbody");
@@ -569,7 +570,7 @@ function dropsTable(drops, now, handoff = null) {
       el("td", { class: "num", "data-field": "sold", text: String(drop.sold) }),
       el("td", { class: "num", "data-field": "held", text: String(drop.held) }),
       ...extra.map((name) => el("td", { class: "num", "data-field": name, text: typeof drop[name] === "number" ? String(drop[name]) : "" })),
-      ...handoffCells(drop, handoff)));
+      ...(lined ? handoffCells(drop, handoff) : [])));
   }
   table.append(body);
   return table;
