@@ -427,3 +427,47 @@ def test_the_drops_page_shows_the_hand_off_to_the_line(served: tuple[Serve, str]
             client.commit(offer.reservation_id)
             recorded(client, ["waitlist_converted"], sku="DROP-W")
         expect(converted).to_have_text("100% of 1", timeout=2 * WAIT_MS)
+
+
+def test_both_pages_work_with_auth_off(
+    redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """`earmark serve --no-auth`: the page asks for no key and reads the channels and the
+    hand-off with none."""
+    from playwright.sync_api import expect, sync_playwright
+
+    tmp = tmp_path_factory.mktemp("console-open")
+    env = {
+        "EARMARK_REDIS_URL": redis_server.url,
+        "EARMARK_PREFIX": fresh_prefix(),
+        "EARMARK_DATABASE_URL": f"sqlite:///{tmp / 'earmark.db'}",
+    }
+    server = Serve(Path(tmp), env, "--no-auth")
+    try:
+        server.wait_ready()
+        with Client(server.url) as client:
+            client.receive("OPEN-SKU", 20, idempotency_key="open-receive")
+            client.set_channel("marketplace", buffer_units=5, idempotency_key="open-channel")
+            client.create_drop(
+                "open-line",
+                ["OPEN-SKU"],
+                opens_at=datetime.now(UTC) - timedelta(minutes=1),
+                waitlist=True,
+            )
+            recorded(client, ["channel_set"])
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium(), headless=True)
+            try:
+                page = browser.new_page()
+                page.goto(f"{server.url}/console#/sku/OPEN-SKU")
+                row = page.locator('#sku-channels tr[data-channel="marketplace"]')
+                expect(row.locator('[data-field="available"]')).to_have_text("15", timeout=WAIT_MS)
+                page.goto(f"{server.url}/console#/drops")
+                line = page.locator('#drops tr[data-drop="open-line"]')
+                rate = line.locator('[data-field="handoff_rate"]')
+                expect(rate).to_have_text("0.0 (0)", timeout=WAIT_MS)
+                expect(page.locator("#key-form")).to_be_hidden()
+            finally:
+                browser.close()
+    finally:
+        assert server.stopped_cleanly(), server.output()
