@@ -15,7 +15,7 @@ const FILL_REQUESTS_MAX = 4; // a short page of GET /v1/skus is topped up at mos
 const CURSORS_MAX = 500; // pages remembered for "Previous page"
 const CHANNELS_MAX = 20; // channels shown on a SKU's page (one request each)
 const CHANNEL_PAGES_MAX = 4; // ledger pages read per kind of channel event
-const CHANNEL_PAGE_EVENTS = 500;
+const CHANNEL_PAGE_EVENTS = 1000; // the ledger's page limit
 const SERIES = [
   ["available", "#0b4f9c"],
   ["reserved", "#b35c00"],
