@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -343,3 +344,130 @@ def test_ten_thousand_skus_are_paged_never_rendered_whole(served: tuple[Serve, s
     for url in listings:  # every read of the stock index asked for one bounded page
         (limit,) = parse_qs(urlsplit(url).query)["limit"]
         assert 1 <= int(limit) <= 50, url
+
+
+def recorded(client: Client, types: list[str], sku: str | None = None, count: int = 1) -> None:
+    """Wait until the ledger holds ``count`` events of ``types`` (of ``sku``): the flusher
+    records writes within moments, and the console reads the recorded ledger."""
+    for _ in range(100):
+        if len(client.ledger(types=types, sku=sku, limit=1000)["items"]) >= count:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"the ledger did not record {count} of {types} in time")
+
+
+def test_the_sku_page_shows_each_channels_view(served: tuple[Serve, str]) -> None:
+    from playwright.sync_api import expect
+
+    server, admin = served
+    with Client(server.url, api_key=admin) as client:
+        client.receive("CHANNELED", 100, idempotency_key="console-receive-channeled")
+        client.set_channel("marketplace", buffer_units=10, idempotency_key="console-marketplace")
+        client.set_channel_sku(
+            "outlet", "CHANNELED", buffer_percent=50, idempotency_key="console-outlet"
+        )
+        client.allocate("wholesale", "CHANNELED", qty=6, idempotency_key="console-wholesale")
+        recorded(client, ["channel_set"], count=2)
+        recorded(client, ["allocated"], sku="CHANNELED")
+        views = {c: client.channel_stock(c, "CHANNELED") for c in ("marketplace", "wholesale")}
+    marketplace = views["marketplace"]
+    assert marketplace.unbuffered_available is not None
+    assert marketplace.available != marketplace.unbuffered_available  # the buffer shows
+    with console(server, TOKENS["console-reader"]) as page:
+        page.goto(f"{server.url}/console#/sku/CHANNELED")
+        row = page.locator('#sku-channels tr[data-channel="marketplace"]')
+        figure = row.locator('[data-field="available"]')
+        expect(figure).to_have_text(str(marketplace.available), timeout=WAIT_MS)
+        unbuffered = row.locator('[data-field="unbuffered_available"]')
+        expect(unbuffered).to_have_text(str(marketplace.unbuffered_available))
+        expect(row.locator('[data-field="kept_back"]')).to_have_text("10")
+        fenced = page.locator('#sku-channels tr[data-channel="wholesale"]')
+        expect(fenced.locator('[data-field="allocated"]')).to_have_text("6")
+        expect(fenced.locator('[data-field="available"]')).to_have_text(
+            str(views["wholesale"].available)
+        )
+        # an override of this SKU is a channel too: half of the 94 shared units kept back
+        outlet = page.locator('#sku-channels tr[data-channel="outlet"]')
+        expect(outlet.locator('[data-field="available"]')).to_have_text("47")
+        expect(page.locator("#sku-channels-note")).to_contain_text("recorded ledger")
+        page.screenshot(path=str(SCREENSHOTS / "sku-channels.png"), full_page=True)
+
+
+def test_the_drops_page_shows_the_hand_off_to_the_line(served: tuple[Serve, str]) -> None:
+    from playwright.sync_api import expect
+
+    server, admin = served
+    now = datetime.now(UTC)
+    with Client(server.url, api_key=admin) as client:
+        client.receive("DROP-W", 1, idempotency_key="console-receive-drop-w")
+        client.create_drop(
+            "launch-line", ["DROP-W"], opens_at=now - timedelta(minutes=1), waitlist=True
+        )
+        ann = client.reserve([("DROP-W", 1)], customer="ann", ttl_seconds=300)  # sold out
+        client.join_waitlist("launch-line", "bob", "DROP-W")
+    with console(server, TOKENS["console-reader"]) as page:
+        page.goto(f"{server.url}/console#/drops")
+        line = page.locator('#drops tr[data-drop="launch-line"]')
+        rate = line.locator('[data-field="handoff_rate"]')
+        converted = line.locator('[data-field="handoff_converted"]')
+        expect(rate).to_have_attribute("data-offered", "0", timeout=WAIT_MS)
+        expect(rate).to_have_text("0.0 (0)")
+        expect(converted).to_have_text("none ended")
+        expect(page.locator("#handoff-note")).to_contain_text("last 5 minutes")
+        with Client(server.url, api_key=admin) as client:
+            client.release(ann.id)  # the freed unit is offered to bob in the same script
+            offer = client.get_waitlist_entry("launch-line", "bob").offer
+            assert offer is not None
+            recorded(client, ["waitlist_offered"], sku="DROP-W")
+        # the page reads the ledger again within HANDOFF_REFRESH_MS (10 s)
+        expect(rate).to_have_attribute("data-offered", "1", timeout=2 * WAIT_MS)
+        expect(rate).to_have_text("0.2 (1)")
+        page.screenshot(path=str(SCREENSHOTS / "drops-handoff.png"), full_page=True)
+        with Client(server.url, api_key=admin) as client:
+            client.commit(offer.reservation_id)
+            recorded(client, ["waitlist_converted"], sku="DROP-W")
+        expect(converted).to_have_text("100% of 1", timeout=2 * WAIT_MS)
+
+
+def test_both_pages_work_with_auth_off(
+    redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """`earmark serve --no-auth`: the page asks for no key and reads the channels and the
+    hand-off with none."""
+    from playwright.sync_api import expect, sync_playwright
+
+    tmp = tmp_path_factory.mktemp("console-open")
+    env = {
+        "EARMARK_REDIS_URL": redis_server.url,
+        "EARMARK_PREFIX": fresh_prefix(),
+        "EARMARK_DATABASE_URL": f"sqlite:///{tmp / 'earmark.db'}",
+    }
+    server = Serve(Path(tmp), env, "--no-auth")
+    try:
+        server.wait_ready()
+        with Client(server.url) as client:
+            client.receive("OPEN-SKU", 20, idempotency_key="open-receive")
+            client.set_channel("marketplace", buffer_units=5, idempotency_key="open-channel")
+            client.create_drop(
+                "open-line",
+                ["OPEN-SKU"],
+                opens_at=datetime.now(UTC) - timedelta(minutes=1),
+                waitlist=True,
+            )
+            recorded(client, ["channel_set"])
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium(), headless=True)
+            try:
+                page = browser.new_page()
+                page.goto(f"{server.url}/console#/sku/OPEN-SKU")
+                row = page.locator('#sku-channels tr[data-channel="marketplace"]')
+                expect(row.locator('[data-field="available"]')).to_have_text("15", timeout=WAIT_MS)
+                page.goto(f"{server.url}/console#/drops")
+                line = page.locator('#drops tr[data-drop="open-line"]')
+                rate = line.locator('[data-field="handoff_rate"]')
+                expect(rate).to_have_text("0.0 (0)", timeout=WAIT_MS)
+                expect(page.locator("#key-form")).to_be_hidden()
+            finally:
+                browser.close()
+    finally:
+        assert server.stopped_cleanly(), server.output()

@@ -13,6 +13,9 @@ const OVERVIEW_SKUS = 20; // the overview's stock table: the first page only
 const PAGE_SIZE = 50; // rows per page of the SKU, drop and discrepancy lists
 const FILL_REQUESTS_MAX = 4; // a short page of GET /v1/skus is topped up at most this often
 const CURSORS_MAX = 500; // pages remembered for "Previous page"
+const CHANNELS_MAX = 20; // channels shown on a SKU's page (one request each)
+const CHANNEL_PAGES_MAX = 4; // ledger pages read per kind of channel event
+const CHANNEL_PAGE_EVENTS = 1000; // the ledger's page limit
 const SERIES = [
   ["available", "#0b4f9c"],
   ["reserved", "#b35c00"],
@@ -250,9 +253,73 @@ async function renderSku(page, sku) {
   const reorder = await api(`/v1/skus/${encodeURIComponent(sku)}/reorder`);
   const since = new Date(Date.now() - 3600_000).toISOString();
   const events = await api(`/v1/ledger?sku=${encodeURIComponent(sku)}&since=${encodeURIComponent(since)}&limit=50`);
+  const channels = await channelViews(sku);
   page.replaceChildren(el("h2", { text: `SKU ${sku}` }), table,
+    el("h3", { text: "Channels" }), channels,
     el("h3", { text: "Reorder point and low-stock alert" }), reorderTable(reorder.items),
     el("h3", { text: "Ledger, last hour" }), ledgerTable(events.items));
+}
+
+// The channels the ledger names: every channel given a buffer rule (`channel_set`, a
+// default or an override of any SKU) and every channel that fenced units of this SKU
+// (`allocated`). No route lists channels; the service keeps no index of them outside the
+// rules themselves. Bounded: at most CHANNEL_PAGES_MAX ledger pages per kind, at most
+// CHANNELS_MAX channels shown (alphabetically first), a note when either cap is reached.
+async function channelNames(sku) {
+  const names = new Set();
+  let capped = false;
+  for (const filter of [{ type: "channel_set" }, { type: "allocated", sku }]) {
+    let cursor = null;
+    for (let i = 0; ; i++) {
+      if (i === CHANNEL_PAGES_MAX) { capped = true; break; }
+      const params = new URLSearchParams({ ...filter, limit: String(CHANNEL_PAGE_EVENTS) });
+      if (cursor) params.set("cursor", cursor);
+      const found = await api(`/v1/ledger?${params}`);
+      for (const item of found.items) if (item.channel) names.add(item.channel);
+      cursor = found.next_cursor;
+      if (!cursor) break;
+    }
+  }
+  const sorted = [...names].sort();
+  return { names: sorted.slice(0, CHANNELS_MAX), more: sorted.length > CHANNELS_MAX, capped };
+}
+
+// Each channel's view of the SKU (GET /v1/skus/{sku}?channel=): what a reserve by that
+// channel may take, what a reserve with no channel may take, and its allocation.
+async function channelViews(sku) {
+  let listed;
+  try {
+    listed = await channelNames(sku);
+  } catch (error) {
+    return el("p", { id: "sku-channels", class: "error", text: `The channels cannot be listed: ${error.message}` });
+  }
+  if (!listed.names.length) return el("p", { id: "sku-channels", text: "No channel has a buffer rule or an allocation of this SKU: every channel sees plain availability." });
+  const heads = ["channel", "available to the channel", "unbuffered available", "kept back", "allocated"];
+  const table = el("table", { id: "sku-channels" },
+    el("caption", { text: "Available summed over the SKU's locations; kept back is unbuffered minus the channel's view of the shared pool." }),
+    el("thead", {}, el("tr", {}, ...heads.map((h, i) => el("th", { scope: "col", class: i ? "num" : "", text: h })))));
+  const body = el("tbody");
+  for (const channel of listed.names) {
+    try {
+      const view = await api(`/v1/skus/${encodeURIComponent(sku)}?channel=${encodeURIComponent(channel)}`);
+      const shared = view.available - view.allocated; // the allocation is counted in reserved
+      body.append(el("tr", { "data-channel": channel },
+        el("th", { scope: "row", text: channel }),
+        el("td", { class: "num", "data-field": "available", text: String(view.available) }),
+        el("td", { class: "num", "data-field": "unbuffered_available", text: String(view.unbuffered_available) }),
+        el("td", { class: "num", "data-field": "kept_back", text: String(Math.max(0, view.unbuffered_available - shared)) }),
+        el("td", { class: "num", "data-field": "allocated", text: String(view.allocated) })));
+    } catch (error) {
+      body.append(el("tr", { "data-channel": channel }, el("th", { scope: "row", text: channel }),
+        el("td", { colspan: "4", class: "error", text: error.message })));
+    }
+  }
+  table.append(body);
+  const notes = [];
+  if (listed.more) notes.push(`Only the first ${CHANNELS_MAX} channels (by name) are shown.`);
+  if (listed.capped) notes.push(`The ledger was read ${CHANNEL_PAGES_MAX} pages deep per kind of event: channels named only further on are not listed.`);
+  notes.push("Channels come from the recorded ledger, so one configured in the last moments may not be listed yet.");
+  return el("div", {}, table, el("p", { id: "sku-channels-note", text: notes.join(" ") }));
 }
 
 // Each location's reorder point and whether its alert has fired (GET /v1/skus/{sku}/reorder).
@@ -428,10 +495,62 @@ function duration(ms) {
 // Figures another version of the service may add to a drop: shown when present.
 const OPTIONAL_DROP_FIGURES = ["waiting", "offered"];
 
-function dropsTable(drops, now) {
+// The hand-off of freed units to the line, from the ledger: the `waitlist_offered`,
+// `waitlist_converted` and `waitlist_expired` events of the last HANDOFF_WINDOW_MS (by
+// their occurred_at, against this browser's clock), counted per drop of the page shown.
+// Read again at most every HANDOFF_REFRESH_MS, at most HANDOFF_PAGES_MAX pages: only the
+// counts are kept, so the page holds no more however long it stays open.
+const HANDOFF_WINDOW_MS = 5 * 60_000;
+const HANDOFF_REFRESH_MS = 10_000;
+const HANDOFF_PAGES_MAX = 3;
+const HANDOFF_PAGE_EVENTS = 1000;
+const HANDOFF_TYPES = { waitlist_offered: "offered", waitlist_converted: "converted", waitlist_expired: "expired" };
+
+async function handoffFigures(drops) {
+  const counts = new Map(drops.map((d) => [d.id, { offered: 0, converted: 0, expired: 0 }]));
+  const since = new Date(Date.now() - HANDOFF_WINDOW_MS).toISOString();
+  let cursor = null, partial = false;
+  for (let i = 0; ; i++) {
+    if (i === HANDOFF_PAGES_MAX) { partial = true; break; }
+    const params = new URLSearchParams({ since, limit: String(HANDOFF_PAGE_EVENTS) });
+    for (const type of Object.keys(HANDOFF_TYPES)) params.append("type", type);
+    if (cursor) params.set("cursor", cursor);
+    const found = await api(`/v1/ledger?${params}`);
+    for (const item of found.items) {
+      const figures = counts.get(item.attributes && item.attributes.drop);
+      if (figures) figures[HANDOFF_TYPES[item.type]] += 1;
+    }
+    cursor = found.next_cursor;
+    if (!cursor) break;
+  }
+  return { counts, partial, at: Date.now() };
+}
+
+function handoffCells(drop, handoff) {
+  if (!drop.waitlist) return [el("td", { class: "num", "data-field": "handoff_rate", text: "" }), el("td", { class: "num", "data-field": "handoff_converted", text: "" })];
+  if (!handoff || handoff.error) {
+    const why = handoff ? handoff.error : "not read yet";
+    return [el("td", { class: "num", "data-field": "handoff_rate", title: why, text: "unknown" }), el("td", { class: "num", "data-field": "handoff_converted", title: why, text: "unknown" })];
+  }
+  const c = handoff.counts.get(drop.id) || { offered: 0, converted: 0, expired: 0 };
+  const atLeast = handoff.partial ? "≥ " : "";
+  const rate = c.offered / (HANDOFF_WINDOW_MS / 60_000);
+  const ended = c.converted + c.expired;
+  return [
+    el("td", { class: "num", "data-field": "handoff_rate", "data-offered": String(c.offered),
+      title: `${atLeast}${c.offered} offers made in the last ${HANDOFF_WINDOW_MS / 60_000} minutes`,
+      text: `${atLeast}${rate.toFixed(1)} (${c.offered})` }),
+    el("td", { class: "num", "data-field": "handoff_converted", title: `${c.converted} converted, ${c.expired} expired`,
+      text: ended ? `${Math.round((100 * c.converted) / ended)}% of ${ended}` : "none ended" }),
+  ];
+}
+
+function dropsTable(drops, now, handoff = null) {
   if (!drops.length) return el("p", { text: "No drops." });
   const extra = OPTIONAL_DROP_FIGURES.filter((name) => drops.some((d) => typeof d[name] === "number"));
-  const heads = ["drop", "status", "opens", "closes", "SKUs", "per customer", "at limit", "sold", "held", ...extra];
+  const lined = drops.some((d) => d.waitlist);
+  const heads = ["drop", "status", "opens", "closes", "SKUs", "per customer", "at limit", "sold", "held", ...extra,
+    ...(lined ? ["offers per minute (count)", "offers converted"] : [])];
   const table = el("table", { id: "drops" },
     el("thead", {}, el("tr", {}, ...heads.map((h, i) => el("th", { scope: "col", class: i >= 5 ? "num" : "", text: h })))));
   const body = el("tbody");
@@ -450,7 +569,8 @@ function dropsTable(drops, now) {
         text: drop.per_customer_limit == null ? "" : drop.customers_at_limit == null ? "unknown" : String(drop.customers_at_limit) }),
       el("td", { class: "num", "data-field": "sold", text: String(drop.sold) }),
       el("td", { class: "num", "data-field": "held", text: String(drop.held) }),
-      ...extra.map((name) => el("td", { class: "num", "data-field": name, text: typeof drop[name] === "number" ? String(drop[name]) : "" }))));
+      ...extra.map((name) => el("td", { class: "num", "data-field": name, text: typeof drop[name] === "number" ? String(drop[name]) : "" })),
+      ...(lined ? handoffCells(drop, handoff) : [])));
   }
   table.append(body);
   return table;
@@ -460,16 +580,28 @@ function renderDrops(page) {
   stopPolling();
   const results = el("div", { id: "drop-results" });
   let shown = null;
+  let handoff = null; // the last hand-off figures: one page of drops' counts, replaced whole
   const pages = pager("drop-pages", async (cursor) => {
+    const moved = shown !== cursor;
     shown = cursor;
     const params = new URLSearchParams({ limit: String(PAGE_SIZE) });
     if (cursor) params.set("cursor", cursor);
     const found = await api(`/v1/drops?${params}`);
-    results.replaceChildren(dropsTable(found.items, Date.now()));
+    const lined = found.items.filter((d) => d.waitlist);
+    if (lined.length && (moved || !handoff || Date.now() - handoff.at >= HANDOFF_REFRESH_MS)) {
+      try {
+        handoff = await handoffFigures(lined);
+      } catch (error) {
+        handoff = { error: error.message, at: Date.now() };
+      }
+    }
+    results.replaceChildren(dropsTable(found.items, Date.now(), handoff));
     return found.next_cursor;
   });
+  const minutes = HANDOFF_WINDOW_MS / 60_000;
   page.replaceChildren(el("h2", { text: "Drops" }),
     el("p", { text: "Status and countdown by this browser's clock; sold and held are units over every location; at limit counts the customers whose live holds and sales equal the per-customer limit." }),
+    el("p", { id: "handoff-note", text: `Hand-off, for drops with a waitlist: offers per minute is the number of offers of freed units made to the next customer in line (waitlist_offered events in the ledger) over the last ${minutes} minutes, divided by ${minutes}, with the count in brackets; offers converted is the share of the offers that ended in those ${minutes} minutes (converted or expired) that the customer committed. Read from the recorded ledger every ${HANDOFF_REFRESH_MS / 1000} s, so the newest offers may not be counted yet; ≥ marks a window too busy to read whole.` }),
     results, pages.node);
   // live: the page shown is read again every POLL_MS (one page: bounded)
   let first = true;
