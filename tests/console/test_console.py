@@ -350,7 +350,7 @@ def recorded(client: Client, types: list[str], sku: str | None = None, count: in
     """Wait until the ledger holds ``count`` events of ``types`` (of ``sku``): the flusher
     records writes within moments, and the console reads the recorded ledger."""
     for _ in range(100):
-        if len(client.ledger(types=types, sku=sku, limit=1000)["items"]) >= count:
+        if len(client.ledger(types=types, sku=sku, limit=1000).items) >= count:
             return
         time.sleep(0.1)
     raise AssertionError(f"the ledger did not record {count} of {types} in time")
