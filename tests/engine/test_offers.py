@@ -274,3 +274,77 @@ def test_the_head_waits_for_its_whole_quantity(engine: Engine) -> None:
     engine.receive("TEE", 1)
     assert engine.get_waitlist_entry("drop-TEE", "cy").status == "offered"
     assert level_of(engine, "TEE").available == 0
+
+
+def test_a_purchase_order_receipt_offers_its_units_in_the_same_call(engine: Engine) -> None:
+    open_drop(engine, units=1, waitlist=True, per_customer_limit=1)
+    engine.reserve([("TEE", 1)], idempotency_key="a", customer="ann")  # sold out
+    po = engine.create_purchase_order(
+        [("PLAIN", 4), ("TEE", 2)], supplier="ACME", expected_date="2026-03-01", idempotency_key="po"
+    )
+    engine.join_waitlist("drop-TEE", "bob", "TEE")
+    engine.receive_purchase_order(po.id, [("PLAIN", 4), ("TEE", 2)], actor="warehouse")
+    # No sweep: the receipt itself offered the first drop line's units to bob.
+    bob = engine.get_waitlist_entry("drop-TEE", "bob")
+    assert bob.status == "offered" and bob.offer is not None
+    offer = engine.get_reservation(bob.offer.reservation_id)
+    assert (offer.status, offer.lines[0].sku, offer.lines[0].qty) == ("held", "TEE", 1)
+    level = level_of(engine, "TEE")
+    assert (level.on_hand, level.reserved, level.inbound, level.available) == (3, 2, 0, 1)
+    assert level_of(engine, "PLAIN").available == 4
+    assert ("waitlist_offered", "bob", "warehouse", "1") in waitlist_events(engine)
+    # The offer counts against bob's limit, and in the drop's figures.
+    with pytest.raises(CustomerLimitExceeded):
+        engine.reserve([("TEE", 1)], idempotency_key="b", customer="bob")
+    drop = engine.get_drop("drop-TEE")
+    assert (drop.offered, drop.customers_at_limit) == (1, 2)
+
+
+def test_a_purchase_order_receipt_of_a_sku_in_no_drop_offers_nothing(engine: Engine) -> None:
+    open_drop(engine, units=1, waitlist=True)
+    engine.reserve([("TEE", 1)], idempotency_key="a", customer="ann")
+    engine.join_waitlist("drop-TEE", "bob", "TEE")
+    po = engine.create_purchase_order(
+        [("PLAIN", 3)], supplier="ACME", expected_date="2026-03-01", idempotency_key="po"
+    )
+    received = engine.receive_purchase_order(po.id, [("PLAIN", 3)])
+    assert received.lines[0].received == 3
+    assert level_of(engine, "PLAIN").available == 3
+    assert engine.get_waitlist_entry("drop-TEE", "bob").status == "waiting"
+
+
+def test_a_transfer_arrival_offers_its_units_at_the_destination(engine: Engine) -> None:
+    open_drop(engine, units=1, waitlist=True, per_customer_limit=1)
+    engine.receive("TEE", 2, location="far")
+    engine.reserve([("TEE", 1)], idempotency_key="a", customer="ann")  # default sold out
+    sent = engine.transfer("TEE", 2, "far", "default")
+    engine.join_waitlist("drop-TEE", "bob", "TEE")
+    engine.join_waitlist("drop-TEE", "cy", "TEE")
+    engine.join_waitlist("drop-TEE", "dee", "TEE")
+    engine.receive_transfer(sent.id, 2, actor="dock")
+    # bob and cy, in line order, hold the two arrived units; dee still waits.
+    for customer in ("bob", "cy"):
+        entry = engine.get_waitlist_entry("drop-TEE", customer)
+        assert entry.status == "offered" and entry.offer is not None
+        offer = engine.get_reservation(entry.offer.reservation_id)
+        assert (offer.lines[0].location, offer.lines[0].qty) == ("default", 1)
+        assert ("waitlist_offered", customer, "dock", "1") in waitlist_events(engine)
+    assert engine.get_waitlist_entry("drop-TEE", "dee").position == 1
+    level = level_of(engine, "TEE")
+    assert (level.on_hand, level.reserved, level.in_transit, level.available) == (3, 3, 0, 0)
+    with pytest.raises(CustomerLimitExceeded):
+        engine.reserve([("TEE", 1)], idempotency_key="b", customer="bob")
+    assert engine.get_drop("drop-TEE").customers_at_limit == 3
+    # Receiving again with the same qty is the same record and offers nothing more.
+    assert engine.receive_transfer(sent.id, 2).status == "received"
+    assert engine.get_waitlist_entry("drop-TEE", "dee").status == "waiting"
+
+
+def test_an_offer_that_reaches_the_limit_counts_in_customers_at_limit(engine: Engine) -> None:
+    open_drop(engine, units=1, waitlist=True, per_customer_limit=1)
+    held = engine.reserve([("TEE", 1)], idempotency_key="a", customer="ann")
+    engine.join_waitlist("drop-TEE", "bob", "TEE")
+    assert engine.get_drop("drop-TEE").customers_at_limit == 1  # ann
+    engine.release(held.id)  # bob's offer takes ann's unit
+    assert engine.get_waitlist_entry("drop-TEE", "bob").status == "offered"
+    assert engine.get_drop("drop-TEE").customers_at_limit == 1  # bob now

@@ -33,29 +33,39 @@ def offer_id(partition: int) -> str:
 
 class Offering(OpsBase):
     def _offering(
-        self, call: Call, partition: int, lines: list[tuple[str, str]], drop: str = ""
+        self,
+        call: Call,
+        partition: int,
+        lines: list[tuple[str, str]],
+        drop: str = "",
+        *,
+        line_holds: bool = False,
     ) -> Op[Any]:
         """Runs a call on a script that takes an offer part (``lines``: the (sku,
         location) it may offer units of) with the offer part its script asks for, read
-        first when ``drop`` is named; returns its reply as ``script_reply`` reads it."""
+        first when ``drop`` is named; returns its reply as ``script_reply`` reads it.
+        ``line_holds``: the script's own keys lack the holds of its lines, so a named
+        offer part is preceded by the hold expiries and hold qty of the offer line."""
         keys: list[str] = []
         args: list[Any] = [""]
         if drop:
-            keys, args = yield from self._offer_part(partition, drop, lines)
+            keys, args = yield from self._offer_part(partition, drop, lines, line_holds)
         reply: Any = None
         for _ in range(limits.OFFER_KEY_ROUNDS_MAX):
             reply = yield Call(call.script, [*call.keys, *keys], [*call.args, *args])
             result, _ = script_reply(reply)
             if result.get("error") != OFFER_KEYS:
                 return reply
-            keys, args = yield from self._offer_part(partition, str(result["drop"]), lines)
+            drop = str(result["drop"])
+            keys, args = yield from self._offer_part(partition, drop, lines, line_holds)
         return reply  # still offer_keys: raise_for_error answers it (retry later)
 
     def _offer_part(
-        self, p: int, drop_id: str, lines: list[tuple[str, str]]
+        self, p: int, drop_id: str, lines: list[tuple[str, str]], line_holds: bool = False
     ) -> Op[tuple[list[str], list[Any]]]:
         """The offer KEYS and ARGV for a part of ``drop_id``: its first line of one of the
-        drop's SKUs, that SKU's queue head and each candidate's pending entries."""
+        drop's SKUs, that SKU's queue head and each candidate's pending entries (after
+        that line's hold expiries and hold qty when ``line_holds``)."""
         skus = sorted({sku for sku, _ in lines})
         reads: list[tuple[str | int, ...]] = [
             ("HMGET", self.keys.drop(p, drop_id), "skus", "limit")
@@ -80,10 +90,14 @@ class Offering(OpsBase):
                 sorted(text(rid) for rid, units in e.items() if not text(units).startswith("c:"))
                 for e in entries
             ]
-        keys = [
+        keys: list[str] = []
+        if line_holds:
+            keys += [self.keys.hold_expiries(p, sku, location), self.keys.hold_qty(p, sku, location)]
+        keys += [
             self.keys.drop(p, drop_id),
             self.keys.drop_waitlist(p, drop_id),
             self.keys.drop_queue(p, drop_id, sku),
+            self.keys.drop_at_limit(p, drop_id),
         ]
         args: list[Any] = [drop_id, sku, location, len(heads)]
         for customer, rids in zip(heads, pending, strict=True):
