@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import pytest
 
-from earmark import CustomerLimitExceeded, Engine, InsufficientStock, limits
+from earmark import CustomerLimitExceeded, Engine, InsufficientStock, WouldOversell, limits
 from earmark.engine.ops.drops import opening_rank
 from tests.engine.test_drops import open_drop, server_now
 from tests.engine.test_waitlist import waitlist_events
@@ -280,7 +280,10 @@ def test_a_purchase_order_receipt_offers_its_units_in_the_same_call(engine: Engi
     open_drop(engine, units=1, waitlist=True, per_customer_limit=1)
     engine.reserve([("TEE", 1)], idempotency_key="a", customer="ann")  # sold out
     po = engine.create_purchase_order(
-        [("PLAIN", 4), ("TEE", 2)], supplier="ACME", expected_date="2026-03-01", idempotency_key="po"
+        [("PLAIN", 4), ("TEE", 2)],
+        supplier="ACME",
+        expected_date="2026-03-01",
+        idempotency_key="po",
     )
     engine.join_waitlist("drop-TEE", "bob", "TEE")
     engine.receive_purchase_order(po.id, [("PLAIN", 4), ("TEE", 2)], actor="warehouse")
@@ -348,3 +351,34 @@ def test_an_offer_that_reaches_the_limit_counts_in_customers_at_limit(engine: En
     engine.release(held.id)  # bob's offer takes ann's unit
     assert engine.get_waitlist_entry("drop-TEE", "bob").status == "offered"
     assert engine.get_drop("drop-TEE").customers_at_limit == 1  # bob now
+
+
+def test_a_positive_adjustment_offers_its_units_in_the_same_call(engine: Engine) -> None:
+    open_drop(engine, units=1, waitlist=True, per_customer_limit=1)
+    engine.reserve([("TEE", 1)], idempotency_key="a", customer="ann")
+    engine.join_waitlist("drop-TEE", "bob", "TEE")
+    level = engine.adjust("TEE", 1, "found behind the shelf", actor="stocker")
+    assert (level.on_hand, level.reserved, level.available) == (2, 2, 0)
+    bob = engine.get_waitlist_entry("drop-TEE", "bob")
+    assert bob.status == "offered" and bob.offer is not None
+    assert ("waitlist_offered", "bob", "stocker", "1") in waitlist_events(engine)
+    with pytest.raises(CustomerLimitExceeded):
+        engine.reserve([("TEE", 1)], idempotency_key="b", customer="bob")
+    # A decrease offers nothing and is refused as before when it would oversell.
+    with pytest.raises(WouldOversell):
+        engine.adjust("TEE", -1, "miscount")
+    assert engine.get_drop("drop-TEE").offered == 1
+
+
+def test_a_count_that_finds_more_units_offers_them_in_the_same_call(engine: Engine) -> None:
+    open_drop(engine, units=1, waitlist=True)
+    engine.reserve([("TEE", 1)], idempotency_key="a", customer="ann")
+    engine.join_waitlist("drop-TEE", "bob", "TEE", 2)
+    read = level_of(engine, "TEE")
+    counted = engine.count("TEE", 3, read.version, actor="counter")
+    assert (counted.delta, counted.exposure) == (2, 0)
+    assert (counted.stock.on_hand, counted.stock.reserved, counted.stock.available) == (3, 3, 0)
+    bob = engine.get_waitlist_entry("drop-TEE", "bob")
+    assert bob.status == "offered" and bob.offer is not None
+    assert engine.get_reservation(bob.offer.reservation_id).lines[0].qty == 2
+    assert ("waitlist_offered", "bob", "counter", "2") in waitlist_events(engine)

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from earmark import limits
-from earmark.engine.ops.base import OpsBase
+from earmark.engine.ops.base import RECLAIM_MORE, OpsBase
 from earmark.engine.replies import Json, raise_for_error, script_reply, text
 from earmark.engine.steps import Call, Op, Pipeline
 
@@ -45,20 +45,26 @@ class Offering(OpsBase):
         location) it may offer units of) with the offer part its script asks for, read
         first when ``drop`` is named; returns its reply as ``script_reply`` reads it.
         ``line_holds``: the script's own keys lack the holds of its lines, so a named
-        offer part is preceded by the hold expiries and hold qty of the offer line."""
+        offer part is preceded by the hold expiries and hold qty of the offer line.
+        A stock script's ``reclaim_more`` is called again with the same offer part, as
+        ``_reclaiming`` does, at most ``RECLAIM_ROUNDS_MAX`` calls."""
         keys: list[str] = []
         args: list[Any] = [""]
         if drop:
             keys, args = yield from self._offer_part(partition, drop, lines, line_holds)
-        reply: Any = None
-        for _ in range(limits.OFFER_KEY_ROUNDS_MAX):
+        offer_rounds = reclaim_rounds = 0
+        while True:
             reply = yield Call(call.script, [*call.keys, *keys], [*call.args, *args])
             result, _ = script_reply(reply)
-            if result.get("error") != OFFER_KEYS:
-                return reply
+            error = result.get("error")
+            if error == RECLAIM_MORE and reclaim_rounds + 1 < limits.RECLAIM_ROUNDS_MAX:
+                reclaim_rounds += 1
+                continue
+            offer_rounds += 1
+            if error != OFFER_KEYS or offer_rounds >= limits.OFFER_KEY_ROUNDS_MAX:
+                return reply  # still offer_keys: raise_for_error answers it (retry later)
             drop = str(result["drop"])
             keys, args = yield from self._offer_part(partition, drop, lines, line_holds)
-        return reply  # still offer_keys: raise_for_error answers it (retry later)
 
     def _offer_part(
         self, p: int, drop_id: str, lines: list[tuple[str, str]], line_holds: bool = False
@@ -92,7 +98,10 @@ class Offering(OpsBase):
             ]
         keys: list[str] = []
         if line_holds:
-            keys += [self.keys.hold_expiries(p, sku, location), self.keys.hold_qty(p, sku, location)]
+            keys += [
+                self.keys.hold_expiries(p, sku, location),
+                self.keys.hold_qty(p, sku, location),
+            ]
         keys += [
             self.keys.drop(p, drop_id),
             self.keys.drop_waitlist(p, drop_id),
@@ -118,9 +127,10 @@ class Offering(OpsBase):
         subject: str,
     ) -> Op[tuple[Json, bool]]:
         """A stock-layout write that may free units of a drop's SKU (a receipt, a
-        restocked return): the partition's drop index, reservation expiries and the
-        offers' retention go after its own KEYS and ARGV, then the offer part its script
-        asks for. Returns (result, replayed), or the refusal raised (after ``_unclaim``)."""
+        restocked return, an adjustment, a count): the partition's drop index,
+        reservation expiries and the offers' retention go after its own KEYS and ARGV,
+        then the offer part its script asks for. Returns (result, replayed), or the
+        refusal raised (after ``_unclaim``)."""
         p = self.partition_of(sku)
         keys = [*call.keys, self.keys.drop_index(p), self.keys.expiries(p)]
         args = [*call.args, self.config.reservation_retention_ms]
