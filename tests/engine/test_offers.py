@@ -382,3 +382,22 @@ def test_a_count_that_finds_more_units_offers_them_in_the_same_call(engine: Engi
     assert bob.status == "offered" and bob.offer is not None
     assert engine.get_reservation(bob.offer.reservation_id).lines[0].qty == 2
     assert ("waitlist_offered", "bob", "counter", "2") in waitlist_events(engine)
+
+
+def test_a_decrease_reclaims_in_rounds_and_offers_what_is_left(backend: Backend) -> None:
+    """adjust's reclaim_more rounds keep the offer part: with 5 expired holds and 2
+    reclaimed per call, a decrease of 3 is answered (not refused) and the unit left free
+    goes to the customer in line in that same call."""
+    engine = backend.engine(reclaim_per_line_max=2)
+    backend.freeze()
+    open_drop(engine, units=5, waitlist=True, hold_ttl_seconds=1)
+    for i in range(5):
+        engine.reserve([("TEE", 1)], idempotency_key=f"h{i}", customer=f"c{i}")
+    engine.join_waitlist("drop-TEE", "bob", "TEE")
+    backend.advance(1.2)
+    level = engine.adjust("TEE", -3, "recount", actor="stocker")
+    assert level.on_hand == 2
+    bob = engine.get_waitlist_entry("drop-TEE", "bob")
+    assert bob.status == "offered" and bob.offer is not None
+    assert ("waitlist_offered", "bob", "stocker", "1") in waitlist_events(engine)
+    assert [e for e in reserved_events(engine) if e.get("reason") == "offer"]
