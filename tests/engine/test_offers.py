@@ -401,3 +401,26 @@ def test_a_decrease_reclaims_in_rounds_and_offers_what_is_left(backend: Backend)
     assert bob.status == "offered" and bob.offer is not None
     assert ("waitlist_offered", "bob", "stocker", "1") in waitlist_events(engine)
     assert [e for e in reserved_events(engine) if e.get("reason") == "offer"]
+
+
+def test_a_delivery_of_two_drops_skus_offers_the_first_and_leaves_the_other_to_the_sweeper(
+    engine: Engine,
+) -> None:
+    open_drop(engine, units=1, waitlist=True)
+    open_drop(engine, sku="HAT", units=1, waitlist=True)
+    engine.reserve([("TEE", 1)], idempotency_key="a", customer="ann")
+    engine.reserve([("HAT", 1)], idempotency_key="b", customer="ann")
+    engine.join_waitlist("drop-TEE", "bob", "TEE")
+    engine.join_waitlist("drop-HAT", "cy", "HAT")
+    po = engine.create_purchase_order(
+        [("TEE", 1), ("HAT", 1)], supplier="ACME", expected_date="2026-03-01", idempotency_key="po"
+    )
+    engine.receive_purchase_order(po.id, [("TEE", 1), ("HAT", 1)])
+    assert engine.get_waitlist_entry("drop-TEE", "bob").status == "offered"
+    # HAT's line is the part's first drop line only when it lives in another partition.
+    hat_first = engine.partition_of("HAT") != engine.partition_of("TEE")
+    expected = "offered" if hat_first else "waiting"
+    assert engine.get_waitlist_entry("drop-HAT", "cy").status == expected
+    assert engine.sweep().offered == (0 if hat_first else 1)
+    assert engine.get_waitlist_entry("drop-HAT", "cy").status == "offered"
+    assert level_of(engine, "HAT").available == 0
