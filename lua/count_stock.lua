@@ -33,10 +33,11 @@
     truth: it is never refused for pushing available below zero. For a drop's SKU with
     customers waiting, the offers' events (lua/includes/offers.lua) of what is free after
     the count.
-  Invariants: offers take only available units; on_hand never negative; a count is answered only from a log that saw every
+  Invariants: on_hand never negative; a count is answered only from a log that saw every
     on_hand change since the version (ONHAND_LOG_MAX most recent changes); a count applies
     only when its version is newer than the last applied count's (the stock hash field
-    counted_version), so no snapshot of the shelf is counted twice.
+    counted_version), so no snapshot of the shelf is counted twice; offers take only
+    available units (reserved + committed <= on_hand).
 ]]
 --- @include "common"
 --- @include "write"

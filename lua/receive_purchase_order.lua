@@ -27,7 +27,8 @@
   Events, per received line (purchase_order, reason):
     'po_received' (inbound -n, on_hand +n; n = min(qty, outstanding), if n > 0)
     'supplier_discrepancy' over (on_hand +extra) for units beyond what was outstanding.
-    For the offer line, with customers waiting, the offers' events (lua/includes/offers.lua).
+    For the offer line, with customers waiting, the offers' events
+    (lua/includes/offers.lua).
   Invariants: inbound never goes below what the order still expects elsewhere (only this
     order's outstanding units leave it); every delivered unit lands in on_hand; offers
     take only units available at the offer line (reserved + committed <= on_hand).

@@ -1,9 +1,11 @@
 """The offer part of the scripts that free or commit a drop's hold (release, expiry,
-commit: lua/includes/offers.lua). Units such a script frees go to the head of the SKU's
-waitlist in the same script; it needs the queue's head, each candidate's pending
-entries and a fresh reservation id per offer in its KEYS and ARGV. A call that did not
-bring them (or whose head moved since it was read) is answered ``offer_keys`` before
-anything is written, and is made again with what the queue holds now."""
+commit) or add units of a drop's SKU (receipts of stock, purchase orders and transfers,
+adjustments, counts, restocked returns; lua/includes/offers.lua). Units such a script
+frees go to the head of the SKU's waitlist in the same script; it needs the queue's
+head, each candidate's pending entries and a fresh reservation id per offer in its KEYS
+and ARGV. A call that did not bring them (or whose head moved since it was read) is
+answered ``offer_keys`` before anything is written, and is made again with what the
+queue holds now."""
 
 from __future__ import annotations
 
