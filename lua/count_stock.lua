@@ -5,13 +5,19 @@
 
   KEYS: the stock layout of includes/stock.lua: [1] meta, [2] events, [3] idempotency,
     [4] stock of (sku, location), [5] stock index of the partition, [6] hold expiries,
-    [7] hold qty, [8] locations of the sku, [9] on_hand log of the (sku, location)
+    [7] hold qty, [8] locations of the sku, [9] on_hand log of the (sku, location),
+    [10] the partition's drop index, [11] its reservation expiries, then the offer
+    part's KEYS (lua/includes/offers.lua)
   ARGV: [1] fingerprint, [2] actor, [3] idempotency key ('' none), [4] idempotency
     retention (ms), [5] sku, [6] location, [7] expired holds reclaimed first (at most),
-    [8] counted (units, >= 0), [9] version the counter read, [10] reason
+    [8] counted (units, >= 0), [9] version the counter read, [10] reason,
+    [11] reservation retention (ms) of offers, [12..] the offer part ('' none)
   Returns {json, replayed}; json is
     {ok, levels, counted, expected, delta, exposure}: expected = on_hand at the version,
-      delta = counted - expected, exposure = units promised beyond on hand it added
+      delta = counted - expected, exposure = units promised beyond on hand it added;
+      levels after the count and the offers it made
+    {error = 'offer_keys', drop}: the SKU is a drop's and the call did not bring its
+      offer keys (or the queue's head moved): nothing written, call again with them
     {error = 'stale_count', version, current, oldest}: the version is older than the
       on_hand log remembers, not newer than the last applied count's (a later count of
       the shelf already answered for it), or newer than the stock (current); oldest is
@@ -24,27 +30,38 @@
   Events: 'expired' per reclaimed hold; 'counted' (on_hand +delta, possibly 0; reason,
     counted, expected, counted_version); 'oversell_exposure' (no deltas; cause 'counted')
     when the count leaves fewer units on hand than are promised. A count is physical
-    truth: it is never refused for pushing available below zero.
+    truth: it is never refused for pushing available below zero. For a drop's SKU with
+    customers waiting, the offers' events (lua/includes/offers.lua) of what is free after
+    the count.
   Invariants: on_hand never negative; a count is answered only from a log that saw every
     on_hand change since the version (ONHAND_LOG_MAX most recent changes); a count applies
     only when its version is newer than the last applied count's (the stock hash field
-    counted_version), so no snapshot of the shelf is counted twice.
+    counted_version), so no snapshot of the shelf is counted twice; offers take only
+    available units (reserved + committed <= on_hand).
 ]]
 --- @include "common"
 --- @include "write"
 --- @include "holds"
 --- @include "stock"
+--- @include "drops"
+--- @include "waitlist"
+--- @include "offers"
 --- @include "lifecycle"
 
 local meta_key, events_key, idem_key = KEYS[1], KEYS[2], KEYS[3]
 local fingerprint, actor, idem, idem_retention_ms = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local place = stock_place(KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], ARGV[5], ARGV[6])
-check_keys(#KEYS, STOCK_KEYS)
+local index_key, expiries_key, retention_ms = KEYS[STOCK_KEYS + 1], KEYS[STOCK_KEYS + 2], ARGV[11]
+local offer = offer_call_at(KEYS, STOCK_KEYS + 3, ARGV, 12)
 
 local ctx, reply = open_write(meta_key, events_key, idem_key, fingerprint, actor, idem,
                               idem_retention_ms, true)
 if not ctx then
   return reply
+end
+local refusal = stock_offer_check(offer, index_key, place)
+if refusal then
+  return finish(ctx, refusal)
 end
 -- Expired holds stop counting before this change is checked against available.
 local levels, more = reclaim_at(ctx, place, ARGV[7])
@@ -78,4 +95,4 @@ if exposure > 0 then
   emit_exposure(ctx, place.sku, place.location, exposure, 'counted', reason)
 end
 result.counted, result.expected, result.delta, result.exposure = counted, expected, delta, exposure
-return finish(ctx, result)
+return finish(ctx, stock_offers(ctx, offer, place, result, retention_ms, expiries_key))

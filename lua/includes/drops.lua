@@ -9,8 +9,9 @@
 --                         reservation parts, so a released or expired hold gives its
 --                         units back to the allowance without any other script's help
 --   rate (string)         '<second>:<attempts>' of one customer on one drop
---   at limit (set)        customers whose last hold brought their units to the drop's
---                         limit (and none since left them below it): the candidates the
+--   at limit (set)        customers whose last hold (a reserve's or an offer's)
+--                         brought their units to the drop's limit (and none since left
+--                         them below it): the candidates the
 --                         `customers_at_limit` figure re-checks when it is read
 
 -- The drop part of a reserve call, from the KEYS after the lines (`first_key`) and the

@@ -11,8 +11,10 @@
 --        SKU's queue as the caller read them, then per candidate: customer, reservation
 --        id for its offer, pending entry count m (0..DROP_CUSTOMER_LIMIT_MAX), m ids
 --   KEYS [f] when a drop is named: drop rules, [f+1] the drop's waitlist, [f+2] the
---        SKU's queue, then per candidate: customer entries, the offer's reservation part,
---        the candidate's m pending reservation parts
+--        SKU's queue, [f+3] the drop's customers at the limit (an offer that brings its
+--        customer to the limit adds it, as the reserve's hold does), then per candidate:
+--        customer entries, the offer's reservation part, the candidate's m pending
+--        reservation parts
 -- A call whose keys are not those of the part's drop (or that read an empty queue that
 -- has customers now) is answered {error = 'offer_keys', drop} before anything is
 -- written; Python reads them and calls again. Candidates another call served meanwhile
@@ -31,8 +33,9 @@ local function offer_call_at(keys, first_key, argv, first_arg)
   end
   oc.sku, oc.location = argv[first_arg + 1], argv[first_arg + 2]
   oc.rules, oc.waitlist, oc.queue = keys[first_key], keys[first_key + 1], keys[first_key + 2]
+  oc.at_limit = keys[first_key + 3]
   local k = bounded(argv[first_arg + 3], 'offer candidate count', 0, OFFERS_PER_CALL_MAX)
-  local a, f = first_arg + 4, first_key + 3
+  local a, f = first_arg + 4, first_key + 4
   for i = 1, k do
     local m = bounded(argv[a + 2], 'pending entry count', 0, DROP_CUSTOMER_LIMIT_MAX)
     local cand = {customer = argv[a], rid = argv[a + 1], entries = keys[f], part = keys[f + 1],
@@ -160,8 +163,9 @@ end
 
 -- The offer itself: a hold of entry.qty units at the offer line for the candidate, owned
 -- by the actor that put the customer in line, recorded as the drop's reserve records a
--- hold (the customer's entries, the part's customer and drop).
-local function offer_hold(ctx, oc, cand, entry, levels, retention_ms, expiries_key)
+-- hold (drop_record: the customer's entries and the at-limit set, given the `used`
+-- units settled; the part's customer and drop).
+local function offer_hold(ctx, oc, cand, entry, used, levels, retention_ms, expiries_key)
   if rcall('EXISTS', cand.part) == 1 then
     error('earmark: the offer reservation ' .. cand.rid .. ' exists already')
   end
@@ -182,7 +186,8 @@ local function offer_hold(ctx, oc, cand, entry, levels, retention_ms, expiries_k
         'customer', cand.customer, 'drop', oc.drop, 'offer_sku', oc.sku)
   rcall('ZADD', expiries_key, expires_at, cand.rid)
   if oc.limit then
-    rcall('HSET', cand.entries, cand.rid, qty)
+    drop_record({limit = oc.limit, entries = cand.entries, at_limit = oc.at_limit,
+                 customer = cand.customer, used = used, qty = qty}, cand.rid)
   end
   rcall('ZREM', oc.queue, cand.customer)
   waitlist_queued_add(oc.waitlist, oc.sku, -entry.qty)
@@ -224,7 +229,7 @@ local function make_offers(ctx, oc, retention_ms, expiries_key)
     elseif entry.qty > free then
       break
     else
-      offer_hold(ctx, oc, cand, entry, levels, retention_ms, expiries_key)
+      offer_hold(ctx, oc, cand, entry, used, levels, retention_ms, expiries_key)
       free = free - entry.qty
       made = made + 1
     end

@@ -128,8 +128,9 @@ class Keys:
         return f"{self.tag(partition)}:drop:{drop_id}:customer:{customer}"
 
     def drop_at_limit(self, partition: int, drop_id: str) -> str:
-        """Set: customers whose last hold brought them to the drop's limit (candidates of
-        ``Drop.customers_at_limit``, re-checked against their entries when read)."""
+        """Set: customers whose last hold (reserved, or a waitlist offer) brought them to
+        the drop's limit (candidates of ``Drop.customers_at_limit``, re-checked against
+        their entries when read)."""
         return f"{self.tag(partition)}:drop:{drop_id}:atlimit"
 
     def drop_rate(self, partition: int, drop_id: str, customer: str) -> str:

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import pytest
 
-from earmark import CustomerLimitExceeded, Engine, InsufficientStock, limits
+from earmark import CustomerLimitExceeded, Engine, InsufficientStock, WouldOversell, limits
 from earmark.engine.ops.drops import opening_rank
 from tests.engine.test_drops import open_drop, server_now
 from tests.engine.test_waitlist import waitlist_events
@@ -274,3 +274,153 @@ def test_the_head_waits_for_its_whole_quantity(engine: Engine) -> None:
     engine.receive("TEE", 1)
     assert engine.get_waitlist_entry("drop-TEE", "cy").status == "offered"
     assert level_of(engine, "TEE").available == 0
+
+
+def test_a_purchase_order_receipt_offers_its_units_in_the_same_call(engine: Engine) -> None:
+    open_drop(engine, units=1, waitlist=True, per_customer_limit=1)
+    engine.reserve([("TEE", 1)], idempotency_key="a", customer="ann")  # sold out
+    po = engine.create_purchase_order(
+        [("PLAIN", 4), ("TEE", 2)],
+        supplier="ACME",
+        expected_date="2026-03-01",
+        idempotency_key="po",
+    )
+    engine.join_waitlist("drop-TEE", "bob", "TEE")
+    engine.receive_purchase_order(po.id, [("PLAIN", 4), ("TEE", 2)], actor="warehouse")
+    # No sweep: the receipt itself offered the first drop line's units to bob.
+    bob = engine.get_waitlist_entry("drop-TEE", "bob")
+    assert bob.status == "offered" and bob.offer is not None
+    offer = engine.get_reservation(bob.offer.reservation_id)
+    assert (offer.status, offer.lines[0].sku, offer.lines[0].qty) == ("held", "TEE", 1)
+    level = level_of(engine, "TEE")
+    assert (level.on_hand, level.reserved, level.inbound, level.available) == (3, 2, 0, 1)
+    assert level_of(engine, "PLAIN").available == 4
+    assert ("waitlist_offered", "bob", "warehouse", "1") in waitlist_events(engine)
+    # The offer counts against bob's limit, and in the drop's figures.
+    with pytest.raises(CustomerLimitExceeded):
+        engine.reserve([("TEE", 1)], idempotency_key="b", customer="bob")
+    drop = engine.get_drop("drop-TEE")
+    assert (drop.offered, drop.customers_at_limit) == (1, 2)
+
+
+def test_a_purchase_order_receipt_of_a_sku_in_no_drop_offers_nothing(engine: Engine) -> None:
+    open_drop(engine, units=1, waitlist=True)
+    engine.reserve([("TEE", 1)], idempotency_key="a", customer="ann")
+    engine.join_waitlist("drop-TEE", "bob", "TEE")
+    po = engine.create_purchase_order(
+        [("PLAIN", 3)], supplier="ACME", expected_date="2026-03-01", idempotency_key="po"
+    )
+    received = engine.receive_purchase_order(po.id, [("PLAIN", 3)])
+    assert received.lines[0].received == 3
+    assert level_of(engine, "PLAIN").available == 3
+    assert engine.get_waitlist_entry("drop-TEE", "bob").status == "waiting"
+
+
+def test_a_transfer_arrival_offers_its_units_at_the_destination(engine: Engine) -> None:
+    open_drop(engine, units=1, waitlist=True, per_customer_limit=1)
+    engine.receive("TEE", 2, location="far")
+    engine.reserve([("TEE", 1)], idempotency_key="a", customer="ann")  # default sold out
+    sent = engine.transfer("TEE", 2, "far", "default")
+    engine.join_waitlist("drop-TEE", "bob", "TEE")
+    engine.join_waitlist("drop-TEE", "cy", "TEE")
+    engine.join_waitlist("drop-TEE", "dee", "TEE")
+    engine.receive_transfer(sent.id, 2, actor="dock")
+    # bob and cy, in line order, hold the two arrived units; dee still waits.
+    for customer in ("bob", "cy"):
+        entry = engine.get_waitlist_entry("drop-TEE", customer)
+        assert entry.status == "offered" and entry.offer is not None
+        offer = engine.get_reservation(entry.offer.reservation_id)
+        assert (offer.lines[0].location, offer.lines[0].qty) == ("default", 1)
+        assert ("waitlist_offered", customer, "dock", "1") in waitlist_events(engine)
+    assert engine.get_waitlist_entry("drop-TEE", "dee").position == 1
+    level = level_of(engine, "TEE")
+    assert (level.on_hand, level.reserved, level.in_transit, level.available) == (3, 3, 0, 0)
+    with pytest.raises(CustomerLimitExceeded):
+        engine.reserve([("TEE", 1)], idempotency_key="b", customer="bob")
+    assert engine.get_drop("drop-TEE").customers_at_limit == 3
+    # Receiving again with the same qty is the same record and offers nothing more.
+    assert engine.receive_transfer(sent.id, 2).status == "received"
+    assert engine.get_waitlist_entry("drop-TEE", "dee").status == "waiting"
+
+
+def test_an_offer_that_reaches_the_limit_counts_in_customers_at_limit(engine: Engine) -> None:
+    open_drop(engine, units=1, waitlist=True, per_customer_limit=1)
+    held = engine.reserve([("TEE", 1)], idempotency_key="a", customer="ann")
+    engine.join_waitlist("drop-TEE", "bob", "TEE")
+    assert engine.get_drop("drop-TEE").customers_at_limit == 1  # ann
+    engine.release(held.id)  # bob's offer takes ann's unit
+    assert engine.get_waitlist_entry("drop-TEE", "bob").status == "offered"
+    assert engine.get_drop("drop-TEE").customers_at_limit == 1  # bob now
+
+
+def test_a_positive_adjustment_offers_its_units_in_the_same_call(engine: Engine) -> None:
+    open_drop(engine, units=1, waitlist=True, per_customer_limit=1)
+    engine.reserve([("TEE", 1)], idempotency_key="a", customer="ann")
+    engine.join_waitlist("drop-TEE", "bob", "TEE")
+    level = engine.adjust("TEE", 1, "found behind the shelf", actor="stocker")
+    assert (level.on_hand, level.reserved, level.available) == (2, 2, 0)
+    bob = engine.get_waitlist_entry("drop-TEE", "bob")
+    assert bob.status == "offered" and bob.offer is not None
+    assert ("waitlist_offered", "bob", "stocker", "1") in waitlist_events(engine)
+    with pytest.raises(CustomerLimitExceeded):
+        engine.reserve([("TEE", 1)], idempotency_key="b", customer="bob")
+    # A decrease offers nothing and is refused as before when it would oversell.
+    with pytest.raises(WouldOversell):
+        engine.adjust("TEE", -1, "miscount")
+    assert engine.get_drop("drop-TEE").offered == 1
+
+
+def test_a_count_that_finds_more_units_offers_them_in_the_same_call(engine: Engine) -> None:
+    open_drop(engine, units=1, waitlist=True)
+    engine.reserve([("TEE", 1)], idempotency_key="a", customer="ann")
+    engine.join_waitlist("drop-TEE", "bob", "TEE", 2)
+    read = level_of(engine, "TEE")
+    counted = engine.count("TEE", 3, read.version, actor="counter")
+    assert (counted.delta, counted.exposure) == (2, 0)
+    assert (counted.stock.on_hand, counted.stock.reserved, counted.stock.available) == (3, 3, 0)
+    bob = engine.get_waitlist_entry("drop-TEE", "bob")
+    assert bob.status == "offered" and bob.offer is not None
+    assert engine.get_reservation(bob.offer.reservation_id).lines[0].qty == 2
+    assert ("waitlist_offered", "bob", "counter", "2") in waitlist_events(engine)
+
+
+def test_a_decrease_reclaims_in_rounds_and_offers_what_is_left(backend: Backend) -> None:
+    """adjust's reclaim_more rounds keep the offer part: with 5 expired holds and 2
+    reclaimed per call, a decrease of 3 is answered (not refused) and the unit left free
+    goes to the customer in line in that same call."""
+    engine = backend.engine(reclaim_per_line_max=2)
+    backend.freeze()
+    open_drop(engine, units=5, waitlist=True, hold_ttl_seconds=1)
+    for i in range(5):
+        engine.reserve([("TEE", 1)], idempotency_key=f"h{i}", customer=f"c{i}")
+    engine.join_waitlist("drop-TEE", "bob", "TEE")
+    backend.advance(1.2)
+    level = engine.adjust("TEE", -3, "recount", actor="stocker")
+    assert level.on_hand == 2
+    bob = engine.get_waitlist_entry("drop-TEE", "bob")
+    assert bob.status == "offered" and bob.offer is not None
+    assert ("waitlist_offered", "bob", "stocker", "1") in waitlist_events(engine)
+    assert [e for e in reserved_events(engine) if e.get("reason") == "offer"]
+
+
+def test_a_delivery_of_two_drops_skus_offers_the_first_and_leaves_the_other_to_the_sweeper(
+    engine: Engine,
+) -> None:
+    open_drop(engine, units=1, waitlist=True)
+    open_drop(engine, sku="HAT", units=1, waitlist=True)
+    engine.reserve([("TEE", 1)], idempotency_key="a", customer="ann")
+    engine.reserve([("HAT", 1)], idempotency_key="b", customer="ann")
+    engine.join_waitlist("drop-TEE", "bob", "TEE")
+    engine.join_waitlist("drop-HAT", "cy", "HAT")
+    po = engine.create_purchase_order(
+        [("TEE", 1), ("HAT", 1)], supplier="ACME", expected_date="2026-03-01", idempotency_key="po"
+    )
+    engine.receive_purchase_order(po.id, [("TEE", 1), ("HAT", 1)])
+    assert engine.get_waitlist_entry("drop-TEE", "bob").status == "offered"
+    # HAT's line is the part's first drop line only when it lives in another partition.
+    hat_first = engine.partition_of("HAT") != engine.partition_of("TEE")
+    expected = "offered" if hat_first else "waiting"
+    assert engine.get_waitlist_entry("drop-HAT", "cy").status == expected
+    assert engine.sweep().offered == (0 if hat_first else 1)
+    assert engine.get_waitlist_entry("drop-HAT", "cy").status == "offered"
+    assert level_of(engine, "HAT").available == 0

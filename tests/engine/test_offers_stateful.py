@@ -111,6 +111,28 @@ class OfferMachine(RuleBasedStateMachine):
         self.on_hand += qty
         self.observe()
 
+    @rule(qty=st.integers(1, 3))
+    def receive_purchase_order(self, qty: int) -> None:
+        po = self.engine.create_purchase_order(
+            [(SKU, qty)], supplier="S", expected_date="2026-03-01", idempotency_key=self.key()
+        )
+        self.engine.receive_purchase_order(po.id, [(SKU, qty)], idempotency_key=self.key())
+        self.on_hand += qty
+        self.observe()
+
+    @rule(qty=st.integers(1, 2))
+    def adjust_up(self, qty: int) -> None:
+        self.engine.adjust(SKU, qty, "found", idempotency_key=self.key())
+        self.on_hand += qty
+        self.observe()
+
+    @rule(more=st.integers(0, 2))
+    def count(self, more: int) -> None:
+        level = self.engine.stock(SKU).locations[0]
+        self.engine.count(SKU, level.on_hand + more, level.version, idempotency_key=self.key())
+        self.on_hand += more
+        self.observe()
+
     @rule(target=reservations, customer=st.sampled_from(CUSTOMERS), qty=st.integers(1, 2))
     def reserve(self, customer: str, qty: int) -> Any:
         used = self.live_units()[customer]
@@ -205,6 +227,9 @@ class OfferMachine(RuleBasedStateMachine):
         drop = self.engine.get_drop("d")
         assert drop.waiting == len(waiting)
         assert drop.offered == sum(1 for e in entries.values() if e.status == "offered")
+        # Offers that bring a customer to the limit count as holds do.
+        at_limit = sum(1 for units in self.live_units().values() if units == LIMIT)
+        assert drop.customers_at_limit == at_limit
 
 
 OfferMachine.TestCase.settings = settings(

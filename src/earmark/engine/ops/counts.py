@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from earmark import limits, validation
 from earmark.engine.operation import operation
-from earmark.engine.ops.base import DEFAULT_ACTOR, OpsBase
-from earmark.engine.replies import replayed, stock_level
+from earmark.engine.ops.base import DEFAULT_ACTOR
+from earmark.engine.ops.offers import Offering
+from earmark.engine.replies import fingerprint, replayed, stock_level
 from earmark.engine.steps import Op
 from earmark.models import CountResult
 
 
-class CountOps(OpsBase):
+class CountOps(Offering):
     @operation
     def count(
         self,
@@ -26,20 +27,20 @@ class CountOps(OpsBase):
     ) -> Op[CountResult]:
         """on_hand += counted - (on_hand at ``version``, the ``StockLevel.version`` the
         counter read); raises ``StaleCount`` when that version is too old to count against
-        (or newer than the stock)."""
+        (or newer than the stock). Units of a drop's SKU free after the count go to its
+        waitlist first (offers, in the same script)."""
+        sku, location = validation.sku(sku), validation.location(location)
         counted = validation.whole(counted, "counted", 0, limits.COUNTED_MAX)
         version = validation.whole(version, "version", 0, limits.VERSION_MAX)
         reason = validation.text(reason, "reason", limits.REASON_LENGTH_MAX)
-        result, was_replayed = yield from self._stock_write(
-            "count_stock",
-            sku,
-            location,
-            actor,
-            idempotency_key,
-            counted,
-            version,
-            reason,
-            qty_checked=True,
+        actor, idem = self._who(actor, idempotency_key, required=False)
+        fp = fingerprint("count_stock", sku, location, counted, version, reason)
+        yield from self._claim(idem, actor, fp, {self.partition_of(sku)}, "")
+        call = self._stock_call(
+            "count_stock", sku, location, fp, actor, idem, counted, version, reason
+        )
+        result, was_replayed = yield from self._stock_offer_write(
+            call, sku, location, idem, actor, fp, f"{sku} at {location}"
         )
         counted_result = CountResult(
             stock=stock_level(result["levels"]),

@@ -1,9 +1,11 @@
 """The offer part of the scripts that free or commit a drop's hold (release, expiry,
-commit: lua/includes/offers.lua). Units such a script frees go to the head of the SKU's
-waitlist in the same script; it needs the queue's head, each candidate's pending
-entries and a fresh reservation id per offer in its KEYS and ARGV. A call that did not
-bring them (or whose head moved since it was read) is answered ``offer_keys`` before
-anything is written, and is made again with what the queue holds now."""
+commit) or add units of a drop's SKU (receipts of stock, purchase orders and transfers,
+adjustments, counts, restocked returns; lua/includes/offers.lua). Units such a script
+frees go to the head of the SKU's waitlist in the same script; it needs the queue's
+head, each candidate's pending entries and a fresh reservation id per offer in its KEYS
+and ARGV. A call that did not bring them (or whose head moved since it was read) is
+answered ``offer_keys`` before anything is written, and is made again with what the
+queue holds now."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from typing import Any
 import orjson
 
 from earmark import limits
-from earmark.engine.ops.base import OpsBase
+from earmark.engine.ops.base import RECLAIM_MORE, OpsBase
 from earmark.engine.replies import Json, raise_for_error, script_reply, text
 from earmark.engine.steps import Call, Op, Pipeline
 
@@ -33,29 +35,45 @@ def offer_id(partition: int) -> str:
 
 class Offering(OpsBase):
     def _offering(
-        self, call: Call, partition: int, lines: list[tuple[str, str]], drop: str = ""
+        self,
+        call: Call,
+        partition: int,
+        lines: list[tuple[str, str]],
+        drop: str = "",
+        *,
+        line_holds: bool = False,
     ) -> Op[Any]:
         """Runs a call on a script that takes an offer part (``lines``: the (sku,
         location) it may offer units of) with the offer part its script asks for, read
-        first when ``drop`` is named; returns its reply as ``script_reply`` reads it."""
+        first when ``drop`` is named; returns its reply as ``script_reply`` reads it.
+        ``line_holds``: the script's own keys lack the holds of its lines, so a named
+        offer part is preceded by the hold expiries and hold qty of the offer line.
+        A stock script's ``reclaim_more`` is called again with the same offer part, as
+        ``_reclaiming`` does, at most ``RECLAIM_ROUNDS_MAX`` calls."""
         keys: list[str] = []
         args: list[Any] = [""]
         if drop:
-            keys, args = yield from self._offer_part(partition, drop, lines)
-        reply: Any = None
-        for _ in range(limits.OFFER_KEY_ROUNDS_MAX):
+            keys, args = yield from self._offer_part(partition, drop, lines, line_holds)
+        offer_rounds = reclaim_rounds = 0
+        while True:
             reply = yield Call(call.script, [*call.keys, *keys], [*call.args, *args])
             result, _ = script_reply(reply)
-            if result.get("error") != OFFER_KEYS:
-                return reply
-            keys, args = yield from self._offer_part(partition, str(result["drop"]), lines)
-        return reply  # still offer_keys: raise_for_error answers it (retry later)
+            error = result.get("error")
+            if error == RECLAIM_MORE and reclaim_rounds + 1 < limits.RECLAIM_ROUNDS_MAX:
+                reclaim_rounds += 1
+                continue
+            offer_rounds += 1
+            if error != OFFER_KEYS or offer_rounds >= limits.OFFER_KEY_ROUNDS_MAX:
+                return reply  # still offer_keys: raise_for_error answers it (retry later)
+            drop = str(result["drop"])
+            keys, args = yield from self._offer_part(partition, drop, lines, line_holds)
 
     def _offer_part(
-        self, p: int, drop_id: str, lines: list[tuple[str, str]]
+        self, p: int, drop_id: str, lines: list[tuple[str, str]], line_holds: bool = False
     ) -> Op[tuple[list[str], list[Any]]]:
         """The offer KEYS and ARGV for a part of ``drop_id``: its first line of one of the
-        drop's SKUs, that SKU's queue head and each candidate's pending entries."""
+        drop's SKUs, that SKU's queue head and each candidate's pending entries (after
+        that line's hold expiries and hold qty when ``line_holds``)."""
         skus = sorted({sku for sku, _ in lines})
         reads: list[tuple[str | int, ...]] = [
             ("HMGET", self.keys.drop(p, drop_id), "skus", "limit")
@@ -80,10 +98,17 @@ class Offering(OpsBase):
                 sorted(text(rid) for rid, units in e.items() if not text(units).startswith("c:"))
                 for e in entries
             ]
-        keys = [
+        keys: list[str] = []
+        if line_holds:
+            keys += [
+                self.keys.hold_expiries(p, sku, location),
+                self.keys.hold_qty(p, sku, location),
+            ]
+        keys += [
             self.keys.drop(p, drop_id),
             self.keys.drop_waitlist(p, drop_id),
             self.keys.drop_queue(p, drop_id, sku),
+            self.keys.drop_at_limit(p, drop_id),
         ]
         args: list[Any] = [drop_id, sku, location, len(heads)]
         for customer, rids in zip(heads, pending, strict=True):
@@ -104,9 +129,10 @@ class Offering(OpsBase):
         subject: str,
     ) -> Op[tuple[Json, bool]]:
         """A stock-layout write that may free units of a drop's SKU (a receipt, a
-        restocked return): the partition's drop index, reservation expiries and the
-        offers' retention go after its own KEYS and ARGV, then the offer part its script
-        asks for. Returns (result, replayed), or the refusal raised (after ``_unclaim``)."""
+        restocked return, an adjustment, a count): the partition's drop index,
+        reservation expiries and the offers' retention go after its own KEYS and ARGV,
+        then the offer part its script asks for. Returns (result, replayed), or the
+        refusal raised (after ``_unclaim``)."""
         p = self.partition_of(sku)
         keys = [*call.keys, self.keys.drop_index(p), self.keys.expiries(p)]
         args = [*call.args, self.config.reservation_retention_ms]

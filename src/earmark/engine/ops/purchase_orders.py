@@ -18,7 +18,8 @@ import orjson
 
 from earmark import limits, validation
 from earmark.engine.operation import operation
-from earmark.engine.ops.base import DEFAULT_ACTOR, LineInput, OpsBase
+from earmark.engine.ops.base import DEFAULT_ACTOR, LineInput
+from earmark.engine.ops.offers import Offering
 from earmark.engine.replies import (
     Json,
     fingerprint,
@@ -33,7 +34,7 @@ from earmark.errors import InvalidRequest, PurchaseOrderNotFound
 from earmark.models import Line, PurchaseOrder
 
 
-class PurchaseOrderOps(OpsBase):
+class PurchaseOrderOps(Offering):
     def purchase_order_parts(self, po_id: str) -> list[int]:
         """The partitions a purchase order spans; encoded in its id (home first). An id
         that cannot be one of ours names no order (``PurchaseOrderNotFound``, HTTP's 404)."""
@@ -103,7 +104,10 @@ class PurchaseOrderOps(OpsBase):
     ) -> Op[PurchaseOrder]:
         """A delivery: per line, inbound -= min(qty, outstanding) and on_hand += qty.
         Parts are received in partition order; if one turns out closed, the parts before
-        it stay received (``PurchaseOrderClosed.details['received_before']`` names them)."""
+        it stay received (``PurchaseOrderClosed.details['received_before']`` names them).
+        Units of a drop's SKU go to its waitlist first: each part's first line of a drop's
+        SKU offers them in the same script (any other drop line of that part is served by
+        the sweeper's offer pass)."""
         parts = self.purchase_order_parts(po_id)
         delivered = validation.lines(lines, "delivery")
         reason = validation.text(reason, "reason", limits.REASON_LENGTH_MAX)
@@ -139,7 +143,13 @@ class PurchaseOrderOps(OpsBase):
                 [reason, len(line_args)],
                 line_args,
             )
-            result, was_replayed = script_reply((yield call))
+            keys = [*call.keys, self.keys.drop_index(p), self.keys.expiries(p)]
+            args = [*call.args, self.config.reservation_retention_ms]
+            offer_lines = [(sku, location) for sku, location, _ in line_args]
+            reply = yield from self._offering(
+                Call(call.script, keys, args), p, offer_lines, line_holds=True
+            )
+            result, was_replayed = script_reply(reply)
             if result.get("error") == "purchase_order_closed":
                 before = [x.model_dump() for q in touched if q < p for x in by_part[q]]
                 result["received"] = before

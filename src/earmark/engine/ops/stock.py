@@ -88,7 +88,8 @@ class StockOps(Offering):
         idempotency_key: str | None = None,
     ) -> Op[StockLevel]:
         """A correction of on_hand. A decrease below available raises ``WouldOversell``
-        unless ``force``; a forced one records the exposure on its event."""
+        unless ``force``; a forced one records the exposure on its event. Units of a
+        drop's SKU free after it go to its waitlist first (offers, in the same script)."""
         sku, location = validation.sku(sku), validation.location(location)
         bound = limits.ADJUST_DELTA_MAX
         delta = validation.whole(delta, "delta", -bound, bound)
@@ -102,7 +103,9 @@ class StockOps(Offering):
         yield from self._claim(idem, actor, fp, parts, "")
         flag = "1" if force else "0"
         call = self._stock_call("adjust_stock", sku, location, fp, actor, idem, delta, reason, flag)
-        result, was_replayed = yield from self._write(call, idem, actor, fp, parts, "")
+        result, was_replayed = yield from self._stock_offer_write(
+            call, sku, location, idem, actor, fp, ""
+        )
         return replayed(stock_level(result["levels"]), was_replayed)
 
     @operation

@@ -7,14 +7,23 @@ import secrets
 
 from earmark import limits, validation
 from earmark.engine.operation import operation
-from earmark.engine.ops.base import DEFAULT_ACTOR, OpsBase
-from earmark.engine.replies import Json, fingerprint, replayed, text, transfer
+from earmark.engine.ops.base import DEFAULT_ACTOR
+from earmark.engine.ops.offers import Offering
+from earmark.engine.replies import (
+    Json,
+    fingerprint,
+    raise_for_error,
+    replayed,
+    script_reply,
+    text,
+    transfer,
+)
 from earmark.engine.steps import Call, Op, Pipeline
 from earmark.errors import InvalidRequest, TransferNotFound
 from earmark.models import Transfer
 
 
-class TransferOps(OpsBase):
+class TransferOps(Offering):
     @operation
     def transfer(
         self,
@@ -67,7 +76,8 @@ class TransferOps(OpsBase):
         """The transfer arrives: in_transit -> on_hand at the destination; missing units
         are written off, surplus units land in on_hand (``transfer_discrepancy``).
         Receiving again with the same qty returns the record; with another qty it raises
-        ``TransferAlreadyReceived``."""
+        ``TransferAlreadyReceived``. Units of a drop's SKU go to its waitlist first
+        (offers at the destination, in the same script)."""
         p = self._transfer_partition(transfer_id)
         qty = validation.whole(qty_received, "qty_received", 0, limits.QTY_RECEIVED_MAX)
         reason = validation.text(reason, "reason", limits.REASON_LENGTH_MAX)
@@ -85,11 +95,20 @@ class TransferOps(OpsBase):
             self.keys.stock_index(p),
             self.keys.locations(p, sku),
             self.keys.on_hand_log(p, sku, target),
+            self.keys.drop_index(p),
+            self.keys.expiries(p),
+            self.keys.hold_expiries(p, sku, target),
+            self.keys.hold_qty(p, sku, target),
         ]
         args = self._write_args(fp, actor, idem)
         args += [transfer_id, sku, target, qty, reason, limits.FINISHED_RECORD_RETENTION_MS]
+        args.append(self.config.reservation_retention_ms)
         call = Call("receive_transfer", keys, args)
-        result, was_replayed = yield from self._write(call, idem, actor, fp, {p}, transfer_id)
+        reply = yield from self._offering(call, p, [(sku, target)])
+        result, was_replayed = script_reply(reply)
+        if "error" in result:
+            yield from self._unclaim(idem, actor, fp, {p})
+            raise_for_error(result, transfer_id)
         return replayed(transfer(result["transfer"]), was_replayed)
 
     @operation
