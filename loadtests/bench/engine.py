@@ -204,7 +204,7 @@ def versus_reserve_script(
     comparison = Comparison(
         benchmark="engine: hot SKU vs redis-benchmark driving reserve.lua",
         subject=EARMARK,
-        baseline=f"redis-benchmark EVALSHA reserve.lua, {RESERVE_SCRIPT_CLIENTS} clients",
+        baseline=f"redis-benchmark FCALL reserve, {RESERVE_SCRIPT_CLIENTS} clients",
         command=f"{command_line()}  |  baseline: {target.describe()}",
         concurrency=load.concurrency,
         notes="baseline: one EVALSHA per cart, no Python; subject: 128 asyncio callers",

@@ -154,7 +154,7 @@ def script_cost(port: int, settings: Settings) -> list[Comparison]:
     requests = new.requests_for(settings.seconds)
     versus_frozen = Comparison(
         benchmark="script cost: one-cart reserve.lua vs the frozen copy",
-        subject="redis-benchmark EVALSHA reserve.lua (today)",
+        subject="redis-benchmark FCALL reserve (today)",
         baseline="redis-benchmark EVALSHA loadtests/frozen/reserve_v1.lua",
         command=f"{command_line()}  |  {new.describe()}",
         concurrency=RESERVE_SCRIPT_CLIENTS,
@@ -169,7 +169,7 @@ def script_cost(port: int, settings: Settings) -> list[Comparison]:
     raw_requests = raw.requests_for(RESERVE_SCRIPT_CLIENTS, settings.seconds)
     versus_raw = Comparison(
         benchmark="script cost: one-cart reserve.lua vs the 5-line decrement",
-        subject="redis-benchmark EVALSHA reserve.lua (today)",
+        subject="redis-benchmark FCALL reserve (today)",
         baseline="redis-benchmark EVALSHA decrement",
         command=f"{command_line()}  |  baseline: {raw.describe(RESERVE_SCRIPT_CLIENTS)}",
         concurrency=RESERVE_SCRIPT_CLIENTS,
