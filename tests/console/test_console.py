@@ -429,6 +429,33 @@ def test_the_drops_page_shows_the_hand_off_to_the_line(served: tuple[Serve, str]
         expect(converted).to_have_text("100% of 1", timeout=2 * WAIT_MS)
 
 
+def test_the_sku_page_caps_its_channels_with_a_note(served: tuple[Serve, str]) -> None:
+    """More channels than the page shows (20): the first 20 by name, and a note says so.
+    The names sort after the other tests' channels, so the order tests run in is no
+    matter."""
+    from playwright.sync_api import expect
+
+    server, admin = served
+    names = [f"zone{i:02d}" for i in range(21)]
+    with Client(server.url, api_key=admin) as client:
+        client.receive("MANY-CHANNELS", 10, idempotency_key="console-receive-many")
+        for name in names:
+            client.set_channel_sku(
+                name, "MANY-CHANNELS", buffer_units=1, idempotency_key=f"console-{name}"
+            )
+        recorded(client, ["channel_set"], sku="MANY-CHANNELS", count=len(names))
+    with console(server, TOKENS["console-reader"]) as page:
+        page.goto(f"{server.url}/console#/sku/MANY-CHANNELS")
+        rows = page.locator("#sku-channels tbody tr")
+        first = page.locator('#sku-channels tr[data-channel="zone00"]')
+        expect(first.locator('[data-field="available"]')).to_have_text("9", timeout=WAIT_MS)
+        expect(rows).to_have_count(20)
+        expect(page.locator('#sku-channels tr[data-channel="zone20"]')).to_have_count(0)
+        expect(page.locator("#sku-channels-note")).to_contain_text(
+            "Only the first 20 channels (by name) are shown."
+        )
+
+
 def test_both_pages_work_with_auth_off(
     redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
