@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -390,6 +391,10 @@ def test_the_sku_page_shows_each_channels_view(served: tuple[Serve, str]) -> Non
         outlet = page.locator('#sku-channels tr[data-channel="outlet"]')
         expect(outlet.locator('[data-field="available"]')).to_have_text("47")
         expect(page.locator("#sku-channels-note")).to_contain_text("recorded ledger")
+        # a screen reader reads the note as the table's description
+        expect(page.get_by_role("table", name="Available summed")).to_have_accessible_description(
+            re.compile("recorded ledger")
+        )
         page.screenshot(path=str(SCREENSHOTS / "sku-channels.png"), full_page=True)
 
 
@@ -414,6 +419,9 @@ def test_the_drops_page_shows_the_hand_off_to_the_line(served: tuple[Serve, str]
         expect(rate).to_have_text("0.0 (0)")
         expect(converted).to_have_text("none ended")
         expect(page.locator("#handoff-note")).to_contain_text("last 5 minutes")
+        expect(page.locator("#drops")).to_have_accessible_description(
+            re.compile("waitlist_offered events .* over the last 5 minutes")
+        )
         with Client(server.url, api_key=admin) as client:
             client.release(ann.id)  # the freed unit is offered to bob in the same script
             offer = client.get_waitlist_entry("launch-line", "bob").offer
