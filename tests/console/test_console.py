@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -390,6 +391,10 @@ def test_the_sku_page_shows_each_channels_view(served: tuple[Serve, str]) -> Non
         outlet = page.locator('#sku-channels tr[data-channel="outlet"]')
         expect(outlet.locator('[data-field="available"]')).to_have_text("47")
         expect(page.locator("#sku-channels-note")).to_contain_text("recorded ledger")
+        # a screen reader reads the note as the table's description
+        expect(page.get_by_role("table", name="Available summed")).to_have_accessible_description(
+            re.compile("recorded ledger")
+        )
         page.screenshot(path=str(SCREENSHOTS / "sku-channels.png"), full_page=True)
 
 
@@ -414,6 +419,9 @@ def test_the_drops_page_shows_the_hand_off_to_the_line(served: tuple[Serve, str]
         expect(rate).to_have_text("0.0 (0)")
         expect(converted).to_have_text("none ended")
         expect(page.locator("#handoff-note")).to_contain_text("last 5 minutes")
+        expect(page.locator("#drops")).to_have_accessible_description(
+            re.compile("waitlist_offered events .* over the last 5 minutes")
+        )
         with Client(server.url, api_key=admin) as client:
             client.release(ann.id)  # the freed unit is offered to bob in the same script
             offer = client.get_waitlist_entry("launch-line", "bob").offer
@@ -427,6 +435,33 @@ def test_the_drops_page_shows_the_hand_off_to_the_line(served: tuple[Serve, str]
             client.commit(offer.reservation_id)
             recorded(client, ["waitlist_converted"], sku="DROP-W")
         expect(converted).to_have_text("100% of 1", timeout=2 * WAIT_MS)
+
+
+def test_the_sku_page_caps_its_channels_with_a_note(served: tuple[Serve, str]) -> None:
+    """More channels than the page shows (20): the first 20 by name, and a note says so.
+    The names sort after the other tests' channels, so the order tests run in is no
+    matter."""
+    from playwright.sync_api import expect
+
+    server, admin = served
+    names = [f"zone{i:02d}" for i in range(21)]
+    with Client(server.url, api_key=admin) as client:
+        client.receive("MANY-CHANNELS", 10, idempotency_key="console-receive-many")
+        for name in names:
+            client.set_channel_sku(
+                name, "MANY-CHANNELS", buffer_units=1, idempotency_key=f"console-{name}"
+            )
+        recorded(client, ["channel_set"], sku="MANY-CHANNELS", count=len(names))
+    with console(server, TOKENS["console-reader"]) as page:
+        page.goto(f"{server.url}/console#/sku/MANY-CHANNELS")
+        rows = page.locator("#sku-channels tbody tr")
+        first = page.locator('#sku-channels tr[data-channel="zone00"]')
+        expect(first.locator('[data-field="available"]')).to_have_text("9", timeout=WAIT_MS)
+        expect(rows).to_have_count(20)
+        expect(page.locator('#sku-channels tr[data-channel="zone20"]')).to_have_count(0)
+        expect(page.locator("#sku-channels-note")).to_contain_text(
+            "Only the first 20 channels (by name) are shown."
+        )
 
 
 def test_both_pages_work_with_auth_off(

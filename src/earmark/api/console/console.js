@@ -295,7 +295,7 @@ async function channelViews(sku) {
   }
   if (!listed.names.length) return el("p", { id: "sku-channels", text: "No channel has a buffer rule or an allocation of this SKU: every channel sees plain availability." });
   const heads = ["channel", "available to the channel", "unbuffered available", "kept back", "allocated"];
-  const table = el("table", { id: "sku-channels" },
+  const table = el("table", { id: "sku-channels", "aria-describedby": "sku-channels-note" },
     el("caption", { text: "Available summed over the SKU's locations; kept back is unbuffered minus the channel's view of the shared pool." }),
     el("thead", {}, el("tr", {}, ...heads.map((h, i) => el("th", { scope: "col", class: i ? "num" : "", text: h })))));
   const body = el("tbody");
@@ -551,7 +551,8 @@ function dropsTable(drops, now, handoff = null) {
   const lined = drops.some((d) => d.waitlist);
   const heads = ["drop", "status", "opens", "closes", "SKUs", "per customer", "at limit", "sold", "held", ...extra,
     ...(lined ? ["offers per minute (count)", "offers converted"] : [])];
-  const table = el("table", { id: "drops" },
+  // the note above the table says what the hand-off columns count: their description
+  const table = el("table", { id: "drops", ...(lined ? { "aria-describedby": "handoff-note" } : {}) },
     el("thead", {}, el("tr", {}, ...heads.map((h, i) => el("th", { scope: "col", class: i >= 5 ? "num" : "", text: h })))));
   const body = el("tbody");
   for (const drop of drops) {
