@@ -3,9 +3,10 @@
   expires by its TTL; it waits for commit_reservation (mode 'pinned') or for
   unpin_reservation. The sweeper resolves pins older than their deadline.
 
-  KEYS (6 + 4 per line), the reservation layout of includes/reservation.lua:
-    [1] meta, [2] events, [3] idempotency, [4] reservation part, [5] expiries,
-    [6] pins, then per line: stock, hold expiries, hold qty, on_hand log.
+  KEYS (6 + 4 per line, then the offer part), the reservation layout of
+    includes/reservation.lua: [1] meta, [2] events, [3] idempotency, [4] reservation
+    part, [5] expiries, [6] pins, then per line: stock, hold expiries, hold qty, on_hand
+    log; then the offer part's KEYS (lua/includes/offers.lua)
   ARGV: [1] fingerprint, [2] actor, [3] idempotency key ('' none), [4] idempotency
     retention (ms), [5] reservation id, [6] owner check ('1': refused unless the
     actor created the part), [7] line count n, [8..7+2n] sku, location per line
@@ -13,13 +14,19 @@
     replayed), then
     [o]   pin token (random, per commit attempt)
     [o+1] pin window (ms): the sweeper resolves the pin after now + window
+    [o+2..] the offer part (lua/includes/offers.lua): '' when the call brought no offer
+          keys; a drop's hold found expired needs its drop's (its units go to the line)
   Returns {json, 0}; json is
     {ok, reservation}: status 'pinned', or 'committed' / 'shipped' (already decided)
     {error = 'reservation_expired' (given back in this call) | 'reservation_released' |
       'commit_in_progress' (pinned by another attempt) | 'invalid_transition', status,
       reservation}
+    {error = 'offer_keys', drop}: a drop's hold found expired and the call did not bring
+      its drop's offer keys (or the queue's head moved): nothing written, call again
     {error = 'reservation_not_found' | 'lines_mismatch' | 'not_owner' | 'store_not_ready'}
-  Events: none (buckets do not change); 'expired' per line when found expired.
+  Events: none (buckets do not change) for a pin; for a hold found expired, as for
+    a release: 'expired' per line, and its units pass on as release_reservation does
+    ('waitlist_expired', 'reserved', 'waitlist_offered').
   Invariants: only a live held part is pinned; a pinned part stays counted in reserved
     and leaves the hold expiry indexes (it cannot expire while the commit decides).
 ]]
@@ -27,14 +34,19 @@
 --- @include "write"
 --- @include "holds"
 --- @include "reservation"
+--- @include "drops"
+--- @include "waitlist"
+--- @include "offers"
 
 local meta_key, events_key, idem_key = KEYS[1], KEYS[2], KEYS[3]
 local part_key, expiries_key, pins_key = KEYS[4], KEYS[5], KEYS[6]
 local fingerprint, actor, idem, idem_retention_ms = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local rid, owner_only = ARGV[5], ARGV[6] == '1'
 local n = bounded(ARGV[7], 'line count', 1, LINES_MAX)
-local lines = called_lines(KEYS, ARGV, 8, n)
 local o = 8 + 2 * n
+local first_offer_key = PART_KEYS + KEYS_PER_LINE * n + 1
+local offer = offer_call_at(KEYS, first_offer_key, ARGV, o + 2)
+local lines = called_lines(KEYS, ARGV, 8, n, #KEYS - first_offer_key + 1)
 local token, window_ms = ARGV[o], tonumber(ARGV[o + 1])
 
 local ctx, part = open_part(meta_key, events_key, idem_key, fingerprint, actor, idem,
@@ -47,7 +59,14 @@ if part.status == 'committed' or part.status == 'shipped' then
   return finish(ctx, ok_part(part, rid))
 end
 if part.status == 'held' and ctx.now >= part.expires_at then
+  -- Found expired: given back here, and its units offered as release_reservation does.
+  local refusal = offer_check(offer, part, lines, true)
+  if refusal then
+    return finish(ctx, refusal)
+  end
   expire_part(ctx, part, rid, part_key, expiries_key, pins_key, lines)
+  offer_finished(ctx, offer, part, rid, 'expired')
+  make_offers(ctx, offer, part.retention_ms, expiries_key)
   return finish(ctx, not_held(part, rid))
 end
 if part.status == 'pinned' and part.pin_token ~= token then

@@ -8,11 +8,20 @@ script could not. On fakeredis, a real redis-server and a real Redis Cluster."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Generator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
-from earmark import CustomerLimitExceeded, Engine, InsufficientStock, WouldOversell, limits
+from earmark import (
+    CustomerLimitExceeded,
+    Engine,
+    InsufficientStock,
+    ReservationExpired,
+    WouldOversell,
+    limits,
+)
 from earmark.engine.ops.drops import opening_rank
 from tests.engine.test_drops import open_drop, server_now
 from tests.engine.test_waitlist import waitlist_events
@@ -424,3 +433,41 @@ def test_a_delivery_of_two_drops_skus_offers_the_first_and_leaves_the_other_to_t
     assert engine.sweep().offered == (0 if hat_first else 1)
     assert engine.get_waitlist_entry("drop-HAT", "cy").status == "offered"
     assert level_of(engine, "HAT").available == 0
+
+
+def pin_part(engine: Engine, rid: str) -> dict[str, object]:
+    """A pin of a reservation's first part, as the multi-partition commit makes it."""
+
+    def op() -> Generator[Any, Any, dict[str, object]]:
+        parts = yield from engine._read_parts(rid)
+        result, _ = yield from engine._run_part("pin_reservation", rid, parts[0], "t", 60_000)
+        return result
+
+    return engine.run(op())
+
+
+@pytest.mark.parametrize("path", ["extend", "ship", "pin"])
+def test_a_write_that_finds_a_drop_hold_expired_offers_its_units(
+    backend: Backend, clock: object, path: str
+) -> None:
+    engine = backend.engine()
+    open_drop(engine, units=1, waitlist=True, hold_ttl_seconds=1)
+    held = engine.reserve([("TEE", 1)], idempotency_key="a", customer="ann")
+    engine.join_waitlist("drop-TEE", "bob", "TEE", actor="checkout")
+    backend.advance(1.1)
+    if path == "pin":
+        assert pin_part(engine, held.id)["error"] == "reservation_expired"
+    elif path == "extend":
+        with pytest.raises(ReservationExpired):
+            engine.extend(held.id, 60, actor="shop")
+    else:
+        with pytest.raises(ReservationExpired):
+            engine.ship(held.id, actor="shop")
+    # No sweep: the hold given back in that call is bob's offer.
+    assert engine.get_reservation(held.id).status == "expired"
+    bob = engine.get_waitlist_entry("drop-TEE", "bob")
+    assert bob.status == "offered" and bob.offer is not None
+    assert engine.get_reservation(bob.offer.reservation_id).status == "held"
+    level = level_of(engine, "TEE")
+    assert (level.on_hand, level.reserved, level.available) == (1, 1, 0)
+    assert [t for t, *_ in waitlist_events(engine)].count("waitlist_offered") == 1

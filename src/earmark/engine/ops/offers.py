@@ -22,8 +22,17 @@ from earmark.engine.steps import Call, Op, Pipeline
 # The freeing script's answer when the part is a drop's and the call did not bring that
 # drop's offer keys (lua/includes/offers.lua, offer_check).
 OFFER_KEYS = "offer_keys"
-# Scripts that take an offer part after their own arguments.
-OFFERING_SCRIPTS = frozenset({"release_reservation", "commit_reservation"})
+# Reservation scripts that take an offer part after their own arguments (each gives
+# back a drop's hold it finds expired; release and commit also end offers).
+OFFERING_SCRIPTS = frozenset(
+    {
+        "release_reservation",
+        "commit_reservation",
+        "extend_reservation",
+        "ship_reservation",
+        "pin_reservation",
+    }
+)
 # The actor of the sweeper's offer pass (its events name it).
 SWEEP = "earmark:sweeper"
 

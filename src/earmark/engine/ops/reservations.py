@@ -21,7 +21,6 @@ from earmark.engine.replies import (
     replayed,
     reservation,
     reservation_from_views,
-    script_reply,
 )
 from earmark.engine.steps import Call, Op, Pipeline
 from earmark.errors import InsufficientStock, SkuNotFound
@@ -214,7 +213,7 @@ class ReservationOps(ReservationParts, DropReserve):
         token = secrets.token_hex(8)
         pinned: list[Part] = []
         for part in parts:
-            call = self._part_call(
+            result, _ = yield from self._run_part(
                 "pin_reservation",
                 rid,
                 part,
@@ -223,7 +222,6 @@ class ReservationOps(ReservationParts, DropReserve):
                 actor=actor,
                 owner_only=owner_only,
             )
-            result, _ = script_reply((yield call))
             if result.get("ok"):
                 if result["reservation"]["status"] in ("committed", "shipped"):
                     yield from self._each_part("unpin_reservation", rid, pinned, token, 0)
@@ -302,7 +300,7 @@ class ReservationOps(ReservationParts, DropReserve):
         views: list[Json] = []
         every_part_replayed = True
         for part in parts:
-            call = self._part_call(
+            result, was_replayed = yield from self._run_part(
                 "extend_reservation",
                 rid,
                 part,
@@ -312,7 +310,6 @@ class ReservationOps(ReservationParts, DropReserve):
                 idem=idem,
                 owner_only=owner_only,
             )
-            result, was_replayed = script_reply((yield call))
             if result.get("status") == "expired":
                 # One expired part makes the whole reservation uncommittable: free the rest.
                 rest = [p for p in parts if p is not part]
