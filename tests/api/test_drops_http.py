@@ -86,6 +86,8 @@ async def test_bad_drops_are_problems_and_write_nothing(api: Api) -> None:
         {"per_customer_limit": -1},
         {"per_customer_limit": 0},
         {"opens_at": "2026-01-01T00:00:00"},  # no time zone
+        {"opens_at": 0},  # a number is not an RFC 3339 date-time
+        {"opens_at": "1796287225"},
         {"skus": []},
         {"id": "x" * (limits.DROP_ID_LENGTH_MAX + 1)},
         {"hold_ttl_seconds": -1},

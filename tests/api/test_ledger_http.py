@@ -121,6 +121,8 @@ BAD = [
     {"cursor": "bm9wZQ"},  # base64 of "nope"
     {"since": "2026-01-01T00:00:00"},  # no offset: ambiguous
     {"since": "yesterday"},
+    {"since": "0.0"},  # seconds since the epoch: not the RFC 3339 the schema says
+    {"since": "1796287225"},
     {"type": "Damaged"},
     {"sku": "A B"},
     {"type": [f"t{i}" for i in range(33)]},

@@ -10,9 +10,12 @@ serialize.
 
 from __future__ import annotations
 
+import datetime
+import re
 from typing import Annotated, Any
 
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -41,6 +44,24 @@ from earmark.models import (
 
 NAME_PATTERN = limits.NAME_PATTERN.pattern
 PRINTABLE_PATTERN = "^[ -~]*$"
+
+# An RFC 3339 date-time with its offset, as the OpenAPI document says (format
+# date-time). pydantic alone would also take a number, or a numeric string, as seconds
+# since the epoch ("since=0.0"): that is not what the schema promises, so it is refused.
+RFC3339_PATTERN = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:\d{2})$"
+)
+
+
+def _rfc3339_text(value: object) -> object:
+    if isinstance(value, datetime.datetime):
+        return value
+    if not isinstance(value, str) or not RFC3339_PATTERN.match(value):
+        raise ValueError("must be an RFC 3339 date-time with an offset, e.g. 2026-12-01T09:00:00Z")
+    return value
+
+
+Rfc3339 = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text)]
 TTL_SECONDS_MIN = limits.TTL_MS_MIN / 1000
 TTL_SECONDS_MAX = limits.TTL_MS_MAX / 1000
 

@@ -11,13 +11,21 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
-from pydantic import AwareDatetime, Field, StrictBool, StrictInt
+from pydantic import Field, StrictBool, StrictInt
 from starlette.responses import Response
 
 from earmark import limits
 from earmark.api.deps import IdempotencyKey, Reading, Reserving, Stocking
 from earmark.api.responses import WRITES, model_response, problem_responses
-from earmark.api.schemas import INTEGRAL, NAME_PATTERN, PRINTABLE_PATTERN, Request, Sku, TtlSeconds
+from earmark.api.schemas import (
+    INTEGRAL,
+    NAME_PATTERN,
+    PRINTABLE_PATTERN,
+    Request,
+    Rfc3339,
+    Sku,
+    TtlSeconds,
+)
 from earmark.errors import (
     CustomerLimitExceeded,
     DropAlreadyOpen,
@@ -54,8 +62,8 @@ class DropIn(Request):
         json_schema_extra={"uniqueItems": True},
         description="distinct SKUs, all in one partition (docs/drops.md)",
     )
-    opens_at: AwareDatetime
-    closes_at: AwareDatetime | None = Field(None, description="after opens_at; null: never")
+    opens_at: Rfc3339
+    closes_at: Rfc3339 | None = Field(None, description="after opens_at; null: never")
     per_customer_limit: Limit | None = None
     hold_ttl_seconds: TtlSeconds | None = None
     waitlist: StrictBool = False
@@ -66,8 +74,8 @@ class DropPatch(Request):
     """The rules to change (before the drop opens); fields left out keep their value,
     ``null`` for ``closes_at`` or ``per_customer_limit`` means none."""
 
-    opens_at: AwareDatetime | None = None
-    closes_at: AwareDatetime | None = None
+    opens_at: Rfc3339 | None = None
+    closes_at: Rfc3339 | None = None
     per_customer_limit: Limit | None = None
     hold_ttl_seconds: TtlSeconds | None = None
     waitlist: StrictBool | None = None

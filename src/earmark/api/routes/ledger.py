@@ -5,14 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from pydantic import AwareDatetime
 from starlette.responses import Response
 
 from earmark import limits
 from earmark.api.deps import Reading
 from earmark.api.hooks import DurableRecord
 from earmark.api.responses import model_response, problem_responses
-from earmark.api.schemas import NAME_PATTERN
+from earmark.api.schemas import NAME_PATTERN, Rfc3339
 from earmark.errors import LedgerUnavailable
 from earmark.models import LedgerPage
 from earmark.store import ledger
@@ -45,7 +44,7 @@ TypesFilter = Annotated[
     ),
 ]
 SinceFilter = Annotated[
-    AwareDatetime | None,
+    Rfc3339 | None,
     Query(description="only events that occurred at or after this time (RFC 3339, with offset)"),
 ]
 Cursor = Annotated[

@@ -9,13 +9,21 @@ from typing import Annotated, Literal
 
 import orjson
 from fastapi import APIRouter, Path, Query, Request
-from pydantic import AwareDatetime, Field, StrictInt
+from pydantic import Field, StrictInt
 from starlette.responses import Response
 
 from earmark import limits
 from earmark.api.deps import IdempotencyKey, Reading, Stocking
 from earmark.api.responses import WRITES, model_response, problem_responses
-from earmark.api.schemas import INTEGRAL, NAME_PATTERN, PRINTABLE_PATTERN, Location, Sku, printable
+from earmark.api.schemas import (
+    INTEGRAL,
+    NAME_PATTERN,
+    PRINTABLE_PATTERN,
+    Location,
+    Rfc3339,
+    Sku,
+    printable,
+)
 from earmark.api.schemas import Request as Body
 from earmark.durable.reconciliation import CountLine, ReconciliationService
 from earmark.errors import (
@@ -54,7 +62,7 @@ class ReconciliationIn(Body):
             description="who counted, e.g. `3pl-east`",
         ),
     ]
-    counted_at: AwareDatetime = Field(description="when the source counted (RFC 3339)")
+    counted_at: Rfc3339 = Field(description="when the source counted (RFC 3339)")
     counts: list[CountIn] = Field(
         description=f"at most {limits.RECONCILIATION_LINES_MAX:,} lines (413 "
         "`reconciliation_too_large` beyond: stream larger files with `earmark reconcile`); "

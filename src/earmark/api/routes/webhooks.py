@@ -16,13 +16,13 @@ from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Path, Query, Request
-from pydantic import AwareDatetime, BaseModel, Field, StrictBool, StrictInt
+from pydantic import BaseModel, Field, StrictBool, StrictInt
 from starlette.responses import Response
 
 from earmark.api.deps import Context, IdempotencyKey, Reading, Stocking
 from earmark.api.responses import JSON, WRITES, model_response, problem_responses
 from earmark.api.routes.ledger import ledger_of
-from earmark.api.schemas import INTEGRAL
+from earmark.api.schemas import INTEGRAL, Rfc3339
 from earmark.api.schemas import Request as Body
 from earmark.errors import (
     IdempotencyConflict,
@@ -125,7 +125,7 @@ class ReplayAfterSeq(Body):
 
 
 class ReplaySince(Body):
-    since: AwareDatetime = Field(
+    since: Rfc3339 = Field(
         description="re-send the events that occurred at or after this (RFC 3339)"
     )
 
