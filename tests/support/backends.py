@@ -77,10 +77,14 @@ class Backend:
         self.request.addfinalizer(engine.close)
         return engine.start()
 
-    def freeze(self) -> None:
-        """On fakeredis, Redis TIME is Python's clock: take control of it."""
+    def freeze(self, *, tick: bool = True) -> None:
+        """On fakeredis, Redis TIME is Python's clock: take control of it.
+
+        With ``tick=False`` the clock stands still until ``advance`` moves it, for a test
+        whose steps must fall within one second however slow the machine is.
+        """
         if not self.real and self.traveller is None:
-            travel = time_machine.travel(datetime.now().astimezone(), tick=True)
+            travel = time_machine.travel(datetime.now().astimezone(), tick=tick)
             self.traveller = travel.start()
             self.request.addfinalizer(travel.stop)
 
