@@ -96,7 +96,8 @@ def add_rebuild(subparsers: Subparsers) -> None:
         description="Restore Redis from the durable record after Redis lost its data: "
         "every stock bucket as recorded, except reserved, which becomes 0 (holds live at "
         "the loss are gone; the record learns it through a holds_lost event); the stock "
-        "index; committed, unshipped reservations, so they can still ship. Then stamp new "
+        "index; committed, unshipped reservations, so they can still ship; every drop's "
+        "rules and its customers' committed units (not its waitlist). Then stamp new "
         "generation markers, so selling resumes. Refused (exit 1) while any partition "
         "still has its marker: that Redis was not lost. Restart `earmark serve` processes "
         "afterwards if they started while Redis was fenced. Needs EARMARK_REDIS_URL.",

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 import orjson
 
 from earmark.durable.channel_restore import channel_rules, restore_channels
+from earmark.durable.drop_restore import recorded_drops, restore_drops
 from earmark.durable.flusher import Flusher
 from earmark.durable.reorder_restore import reorder_states, restore_reorder
 from earmark.durable.seats import recorded_seats, restore_calls, run_calls
@@ -113,6 +114,7 @@ class RebuildReport:
     reservations_expired: int  # reservations with a part held at the loss
     units_exposed: int  # units committed beyond on hand in the record, flagged
     events_drained: int  # events moved from Redis into the record before restoring
+    drops: int = 0  # drops whose rules and customers' sales were written back
 
 
 def _markers(keys: Keys, partitions: int) -> Op[list[str]]:
@@ -235,7 +237,9 @@ async def rebuild(
     (holds live at the loss are gone; a ``holds_lost`` event tells the record); the
     stock index; committed, unshipped reservation parts, so they can still ship; then
     the partition count and a new marker. Whatever Redis still holds is drained into the
-    record first. The engine is restarted on the restored store.
+    record first; each drop's rules and its customers' committed units are written back
+    before any marker (``earmark.durable.drop_restore``). The engine is restarted on the
+    restored store.
 
     Args:
         force: rebuild over a Redis that still has markers: it is fenced first (writes
@@ -265,6 +269,9 @@ async def rebuild(
     flusher = Flusher.for_engine(engine, ledger, consumer=REBUILD_CONSUMER, partitions=partitions)
     try:
         drained = await flusher.drain(drain_timeout_seconds)
+        # drops (issue 13): before the markers are stamped, so a drop's SKU never sells
+        # without its rules
+        drops = await drive(engine, restore_drops(engine.keys, await recorded_drops(ledger)))
         report = await _restore(engine, ledger, partitions)
         # reorder settings and alert state (issue 15): from their events, no new event
         states = await reorder_states(ledger)
@@ -277,7 +284,7 @@ async def rebuild(
     finally:
         await flusher.close()
     log.info("rebuilt %d partitions (generation %s)", partitions, report.generation)
-    return dataclasses.replace(report, events_drained=drained)
+    return dataclasses.replace(report, events_drained=drained, drops=drops)
 
 
 async def _vouch(engine: Any) -> None:
