@@ -164,6 +164,30 @@ async def test_the_waitlist_over_http(api: Api) -> None:
     assert moved.json()["position"] == 1
 
 
+async def test_a_customer_id_with_a_slash_is_addressable(api: Api) -> None:
+    """A hashed e-mail in base64 holds '/' (and '+', '='): sent percent-encoded, as the
+    client does, the entry is read and declined like any other."""
+    await api.admin.post("/v1/skus/TEE/receipts", json={"qty": 1})
+    await make_drop(api, waitlist=True)
+    hashed = "q0/x+Yz/w=="
+    assert (await join(api, {"customer": hashed, "sku": "TEE"})).status_code == 201
+    await join(api, {"customer": "bob", "sku": "TEE"})
+    path = "/v1/drops/launch/waitlist/q0%2Fx%2Byz%2Fw%3D%3D"  # case-folded
+    read = await api.reader.get(path)
+    assert read.status_code == 200, read.text
+    assert (read.json()["customer"], read.json()["position"]) == ("q0/x+yz/w==", 1)
+    key = {"Idempotency-Key": "decline-hashed"}
+    declined = await api.reserver.post(path + "/decline", headers=key)
+    assert declined.status_code == 200, declined.text
+    assert declined.json()["status"] == "declined"
+    assert (await api.reader.get("/v1/drops/launch/waitlist/bob")).json()["position"] == 1
+    problem_of(
+        await api.reader.get("/v1/drops/launch/waitlist/q0%2Fother"),
+        404,
+        "waitlist_entry_not_found",
+    )
+
+
 async def test_bad_waitlist_requests_are_problems_and_write_nothing(api: Api) -> None:
     await api.admin.post("/v1/skus/TEE/receipts", json={"qty": 1})
     await api.admin.post("/v1/skus/OFF/receipts", json={"qty": 1})

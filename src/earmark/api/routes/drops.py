@@ -234,7 +234,7 @@ async def join_waitlist(
 
 
 @router.get(
-    "/{drop_id}/waitlist/{customer}",
+    "/{drop_id}/waitlist/{customer:path}",
     response_model=WaitlistEntry,
     responses=problem_responses(DropNotFound, WaitlistEntryNotFound, SkuNotInDrop, InvalidRequest),
     summary="A customer's waitlist entry: status, position, offer",
@@ -248,7 +248,7 @@ async def get_waitlist_entry(
 
 
 @router.post(
-    "/{drop_id}/waitlist/{customer}/decline",
+    "/{drop_id}/waitlist/{customer:path}/decline",
     response_model=WaitlistEntry,
     responses=problem_responses(
         WRITES, DropNotFound, WaitlistEntryNotFound, SkuNotInDrop, InvalidRequest
