@@ -506,3 +506,31 @@ def test_both_pages_work_with_auth_off(
                 browser.close()
     finally:
         assert server.stopped_cleanly(), server.output()
+
+
+def test_the_ledger_pages_forward_and_back(served: tuple[Serve, str]) -> None:
+    """The Ledger page walks cursor pages with the shared pager: forward to the last page,
+    back to the first, each showing its own rows (at most 50, the page's limit)."""
+    from playwright.sync_api import expect
+
+    server, admin = served
+    with Client(server.url, api_key=admin) as client:
+        for n in range(60):
+            client.receive("PAGED", 1, idempotency_key=f"console-paged-{n}")
+        recorded(client, ["received"], sku="PAGED", count=60)
+    with console(server, TOKENS["console-reader"]) as page:
+        page.goto(f"{server.url}/console#/ledger")
+        page.fill("#ledger-sku", "PAGED")
+        page.click("#ledger-filter button")
+        rows = page.locator("#ledger-results tbody tr")
+        expect(rows).to_have_count(50, timeout=WAIT_MS)
+        expect(page.locator("#ledger-pages-where")).to_contain_text("page 1")
+        expect(page.locator("#ledger-pages-previous")).to_be_disabled()
+        page.click("#ledger-pages-next")
+        expect(rows).to_have_count(10, timeout=WAIT_MS)
+        expect(page.locator("#ledger-pages-where")).to_contain_text("page 2")
+        expect(page.locator("#ledger-pages-next")).to_be_disabled()
+        page.click("#ledger-pages-previous")
+        expect(rows).to_have_count(50, timeout=WAIT_MS)
+        expect(page.locator("#ledger-pages-where")).to_contain_text("page 1")
+        expect(page.locator("#ledger-pages-previous")).to_be_disabled()

@@ -22,7 +22,7 @@ const SERIES = [
   ["committed", "#0b6b2e"],
 ];
 
-const state = { timer: null, watched: new Map(), selected: null, ledgerCursors: [null], stockKeyWaiter: null };
+const state = { timer: null, watched: new Map(), selected: null, stockKeyWaiter: null };
 
 class Problem extends Error {
   constructor(status, body) {
@@ -362,32 +362,24 @@ function ledgerTable(items) {
 
 function renderLedger(page) {
   stopPolling();
-  const form = el("form", { id: "ledger-filter", onsubmit: (event) => { event.preventDefault(); state.ledgerCursors = [null]; load(); } },
+  const results = el("div", { id: "ledger-results" });
+  const form = el("form", { id: "ledger-filter", onsubmit: (event) => { event.preventDefault(); show(pages.reset()); } },
     el("label", { for: "ledger-sku", text: "SKU " }), el("input", { id: "ledger-sku", name: "sku", maxlength: "64" }), " ",
     el("label", { for: "ledger-type", text: "type " }), el("input", { id: "ledger-type", name: "type", maxlength: "32" }), " ",
     el("button", { type: "submit", text: "Filter" }));
-  const results = el("div", { id: "ledger-results" });
-  const pager = el("p", {},
-    el("button", { type: "button", text: "Previous page", onclick: () => { if (state.ledgerCursors.length > 1) { state.ledgerCursors.pop(); state.ledgerCursors.pop(); load(); } } }), " ",
-    el("button", { type: "button", id: "ledger-next", text: "Next page", onclick: () => load() }));
-  page.replaceChildren(el("h2", { text: "Ledger" }), form, results, pager);
-  async function load() {
+  const pages = pager("ledger-pages", async (cursor) => {
     const params = new URLSearchParams({ limit: "50" });
     if (form.elements.sku.value.trim()) params.set("sku", form.elements.sku.value.trim());
     if (form.elements.type.value.trim()) params.set("type", form.elements.type.value.trim());
-    const cursor = state.ledgerCursors[state.ledgerCursors.length - 1];
     if (cursor) params.set("cursor", cursor);
-    try {
-      const found = await api(`/v1/ledger?${params}`);
-      results.replaceChildren(ledgerTable(found.items));
-      if (found.next_cursor) state.ledgerCursors.push(found.next_cursor);
-      document.getElementById("ledger-next").disabled = !found.next_cursor;
-      setStatus(`${found.items.length} events`);
-    } catch (error) {
-      results.replaceChildren(el("p", { class: "error", text: error.message }));
-    }
-  }
-  load();
+    const found = await api(`/v1/ledger?${params}`);
+    results.replaceChildren(ledgerTable(found.items));
+    setStatus(`${found.items.length} events`);
+    return found.next_cursor;
+  });
+  const show = (loaded) => loaded.catch((error) => results.replaceChildren(el("p", { class: "error", role: "alert", text: error.message })));
+  page.replaceChildren(el("h2", { text: "Ledger" }), form, results, pages.node);
+  show(pages.reset());
 }
 
 // -- SKU list ----------------------------------------------------------------------------
