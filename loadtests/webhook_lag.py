@@ -30,6 +30,7 @@ import statistics
 import sys
 import time
 import urllib.request
+import uuid
 from collections import Counter, defaultdict
 from contextlib import ExitStack
 from pathlib import Path
@@ -77,7 +78,7 @@ def subscribe(url: str, receiver: Receiver) -> dict[str, Any]:
     request = urllib.request.Request(
         f"{url}/v1/webhooks/endpoints",
         body,
-        {"Content-Type": "application/json"},
+        {"Content-Type": "application/json", "Idempotency-Key": f"lag-{uuid.uuid4().hex}"},
         method="POST",
     )
     with urllib.request.urlopen(request, timeout=10) as response:

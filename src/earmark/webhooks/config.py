@@ -14,6 +14,8 @@ CONCURRENCY_DEFAULT = 16
 PER_ENDPOINT_DEFAULT = 4
 LEASE_SECONDS_DEFAULT = 60.0
 POLL_SECONDS_DEFAULT = 0.05
+# An idle worker's wait doubles from POLL_SECONDS_DEFAULT to this (earmark.webhooks.polling).
+POLL_IDLE_SECONDS_MAX_DEFAULT = 0.5
 SECRET_GRACE_SECONDS_DEFAULT = 24 * 60 * 60.0
 DISABLE_AFTER_SECONDS_DEFAULT = 5 * 24 * 60 * 60.0
 RETENTION_SECONDS_DEFAULT = 30 * 24 * 60 * 60.0
@@ -36,6 +38,7 @@ class WebhookConfig:
     per_endpoint: int = PER_ENDPOINT_DEFAULT
     lease_seconds: float = LEASE_SECONDS_DEFAULT
     poll_seconds: float = POLL_SECONDS_DEFAULT
+    poll_idle_seconds_max: float = POLL_IDLE_SECONDS_MAX_DEFAULT
     retention_seconds: float = RETENTION_SECONDS_DEFAULT
     dispatch_batch: int = DISPATCH_BATCH_DEFAULT
     response_bytes_max: int = RESPONSE_BYTES_MAX

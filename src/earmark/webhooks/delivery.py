@@ -30,6 +30,7 @@ from earmark.errors import InvalidWebhookUrl, LedgerUnavailable
 from earmark.store.webhooks import AttemptResult, Claimed, WebhookStore
 from earmark.webhooks.config import WebhookConfig
 from earmark.webhooks.metrics import WebhookMetrics
+from earmark.webhooks.polling import IdlePoll
 from earmark.webhooks.schedule import (
     GONE_STATUS,
     SLOW_DOWN_STATUSES,
@@ -165,6 +166,7 @@ class DeliveryWorker:
             headers={"user-agent": _user_agent(), "content-type": "application/json"},
         )
         self.wake = asyncio.Event()  # set by the dispatcher when it wrote messages
+        self.poll = IdlePoll(config.poll_seconds, config.poll_idle_seconds_max)
         self._unfinished: list[AttemptResult] = []
 
     async def close(self) -> None:
@@ -299,8 +301,9 @@ class DeliveryWorker:
         if not inflight:
             await self._finish([])
             self.wake.clear()
-            await wait_any(stop, self.wake, self.config.poll_seconds)
+            await wait_any(stop, self.wake, self.poll.idle())
             return
+        self.poll.busy()
         waiters: set[asyncio.Future[Any]] = set(inflight)
         woken = None
         if len(inflight) < self.config.concurrency:  # new messages may fill free slots

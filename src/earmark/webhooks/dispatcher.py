@@ -27,6 +27,7 @@ from earmark.webhooks.delivery import (
 )
 from earmark.webhooks.metrics import WebhookMetrics
 from earmark.webhooks.planning import disabled_messages, plan
+from earmark.webhooks.polling import IdlePoll
 
 log = logging.getLogger("earmark.webhooks")
 
@@ -103,6 +104,7 @@ class Dispatcher:
 
     async def run(self, stop: asyncio.Event) -> None:
         backoff_ms = BACKOFF_MS_MIN
+        poll = IdlePoll(self.config.poll_seconds, self.config.poll_idle_seconds_max)
         while not stop.is_set():
             try:
                 done = await self.step()
@@ -113,8 +115,10 @@ class Dispatcher:
                 backoff_ms = min(backoff_ms * 2, BACKOFF_MS_MAX)
                 continue
             backoff_ms = BACKOFF_MS_MIN
-            if not done:
-                await wait_any(stop, self.wake, self.config.poll_seconds)
+            if done:
+                poll.busy()
+            else:
+                await wait_any(stop, self.wake, poll.idle())
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
