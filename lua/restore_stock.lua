@@ -22,22 +22,29 @@
         new event ids must sort after it, or the record would take them for replays
     [5] n stock records   [6] m committed parts   [7] k stale parts
     [8] reservation retention (ms) stored on restored parts (their lifetime once shipped)
-    [9..] per stock record, 11 values: sku, location, on_hand, reserved, committed,
+    [9] q channel allocations (earmark.durable.allocation_restore)
+    [10..] per stock record, 11 values: sku, location, on_hand, reserved, committed,
         in_transit, returned, damaged, written_off, inbound, version (units; reserved is
-        what the record counts as held: it is given back, not restored)
+        what the record counts as held or allocated: the allocations below stay
+        reserved, the rest is given back)
     then per committed part, 6 values: reservation id, created_at (ms), expires_at (ms),
         committed_at (ms), channel, lines (JSON array of {sku, location, qty})
+    then per allocation, 3 values: the stock record it belongs to (1..n, in this call),
+        channel, units (> 0)
   Returns a JSON object:
     {ok, restored = n, parts = m, stale = k, lost = units given back,
+     fenced = allocation units restored,
      exposed = units committed beyond on hand (flagged), generation = marker or ''}
     {error = 'ready'}: the partition has a marker (rebuild fences it first only when forced)
     {error = 'stream_not_drained'}: the stream holds entries older than the record's newest
-  Events: 'holds_lost' per stock record whose recorded reserved is not 0 (reserved -units,
-    reason 'rebuild'): holds live at the loss are gone, and the record must learn it;
+  Events: 'holds_lost' per stock record whose recorded reserved is more than its
+    allocations (reserved -units, reason 'rebuild'): holds live at the loss are gone, and
+    the record must learn it;
     'oversell_exposure' (no deltas, cause 'rebuild') where the record has more committed
     than on hand: every recorded sale stays counted and available stays below zero (new
     reservations refused) until receipts cover it.
-  Invariants: reserved is 0 after a restore and no hold structure survives; every other
+  Invariants: reserved is the allocations after a restore (never more than the recorded
+    reserved: the script fails before writing anything otherwise) and no hold structure survives; every other
     bucket equals the record; stream ids only grow across a loss; the marker is written
     last, so a half-restored partition is never sold from.
 ]]
@@ -50,11 +57,37 @@ local n = bounded(ARGV[5], 'stock records', 0, RESTORE_ITEMS_MAX)
 local m = bounded(ARGV[6], 'committed parts', 0, RESTORE_ITEMS_MAX)
 local k = bounded(ARGV[7], 'stale parts', 0, RESTORE_ITEMS_MAX)
 local retention_ms = ARGV[8]
-local RECORD_ARGS, RECORD_KEYS, PART_ARGS, FIRST_ARG, FIRST_KEY = 11, 5, 6, 9, 6
+local q = bounded(ARGV[9], 'allocations', 0, RESTORE_ITEMS_MAX)
+local RECORD_ARGS, RECORD_KEYS, PART_ARGS, FIRST_ARG, FIRST_KEY = 11, 5, 6, 10, 6
+local ALLOCATION_ARGS = 3
 check_keys(#KEYS, 5 + RECORD_KEYS * n + m + k)
 
 if rcall('EXISTS', meta_key) == 1 then
   return cjson.encode({error = 'ready'})
+end
+
+-- The allocations of each stock record: record index -> {field, units, ...}, and their sum.
+local fences, fenced_of = {}, {}
+local alloc_arg0 = FIRST_ARG + n * RECORD_ARGS + m * PART_ARGS
+for e = 1, q do
+  local a = alloc_arg0 + (e - 1) * ALLOCATION_ARGS
+  local i = bounded(ARGV[a], 'allocation record', 1, n)
+  local units = bounded(ARGV[a + 2], 'allocation units', 1, 9007199254740991)
+  if ARGV[a + 1] == '' then
+    error('earmark: an allocation needs a channel')
+  end
+  fences[i] = fences[i] or {}
+  table.insert(fences[i], 'alloc:' .. ARGV[a + 1])
+  table.insert(fences[i], units)
+  fenced_of[i] = (fenced_of[i] or 0) + units
+end
+-- Checked before any write (a failed script keeps what it wrote before the error).
+for i, units in pairs(fenced_of) do
+  local a = FIRST_ARG + (i - 1) * RECORD_ARGS
+  if units > tonumber(ARGV[a + 3]) then
+    error('earmark: allocations of ' .. ARGV[a] .. ' at ' .. ARGV[a + 1] ..
+          ' exceed its recorded reserved')
+  end
 end
 
 local function id_parts(id)
@@ -101,21 +134,27 @@ end
 rcall('DEL', expiries_key, pins_key)
 
 local ctx = {events = events_key, actor = REBUILD_ACTOR, idem = '', channel = '', now = now_ms()}
-local lost, exposed = 0, 0
+local lost, exposed, fenced = 0, 0, 0
 for i = 1, n do
   local a = FIRST_ARG + (i - 1) * RECORD_ARGS
   local k0 = FIRST_KEY + (i - 1) * RECORD_KEYS
   local stock_key, hexp_key, hqty_key = KEYS[k0], KEYS[k0 + 1], KEYS[k0 + 2]
   local locations_key, log_key = KEYS[k0 + 3], KEYS[k0 + 4]
-  local sku, loc, held = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 3])
+  local sku, loc, reserved = ARGV[a], ARGV[a + 1], tonumber(ARGV[a + 3])
+  local kept = fenced_of[i] or 0  -- never above reserved (checked above)
+  local held = reserved - kept
   local version = tonumber(ARGV[a + 10])
   if held ~= 0 then
     version = version + 1  -- the holds_lost event below counts as a change, as in the record
   end
   rcall('DEL', stock_key, hexp_key, hqty_key, log_key)
-  rcall('HSET', stock_key, 'on_hand', ARGV[a + 2], 'reserved', 0, 'committed', ARGV[a + 4],
+  rcall('HSET', stock_key, 'on_hand', ARGV[a + 2], 'reserved', kept, 'committed', ARGV[a + 4],
         'in_transit', ARGV[a + 5], 'returned', ARGV[a + 6], 'damaged', ARGV[a + 7],
         'written_off', ARGV[a + 8], 'inbound', ARGV[a + 9], 'version', version)
+  if fences[i] then
+    rcall('HSET', stock_key, unpack(fences[i]))
+    fenced = fenced + kept
+  end
   rcall('SADD', index_key, sku .. ':' .. loc)
   rcall('SADD', locations_key, loc)
   if held ~= 0 then
@@ -158,4 +197,5 @@ if stamp then
         'created_at', ctx.now, 'rebuilt_at', ctx.now)
 end
 return cjson.encode({ok = true, restored = n, parts = m, stale = k, lost = lost,
-                     exposed = exposed, generation = stamp and generation or ''})
+                     fenced = fenced, exposed = exposed,
+                     generation = stamp and generation or ''})

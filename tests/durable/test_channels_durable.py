@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from earmark import AsyncEngine, ChannelRule, EngineConfig
+from earmark import AsyncEngine, ChannelRule, EngineConfig, InsufficientStock
 from earmark.durable.flusher import Flusher
 from earmark.durable.rebuild import rebuild, replay_check, start_engine, verify
 from earmark.store.ledger import Ledger
@@ -50,7 +50,7 @@ async def test_channel_events_verify_and_replay(
     await flusher.close()
 
 
-async def test_channel_rules_survive_a_rebuild_and_allocations_go_with_the_holds(
+async def test_channel_rules_and_allocations_survive_a_rebuild(
     aengine: AsyncEngine, pg_ledger: Ledger
 ) -> None:
     await aengine.receive("TEE", 20)
@@ -73,8 +73,61 @@ async def test_channel_rules_survive_a_rebuild_and_allocations_go_with_the_holds
     assert settings.skus == {"TEE": ChannelRule(floor=20)}
     for p in range(aengine.partitions):
         assert await aengine.client.hget(aengine.keys.channel(p, "marketplace"), "*") == "4:10:0"
-    # the allocation was counted in reserved, which the rebuild set to 0 with the holds
+    # the allocation stays counted in reserved: no other channel may sell its units
     seen = await aengine.channel_stock("marketplace", "TEE")
-    assert (seen.unbuffered_available, seen.allocated, seen.available) == (20, 0, 0)
+    assert (seen.unbuffered_available, seen.allocated, seen.available) == (17, 3, 3)
     assert (await verify(aengine, pg_ledger)).ok
     assert (await replay_check(pg_ledger)).ok
+
+
+async def test_a_rebuild_of_a_lost_redis_keeps_each_channels_allocation(
+    redis_server: RedisServer, pg_ledger: Ledger
+) -> None:
+    """Fences, give-backs, releases and holds that drew an allocation down fold into each
+    channel's last figure; the holds go, the fences stay (4 partitions, Redis lost)."""
+    prefix = fresh_prefix()
+    first = AsyncEngine.from_url(redis_server.url, EngineConfig(prefix=prefix, partitions=4))
+    await first.start()
+    await first.receive("TEE", 20)
+    await first.receive("CAP", 5, location="berlin")
+    await first.allocate("marketplace", "TEE", qty=5, idempotency_key="m5")
+    await first.allocate("wholesale", "TEE", qty=4, idempotency_key="w4")
+    await first.allocate("wholesale", "TEE", qty=-1, idempotency_key="w-1")  # 3 left
+    await first.allocate("outlet", "TEE", qty=2, idempotency_key="o2")
+    await first.deallocate("outlet", "TEE", idempotency_key="o-all")  # 0: not restored
+    await first.allocate("marketplace", "CAP", qty=2, location="berlin", idempotency_key="c2")
+    await first.reserve([("TEE", 3)], idempotency_key="plain")  # a hold: lost
+    drew = await first.reserve([("TEE", 2)], idempotency_key="mp", channel="marketplace")
+    await first.commit(drew.id)  # drew 2 of the 5: 3 stay fenced
+    await first.reserve([("TEE", 1)], idempotency_key="mp2", channel="marketplace")  # 2 left
+    before = await first.stock("TEE")
+    assert before.locations[0].reserved == 3 + 1 + 2 + 3  # two holds, two fences
+    assert (await verify(first, pg_ledger)).ok  # drained into the record
+    await first.client.flushall()  # Redis lost
+    await first.close()
+
+    engine = AsyncEngine.from_url(redis_server.url, EngineConfig(prefix=prefix, partitions=4))
+    await engine.start(initialize=False)
+    try:
+        report = await rebuild(engine, pg_ledger)
+        assert report.units_allocated == 2 + 3 + 2
+        assert report.units_released == 3 + 1  # the plain hold and the marketplace's hold
+        (tee,) = (await engine.stock("TEE")).locations
+        assert (tee.on_hand, tee.reserved, tee.committed, tee.available) == (20, 5, 2, 13)
+        market = await engine.channel_stock("marketplace", "TEE")
+        assert (market.allocated, market.available) == (2, 15)
+        assert (await engine.channel_stock("wholesale", "TEE")).allocated == 3
+        assert (await engine.channel_stock("outlet", "TEE")).allocated == 0
+        berlin = await engine.channel_stock("marketplace", "CAP", location="berlin")
+        assert (berlin.allocated, berlin.unbuffered_available) == (2, 3)
+        with pytest.raises(InsufficientStock):  # the fenced units are not for the others
+            await engine.reserve([("TEE", 14)], idempotency_key="all")
+        await engine.reserve([("TEE", 13)], idempotency_key="rest")
+        taken = await engine.reserve([("TEE", 2)], idempotency_key="mp3", channel="marketplace")
+        assert taken.status == "held"
+        assert (await engine.channel_stock("marketplace", "TEE")).allocated == 0
+        assert (await verify(engine, pg_ledger)).ok
+        replay = await replay_check(pg_ledger)
+        assert replay.ok, replay.drift
+    finally:
+        await engine.close()

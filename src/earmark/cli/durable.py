@@ -94,9 +94,10 @@ def add_rebuild(subparsers: Subparsers) -> None:
         "rebuild",
         help="restore Redis's stock from the durable record",
         description="Restore Redis from the durable record after Redis lost its data: "
-        "every stock bucket as recorded, except reserved, which becomes 0 (holds live at "
-        "the loss are gone; the record learns it through a holds_lost event); the stock "
-        "index; committed, unshipped reservations, so they can still ship; every drop's "
+        "every stock bucket as recorded, except reserved, which keeps only the channel "
+        "allocations (holds live at the loss are gone; the record learns it through a "
+        "holds_lost event); the stock index; committed, unshipped reservations, so they "
+        "can still ship; channel rules and reorder settings; every drop's "
         "rules and its customers' committed units (not its waitlist). Then stamp new "
         "generation markers, so selling resumes. Refused (exit 1) while any partition "
         "still has its marker: that Redis was not lost. Restart `earmark serve` processes "

@@ -16,7 +16,7 @@ from typing import Any
 
 from earmark.engine.steps import Op, Pipeline
 from earmark.keys import Keys
-from earmark.store.ledger import EventKey, Ledger, PageQuery
+from earmark.store.ledger import Ledger, PageQuery, every_event
 from earmark.store.pages import PAGE_LIMIT_MAX
 
 CHANNEL_EVENTS = ("channel_set", "channel_removed")
@@ -29,19 +29,15 @@ Rules = dict[tuple[int, str], dict[str, str]]
 async def channel_rules(ledger: Ledger) -> Rules:
     """The rules every partition's copy of every channel held at the last event."""
     rules: Rules = {}
-    after: EventKey | None = None
-    while True:
-        page = await ledger.page(PageQuery(types=CHANNEL_EVENTS, after=after, limit=PAGE_LIMIT_MAX))
-        for event in page.events:
-            held = rules.setdefault((event.partition, event.channel), {})
-            field = "sku:" + event.sku if event.flags.get("scope") == "sku" else "*"
-            if event.type == "channel_set":
-                held[field] = str(event.flags["rule"])
-            else:
-                held.pop(field, None)
-        if page.next_after is None:
-            return rules
-        after = page.next_after
+    query = PageQuery(types=CHANNEL_EVENTS, limit=PAGE_LIMIT_MAX)
+    async for event in every_event(ledger, query):
+        held = rules.setdefault((event.partition, event.channel), {})
+        field = "sku:" + event.sku if event.flags.get("scope") == "sku" else "*"
+        if event.type == "channel_set":
+            held[field] = str(event.flags["rule"])
+        else:
+            held.pop(field, None)
+    return rules
 
 
 def restore_channels(keys: Keys, partitions: int, rules: Rules) -> Op[int]:

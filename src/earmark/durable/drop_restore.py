@@ -27,7 +27,7 @@ import orjson
 
 from earmark.engine.steps import Op, Pipeline
 from earmark.keys import Keys
-from earmark.store.ledger import EventKey, Ledger, PageQuery
+from earmark.store.ledger import Ledger, PageQuery, every_event
 from earmark.store.pages import PAGE_LIMIT_MAX
 
 DROP_EVENTS = ("drop_created", "drop_changed")
@@ -55,7 +55,7 @@ class RecordedDrop:
 async def recorded_drops(ledger: Ledger) -> dict[str, RecordedDrop]:
     """Every drop's last rules and each customer's committed units, by drop id."""
     drops: dict[str, RecordedDrop] = {}
-    async for event in _events(ledger, DROP_EVENTS):
+    async for event in every_event(ledger, PageQuery(types=DROP_EVENTS, limit=PAGE_LIMIT_MAX)):
         drop_id = event.flags["drop"]
         drop = drops.get(drop_id)
         if drop is None:
@@ -67,7 +67,7 @@ async def recorded_drops(ledger: Ledger) -> dict[str, RecordedDrop]:
         drop.updated_at_ms, drop.actor = event.occurred_at_ms, event.actor
     if not drops:
         return drops  # no drop: the sales need not be read
-    async for event in _events(ledger, SALE_EVENTS):
+    async for event in every_event(ledger, PageQuery(types=SALE_EVENTS, limit=PAGE_LIMIT_MAX)):
         sold_in = drops.get(event.flags.get("drop", ""))
         customer = event.flags.get("customer", "")
         if sold_in is None or not customer or event.sku not in sold_in.skus:
@@ -75,17 +75,6 @@ async def recorded_drops(ledger: Ledger) -> dict[str, RecordedDrop]:
         lines = sold_in.sales.setdefault(customer, {}).setdefault(str(event.reservation_id), {})
         lines[(event.sku, event.location)] = event.qty  # once per line, however often seen
     return drops
-
-
-async def _events(ledger: Ledger, types: tuple[str, ...]) -> Any:
-    after: EventKey | None = None
-    while True:
-        page = await ledger.page(PageQuery(types=types, after=after, limit=PAGE_LIMIT_MAX))
-        for event in page.events:
-            yield event
-        if page.next_after is None:
-            return
-        after = page.next_after
 
 
 def restore_drops(keys: Keys, drops: dict[str, RecordedDrop]) -> Op[int]:

@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 import orjson
 
+from earmark.durable.allocation_restore import Allocations, fitted, recorded_allocations
 from earmark.durable.channel_restore import channel_rules, restore_channels
 from earmark.durable.drop_restore import recorded_drops, restore_drops
 from earmark.durable.flusher import Flusher
@@ -115,6 +116,7 @@ class RebuildReport:
     units_exposed: int  # units committed beyond on hand in the record, flagged
     events_drained: int  # events moved from Redis into the record before restoring
     drops: int = 0  # drops whose rules and customers' sales were written back
+    units_allocated: int = 0  # channel allocations kept in reserved (docs/channels.md)
 
 
 def _markers(keys: Keys, partitions: int) -> Op[list[str]]:
@@ -171,16 +173,38 @@ class _Restore:
     stock: list[StockLevel]
     parts: list[tuple[ReservationRecord, list[dict[str, Any]]]]
     stale: list[str] = field(default_factory=list)
+    allocations: Allocations = field(default_factory=dict)  # kept in reserved (fitted)
 
     def calls(self) -> Iterator[Call]:
         size = RESTORE_ITEMS_PER_CALL_MAX
         chunks: list[tuple[Sequence[StockLevel], Sequence[Any], Sequence[str]]] = []
-        chunks += [(self.stock[i : i + size], [], []) for i in range(0, len(self.stock), size)]
+        chunks += [(stock, [], []) for stock in self._stock_chunks()]
         chunks += [([], self.parts[i : i + size], []) for i in range(0, len(self.parts), size)]
         chunks += [([], [], self.stale[i : i + size]) for i in range(0, len(self.stale), size)]
         chunks = chunks or [([], [], [])]
         for index, (stock, parts, stale) in enumerate(chunks):
             yield self._call(stock, parts, stale, stamp=index == len(chunks) - 1)
+
+    def _fences(self, level: StockLevel) -> dict[str, int]:
+        return fitted(level, self.allocations.get((level.sku, level.location), {}))
+
+    def _stock_chunks(self) -> Iterator[list[StockLevel]]:
+        """Stock records by call: at most RESTORE_ITEMS_PER_CALL_MAX records, and as many
+        allocations."""
+        chunk: list[StockLevel] = []
+        fences = 0
+        for level in self.stock:
+            count = len(self._fences(level))
+            if chunk and (
+                len(chunk) == RESTORE_ITEMS_PER_CALL_MAX
+                or fences + count > RESTORE_ITEMS_PER_CALL_MAX
+            ):
+                yield chunk
+                chunk, fences = [], 0
+            chunk.append(level)
+            fences += count
+        if chunk:
+            yield chunk
 
     def _call(
         self,
@@ -193,8 +217,13 @@ class _Restore:
         p, keys = self.partition, self.keys
         call_keys = [keys.meta(p), keys.stock_index(p), keys.events(p)]
         call_keys += [keys.expiries(p), keys.pins(p)]
+        fences = [
+            (index, channel, units)
+            for index, level in enumerate(stock, 1)
+            for channel, units in sorted(self._fences(level).items())
+        ]
         args: list[str | int] = ["1" if stamp else "0", self.generation, self.partitions]
-        args += [self.newest, len(stock), len(parts), len(stale), self.retention_ms]
+        args += [self.newest, len(stock), len(parts), len(stale), self.retention_ms, len(fences)]
         for level in stock:
             call_keys += keys.line_keys(p, level.sku, level.location)
             call_keys.append(keys.locations(p, level.sku))
@@ -208,6 +237,8 @@ class _Restore:
             args += [record.committed_at_ms or created, record.channel]
             args.append(orjson.dumps(lines).decode())
         call_keys += [keys.reservation(p, rid) for rid in stale]
+        for fence in fences:
+            args += fence
         return Call("restore_stock", call_keys, args)
 
 
@@ -233,8 +264,9 @@ async def rebuild(
     """Restores Redis from the durable record and stamps new generation markers.
 
     Per partition (atomically per restore_stock call; fenced until its marker is
-    stamped): every stock bucket as recorded, except ``reserved``, which becomes 0
-    (holds live at the loss are gone; a ``holds_lost`` event tells the record); the
+    stamped): every stock bucket as recorded, except ``reserved``, which becomes the
+    channel allocations (``earmark.durable.allocation_restore``): holds live at the loss
+    are gone, and a ``holds_lost`` event tells the record; the
     stock index; committed, unshipped reservation parts, so they can still ship; then
     the partition count and a new marker. Whatever Redis still holds is drained into the
     record first; each drop's rules and its customers' committed units are written back
@@ -302,7 +334,8 @@ async def _restore(engine: Any, ledger: Ledger, partitions: int) -> RebuildRepor
     by_partition: dict[int, list[StockLevel]] = {p: [] for p in range(partitions)}
     for level in sorted(snapshot.stock, key=lambda x: (x.sku, x.location)):
         by_partition[partition_of(level.sku, partitions)].append(level)
-    totals = {"parts": 0, "stale": 0, "lost": 0, "exposed": 0}
+    allocations = await recorded_allocations(ledger)
+    totals = {"parts": 0, "stale": 0, "lost": 0, "exposed": 0, "fenced": 0}
     for p in range(partitions):
         ms, seq = snapshot.last_stream_ids.get(p, (0, 0))
         restore = _Restore(
@@ -315,6 +348,7 @@ async def _restore(engine: Any, ledger: Ledger, partitions: int) -> RebuildRepor
             stock=by_partition[p],
             parts=_committed_parts(snapshot, p, partitions),
             stale=await drive(engine, _stale_part_ids(engine.keys, p)),
+            allocations=allocations,
         )
         for call in restore.calls():
             result = orjson.loads(await drive(engine, _run_call(call)))
@@ -334,6 +368,7 @@ async def _restore(engine: Any, ledger: Ledger, partitions: int) -> RebuildRepor
         units_released=totals["lost"],
         reservations_expired=expired,
         units_exposed=totals["exposed"],
+        units_allocated=totals["fenced"],
         events_drained=0,
     )
 

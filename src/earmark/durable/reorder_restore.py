@@ -16,7 +16,7 @@ from typing import Any
 
 from earmark.engine.steps import Op, Pipeline
 from earmark.keys import Keys, partition_of
-from earmark.store.ledger import EventKey, Ledger, PageQuery
+from earmark.store.ledger import Ledger, PageQuery, every_event
 from earmark.store.pages import PAGE_LIMIT_MAX
 
 ALERT_EVENTS = ("reorder_set", "stock_low", "stock_rearmed")
@@ -34,20 +34,16 @@ class ReorderState:
 async def reorder_states(ledger: Ledger) -> dict[tuple[str, str], ReorderState]:
     """The last reorder setting and alert state of every (sku, location) that has one."""
     states: dict[tuple[str, str], ReorderState] = {}
-    after: EventKey | None = None
-    while True:
-        page = await ledger.page(PageQuery(types=ALERT_EVENTS, after=after, limit=PAGE_LIMIT_MAX))
-        for event in page.events:
-            key, flags = (event.sku, event.location), event.flags
-            if event.type == "reorder_set":
-                states[key] = ReorderState(
-                    flags["reorder_point"], flags["rearm_above"], flags.get("lead_time_days", "")
-                )
-            elif key in states:
-                states[key].low_at = event.occurred_at_ms if event.type == "stock_low" else None
-        if page.next_after is None:
-            return states
-        after = page.next_after
+    query = PageQuery(types=ALERT_EVENTS, limit=PAGE_LIMIT_MAX)
+    async for event in every_event(ledger, query):
+        key, flags = (event.sku, event.location), event.flags
+        if event.type == "reorder_set":
+            states[key] = ReorderState(
+                flags["reorder_point"], flags["rearm_above"], flags.get("lead_time_days", "")
+            )
+        elif key in states:
+            states[key].low_at = event.occurred_at_ms if event.type == "stock_low" else None
+    return states
 
 
 def restore_reorder(

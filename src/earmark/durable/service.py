@@ -330,6 +330,7 @@ def describe_rebuild(report: RebuildReport) -> str:
         f"{report.generation}); {report.units_released} held units released and "
         f"{report.reservations_expired} held reservations expired (holds do not survive); "
         f"{report.units_exposed} units committed beyond on hand flagged as exposure; "
+        f"{report.units_allocated} units of channel allocations kept; "
         f"{report.drops} drops restored; {report.events_drained} events drained first"
     )
 

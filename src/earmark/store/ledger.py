@@ -10,8 +10,8 @@ or ``sqlite:///path/to/file.db``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Literal, Protocol
 
@@ -162,6 +162,19 @@ def open_ledger(url: str) -> Ledger:
     raise ValueError(f"unsupported ledger URL {url!r}: use postgresql://... or sqlite:///path")
 
 
+async def every_event(ledger: Ledger, query: PageQuery) -> AsyncIterator[Event]:
+    """Every event ``query`` matches, in event-id order, read a page (``query.limit``
+    rows) at a time from ``query.after`` on."""
+    after = query.after
+    while True:
+        page = await ledger.page(replace(query, after=after))
+        for event in page.events:
+            yield event
+        if page.next_after is None:
+            return
+        after = page.next_after
+
+
 async def migrate(url: str) -> list[int]:
     """Brings the schema at ``url`` up to date (safe at every start-up, and concurrently);
     returns the versions applied now. ``earmark migrate`` calls this."""
@@ -192,6 +205,7 @@ __all__ = [
     "StockChange",
     "decode_cursor",
     "encode_cursor",
+    "every_event",
     "fold_reservations",
     "fold_stock",
     "ledger_entry",
