@@ -4,12 +4,21 @@ durable record, and selling resumes with the recorded counts."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import asyncpg
 import pytest
 
-from earmark import AsyncEngine, EngineConfig, InsufficientStock, StoreNotReady
+from earmark import (
+    AsyncEngine,
+    CustomerLimitExceeded,
+    CustomerRequired,
+    EngineConfig,
+    InsufficientStock,
+    StoreNotReady,
+)
 from earmark.durable.flusher import Flusher
 from earmark.durable.rebuild import rebuild, replay_check, start_engine, verify
 from earmark.errors import RebuildRefused
@@ -212,3 +221,63 @@ async def test_flush_verify_and_forced_rebuild_on_a_redis_cluster(
     assert after.ok, after.drift
     assert (await replay_check(pg_ledger)).ok
     await engine.close()
+
+
+async def test_a_killed_redis_is_rebuilt_with_its_drops_and_allocations(
+    lost_redis: RedisServer, pg_ledger: Ledger
+) -> None:
+    """SIGKILL after concurrent sales of a drop and of a channel's fence: the rebuilt store
+    still refuses a customer at the limit, still fences the channel's units, and sells
+    nothing the record does not cover."""
+    prefix = fresh_prefix()
+    first = AsyncEngine.from_url(lost_redis.url, EngineConfig(prefix=prefix, partitions=4))
+    await start_engine(first, pg_ledger)
+    flusher = Flusher.for_engine(first, pg_ledger, consumer="f1", block_ms=10, claim_idle_ms=500)
+    stop, task = await run_flusher(flusher)
+    seconds, _ = await first.client.time()
+    await first.receive("DROP", 40)
+    await first.receive("TEE", 30)
+    opens = datetime.fromtimestamp(int(seconds) - 60, tz=UTC)
+    await first.create_drop("launch", ["DROP"], opens_at=opens, per_customer_limit=2)
+    await first.allocate("marketplace", "TEE", qty=10, idempotency_key="fence")
+
+    async def shopper(n: int) -> None:
+        for attempt in range(3):  # the third is over the limit
+            try:
+                held = await first.reserve(
+                    [("DROP", 1)], idempotency_key=f"s{n}-{attempt}", customer=f"c{n}"
+                )
+            except CustomerLimitExceeded:
+                continue
+            await first.commit(held.id)
+
+    async def marketplace(n: int) -> None:
+        held = await first.reserve([("TEE", 2)], idempotency_key=f"m{n}", channel="marketplace")
+        await first.commit(held.id)
+
+    await asyncio.gather(*(shopper(n) for n in range(12)), *(marketplace(n) for n in range(3)))
+    await first.reserve([("TEE", 4)], idempotency_key="plain-hold")  # lost with Redis
+    await eventually(lambda: caught_up(first), what="the flush before the kill")
+    await stop_flusher(stop, task)
+    lost_redis.kill()
+    lost_redis.restart()  # empty: no AOF, no RDB
+    await first.close()
+
+    second = await engine_on(lost_redis, prefix, pg_ledger)
+    report = await rebuild(second, pg_ledger)
+    assert (report.drops, report.units_allocated, report.units_released) == (1, 4, 4)
+    drop = (await second.stock("DROP")).locations[0]
+    assert (drop.on_hand, drop.committed, drop.reserved) == (40, 24, 0)  # 12 customers x 2
+    with pytest.raises(CustomerLimitExceeded):
+        await second.reserve([("DROP", 1)], idempotency_key="again", customer="C3")
+    with pytest.raises(CustomerRequired):
+        await second.reserve([("DROP", 1)], idempotency_key="anonymous")
+    tee = (await second.stock("TEE")).locations[0]
+    assert (tee.committed, tee.reserved, tee.available) == (6, 4, 20)  # 4 still fenced
+    with pytest.raises(InsufficientStock):
+        await second.reserve([("TEE", 21)], idempotency_key="everything")
+    fenced = await second.reserve([("TEE", 24)], idempotency_key="mp", channel="marketplace")
+    assert fenced.status == "held"
+    assert (await verify(second, pg_ledger)).ok
+    await second.close()
+    await flusher.close()
