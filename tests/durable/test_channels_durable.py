@@ -11,7 +11,7 @@ from earmark.durable.flusher import Flusher
 from earmark.durable.rebuild import rebuild, replay_check, start_engine, verify
 from earmark.store.ledger import Ledger
 from tests.support.backends import fresh_prefix
-from tests.support.durable import caught_up, eventually, run_flusher, stop_flusher
+from tests.support.durable import caught_up, eventually, lose_redis, run_flusher, stop_flusher
 from tests.support.servers import RedisServer
 
 pytestmark = [pytest.mark.redis_server, pytest.mark.postgres]
@@ -102,12 +102,7 @@ async def test_a_rebuild_of_a_lost_redis_keeps_each_channels_allocation(
     await first.reserve([("TEE", 1)], idempotency_key="mp2", channel="marketplace")  # 2 left
     before = await first.stock("TEE")
     assert before.locations[0].reserved == 3 + 1 + 2 + 3  # two holds, two fences
-    assert (await verify(first, pg_ledger)).ok  # drained into the record
-    await first.client.flushall()  # Redis lost
-    await first.close()
-
-    engine = AsyncEngine.from_url(redis_server.url, EngineConfig(prefix=prefix, partitions=4))
-    await engine.start(initialize=False)
+    engine = await lose_redis(first, redis_server.url, pg_ledger)
     try:
         report = await rebuild(engine, pg_ledger)
         assert report.units_allocated == 2 + 3 + 2

@@ -20,6 +20,7 @@ from earmark.durable.drop_restore import recorded_drops
 from earmark.durable.rebuild import rebuild, replay_check, verify
 from earmark.store.ledger import Ledger
 from tests.support.backends import fresh_prefix
+from tests.support.durable import lose_redis
 from tests.support.servers import RedisServer
 
 pytestmark = [pytest.mark.redis_server, pytest.mark.postgres]
@@ -56,12 +57,7 @@ async def test_a_rebuild_restores_drops_rules_and_customers_sales(
     await first.reserve([(tee, 2)], idempotency_key="b2", customer="bob")  # a hold: lost
     before = await first.get_drop("launch")
     assert (before.sold, before.held, before.customers_at_limit) == (4, 2, 2)
-    assert (await verify(first, pg_ledger)).ok  # drained into the record
-    await first.client.flushall()  # Redis lost
-    await first.close()
-
-    engine = AsyncEngine.from_url(redis_server.url, EngineConfig(prefix=prefix, partitions=4))
-    await engine.start(initialize=False)
+    engine = await lose_redis(first, redis_server.url, pg_ledger)
     try:
         report = await rebuild(engine, pg_ledger)
         assert report.drops == 2

@@ -12,6 +12,7 @@ from earmark.durable.rebuild import rebuild, replay_check, verify
 from earmark.durable.seats import recorded_seats, restore_calls
 from earmark.store.ledger import Ledger
 from tests.support.backends import fresh_prefix
+from tests.support.durable import lose_redis
 from tests.support.servers import RedisServer
 
 pytestmark = pytest.mark.redis_server
@@ -54,11 +55,7 @@ async def test_a_rebuild_restores_settings_and_assigned_users(
     first = AsyncEngine.from_url(redis_server.url, EngineConfig(prefix=prefix, partitions=4))
     await first.start()
     await seat_history(first)
-    assert (await verify(first, sqlite_ledger)).ok  # drained into the record
-    await first.client.flushall()  # Redis lost
-    await first.close()
-    engine = AsyncEngine.from_url(redis_server.url, EngineConfig(prefix=prefix, partitions=4))
-    await engine.start(initialize=False)
+    engine = await lose_redis(first, redis_server.url, sqlite_ledger)
     try:
         await rebuild(engine, sqlite_ledger)
         acme = await engine.seats("acme")

@@ -94,3 +94,18 @@ async def recorded_status(ledger: Ledger, reservation_id: str) -> str:
 # Every migration a new record gets, and how `earmark migrate` lists them.
 ALL_MIGRATIONS = [m.version for m in migrations("sqlite")]
 MIGRATIONS_APPLIED = ", ".join(map(str, ALL_MIGRATIONS))
+
+
+async def lose_redis(first: AsyncEngine, url: str, ledger: Ledger) -> AsyncEngine:
+    """Drains ``first`` into ``ledger`` (verify must agree), wipes the Redis at ``url``
+    (FLUSHALL: Redis lost), closes ``first`` and returns a new engine on the empty Redis,
+    started fenced (as ``start_engine`` starts one once the record holds stock)."""
+    from earmark.durable.rebuild import verify
+
+    drained = await verify(first, ledger)
+    assert drained.ok, drained.drift
+    await first.client.flushall()
+    await first.close()
+    second = AsyncEngine.from_url(url, first.config)
+    await second.start(initialize=False)
+    return second
