@@ -199,15 +199,11 @@ def run_wrk(url: str, script: str, args: argparse.Namespace, tag: str, token: st
     )
 
 
-def servers(
-    stack: ExitStack,
-    redis_url: str,
-    prefix: str,
-    database_url: str,
-    workers: int,
-    flusher_in_process: bool,
-) -> dict[str, Process]:
-    earmark_env = {
+def earmark_env(
+    redis_url: str, prefix: str, database_url: str, workers: int, flusher_in_process: bool
+) -> dict[str, str]:
+    """The settings of a benchmarked ``earmark serve``."""
+    return {
         "EARMARK_REDIS_URL": redis_url,
         "EARMARK_PREFIX": prefix,
         "EARMARK_LOG_LEVEL": "warning",
@@ -218,13 +214,26 @@ def servers(
         # --flusher-in-process measures serve with it sharing the server's core.
         "EARMARK_FLUSHER_IN_PROCESS": "true" if flusher_in_process else "false",
     }
-    earmark = Process(
-        "earmark",
-        [sys.executable, "-m", "earmark", "serve", "--port", str(free_port())],
-        earmark_env,
-        0,
+
+
+def earmark_serve(env: dict[str, str]) -> Process:
+    """``earmark serve`` on a free loopback port with ``env``."""
+    port = free_port()
+    command = [sys.executable, "-m", "earmark", "serve", "--port", str(port)]
+    return Process("earmark", command, env, port)
+
+
+def servers(
+    stack: ExitStack,
+    redis_url: str,
+    prefix: str,
+    database_url: str,
+    workers: int,
+    flusher_in_process: bool,
+) -> dict[str, Process]:
+    earmark = earmark_serve(
+        earmark_env(redis_url, prefix, database_url, workers, flusher_in_process)
     )
-    earmark.port = int(earmark.proc.args[-1])  # type: ignore[index]
     minimal_port = free_port()
     minimal = Process(
         "minimal",

@@ -29,7 +29,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from tests.support.servers import RedisServer, free_port
+from tests.support.servers import RedisServer
 
 from loadtests import bench_http
 
@@ -38,18 +38,9 @@ TARGETS = {"workers": {}, "none": {"EARMARK_WEBHOOKS_IN_PROCESS": "false"}}
 
 
 def serve(stack: ExitStack, name: str, redis_url: str, database_url: str) -> bench_http.Process:
-    port = free_port()
-    env = {
-        "EARMARK_REDIS_URL": redis_url,
-        "EARMARK_PREFIX": PREFIX,
-        "EARMARK_LOG_LEVEL": "warning",
-        "EARMARK_WORKERS": "1",
-        "EARMARK_DATABASE_URL": database_url,
-        "EARMARK_FLUSHER_IN_PROCESS": "false",
-        **TARGETS[name],
-    }
-    command = [sys.executable, "-m", "earmark", "serve", "--port", str(port)]
-    process = bench_http.Process(name, command, env, port)
+    env = bench_http.earmark_env(redis_url, PREFIX, database_url, 1, flusher_in_process=False)
+    process = bench_http.earmark_serve({**env, **TARGETS[name]})
+    process.name = name
     stack.enter_context(bench_http.started(process, "/healthz"))
     return process
 
