@@ -44,9 +44,9 @@
     than on hand: every recorded sale stays counted and available stays below zero (new
     reservations refused) until receipts cover it.
   Invariants: reserved is the allocations after a restore (never more than the recorded
-    reserved: the script fails before writing anything otherwise) and no hold structure survives; every other
-    bucket equals the record; stream ids only grow across a loss; the marker is written
-    last, so a half-restored partition is never sold from.
+    reserved: the script fails before writing anything otherwise) and no hold structure
+    survives; every other bucket equals the record; stream ids only grow across a loss;
+    the marker is written last, so a half-restored partition is never sold from.
 ]]
 --- @include "common"
 
